@@ -1,0 +1,99 @@
+"""Engines and sessions for the one database, SQLite (embedded) or PostgreSQL (at scale)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.errors import ConfigError, TransientError
+from vigil.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine:
+    """An engine with SQLite in WAL mode, a busy timeout and foreign keys on."""
+    url = url or settings.url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database.url: not a database URL: {url!r}") from exc
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": settings.busy_timeout_s, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"database.url: cannot use {parsed.render_as_string()}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, busy_timeout_ms=int(settings.busy_timeout_s * 1000))
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling delays BEGIN; take control so that
+        # "BEGIN IMMEDIATE" can be issued for writes that must not deadlock.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("vigil_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction takes the write lock up front on SQLite (no upgrade deadlocks).
+
+    Commits on success, rolls back on error; a busy or unreachable database becomes TransientError.
+    """
+    session = factory()
+    try:
+        session.connection(execution_options={"vigil_write": True})
+        yield session
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        raise TransientError(f"database unavailable: {exc.orig}") from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision stamped in the database, or None when it was never migrated."""
+    if not inspect(engine).has_table("alembic_version"):
+        return None
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return row[0] if row else None

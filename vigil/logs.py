@@ -1,0 +1,42 @@
+"""Logging setup, called once by each process entry point and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from vigil.settings import LogSettings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: LogSettings, *, process_name: str | None = None) -> None:
+    if process_name:
+        import multiprocessing
+
+        multiprocessing.current_process().name = process_name
+    use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
+    use_json = use_json and settings.format != "text"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)
+    for noisy in ("watchdog", "kombu", "amqp", "urllib3", "httpx", "PIL"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,95 @@
+"""Finds work the broker lost, from the rows: the database is the source of truth.
+
+- `queued` rows never sent, or sent longer ago than `requeue_after_s`, are sent again;
+- `running` rows whose lease ran out (their worker died) go back to `queued` and are sent again,
+  or end `failed` once they used `max_attempts`.
+A message delivered twice is harmless: the second finds its row already claimed or done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.db import write_session
+from vigil.enqueue import Enqueuer
+from vigil.schema import Media, MediaStatus, utcnow
+from vigil.settings import WorkSettings
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class ReconcileReport:
+    resent: int = 0
+    expired: int = 0
+    dead: int = 0
+
+
+def reconcile_media(
+    factory: sessionmaker[Session], enqueuer: Enqueuer, work: WorkSettings
+) -> ReconcileReport:
+    report = ReconcileReport()
+    expired, dead = _release_expired_leases(factory, work)
+    report.expired, report.dead = len(expired), dead
+    for media_id in _queued_needing_send(factory, work):
+        if enqueuer.analyze(media_id):
+            report.resent += 1
+    if report.resent or report.expired or report.dead:
+        log.info("reconciled: %d resent, %d leases expired, %d given up", report.resent, report.expired, dead)
+    return report
+
+
+def _release_expired_leases(factory: sessionmaker[Session], work: WorkSettings) -> tuple[list[int], int]:
+    now = utcnow()
+    with write_session(factory) as session:
+        rows = session.execute(
+            select(Media.id, Media.attempts)
+            .where(Media.status == MediaStatus.RUNNING, Media.lease_until < now)
+            .limit(BATCH)
+        ).all()
+        requeue = [r.id for r in rows if r.attempts < work.max_attempts]
+        give_up = [r.id for r in rows if r.attempts >= work.max_attempts]
+        if requeue:
+            session.execute(
+                update(Media)
+                .where(Media.id.in_(requeue), Media.status == MediaStatus.RUNNING)
+                .values(status=MediaStatus.QUEUED, claim_token=None, lease_until=None, enqueued_at=None)
+            )
+        if give_up:
+            session.execute(
+                update(Media)
+                .where(Media.id.in_(give_up), Media.status == MediaStatus.RUNNING)
+                .values(
+                    status=MediaStatus.FAILED,
+                    claim_token=None,
+                    lease_until=None,
+                    finished_at=now,
+                    error=f"gave up after {work.max_attempts} attempts: the worker was lost each time",
+                )
+            )
+    for media_id in give_up:
+        log.warning("media %d failed: worker lost %d times", media_id, work.max_attempts)
+    return requeue, len(give_up)
+
+
+def _queued_needing_send(factory: sessionmaker[Session], work: WorkSettings) -> list[int]:
+    stale = utcnow() - timedelta(seconds=work.requeue_after_s)
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(Media.id)
+                .where(
+                    Media.status == MediaStatus.QUEUED,
+                    or_(Media.enqueued_at.is_(None), Media.enqueued_at < stale),
+                )
+                .order_by(Media.id)
+                .limit(BATCH)
+            )
+        )

@@ -1,0 +1,200 @@
+"""Registering files as media rows: exactly one row per version of a file, decided in the database.
+
+Sources and targets from settings are mirrored into their tables here too, so rows can refer to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.db import write_session
+from vigil.errors import MediaError
+from vigil.media import MediaInfo
+from vigil.schema import Media, MediaStatus, Source, Target, utcnow
+from vigil.settings import SourceSettings, TargetSettings
+
+log = logging.getLogger(__name__)
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sync_sources(session: Session, sources: list[SourceSettings]) -> dict[str, Source]:
+    """Upsert configured sources by name; sources no longer configured are kept (their rows refer to them)."""
+    existing = {s.name: s for s in session.scalars(select(Source))}
+    for conf in sources:
+        row = existing.get(conf.name)
+        if row is None:
+            row = Source(name=conf.name, path=str(conf.path.resolve()), target_names=conf.targets)
+            session.add(row)
+            existing[conf.name] = row
+        else:
+            row.path = str(conf.path.resolve())
+            row.target_names = conf.targets
+    session.flush()
+    return existing
+
+
+def ensure_source(session: Session, name: str, path: Path) -> Source:
+    """The source named `name`, created for an ad-hoc folder (e.g. `vigil scan DIR`) when missing."""
+    row = session.scalar(select(Source).where(Source.name == name))
+    if row is None:
+        row = Source(name=name, path=str(path.resolve()), target_names=None)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def sync_targets(session: Session, targets: list[TargetSettings]) -> None:
+    """Upsert targets declared in settings. Targets added with `vigil targets add` are left alone."""
+    existing = {t.name: t for t in session.scalars(select(Target))}
+    for conf in targets:
+        row = existing.get(conf.name)
+        if row is None:
+            session.add(
+                Target(
+                    name=conf.name,
+                    description=conf.description,
+                    threshold=conf.threshold,
+                    enabled=conf.enabled,
+                )
+            )
+        else:
+            if row.description != conf.description:
+                row.prompt_version += 1
+            row.description = conf.description
+            row.threshold = conf.threshold
+            row.enabled = conf.enabled
+    session.flush()
+
+
+@dataclass(frozen=True)
+class Registration:
+    media_id: int
+    status: str
+    created: bool
+    """False when the file (this version of it) was already registered."""
+
+    @property
+    def needs_analysis(self) -> bool:
+        return self.created and self.status == MediaStatus.QUEUED
+
+
+def register_file(
+    factory: sessionmaker[Session],
+    *,
+    source_id: int,
+    root: Path,
+    path: Path,
+    info: MediaInfo | None,
+    problem: MediaError | None = None,
+    duplicate_content: str = "skip",
+) -> Registration:
+    """Insert the media row for `path` unless this version of it is already known.
+
+    `info` is the completeness probe's result; `problem` says why the file can never be analysed (the row
+    is then created `failed` with that reason, so nothing is silently dropped). A file whose size or mtime
+    changed and whose content hash differs from the latest version becomes a new version.
+    """
+    stat = path.stat()
+    mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
+    rel_path = path.relative_to(root).as_posix()
+    with factory() as session:
+        latest = _latest_version(session, source_id, rel_path)
+        if latest is not None and latest.size_bytes == stat.st_size and latest.mtime == mtime:
+            return Registration(latest.id, latest.status, created=False)
+    digest = sha256_file(path)
+    try:
+        with write_session(factory) as session:
+            latest = _latest_version(session, source_id, rel_path)
+            if latest is not None and latest.sha256 == digest:
+                latest.size_bytes, latest.mtime = stat.st_size, mtime
+                return Registration(latest.id, latest.status, created=False)
+            media = _new_media(session, source_id, rel_path, path, stat.st_size, mtime, digest, latest)
+            _apply_probe(media, info, problem)
+            if media.status == MediaStatus.QUEUED and duplicate_content == "skip":
+                _skip_if_duplicate(session, media)
+            session.add(media)
+            session.flush()
+            registration = Registration(media.id, media.status, created=True)
+    except IntegrityError:
+        # Another process registered the same version first: that row is the one.
+        with factory() as session:
+            latest = _latest_version(session, source_id, rel_path)
+            assert latest is not None
+            return Registration(latest.id, latest.status, created=False)
+    log.info("registered media %d %s (%s, %d bytes)", registration.media_id, path, media.status, stat.st_size)
+    return registration
+
+
+def _latest_version(session: Session, source_id: int, rel_path: str) -> Media | None:
+    return session.scalar(
+        select(Media)
+        .where(Media.source_id == source_id, Media.rel_path == rel_path)
+        .order_by(Media.version.desc())
+        .limit(1)
+    )
+
+
+def _new_media(
+    session: Session,
+    source_id: int,
+    rel_path: str,
+    path: Path,
+    size: int,
+    mtime: datetime,
+    digest: str,
+    latest: Media | None,
+) -> Media:
+    return Media(
+        source_id=source_id,
+        rel_path=rel_path,
+        path=os.fspath(path.absolute()),
+        version=1 if latest is None else latest.version + 1,
+        kind="video",
+        size_bytes=size,
+        mtime=mtime,
+        sha256=digest,
+        status=MediaStatus.QUEUED,
+    )
+
+
+def _apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None) -> None:
+    if problem is not None or info is None:
+        media.status = MediaStatus.FAILED
+        media.error = problem.reason if problem is not None else "not probed"
+        media.finished_at = utcnow()
+        return
+    media.kind = info.kind
+    media.width, media.height = info.width, info.height
+    media.fps, media.frame_count, media.duration_s = info.fps, info.frame_count, info.duration_s
+
+
+def _skip_if_duplicate(session: Session, media: Media) -> None:
+    original = session.scalar(
+        select(Media)
+        .where(Media.sha256 == media.sha256, Media.status != MediaStatus.FAILED)
+        .order_by(Media.id)
+        .limit(1)
+    )
+    if original is not None:
+        media.status = MediaStatus.SKIPPED
+        media.duplicate_of_id = original.id
+        media.error = f"same content as media {original.id}"
+        media.finished_at = utcnow()

@@ -1,0 +1,282 @@
+"""The SQL schema: SQLAlchemy 2 typed models. The database is the source of truth; the broker carries ids.
+
+Every timestamp is stored in UTC (timezone-aware in Python; PostgreSQL `timestamptz`). Constraint names
+follow one convention so Alembic migrations name them stably on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MediaStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL_STATUSES = frozenset({MediaStatus.DONE, MediaStatus.FAILED, MediaStatus.SKIPPED})
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Source(TimestampMixin, Base):
+    """A watched folder (or camera dump root)."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    # Target names asked about for this source; NULL means every enabled target.
+    target_names: Mapped[list[Any] | None] = mapped_column(JSON)
+
+    media: Mapped[list[Media]] = relationship(back_populates="source")
+
+
+class Media(TimestampMixin, Base):
+    """One version of one file. A file rewritten in place with new content is a new version."""
+
+    __tablename__ = "media"
+    __table_args__ = (
+        UniqueConstraint("source_id", "rel_path", "version"),
+        Index("ix_media_status_enqueued_at", "status", "enqueued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    rel_path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(default=1)
+    kind: Mapped[str] = mapped_column(String(16))  # video | image
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[datetime]
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("media.id", ondelete="SET NULL"))
+    duration_s: Mapped[float | None]
+    fps: Mapped[float | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    frame_count: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16), default=MediaStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    sends: Mapped[int] = mapped_column(default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    caption: Mapped[str | None] = mapped_column(Text)
+    # Re-analysis asks only these targets; NULL asks every target that applies to the source.
+    pending_target_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+
+    source: Mapped[Source] = relationship(back_populates="media")
+    analyses: Mapped[list[Analysis]] = relationship(back_populates="media", cascade="all, delete-orphan")
+
+
+class Target(TimestampMixin, Base):
+    """An entity described in words, asked about as a yes/no question."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    prompt_version: Mapped[int] = mapped_column(default=1)
+
+
+class Analysis(Base):
+    """One run of one model over one media file."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(Text)
+    prompt_version: Mapped[int]
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    target_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    windows: Mapped[int] = mapped_column(default=0)
+    frames_decoded: Mapped[int] = mapped_column(default=0)
+    decode_ms: Mapped[float] = mapped_column(default=0.0)
+    model_ms: Mapped[float] = mapped_column(default=0.0)
+    total_ms: Mapped[float] = mapped_column(default=0.0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    media: Mapped[Media] = relationship(back_populates="analyses")
+    detections: Mapped[list[Detection]] = relationship(
+        back_populates="analysis", cascade="all, delete-orphan"
+    )
+
+
+class Detection(Base):
+    """One target in one time window of one media file."""
+
+    __tablename__ = "detections"
+    __table_args__ = (
+        UniqueConstraint("analysis_id", "target_id", "window_index"),
+        Index("ix_detections_target_id_created_at", "target_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
+    window_index: Mapped[int]
+    start_s: Mapped[float]
+    end_s: Mapped[float]
+    p_yes: Mapped[float]
+    matched: Mapped[bool]
+    evidence: Mapped[str | None] = mapped_column(Text)
+    thumbnail_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    analysis: Mapped[Analysis] = relationship(back_populates="detections")
+    target: Mapped[Target] = relationship()
+
+
+class Channel(TimestampMixin, Base):
+    """Runtime state of a notification channel configured in settings (e.g. disabled after HTTP 410)."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertRule(TimestampMixin, Base):
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    target_names: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every target
+    source_globs: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every source
+    min_score: Mapped[float | None]
+    days: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every day
+    hours: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    min_consecutive: Mapped[int] = mapped_column(default=1)
+    cooldown_s: Mapped[float] = mapped_column(default=300.0)
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    message: Mapped[str] = mapped_column(Text)
+    channel_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Alert(Base):
+    """A rule that fired. The dedup key makes re-analysis of the same media never fire twice."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_rule_id_fired_at", "rule_id", "fired_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
+    detection_id: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="SET NULL"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    score: Mapped[float]
+    start_s: Mapped[float]
+    end_s: Mapped[float]
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="alert", cascade="all, delete-orphan")
+
+
+class Delivery(TimestampMixin, Base):
+    """One alert to one channel: the outbox row that delivery retries until done or given up."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+    alert: Mapped[Alert] = relationship(back_populates="deliveries")

@@ -1,0 +1,309 @@
+"""One typed settings tree: defaults < `vigil.toml` < `VIGIL_*` environment < explicit overrides.
+
+Nested keys use a double underscore in the environment: ``VIGIL_DATABASE__URL``, ``VIGIL_MODEL__ID``.
+The TOML file is ``--config PATH``, else ``$VIGIL_CONFIG``, else ``./vigil.toml`` when it exists.
+Unknown keys are rejected everywhere, so a typo is an error with its location, never a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from vigil.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Seconds = Annotated[float, Field(gt=0)]
+
+DEFAULT_INCLUDE = [
+    "*.mp4",
+    "*.mkv",
+    "*.mov",
+    "*.avi",
+    "*.m4v",
+    "*.webm",
+    "*.ts",
+    "*.mts",
+    "*.3gp",
+    "*.mpg",
+    "*.mpeg",
+    "*.jpg",
+    "*.jpeg",
+    "*.png",
+    "*.bmp",
+    "*.webp",
+]
+DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///vigil.db"
+    # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
+    readonly_url: str | None = None
+    query_timeout_s: Seconds = 30.0
+    busy_timeout_s: Seconds = 30.0
+
+
+class BrokerSettings(Section):
+    url: str = "sqla+sqlite:///vigil-broker.db"
+    # Longer than the longest task: a message not acknowledged by then is delivered again.
+    visibility_timeout_s: Seconds = 4 * 3600.0
+    task_time_limit_s: Seconds = 3600.0
+
+    @model_validator(mode="after")
+    def _limit_below_visibility(self) -> BrokerSettings:
+        if self.task_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError("task_time_limit_s must be below visibility_timeout_s")
+        return self
+
+
+class SourceSettings(Section):
+    name: Name
+    path: Path
+    recursive: bool = True
+    include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
+    # Names of the targets asked about for this source; None means every enabled target.
+    targets: list[Name] | None = None
+    observer: Literal["native", "polling"] = "native"
+    poll_interval_s: Seconds = 5.0
+    after_analysis: Literal["leave", "move"] = "leave"
+    sidecar: bool = False
+
+
+class WatchSettings(Section):
+    sources: list[SourceSettings] = Field(default_factory=list)
+    settle_s: Annotated[float, Field(ge=0)] = 2.0
+    ready_deadline_s: Seconds = 600.0
+    rescan_interval_s: Seconds = 300.0
+    duplicate_content: Literal["skip", "analyze"] = "skip"
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        return sources
+
+
+class WorkSettings(Section):
+    """How analysis work is leased, retried and given up on."""
+
+    lease_s: Seconds = 120.0
+    requeue_after_s: Seconds = 900.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    reconcile_interval_s: Seconds = 30.0
+    gpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    cpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class ModelSettings(Section):
+    # A hub id or a local directory. The default runs on a CPU-only machine; use
+    # llava-hf/LLaVA-NeXT-Video-7B-hf or Qwen/Qwen2.5-VL-7B-Instruct on a GPU.
+    id: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    attn_implementation: str | None = None
+    frames_per_window: Annotated[int, Field(ge=1, le=256)] = 8
+    window_s: Seconds = 10.0
+    max_windows: Annotated[int, Field(ge=1)] = 360
+    sampling: Literal["exact", "keyframe"] = "exact"
+    evidence: bool = True
+    evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
+    caption: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+class TargetSettings(Section):
+    name: Name
+    description: Annotated[str, Field(min_length=3, max_length=500)]
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    enabled: bool = True
+
+
+class ChannelSettings(Section):
+    name: Name
+    kind: Literal["log", "webhook", "email", "mqtt", "command"]
+    # webhook
+    url: str | None = None
+    secret: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: Seconds = 10.0
+    # email
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str | None = None
+    mail_to: list[str] = Field(default_factory=list)
+    # mqtt
+    mqtt_host: str | None = None
+    mqtt_port: int = 1883
+    mqtt_topic: str = "vigil/{source}/{target}"
+    mqtt_retain: bool = False
+    mqtt_user: str | None = None
+    mqtt_password: SecretStr | None = None
+    # command: argv, never a shell
+    argv: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _required_per_kind(self) -> ChannelSettings:
+        required = {
+            "webhook": ["url"],
+            "email": ["smtp_host", "mail_from", "mail_to"],
+            "mqtt": ["mqtt_host"],
+            "command": ["argv"],
+            "log": [],
+        }[self.kind]
+        missing = [key for key in required if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
+        return self
+
+
+class RuleSettings(Section):
+    name: Name
+    targets: list[Name] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=lambda: ["*"])
+    min_score: Annotated[float, Field(ge=0, le=1)] | None = None
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
+    hours: str | None = None  # "22-06" wraps midnight
+    timezone: str = "UTC"
+    min_consecutive: Annotated[int, Field(ge=1)] = 1
+    cooldown_s: Annotated[float, Field(ge=0)] = 300.0
+    severity: Literal["info", "warning", "critical"] = "warning"
+    message: str = "{target} seen at {source} ({score:.2f}) in {path}"
+    channels: list[Name] = Field(default_factory=lambda: ["log"])
+    enabled: bool = True
+
+
+class AlertSettings(Section):
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    rules: list[RuleSettings] = Field(default_factory=list)
+    retry_horizon_s: Seconds = 24 * 3600.0
+    retry_base_s: Seconds = 5.0
+    retry_max_s: Seconds = 3600.0
+
+
+class StorageSettings(Section):
+    data_dir: Path = Path("vigil-data")
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "text", "json"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    work: WorkSettings = Field(default_factory=WorkSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    targets: list[TargetSettings] = Field(default_factory=list)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
+        names = [t.name for t in targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique, repeated: {', '.join(dupes)}")
+        return targets
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The TOML file in use: explicit, else $VIGIL_CONFIG, else ./vigil.toml if present."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("VIGIL_CONFIG")
+    if from_env:
+        return Path(from_env)
+    default = Path("vigil.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings tree, raising ConfigError with one line per problem and its key."""
+    path = config_path(config)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    cls: type[Settings] = Settings
+    if path is not None:
+        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
+        cls = type("Settings", (Settings,), {"model_config": config_dict})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from exc
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)

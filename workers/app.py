@@ -1,0 +1,21 @@
+"""The worker's Celery app: the shared configuration plus this side's tasks."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from vigil.celery_app import make_celery
+from vigil.settings import Settings
+from workers.runtime import WorkerRuntime
+from workers.tasks import register_tasks
+
+
+def build_worker_app(settings: Settings, *, queue: str) -> Celery:
+    app = make_celery(settings)
+    runtime = WorkerRuntime(settings, app=app)
+    if queue == "gpu":
+        from workers.models import check_model_supported
+
+        check_model_supported(settings.model.id)
+    register_tasks(app, runtime)
+    return app

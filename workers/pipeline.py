@@ -1,0 +1,154 @@
+"""The recogniser: windows of sampled frames in, per-target P(yes) per window out, with evidence and a
+thumbnail of the best frame for the windows that matched.
+
+Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
+generation and best-frame search run only for windows above a target's threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vigil.media import MediaInfo
+from vigil.settings import ModelSettings
+from workers.analyze import Recognition, TargetSpec, WindowResult
+from workers.frames import Frames, plan_windows, sample_frames, save_thumbnail
+from workers.models import LoadedModel
+from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Timer:
+    decode_ms: float = 0.0
+    model_ms: float = 0.0
+    frames: int = 0
+
+
+class WindowRecognizer:
+    """Implements workers.analyze.Recognizer over one loaded model."""
+
+    prompt_version = PROMPT_VERSION
+
+    def __init__(self, loaded: LoadedModel, settings: ModelSettings, *, thumbnails_dir: Path) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.thumbnails_dir = thumbnails_dir
+        self.model_id = loaded.model_id
+
+    def recognize(
+        self,
+        path: Path,
+        info: MediaInfo,
+        targets: list[TargetSpec],
+        *,
+        media_id: int,
+        frames_per_window: int | None = None,
+    ) -> Recognition:
+        per_window = frames_per_window or self.settings.frames_per_window
+        windows = plan_windows(
+            info,
+            window_s=self.settings.window_s,
+            frames_per_window=per_window,
+            max_windows=self.settings.max_windows,
+        )
+        timer = _Timer()
+        results: list[WindowResult] = []
+        for index, (start_s, end_s) in enumerate(windows):
+            frames = self._sample(path, info, start_s, end_s, per_window, timer)
+            results.extend(self._score_window(frames, targets, index, start_s, end_s, media_id, timer))
+        return Recognition(
+            results=results,
+            windows=len(windows),
+            frames_decoded=timer.frames,
+            decode_ms=timer.decode_ms,
+            model_ms=timer.model_ms,
+            params={
+                "frames_per_window": per_window,
+                "window_s": self.settings.window_s,
+                "sampling": self.settings.sampling,
+                "frame_side": self.loaded.frame_side,
+            },
+        )
+
+    def _sample(
+        self, path: Path, info: MediaInfo, start_s: float, end_s: float, n: int, timer: _Timer
+    ) -> Frames:
+        began = time.perf_counter()
+        frames = sample_frames(
+            path,
+            num_frames=n,
+            start_s=start_s,
+            end_s=end_s,
+            mode=self.settings.sampling,
+            max_side=self.loaded.frame_side,
+            info=info,
+        )
+        timer.decode_ms += (time.perf_counter() - began) * 1000
+        timer.frames += len(frames.indices)
+        return frames
+
+    def _score_window(
+        self,
+        frames: Frames,
+        targets: list[TargetSpec],
+        index: int,
+        start_s: float,
+        end_s: float,
+        media_id: int,
+        timer: _Timer,
+    ) -> list[WindowResult]:
+        if not targets:
+            return []
+        fps = _sampled_fps(frames, start_s, end_s)
+        began = time.perf_counter()
+        scores = score_targets(
+            self.loaded, frames.rgb, fps=fps, descriptions=[t.description for t in targets]
+        )
+        results = [
+            WindowResult(t.id, index, start_s, end_s, float(p), matched=bool(p >= t.threshold))
+            for t, p in zip(targets, scores, strict=True)
+        ]
+        matched = [(t, r) for t, r in zip(targets, results, strict=True) if r.matched]
+        if matched:
+            best = self._best_frames(frames, [t for t, _ in matched])
+            for (target, result), frame_index in zip(matched, best, strict=True):
+                if self.settings.evidence:
+                    result.evidence = generate_evidence(
+                        self.loaded,
+                        frames.rgb,
+                        fps=fps,
+                        description=target.description,
+                        max_new_tokens=self.settings.evidence_max_tokens,
+                    ).strip()
+                name = f"{media_id}/w{index:04d}-t{target.id}.jpg"
+                result.thumbnail_path = str(
+                    save_thumbnail(frames.rgb[frame_index], self.thumbnails_dir / name)
+                )
+        timer.model_ms += (time.perf_counter() - began) * 1000
+        return results
+
+    def _best_frames(self, frames: Frames, targets: list[TargetSpec]) -> list[int]:
+        """For each target, the frame of the window it is most visible in (one frame scored at a time)."""
+        if len(frames.indices) == 1:
+            return [0] * len(targets)
+        per_frame = np.array(
+            [
+                score_targets(
+                    self.loaded, frames.rgb[i : i + 1], fps=1.0, descriptions=[t.description for t in targets]
+                )
+                for i in range(len(frames.indices))
+            ]
+        )
+        return [int(i) for i in per_frame.argmax(axis=0)]
+
+
+def _sampled_fps(frames: Frames, start_s: float, end_s: float) -> float:
+    span = max(end_s - start_s, 1e-3)
+    return max(len(frames.indices) / span, 0.1)

@@ -1,0 +1,91 @@
+"""One analysis, start to finish, with every failure sorted into a terminal state or a retry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from vigil.contracts import AnalyzePayload
+from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
+from workers.analyze import LeaseKeeper, LostClaim, claim, mark_failed, release, store_results
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # done | failed | skipped | retry | lost
+    retry_in_s: float | None = None
+    frames_per_window: int | None = None
+    analysis_id: int | None = None
+
+
+def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
+    work = runtime.settings.work
+    taken = claim(runtime.factory, payload.media_id, lease_s=work.lease_s)
+    if taken is None:
+        log.info("media %d: not queued (already claimed or done), nothing to do", payload.media_id)
+        return Outcome("skipped")
+    if taken.attempts > work.max_attempts:
+        last = f": {taken.last_error}" if taken.last_error else ""
+        mark_failed(runtime.factory, taken, f"gave up after {work.max_attempts} attempts{last}")
+        return Outcome("failed")
+    log.info("media %d: analysing %s (attempt %d)", taken.media_id, taken.path, taken.attempts)
+    began = time.perf_counter()
+    try:
+        recognizer = runtime.recognizer()
+    except ModelError as exc:
+        release(runtime.factory, taken, error=f"model unavailable: {exc}", count_attempt=False)
+        log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
+        return Outcome("retry", retry_in_s=60.0)
+    try:
+        with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):
+            recognition = recognizer.recognize(
+                taken.path,
+                taken.info,
+                taken.targets,
+                media_id=taken.media_id,
+                frames_per_window=payload.frames_per_window,
+            )
+        analysis_id, deliveries = store_results(
+            runtime.factory,
+            taken,
+            recognition,
+            model_id=recognizer.model_id,
+            prompt_version=recognizer.prompt_version,
+            total_ms=(time.perf_counter() - began) * 1000,
+        )
+    except MediaError as exc:
+        mark_failed(runtime.factory, taken, exc)
+        return Outcome("failed")
+    except LostClaim as exc:
+        log.warning("%s; results discarded", exc)
+        return Outcome("lost")
+    except OutOfMemory as exc:
+        fewer = max(1, (payload.frames_per_window or runtime.settings.model.frames_per_window) // 2)
+        release(runtime.factory, taken, error=f"out of memory, retrying with {fewer} frames: {exc}")
+        return _retry(taken.attempts, frames_per_window=fewer)
+    except (TransientError, OSError) as exc:
+        release(runtime.factory, taken, error=f"transient: {exc}")
+        return _retry(taken.attempts)
+    except Exception as exc:  # a bug or an unforeseen library error: retried, then failed with its text
+        log.exception("media %d: unexpected error", taken.media_id)
+        release(runtime.factory, taken, error=f"{type(exc).__name__}: {exc}")
+        return _retry(taken.attempts)
+    for delivery_id in deliveries:
+        runtime.enqueuer.deliver(delivery_id)
+    log.info(
+        "media %d done: analysis %d, %d windows, %.0f ms",
+        taken.media_id,
+        analysis_id,
+        recognition.windows,
+        (time.perf_counter() - began) * 1000,
+    )
+    return Outcome("done", analysis_id=analysis_id)
+
+
+def _retry(attempts: int, *, frames_per_window: int | None = None) -> Outcome:
+    backoff = min(300.0, 5.0 * 2 ** (attempts - 1))
+    return Outcome("retry", retry_in_s=backoff, frames_per_window=frames_per_window)

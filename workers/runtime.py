@@ -1,0 +1,52 @@
+"""What a worker process holds for its lifetime: settings, database, Celery app and, lazily, the model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.celery_app import make_celery
+from vigil.db import make_engine, session_factory
+from vigil.enqueue import Enqueuer
+from vigil.settings import Settings
+from workers.analyze import Recognizer
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, *, app: Celery | None = None) -> None:
+        self.settings = settings
+        self.app = app or make_celery(settings)
+        self._model_lock = threading.Lock()
+        self._recognizer: Recognizer | None = None
+
+    @cached_property
+    def factory(self) -> sessionmaker[Session]:
+        return session_factory(make_engine(self.settings.database))
+
+    @cached_property
+    def enqueuer(self) -> Enqueuer:
+        return Enqueuer(self.app, self.factory)
+
+    def recognizer(self) -> Recognizer:
+        """The model, loaded on first use and kept for the life of the process."""
+        with self._model_lock:
+            if self._recognizer is None:
+                self._recognizer = self._load()
+            return self._recognizer
+
+    def _load(self) -> Recognizer:
+        from workers.models import load_model
+        from workers.pipeline import WindowRecognizer
+
+        conf = self.settings.model
+        log.info("loading model %s on %s (%s)", conf.id, conf.device, conf.dtype)
+        loaded = load_model(
+            conf.id, device=conf.device, dtype=conf.dtype, attn_implementation=conf.attn_implementation
+        )
+        return WindowRecognizer(loaded, conf, thumbnails_dir=self.settings.storage.thumbnails_dir)
