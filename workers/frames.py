@@ -58,6 +58,7 @@ class Frames:
     indices: list[int]
     timestamps_s: list[float]
     source_size: tuple[int, int]  # (w, h) before resizing
+    decoded: int = 0  # frames decoded to get these (seeks estimated from keyframes): a cost measure
 
 
 @dataclass
@@ -160,22 +161,26 @@ class _Reader:
                  fps: float) -> None:
         self.cap, self.path, self.out_size, self.fps = cap, path, out_size, fps
         self.pos = 0  # index of the next frame grab() decodes
+        self.decoded = 0
 
-    def seek(self, index: int) -> None:
+    def seek(self, index: int, *, cost: int) -> None:
         self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
         self.pos = index
+        self.decoded += cost - SEEK_OVERHEAD
 
     def skip_to(self, index: int) -> bool:
         while self.pos < index:
             if not self.cap.grab():
                 return False
             self.pos += 1
+            self.decoded += 1
         return True
 
     def read_into(self, slot: np.ndarray) -> tuple[int, float] | None:
         """Decode the next frame into ``slot``; its (index, timestamp) or None at the end of the stream."""
         if not self.cap.grab():
             return None
+        self.decoded += 1
         index = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1
         ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
         ok, bgr = self.cap.retrieve()
@@ -212,7 +217,8 @@ def _decode(reader: _Reader, targets: Sequence[int], scan: _Scan, *, mode: Mode,
         raise UnreadableMedia(reader.path, "no decodable frame")
     if len(indices) < len(targets):
         log.info("%s: stream ended early; %d of %d frames", reader.path, len(indices), len(targets))
-    return Frames(rgb=out[: len(indices)], indices=indices, timestamps_s=stamps, source_size=(0, 0))
+    return Frames(rgb=out[: len(indices)], indices=indices, timestamps_s=stamps, source_size=(0, 0),
+                  decoded=reader.decoded)
 
 
 def _seek_cost(target: int, keyframes: Sequence[int]) -> int:
@@ -242,12 +248,14 @@ def _choose(target: int, pos: int, scan: _Scan, *, mode: Mode, fps: float) -> in
 def _move_to(reader: _Reader, target: int, scan: _Scan, fps: float) -> bool:
     """Put the decoder just before ``target`` by grabbing forward or seeking, whichever decodes less."""
     if scan.keyframes:
-        seek = _grab_cost(target, reader.pos) > _seek_cost(target, scan.keyframes)
-    else:
+        cost = _seek_cost(target, scan.keyframes)
+        seek = _grab_cost(target, reader.pos) > cost
+    else:  # keyframes unknown: assume the seek decodes about the back-off plus a short GOP
         gap = target - reader.pos
+        cost = OPENCV_SEEK_BACKOFF * 2 + SEEK_OVERHEAD
         seek = gap < 0 or gap > max(OPENCV_SEEK_BACKOFF * 2, FALLBACK_SEEK_GAP_S * fps)
     if seek:
-        reader.seek(target)
+        reader.seek(target, cost=cost)
         return True
     return reader.skip_to(target)
 
