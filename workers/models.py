@@ -289,3 +289,10 @@ def load_model(
         name=model, model_type=config.model_type, model=net, processor=processor, adapter=adapter,
         yes_ids=yes_ids, no_ids=no_ids, device=dev, dtype=torch_dtype, frame_side=side, eos_ids=eos_ids,
     )
+
+
+def check_model_supported(model: str) -> str:
+    """Read only the configuration and refuse an unsupported family: a clear error at worker start."""
+    config = _read_config(model)
+    _adapter_for(config.model_type)
+    return str(config.model_type)

@@ -15,8 +15,15 @@ from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("a.mp4", "video"), ("B.MKV", "video"), ("c.jpeg", "image"), ("d.PNG", "image"), ("e.txt", None),
-     ("noext", None), ("f.mp4.part", None)],
+    [
+        ("a.mp4", "video"),
+        ("B.MKV", "video"),
+        ("c.jpeg", "image"),
+        ("d.PNG", "image"),
+        ("e.txt", None),
+        ("noext", None),
+        ("f.mp4.part", None),
+    ],
 )
 def test_media_kind_by_suffix(name: str, kind: str | None) -> None:
     assert media_kind(name) == kind
@@ -38,14 +45,27 @@ def test_probe_mp4v_clip(tmp_path: Path) -> None:
 def test_probe_image(tmp_path: Path) -> None:
     info = probe(write_image(tmp_path / "i.jpg", size=(64, 48)))
     assert (info.kind, info.width, info.height, info.frame_count, info.fps, info.duration_s) == (
-        "image", 64, 48, 1, 0.0, 0.0)
+        "image",
+        64,
+        48,
+        1,
+        0.0,
+        0.0,
+    )
 
 
 UNOPENABLE = "not a readable video container|no decodable frame"
 
 
-@pytest.mark.parametrize(("kind", "reason"), [("zero_bytes", "empty file"), ("text", UNOPENABLE),
-                                              ("truncated", UNOPENABLE), ("header_only", UNOPENABLE)])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("zero_bytes", "empty file"),
+        ("text", UNOPENABLE),
+        ("truncated", UNOPENABLE),
+        ("header_only", UNOPENABLE),
+    ],
+)
 def test_probe_refuses_broken_videos(tmp_path: Path, kind: str, reason: str) -> None:
     path = write_corrupt(tmp_path / "bad.mp4", kind)  # type: ignore[arg-type]
     with pytest.raises(UnreadableMedia, match=reason) as err:

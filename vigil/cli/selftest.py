@@ -39,6 +39,7 @@ def selftest_command(app: AppContext, family: str, keep: Path | None) -> None:
 
 def run_selftest(workdir: Path, *, family: str) -> list[str]:
     import torch
+    from transformers.utils import logging as hf_logging
 
     from vigil.contracts import AnalyzePayload
     from vigil.db import make_engine, session_factory, write_session
@@ -52,8 +53,10 @@ def run_selftest(workdir: Path, *, family: str) -> list[str]:
     from workers.testing.clips import write_clip_mp4v
     from workers.testing.models import build_tiny_model
 
+    hf_logging.disable_progress_bar()
     model_dir = build_tiny_model(family, workdir / f"tiny-{family}")
     clip_dir = workdir / "drop"
+    clip_dir.mkdir(exist_ok=True)
     clip = write_clip_mp4v(clip_dir / "selftest.mp4", seconds=2, fps=10, size=(160, 120))
     db_url = f"sqlite:///{workdir / 'selftest.db'}"
     upgrade(db_url)

@@ -87,7 +87,7 @@ def write_clip_h264(
 ) -> Path:
     """Write a long-GOP H.264 clip with B-frames using PyAV's libx264 (PyAV is a dev dependency)."""
     try:
-        import av  # noqa: PLC0415 - optional, dev-only dependency
+        import av
     except ImportError as exc:
         raise RuntimeError("write_clip_h264 needs PyAV (`pip install av`), a development dependency") from exc
     out = Path(path)
