@@ -95,6 +95,9 @@ def test_a_database_at_an_old_revision_is_refused(workdir: Path) -> None:
 
 
 def test_cli_stays_light(workdir: Path) -> None:
-    code = "import vigil.cli, sys; print(sorted(m for m in ('torch', 'transformers', 'workers') if m in sys.modules))"
+    code = (
+        "import vigil.cli, sys; "
+        "print(sorted(m for m in ('torch', 'transformers', 'workers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

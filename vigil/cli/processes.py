@@ -70,6 +70,9 @@ def run_command(
         raise ConfigError("nothing to watch: pass --watch DIR or configure [[watch.sources]]")
     settings = app.settings
     configure_logging(settings.log, process_name="vigil-run")
+    from workers.models import check_model_supported
+
+    check_model_supported(settings.model.id)  # a missing or unsupported model fails here, in one line
     upgrade(settings.database.url)
     app.open_database()
     env = {"VIGIL_WATCH__SOURCES": json.dumps([s.model_dump(mode="json") for s in sources])}

@@ -60,12 +60,14 @@ def run_selftest(workdir: Path, *, family: str) -> list[str]:
     clip = write_clip_mp4v(clip_dir / "selftest.mp4", seconds=2, fps=10, size=(160, 120))
     db_url = f"sqlite:///{workdir / 'selftest.db'}"
     upgrade(db_url)
-    settings = Settings(
-        database={"url": db_url},
-        broker={"url": f"sqla+sqlite:///{workdir / 'broker.db'}"},
-        model={"id": str(model_dir), "frames_per_window": 4, "window_s": 1.0, "evidence": True},
-        storage={"data_dir": workdir / "data"},
-        targets=[TargetSettings(name="person", description="a person walking", threshold=0.0)],
+    settings = Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "broker": {"url": f"sqla+sqlite:///{workdir / 'broker.db'}"},
+            "model": {"id": str(model_dir), "frames_per_window": 4, "window_s": 1.0, "evidence": True},
+            "storage": {"data_dir": workdir / "data"},
+            "targets": [TargetSettings(name="person", description="a person walking", threshold=0.0)],
+        }
     )
     factory = session_factory(make_engine(settings.database))
     with write_session(factory) as session:
