@@ -149,6 +149,10 @@ class WatcherService:
                 if self._stop.is_set():
                     break
                 for candidate in changed_files(self.factory, watched):
+                    if candidate.stat is None:  # special file or symlink out of the root: never opened
+                        log.debug("source %s: passed over %s: %s", watched.rules.name, candidate.path,
+                                  candidate.reason)
+                        continue
                     self.tracker.nominate(watched, candidate.path)
                     nominated += 1
         if nominated:
