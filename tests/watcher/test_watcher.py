@@ -21,7 +21,6 @@ from watchdog.observers.inotify import InotifyObserver
 from tests.watcher.conftest import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
 from vigil.contracts import GPU_QUEUE
 from vigil.reconciler import reconcile_media
-from vigil.schema import MediaStatus
 from vigil.settings import SourceSettings
 from watcher.service import WatcherService, default_observer
 
