@@ -150,8 +150,12 @@ class WatcherService:
                     break
                 for candidate in changed_files(self.factory, watched):
                     if candidate.stat is None:  # special file or symlink out of the root: never opened
-                        log.debug("source %s: passed over %s: %s", watched.rules.name, candidate.path,
-                                  candidate.reason)
+                        log.debug(
+                            "source %s: passed over %s: %s",
+                            watched.rules.name,
+                            candidate.path,
+                            candidate.reason,
+                        )
                         continue
                     self.tracker.nominate(watched, candidate.path)
                     nominated += 1

@@ -135,7 +135,9 @@ def make_enqueuer(factory: sessionmaker[Session], apps: list[Celery]) -> Callabl
 
 @pytest.fixture
 def start_watcher(
-    factory: sessionmaker[Session], make_settings: Callable[..., Settings], make_enqueuer: Callable[..., Enqueuer]
+    factory: sessionmaker[Session],
+    make_settings: Callable[..., Settings],
+    make_enqueuer: Callable[..., Enqueuer],
 ) -> Iterator[Callable[..., WatcherService]]:
     """Start a WatcherService in-process; every one started is stopped at teardown."""
     started: list[WatcherService] = []

@@ -39,7 +39,9 @@ def test_scan_registers_new_files_once(make_settings, make_enqueuer, factory, ma
     assert rows["a.mp4"].sends == 1
 
 
-def test_scan_with_settle_leaves_a_growing_file(make_settings, make_enqueuer, factory, make_clip, drop: Path) -> None:
+def test_scan_with_settle_leaves_a_growing_file(
+    make_settings, make_enqueuer, factory, make_clip, drop: Path
+) -> None:
     enqueuer = make_enqueuer(make_settings())
     old = make_clip(drop / "old.mp4")
     os.utime(old, (1, 1_700_000_000))

@@ -32,7 +32,10 @@ def test_slow_writer_is_registered_once_after_its_last_byte(
 ) -> None:
     start_watcher(make_settings(settle_s=0.5))
     path = drop / "slow.mp4"
-    chunks = [clip_bytes[i : i + len(clip_bytes) // 8 + 1] for i in range(0, len(clip_bytes), len(clip_bytes) // 8 + 1)]
+    chunks = [
+        clip_bytes[i : i + len(clip_bytes) // 8 + 1]
+        for i in range(0, len(clip_bytes), len(clip_bytes) // 8 + 1)
+    ]
     with path.open("wb") as handle:
         for chunk in chunks:  # ~2 s of writing, pauses shorter than settle_s
             handle.write(chunk)
@@ -49,7 +52,9 @@ def test_slow_writer_is_registered_once_after_its_last_byte(
     assert len(media_rows(factory)) == 1
 
 
-def test_file_moved_in_from_outside(start_watcher, make_clip: Maker, factory, drop: Path, tmp_path: Path) -> None:
+def test_file_moved_in_from_outside(
+    start_watcher, make_clip: Maker, factory, drop: Path, tmp_path: Path
+) -> None:
     start_watcher()
     outside = make_clip(tmp_path / "outside" / "moved.mp4")
     os.rename(outside, drop / "moved.mp4")
@@ -74,7 +79,9 @@ def test_temp_name_then_rename(start_watcher, clip_bytes: bytes, factory, drop: 
     assert [m.rel_path for m in media_rows(factory)] == ["cam/x.mp4"]
 
 
-def test_duplicate_content_is_skipped_with_its_original(start_watcher, make_clip: Maker, factory, drop: Path) -> None:
+def test_duplicate_content_is_skipped_with_its_original(
+    start_watcher, make_clip: Maker, factory, drop: Path
+) -> None:
     start_watcher()
     make_clip(drop / "a.mp4", same=True)
     (first,) = wait_for(lambda: media_rows(factory))
@@ -101,7 +108,9 @@ def test_rewrite_in_place_is_a_new_version_and_a_touch_is_not(
     path = make_clip(drop / "same-name.mp4")
     wait_for(lambda: media_rows(factory))
     make_clip(path)  # new content under the same name
-    rows = wait_for(lambda: len(rows_for(factory, "same-name.mp4")) == 2 and rows_for(factory, "same-name.mp4"))
+    rows = wait_for(
+        lambda: len(rows_for(factory, "same-name.mp4")) == 2 and rows_for(factory, "same-name.mp4")
+    )
     assert [(m.version, m.status) for m in rows] == [(1, "queued"), (2, "queued")]
     assert rows[0].sha256 != rows[1].sha256
     os.utime(path)  # same content, new mtime: no new version
@@ -110,7 +119,9 @@ def test_rewrite_in_place_is_a_new_version_and_a_touch_is_not(
     assert len(rows_for(factory, "same-name.mp4")) == 2
 
 
-def test_deleted_before_ready_leaves_no_row(start_watcher, make_settings, make_clip: Maker, factory, drop: Path) -> None:
+def test_deleted_before_ready_leaves_no_row(
+    start_watcher, make_settings, make_clip: Maker, factory, drop: Path
+) -> None:
     service = start_watcher(make_settings(settle_s=0.5))
     path = make_clip(drop / "brief.mp4")
     time.sleep(0.1)
@@ -212,12 +223,17 @@ def test_polling_observer(start_watcher, make_settings, make_clip: Maker, factor
     assert (row.rel_path, row.status) == ("d1/polled.mp4", "queued")
 
 
-def test_ignored_names_and_drop_folder_outboxes(
-    start_watcher, make_clip: Maker, factory, drop: Path
-) -> None:
+def test_ignored_names_and_drop_folder_outboxes(start_watcher, make_clip: Maker, factory, drop: Path) -> None:
     service = start_watcher()
-    for rel in ("x.mp4.part", ".hidden.mp4", ".sync/y.mp4", "done/z.mp4", "failed/w.mp4", "notes.txt",
-                "clip.mp4.vigil.json"):
+    for rel in (
+        "x.mp4.part",
+        ".hidden.mp4",
+        ".sync/y.mp4",
+        "done/z.mp4",
+        "failed/w.mp4",
+        "notes.txt",
+        "clip.mp4.vigil.json",
+    ):
         make_clip(drop / rel)
     make_clip(drop / "UPPER.MP4")
     wait_for(lambda: media_rows(factory))
@@ -250,7 +266,10 @@ def test_several_sources_with_their_own_targets(
     make_clip(tmp_path / "front" / "f.mp4")
     make_clip(tmp_path / "back" / "b.mp4")
     rows = wait_for(lambda: len(media_rows(factory)) == 2 and media_rows(factory))
-    assert {(m.source.name if False else m.source_id, m.rel_path) for m in rows} == {(1, "f.mp4"), (2, "b.mp4")}
+    assert {(m.source.name if False else m.source_id, m.rel_path) for m in rows} == {
+        (1, "f.mp4"),
+        (2, "b.mp4"),
+    }
 
 
 def test_broker_down_at_registration_then_the_reconciler_sends(
@@ -315,14 +334,19 @@ def test_stop_lets_the_registration_in_progress_commit(
 def test_source_folder_missing_does_not_stop_the_others(
     start_watcher, make_settings, make_clip: Maker, factory, drop: Path, tmp_path: Path
 ) -> None:
-    sources = [SourceSettings(name="gone", path=tmp_path / "unmounted"), SourceSettings(name="drop", path=drop)]
+    sources = [
+        SourceSettings(name="gone", path=tmp_path / "unmounted"),
+        SourceSettings(name="drop", path=drop),
+    ]
     service = start_watcher(make_settings(sources=sources))
     assert set(service.observers) == {"drop"}
     make_clip(drop / "ok.mp4")
     wait_for(lambda: media_rows(factory))
 
 
-def test_directory_moved_in_with_files(start_watcher, make_clip: Maker, factory, drop: Path, tmp_path: Path) -> None:
+def test_directory_moved_in_with_files(
+    start_watcher, make_clip: Maker, factory, drop: Path, tmp_path: Path
+) -> None:
     start_watcher()
     staging = tmp_path / "staging" / "2026-11-24"
     for i in range(3):
