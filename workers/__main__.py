@@ -1,4 +1,4 @@
-"""`python -m workers`: a Celery worker process for one queue (`vigil worker` runs this)."""
+"""`python -m workers`: a Celery worker process for one queue (`vigil worker` runs the same)."""
 
 from __future__ import annotations
 
@@ -6,40 +6,46 @@ import argparse
 
 from vigil.contracts import GPU_QUEUE
 from vigil.logs import configure_logging
-from vigil.settings import load_settings
+from vigil.settings import Settings, load_settings
+
+
+def run_worker(
+    settings: Settings, *, queue: str, concurrency: int | None = None, name: str | None = None
+) -> None:
+    configure_logging(settings.log, process_name=f"worker-{queue}")
+    from workers.app import build_worker_app
+
+    app = build_worker_app(settings, queue=queue)
+    if concurrency is None:
+        concurrency = settings.work.gpu_concurrency if queue == GPU_QUEUE else settings.work.cpu_concurrency
+    # prefork for analysis: hard time limits need it and a lost child is reported (reject_on_worker_lost);
+    # threads for delivery: it waits on networks, not on a device.
+    pool = "prefork" if queue == GPU_QUEUE else "threads"
+    argv = [
+        "worker",
+        "-Q",
+        queue,
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        settings.log.level,
+    ]
+    if name:
+        argv += ["-n", name]
+    app.worker_main(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="vigil worker")
+    parser = argparse.ArgumentParser(prog="python -m workers")
     parser.add_argument("--config")
     parser.add_argument("--queue", default=GPU_QUEUE, choices=["gpu", "cpu"])
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--name")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    configure_logging(settings.log, process_name=f"worker-{args.queue}")
-
-    from workers.app import build_worker_app
-
-    app = build_worker_app(settings, queue=args.queue)
-    concurrency = args.concurrency or (
-        settings.work.gpu_concurrency if args.queue == GPU_QUEUE else settings.work.cpu_concurrency
-    )
-    pool = "prefork" if args.queue == GPU_QUEUE else "threads"
-    worker_argv = [
-        "worker",
-        "-Q",
-        args.queue,
-        f"--pool={pool}",
-        f"--concurrency={concurrency}",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        settings.log.level,
-    ]
-    if args.name:
-        worker_argv += ["-n", args.name]
-    app.worker_main(worker_argv)
+    run_worker(load_settings(args.config), queue=args.queue, concurrency=args.concurrency, name=args.name)
 
 
 if __name__ == "__main__":

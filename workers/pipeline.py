@@ -40,7 +40,7 @@ class WindowRecognizer:
         self.loaded = loaded
         self.settings = settings
         self.thumbnails_dir = thumbnails_dir
-        self.model_id = loaded.model_id
+        self.model_id = loaded.name
 
     def recognize(
         self,

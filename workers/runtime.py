@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings, *, app: Celery | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, app: Celery | None = None, recognizer: Recognizer | None = None
+    ) -> None:
         self.settings = settings
         self.app = app or make_celery(settings)
         self._model_lock = threading.Lock()
-        self._recognizer: Recognizer | None = None
+        self._recognizer = recognizer
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:
@@ -41,7 +43,11 @@ class WorkerRuntime:
             return self._recognizer
 
     def _load(self) -> Recognizer:
+        from transformers.utils import logging as hf_logging
+
         from workers.models import load_model
+
+        hf_logging.disable_progress_bar()
         from workers.pipeline import WindowRecognizer
 
         conf = self.settings.model

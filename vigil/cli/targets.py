@@ -1,0 +1,106 @@
+"""`vigil targets add|list|remove|enable|disable`: the entities asked about, described in words."""
+
+from __future__ import annotations
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from vigil.cli.context import AppContext, pass_app
+from vigil.db import write_session
+from vigil.errors import ConfigError
+from vigil.schema import Target
+from vigil.settings import TargetSettings, format_validation_error
+
+
+@click.group("targets")
+def targets_group() -> None:
+    """Manage targets: what to look for, in plain words."""
+
+
+@targets_group.command("add")
+@click.argument("name")
+@click.argument("description")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="P(yes) at which it matches.")
+@pass_app
+def targets_add(app: AppContext, name: str, description: str, threshold: float) -> None:
+    """Add a target, e.g. `vigil targets add van "a white delivery van"`; an existing name is updated."""
+    try:
+        conf = TargetSettings(name=name, description=description, threshold=threshold)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+    app.require_migrated()
+    with write_session(app.factory) as session:
+        row = session.scalar(select(Target).where(Target.name == conf.name))
+        if row is None:
+            session.add(Target(name=conf.name, description=conf.description, threshold=conf.threshold))
+            verb = "added"
+        else:
+            if row.description != conf.description:
+                row.prompt_version += 1
+            row.description, row.threshold, row.enabled = conf.description, conf.threshold, True
+            verb = "updated"
+    click.echo(f"{verb} target {conf.name}: {conf.description!r} (threshold {conf.threshold})")
+
+
+@targets_group.command("list")
+@pass_app
+def targets_list(app: AppContext) -> None:
+    """List targets."""
+    app.open_database()
+    with app.factory() as session:
+        rows = session.scalars(select(Target).order_by(Target.name)).all()
+    if not rows:
+        click.echo('no targets; add one with: vigil targets add NAME "description"')
+        return
+    width = max(len(t.name) for t in rows)
+    for t in rows:
+        state = "on " if t.enabled else "off"
+        click.echo(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}")
+
+
+def _set_enabled(app: AppContext, name: str, enabled: bool) -> None:
+    app.require_migrated()
+    with write_session(app.factory) as session:
+        row = session.scalar(select(Target).where(Target.name == name))
+        if row is None:
+            raise ConfigError(f"no target named {name!r}")
+        row.enabled = enabled
+    click.echo(f"target {name} {'enabled' if enabled else 'disabled'}")
+
+
+@targets_group.command("enable")
+@click.argument("name")
+@pass_app
+def targets_enable(app: AppContext, name: str) -> None:
+    """Ask about this target again."""
+    _set_enabled(app, name, True)
+
+
+@targets_group.command("disable")
+@click.argument("name")
+@pass_app
+def targets_disable(app: AppContext, name: str) -> None:
+    """Stop asking about this target (its past detections stay)."""
+    _set_enabled(app, name, False)
+
+
+@targets_group.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Also delete its detections and alerts without asking.")
+@pass_app
+def targets_remove(app: AppContext, name: str, yes: bool) -> None:
+    """Delete a target with its detections and alerts (use `disable` to keep them)."""
+    app.require_migrated()
+    if not yes:
+        click.confirm(f"delete target {name} and all its detections and alerts?", abort=True)
+    with write_session(app.factory) as session:
+        row = session.scalar(select(Target).where(Target.name == name))
+        if row is None:
+            raise ConfigError(f"no target named {name!r}")
+        session.delete(row)
+    click.echo(f"removed target {name}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(targets_group)
