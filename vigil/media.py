@@ -31,6 +31,11 @@ import cv2
 
 from vigil.errors import UnreadableMedia, UnsupportedMedia
 
+# Broken files are expected input: their reasons reach the database, not stderr. FFmpeg reads its level
+# when its backend first opens a file, so setting it here, before any capture, silences it.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(

@@ -1,0 +1,207 @@
+"""The whole path with real processes: a clip dropped into a watched folder becomes detection rows.
+
+A real watcher process and a real Celery worker process (or `vigil run`, which starts both) run against
+the embedded default (SQLite + the serverless SQLAlchemy broker) and against PostgreSQL + Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
+
+pytestmark = pytest.mark.slow
+
+DEADLINE_S = 180.0
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = DEADLINE_S, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+
+
+class Stack:
+    """Environment and processes of one Vigil installation under test."""
+
+    def __init__(self, root: Path, *, db_url: str, broker_url: str, model_dir: Path) -> None:
+        self.root, self.db_url = root, db_url
+        self.inbox = root / "inbox"
+        self.inbox.mkdir()
+        self.logs: list[Path] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        sources = [{"name": "inbox", "path": str(self.inbox)}]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
+            "VIGIL_DATABASE__URL": db_url,
+            "VIGIL_BROKER__URL": broker_url,
+            "VIGIL_MODEL__ID": str(model_dir),
+            "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
+            "VIGIL_MODEL__WINDOW_S": "1.0",
+            "VIGIL_WATCH__SOURCES": json.dumps(sources),
+            "VIGIL_WATCH__SETTLE_S": "0.3",
+            "VIGIL_WATCH__READY_DEADLINE_S": "3",
+            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
+            "VIGIL_LOG__FORMAT": "text",
+            "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        log = self.root / f"{name}.log"
+        self.logs.append(log)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, *argv], cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.processes.append(process)
+        return process
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
+
+    def statuses(self) -> dict[str, str]:
+        return {str(path): str(status) for path, status in self.rows("SELECT rel_path, status FROM media")}
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"===== {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
+    stack = Stack(
+        tmp_path,
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        model_dir=tiny_llava,
+    )
+    yield stack
+    stack.stop_all()
+
+
+def drop(stack: Stack, name: str, make: Callable[[Path], Path]) -> Path:
+    """Write a file elsewhere, then move it in, as uploaders that rename at the end do."""
+    staging = stack.root / "staging"
+    staging.mkdir(exist_ok=True)
+    made = make(staging / name)
+    target = stack.inbox / name
+    shutil.move(made, target)
+    return target
+
+
+def setup_targets(stack: Stack) -> None:
+    assert stack.vigil("db", "upgrade").returncode == 0
+    for name, description, threshold in [("person", "a person walking", "0"), ("van", "a white van", "1")]:
+        result = stack.vigil("targets", "add", name, description, "--threshold", threshold)
+        assert result.returncode == 0, result.stderr
+
+
+def check_results(stack: Stack) -> None:
+    rows = stack.rows(
+        "SELECT m.rel_path, t.name, d.window_index, d.p_yes, d.matched, d.thumbnail_path "
+        "FROM detections d JOIN media m ON m.id = d.media_id JOIN targets t ON t.id = d.target_id "
+        "ORDER BY m.rel_path, d.window_index, t.name"
+    )
+    clip_rows = [r for r in rows if r[0] == "clip.mp4"]
+    assert [(r[1], r[2]) for r in clip_rows] == [("person", 0), ("van", 0), ("person", 1), ("van", 1)]
+    assert all(0.0 < float(r[3]) < 1.0 for r in rows)  # type: ignore[arg-type]
+    assert all(bool(r[4]) == (r[1] == "person") for r in rows)
+    assert all(Path(str(r[5])).is_file() for r in rows if r[1] == "person")
+    assert [(r[1], r[2]) for r in rows if r[0] == "snap.png"] == [("person", 0), ("van", 0)]
+    analyses = stack.rows("SELECT media_id, COUNT(*) FROM analyses GROUP BY media_id")
+    assert all(count == 1 for _, count in analyses), analyses
+
+
+def test_watcher_and_worker_processes_turn_a_dropped_clip_into_detections(embedded: Stack) -> None:
+    stack = embedded
+    setup_targets(stack)
+    stack.spawn("worker", "-m", "workers", "--queue", "gpu")
+    stack.spawn("watcher", "-m", "watcher")
+    drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
+    drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
+    drop(stack, "broken.mp4", lambda p: write_corrupt(p, "text"))
+    try:
+        wait_for(
+            lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done", "broken.mp4": "failed"},
+            what="all media terminal",
+        )
+    except AssertionError:
+        pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
+    check_results(stack)
+    (error,) = stack.rows("SELECT error FROM media WHERE rel_path = 'broken.mp4'")[0]
+    assert error
+    sql = stack.vigil("sql", "SELECT COUNT(*) AS n FROM detections", "--format", "csv")
+    if sql.returncode == 0:  # `vigil sql` is the people's door to the same rows
+        assert sql.stdout.split() == ["n", "6"]
+
+
+def test_vigil_run_starts_everything_with_one_command(embedded: Stack) -> None:
+    stack = embedded
+    setup_targets(stack)
+    run = stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
+    drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
+    drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
+    try:
+        wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
+    except AssertionError:
+        pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
+    check_results(stack)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 0, stack.dump_logs()
+
+
+def test_postgresql_and_redis_run_the_same_path(
+    tmp_path: Path, tiny_llava: Path, pg_empty_url: str, redis_server: object
+) -> None:
+    stack = Stack(tmp_path, db_url=pg_empty_url, broker_url=redis_server.url, model_dir=tiny_llava)  # type: ignore[attr-defined]
+    try:
+        setup_targets(stack)
+        stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
+        drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
+        drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
+        try:
+            wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
+        except AssertionError:
+            pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
+        check_results(stack)
+    finally:
+        stack.stop_all()
