@@ -11,10 +11,30 @@ from vigil.db import make_engine, session_factory
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError
 from vigil.logs import configure_logging
-from vigil.settings import load_settings
+from vigil.settings import Settings, load_settings
 from watcher.service import WatcherService, ensure_migrated
 
 log = logging.getLogger("watcher")
+
+
+def run_watcher(settings: Settings) -> int:
+    """Run the watcher in this process until SIGTERM/SIGINT (`vigil watcher` calls this). Exit status."""
+    configure_logging(settings.log, process_name="watcher")
+    engine = make_engine(settings.database)
+    try:
+        ensure_migrated(engine)
+        factory = session_factory(engine)
+        app = make_celery(settings)
+        service = WatcherService(settings, factory=factory, enqueuer=Enqueuer(app, factory))
+        service.run_forever()
+        app.close()
+    except ConfigError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    log.info("watcher exited cleanly")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,18 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.log, process_name="watcher")
-        engine = make_engine(settings.database)
-        ensure_migrated(engine)
     except ConfigError as exc:
         print(f"watcher: {exc}", file=sys.stderr)
         return 2
-    factory = session_factory(engine)
-    service = WatcherService(settings, factory=factory, enqueuer=Enqueuer(make_celery(settings), factory))
-    service.run_forever()
-    engine.dispose()
-    log.info("watcher exited cleanly")
-    return 0
+    return run_watcher(settings)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,7 +40,6 @@ class ScanReport:
     known: int = 0  # already registered with the same size and mtime
     pending: int = 0  # still changing (settle=True): left for the watcher
     vanished: int = 0  # gone between the walk and the registration
-    errors: list[str] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
         if outcome == Outcome.KNOWN:

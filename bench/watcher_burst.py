@@ -1,0 +1,259 @@
+"""Watcher burst benchmark (a script, not a test): `python bench/watcher_burst.py [--files 2000]`.
+
+1. `python -m watcher` runs as its own process on a fresh SQLite database and embedded broker.
+2. A burst of N tiny images (unique content) is written into N/10 brand-new nested camera directories;
+   we time until every file has a row, and check each has exactly one.
+   Baseline, same run: `scan_source` registering the same files in one pass (no events, no settling).
+3. A 50 MB valid MP4 (the clip, then a `free` atom) written at 2 MB/s: registered once, after its last
+   byte; we report the delay after the last write. (The container opens long before the end, so only the
+   settle rule keeps it from being registered early.)
+4. The rescan cost over the registered files: the watcher's diff (one query per source) vs one query per
+   file (the obvious way).
+5. The watcher's RSS (and peak) from /proc, and whether any torch/transformers library is mapped into it.
+Prints a table and ends with ONE JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from vigil.celery_app import make_celery  # noqa: E402
+from vigil.db import make_engine, session_factory  # noqa: E402
+from vigil.enqueue import Enqueuer  # noqa: E402
+from vigil.migrate import upgrade  # noqa: E402
+from vigil.registry import _latest_version  # noqa: E402
+from vigil.schema import Media  # noqa: E402
+from vigil.settings import DatabaseSettings, Settings, SourceSettings  # noqa: E402
+from watcher.intake import WatchedSource  # noqa: E402
+from watcher.rules import SourceRules  # noqa: E402
+from watcher.scan import changed_files, scan_source, walk  # noqa: E402
+from workers.testing.clips import write_clip_mp4v, write_image  # noqa: E402
+
+BIG_MB, RATE_MB_S, CHUNK_S = 50, 2.0, 0.25
+
+
+def tiny_images(n: int, tmp: Path, tag: str = "w") -> list[bytes]:
+    """Valid JPEGs with unique bytes after the end-of-image marker (so none is a duplicate)."""
+    base = write_image(tmp / "base.jpg", size=(32, 24)).read_bytes()
+    return [base + f"unique-{tag}-{i}".encode() for i in range(n)]
+
+
+def burst(root: Path, blobs: list[bytes]) -> float:
+    start = time.monotonic()
+    for i, blob in enumerate(blobs):
+        d = (
+            root
+            / f"cam{i // 10 % 4}"
+            / "2026"
+            / "11"
+            / f"{i // 10 // 24:02d}"
+            / f"{i // 10 % 24:02d}-{i // 10}"
+        )
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:05d}.jpg").write_bytes(blob)
+    return start
+
+
+def count(factory, source_id: int | None = None) -> tuple[int, int]:
+    with factory() as s:
+        q = select(func.count(), func.count(func.distinct(Media.rel_path)))
+        if source_id is not None:
+            q = q.where(Media.source_id == source_id)
+        return tuple(s.execute(q).one())  # type: ignore[return-value]
+
+
+def wait(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_watcher(tmp: Path, db_url: str, broker: str, drop: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    config = tmp / "vigil.toml"
+    config.write_text(
+        f'[database]\nurl = "{db_url}"\n[broker]\nurl = "{broker}"\n[log]\nformat = "text"\n'
+        f"[watch]\nsettle_s = 0.5\nrescan_interval_s = 300\n"
+        f'[[watch.sources]]\nname = "drop"\npath = "{drop}"\ninclude = ["*.jpg", "*.mp4"]\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config)],
+        cwd=tmp,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    if not wait(lambda: any("watcher started" in line for line in lines), 60):
+        proc.kill()
+        raise SystemExit("watcher did not start:\n" + "".join(lines))
+    return proc, lines
+
+
+def big_file(path: Path, tmp: Path) -> float:
+    clip = write_clip_mp4v(tmp / "clip.mp4", seconds=1, fps=10, size=(64, 48)).read_bytes()
+    total = BIG_MB * 1024 * 1024
+    pad = total - len(clip)
+    chunk = int(RATE_MB_S * 1024 * 1024 * CHUNK_S)
+    with path.open("wb") as handle:
+        handle.write(clip + struct.pack(">I", pad) + b"free")
+        written = len(clip) + 8
+        handle.flush()
+        while written < total:
+            time.sleep(CHUNK_S)
+            n = min(chunk, total - written)
+            handle.write(b"\0" * n)
+            handle.flush()
+            written += n
+    return time.time()
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def rescan_costs(factory, source_id: int, drop: Path) -> tuple[float, float]:
+    source = WatchedSource(source_id, SourceRules.of(SourceSettings(name="drop", path=drop)))
+    t = time.perf_counter()
+    changed = sum(1 for c in changed_files(factory, source) if c.stat is not None)
+    ours = time.perf_counter() - t
+    assert changed == 0, changed
+    t = time.perf_counter()
+    with factory() as session:
+        for c in walk(source.rules):
+            latest = _latest_version(session, source_id, c.path.relative_to(source.rules.root).as_posix())
+            assert latest is not None
+    naive = time.perf_counter() - t
+    return ours, naive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=2000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    drop, base_drop = tmp / "drop", tmp / "baseline"
+    drop.mkdir()
+    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
+    upgrade(db_url)
+    engine = make_engine(DatabaseSettings(url=db_url))
+    factory = session_factory(engine)
+    blobs = tiny_images(args.files, tmp)
+
+    proc, lines = start_watcher(tmp, db_url, broker, drop)
+    pid = proc.pid
+    started = burst(drop, blobs)
+    written = time.monotonic() - started
+    ok = wait(lambda: count(factory)[0] >= args.files, 600)
+    burst_s = time.monotonic() - started
+    time.sleep(2.0)  # anything registered twice would show up now
+    rows, distinct = count(factory)
+    assert ok and rows == distinct == args.files, (rows, distinct)
+    status_after_burst = proc_status(pid)
+
+    last_write = big_file(drop / "big" / "big.mp4", tmp) if (drop / "big").mkdir() is None else 0.0
+    assert wait(lambda: count(factory)[0] > args.files, 60)
+    with factory() as s:
+        big = s.scalars(select(Media).where(Media.rel_path == "big/big.mp4")).all()
+    assert len(big) == 1 and big[0].size_bytes == BIG_MB * 1024 * 1024, [
+        (m.size_bytes, m.version) for m in big
+    ]
+    big_delay = big[0].created_at.timestamp() - last_write
+    time.sleep(1.0)
+    assert count(factory)[0] == args.files + 1
+
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    torch_mapped = any(name in maps for name in ("libtorch", "/torch/", "/transformers/"))
+    final_status = proc_status(pid)
+    proc.send_signal(signal.SIGTERM)
+    exit_code = proc.wait(60)
+
+    with factory() as s:
+        source_id = s.scalar(select(Media.source_id).limit(1))
+    rescan_s, per_file_s = rescan_costs(factory, source_id, drop)
+
+    # Baseline: the same files registered by one scan_source pass (no events, no settling).
+    burst(
+        base_drop, tiny_images(args.files, tmp, tag="baseline")
+    )  # new content: queued and sent, like the burst
+    settings = Settings(database={"url": db_url}, broker={"url": broker})
+    app = make_celery(settings)
+    t = time.perf_counter()
+    report = scan_source(
+        factory, Enqueuer(app, factory), SourceSettings(name="baseline", path=base_drop, include=["*.jpg"])
+    )
+    baseline_s = time.perf_counter() - t
+    app.close()
+    assert report.registered == report.queued == args.files, report
+    engine.dispose()
+
+    table = [
+        ("files in the burst / new directories", f"{args.files} / {args.files // 10}"),
+        ("burst written in", f"{written:.2f} s"),
+        ("watcher: all registered after", f"{burst_s:.2f} s ({args.files / burst_s:.0f} files/s)"),
+        ("baseline scan_source, same files", f"{baseline_s:.2f} s ({args.files / baseline_s:.0f} files/s)"),
+        ("rows / distinct paths", f"{rows} / {distinct}"),
+        (
+            f"{BIG_MB} MB at {RATE_MB_S} MB/s: registered after last write",
+            f"{big_delay:.2f} s (settle 0.5 s)",
+        ),
+        (
+            "rescan of known files: one query / query per file",
+            f"{rescan_s * 1000:.0f} ms / {per_file_s * 1000:.0f} ms",
+        ),
+        (
+            "watcher RSS after burst / at end / peak",
+            f"{status_after_burst['VmRSS']:.0f} / {final_status['VmRSS']:.0f} / "
+            f"{final_status['VmHWM']:.0f} MB",
+        ),
+        ("torch or transformers mapped in watcher", str(torch_mapped)),
+        ("watcher exit code on SIGTERM", str(exit_code)),
+    ]
+    width = max(len(k) for k, _ in table)
+    for key, value in table:
+        print(f"{key:<{width}}  {value}")
+    print(
+        json.dumps(
+            {
+                "files": args.files,
+                "baseline_scan_s": round(baseline_s, 3),
+                "watcher_burst_s": round(burst_s, 3),
+                "ratio": round(burst_s / baseline_s, 2),
+                "files_per_s": round(args.files / burst_s, 1),
+                "big_file_delay_s": round(big_delay, 3),
+                "rescan_known_s": round(rescan_s, 4),
+                "rescan_per_file_query_s": round(per_file_s, 4),
+                "watcher_rss_mb": round(status_after_burst["VmRSS"], 1),
+                "peak_rss_mb": round(final_status["VmHWM"], 1),
+                "torch_loaded": torch_mapped,
+                "exit_code": exit_code,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
