@@ -112,8 +112,15 @@ def _probe_image(path: str | os.PathLike[str], size: int) -> MediaInfo:
         raise UnreadableMedia(path, "image does not decode")
     height, width = img.shape[:2]
     check_resolution(path, width, height)
-    return MediaInfo(kind="image", width=width, height=height, fps=0.0, frame_count=1, duration_s=0.0,
-                     codec=Path(path).suffix.lower().lstrip(".") or None)
+    return MediaInfo(
+        kind="image",
+        width=width,
+        height=height,
+        fps=0.0,
+        frame_count=1,
+        duration_s=0.0,
+        codec=Path(path).suffix.lower().lstrip(".") or None,
+    )
 
 
 @contextmanager
@@ -150,8 +157,15 @@ def _probe_video(path: str | os.PathLike[str]) -> MediaInfo:
     if count <= 0 or count > fps * 3600 * MAX_FRAME_COUNT_HOURS:
         log.info("frame count %d of %s is missing or absurd; counting packets", count, path)
         count = max(1, count_packets(path))
-    return MediaInfo(kind="video", width=width, height=height, fps=fps, frame_count=count,
-                     duration_s=count / fps, codec=codec)
+    return MediaInfo(
+        kind="video",
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=count,
+        duration_s=count / fps,
+        codec=codec,
+    )
 
 
 def _sane_fps(value: float) -> float:
@@ -179,4 +193,3 @@ def count_packets(path: str | os.PathLike[str], *, limit: int = MAX_COUNTED_PACK
             return n
     except (UnreadableMedia, cv2.error):
         return 0
-

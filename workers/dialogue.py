@@ -80,7 +80,11 @@ class Conversation:
             logits = self._feed(ids)
             assert self._prefix is not None
             tokens, added = greedy_continue(
-                self.loaded, self._prefix, logits, past=len(ids), max_new_tokens=max_new_tokens,
+                self.loaded,
+                self._prefix,
+                logits,
+                past=len(ids),
+                max_new_tokens=max_new_tokens,
                 on_token=on_token,
             )
         self._cached = ids + tokens[:added]

@@ -92,14 +92,27 @@ def sample_frames(
     try:
         if info.kind == "image":
             return _read_image(path, max_side=max_side)
-        return _sample_video(path, info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s,
-                             mode=mode, max_side=max_side)
+        return _sample_video(
+            path,
+            info,
+            num_frames=num_frames,
+            fps=fps,
+            start_s=start_s,
+            end_s=end_s,
+            mode=mode,
+            max_side=max_side,
+        )
     except cv2.error as exc:
         raise UnreadableMedia(path, f"OpenCV error: {str(exc).strip().splitlines()[-1]}") from exc
 
 
 def target_indices(
-    info: MediaInfo, *, num_frames: int | None, fps: float | None, start_s: float, end_s: float | None,
+    info: MediaInfo,
+    *,
+    num_frames: int | None,
+    fps: float | None,
+    start_s: float,
+    end_s: float | None,
     frame_count: int | None = None,
 ) -> list[int]:
     """Wanted frame indices (sorted, may repeat when more frames are asked than the window holds)."""
@@ -117,15 +130,23 @@ def target_indices(
 
 
 def _sample_video(
-    path: str | os.PathLike[str], info: MediaInfo, *, num_frames: int | None, fps: float | None,
-    start_s: float, end_s: float | None, mode: Mode, max_side: int | None,
+    path: str | os.PathLike[str],
+    info: MediaInfo,
+    *,
+    num_frames: int | None,
+    fps: float | None,
+    start_s: float,
+    end_s: float | None,
+    mode: Mode,
+    max_side: int | None,
 ) -> Frames:
     targets = target_indices(info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s)
     scan = scan_packets(path, stop=targets[-1] + SCAN_MARGIN)
     if scan.complete and 0 < scan.packets < info.frame_count:
         log.info("%s: container says %d frames, stream holds %d", path, info.frame_count, scan.packets)
-        targets = target_indices(info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s,
-                                 frame_count=scan.packets)
+        targets = target_indices(
+            info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s, frame_count=scan.packets
+        )
     out_w, out_h = fit_size((info.width, info.height), max_side)
     with open_capture(path) as cap:
         reader = _Reader(cap, path, (out_w, out_h), info.fps)
@@ -157,8 +178,9 @@ def scan_packets(path: str | os.PathLike[str], *, stop: int) -> _Scan:
 class _Reader:
     """A capture with a known decoder position; retrieves into a resized RGB output slot."""
 
-    def __init__(self, cap: cv2.VideoCapture, path: str | os.PathLike[str], out_size: tuple[int, int],
-                 fps: float) -> None:
+    def __init__(
+        self, cap: cv2.VideoCapture, path: str | os.PathLike[str], out_size: tuple[int, int], fps: float
+    ) -> None:
         self.cap, self.path, self.out_size, self.fps = cap, path, out_size, fps
         self.pos = 0  # index of the next frame grab() decodes
         self.decoded = 0
@@ -217,8 +239,13 @@ def _decode(reader: _Reader, targets: Sequence[int], scan: _Scan, *, mode: Mode,
         raise UnreadableMedia(reader.path, "no decodable frame")
     if len(indices) < len(targets):
         log.info("%s: stream ended early; %d of %d frames", reader.path, len(indices), len(targets))
-    return Frames(rgb=out[: len(indices)], indices=indices, timestamps_s=stamps, source_size=(0, 0),
-                  decoded=reader.decoded)
+    return Frames(
+        rgb=out[: len(indices)],
+        indices=indices,
+        timestamps_s=stamps,
+        source_size=(0, 0),
+        decoded=reader.decoded,
+    )
 
 
 def _seek_cost(target: int, keyframes: Sequence[int]) -> int:
@@ -288,7 +315,11 @@ def _read_image(path: str | os.PathLike[str], *, max_side: int | None) -> Frames
 
 
 def plan_windows(
-    info: MediaInfo, *, window_s: float, frames_per_window: int, max_windows: int | None = None,
+    info: MediaInfo,
+    *,
+    window_s: float,
+    frames_per_window: int,
+    max_windows: int | None = None,
 ) -> list[tuple[float, float]]:
     """Consecutive (start_s, end_s) windows covering the clip.
 

@@ -207,8 +207,14 @@ def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, {', '.join(names)}")
     return names[dtype]
@@ -286,8 +292,17 @@ def load_model(
         side = min(side, max_side)
     log.info("loaded %s (%s) on %s as %s; frame side %d", model, config.model_type, dev, torch_dtype, side)
     return LoadedModel(
-        name=model, model_type=config.model_type, model=net, processor=processor, adapter=adapter,
-        yes_ids=yes_ids, no_ids=no_ids, device=dev, dtype=torch_dtype, frame_side=side, eos_ids=eos_ids,
+        name=model,
+        model_type=config.model_type,
+        model=net,
+        processor=processor,
+        adapter=adapter,
+        yes_ids=yes_ids,
+        no_ids=no_ids,
+        device=dev,
+        dtype=torch_dtype,
+        frame_side=side,
+        eos_ids=eos_ids,
     )
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from vigil.contracts import AnalyzePayload
+from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
 from workers.analyze import LeaseKeeper, LostClaim, claim, mark_failed, release, store_results
 from workers.runtime import WorkerRuntime
@@ -31,6 +32,7 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     if taken.attempts > work.max_attempts:
         last = f": {taken.last_error}" if taken.last_error else ""
         mark_failed(runtime.factory, taken, f"gave up after {work.max_attempts} attempts{last}")
+        _finalize(runtime, taken.media_id)
         return Outcome("failed")
     log.info("media %d: analysing %s (attempt %d)", taken.media_id, taken.path, taken.attempts)
     began = time.perf_counter()
@@ -59,6 +61,7 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
         )
     except MediaError as exc:
         mark_failed(runtime.factory, taken, exc)
+        _finalize(runtime, taken.media_id)
         return Outcome("failed")
     except LostClaim as exc:
         log.warning("%s; results discarded", exc)
@@ -76,6 +79,7 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
         return _retry(taken.attempts)
     for delivery_id in deliveries:
         runtime.enqueuer.deliver(delivery_id)
+    _finalize(runtime, taken.media_id)
     log.info(
         "media %d done: analysis %d, %d windows, %.0f ms",
         taken.media_id,
@@ -84,6 +88,14 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
         (time.perf_counter() - began) * 1000,
     )
     return Outcome("done", analysis_id=analysis_id)
+
+
+def _finalize(runtime: WorkerRuntime, media_id: int) -> None:
+    """Drop-folder automation (move to done/ or failed/, sidecar) after the commit; never fails the task."""
+    try:
+        finalize_file(runtime.factory, runtime.settings, media_id)
+    except (OSError, TransientError) as exc:
+        log.error("media %d: analysed, but the drop-folder step failed: %s", media_id, exc)
 
 
 def _retry(attempts: int, *, frames_per_window: int | None = None) -> Outcome:

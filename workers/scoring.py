@@ -194,7 +194,12 @@ def score_targets_naive(
 
 
 def greedy_continue(
-    loaded: LoadedModel, prefix: Prefix, first_logits: torch.Tensor, *, past: int, max_new_tokens: int,
+    loaded: LoadedModel,
+    prefix: Prefix,
+    first_logits: torch.Tensor,
+    *,
+    past: int,
+    max_new_tokens: int,
     on_token: Any = None,
 ) -> tuple[list[int], int]:
     """Greedy decoding over a one-row cache; returns (new token ids, tokens added to the cache)."""
@@ -212,7 +217,7 @@ def greedy_continue(
         if on_token is not None:
             text = tok.decode(tokens, skip_special_tokens=True)
             if len(text) > len(shown) and not text.endswith("\ufffd"):
-                on_token(text[len(shown):])
+                on_token(text[len(shown) :])
                 shown = text
         if len(tokens) == max_new_tokens:
             break
@@ -221,7 +226,7 @@ def greedy_continue(
     if on_token is not None:
         text = tok.decode(tokens, skip_special_tokens=True)
         if len(text) > len(shown):
-            on_token(text[len(shown):])
+            on_token(text[len(shown) :])
     return tokens, added
 
 

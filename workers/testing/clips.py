@@ -39,10 +39,26 @@ def _frame_bgr(index: int, size: tuple[int, int], pattern: Pattern) -> np.ndarra
     frame[:, x : x + bar_w] = (255, 255, 255)
     scale = max(0.4, h / 80.0)
     thickness = max(1, int(scale * 2))
-    cv2.putText(frame, str(index), (max(2, w // 20), int(h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(frame, str(index), (max(2, w // 20), int(h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), thickness, cv2.LINE_AA)
+    cv2.putText(
+        frame,
+        str(index),
+        (max(2, w // 20), int(h * 0.7)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 0),
+        thickness + 2,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        frame,
+        str(index),
+        (max(2, w // 20), int(h * 0.7)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thickness,
+        cv2.LINE_AA,
+    )
     return frame
 
 
@@ -99,9 +115,13 @@ def write_clip_h264(
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = bframes
         # keyint_min/scenecut keep keyframes exactly every `gop` frames (no scene-cut keyframes)
-        stream.codec_context.options = {"preset": "ultrafast" if bframes == 0 else "veryfast",
-                                        "keyint_min": str(gop), "sc_threshold": "0",
-                                        "bf": str(bframes), "crf": "23"}
+        stream.codec_context.options = {
+            "preset": "ultrafast" if bframes == 0 else "veryfast",
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "bf": str(bframes),
+            "crf": "23",
+        }
         for frame in iter_frames(count, size, pattern):
             video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
             container.mux(stream.encode(video_frame))

@@ -113,18 +113,32 @@ def _llava_next_video(out_dir: Path, image_size: int) -> Path:
     ids = tok.convert_tokens_to_ids
     config = LlavaNextVideoConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=image_size, patch_size=14, projection_dim=32,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=14,
+            projection_dim=32,
         ),
         text_config=LlamaConfig(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=4096,
-            bos_token_id=ids("<s>"), eos_token_id=ids("</s>"), pad_token_id=ids("<pad>"),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tok),
+            max_position_embeddings=4096,
+            bos_token_id=ids("<s>"),
+            eos_token_id=ids("</s>"),
+            pad_token_id=ids("<pad>"),
         ),
         image_token_index=ids("<image>"),
         video_token_index=ids("<video>"),
         image_grid_pinpoints=[
-            [image_size, image_size], [image_size, 2 * image_size], [2 * image_size, image_size]
+            [image_size, image_size],
+            [image_size, 2 * image_size],
+            [2 * image_size, image_size],
         ],
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
@@ -135,14 +149,19 @@ def _llava_next_video(out_dir: Path, image_size: int) -> Path:
     model = LlavaNextVideoForConditionalGeneration(config).eval()
     crop = {"height": image_size, "width": image_size}
     image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": image_size}, crop_size=crop,
+        size={"shortest_edge": image_size},
+        crop_size=crop,
         image_grid_pinpoints=config.image_grid_pinpoints,
     )
     video_processor = LlavaNextVideoVideoProcessor(size={"shortest_edge": image_size}, crop_size=crop)
     processor = LlavaNextVideoProcessor(
-        video_processor=video_processor, image_processor=image_processor, tokenizer=tok,
-        chat_template=LLAVA_NEXT_VIDEO_TEMPLATE, patch_size=14,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        chat_template=LLAVA_NEXT_VIDEO_TEMPLATE,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
     )
     return _save(out_dir, model, processor)
 
@@ -150,16 +169,28 @@ def _llava_next_video(out_dir: Path, image_size: int) -> Path:
 def _qwen_text(tok, head_dim: int = 16) -> dict:
     ids = tok.convert_tokens_to_ids
     return dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=4096,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
+        bos_token_id=None,
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
     )
 
 
 _QWEN_SPECIAL = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 
 
@@ -172,7 +203,9 @@ def _qwen_processor(cls, tok, image_size: int):
     image_processor = Qwen2VLImageProcessor(**pixels)
     video_processor = Qwen2VLVideoProcessor(**pixels, cap_pixels_per_frame=False)
     return cls(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
         chat_template=QWEN_VL_TEMPLATE,
     )
 
@@ -190,13 +223,23 @@ def _qwen2_5_vl(out_dir: Path, image_size: int) -> Path:
     ids = tok.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
             tokens_per_second=2,
         ),
         text_config=_qwen_text(tok),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
     )
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     return _save(out_dir, model, _qwen_processor(Qwen2_5_VLProcessor, tok, image_size))
@@ -209,12 +252,20 @@ def _qwen2_vl(out_dir: Path, image_size: int) -> Path:
     ids = tok.convert_tokens_to_ids
     config = Qwen2VLConfig(
         vision_config=dict(
-            depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2,
+            depth=2,
+            embed_dim=32,
+            hidden_size=64,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
         ),
         text_config=_qwen_text(tok),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
     )
     model = Qwen2VLForConditionalGeneration(config).eval()
     return _save(out_dir, model, _qwen_processor(Qwen2VLProcessor, tok, image_size))
@@ -230,12 +281,20 @@ def _smolvlm2(out_dir: Path, image_size: int) -> Path:
     )
 
     special = [
-        "<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>",
-        "<global-img>", "<image>", "<video>",
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<end_of_utterance>",
+        "<fake_token_around_image>",
+        "<global-img>",
+        "<image>",
+        "<video>",
     ]
     named = {
-        "image_token": "<image>", "video_token": "<video>", "fake_image_token": "<fake_token_around_image>",
-        "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>",
+        "image_token": "<image>",
+        "video_token": "<video>",
+        "fake_image_token": "<fake_token_around_image>",
+        "global_image_token": "<global-img>",
+        "end_of_utterance_token": "<end_of_utterance>",
     }
     tok = _tokenizer(special, named)
     tok.bos_token, tok.eos_token, tok.pad_token = "<|im_start|>", "<end_of_utterance>", "<|endoftext|>"
@@ -244,13 +303,24 @@ def _smolvlm2(out_dir: Path, image_size: int) -> Path:
     side = max(patch * 2, (image_size // (patch * 2)) * patch * 2)
     config = SmolVLMConfig(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=side, patch_size=patch,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=side,
+            patch_size=patch,
         ),
         text_config=dict(
-            model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=4096,
-            bos_token_id=ids("<|im_start|>"), eos_token_id=ids("<end_of_utterance>"),
+            model_type="llama",
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tok),
+            max_position_embeddings=4096,
+            bos_token_id=ids("<|im_start|>"),
+            eos_token_id=ids("<end_of_utterance>"),
             pad_token_id=ids("<|endoftext|>"),
         ),
         image_token_id=ids("<image>"),
@@ -260,12 +330,17 @@ def _smolvlm2(out_dir: Path, image_size: int) -> Path:
     model = SmolVLMForConditionalGeneration(config).eval()
     size = {"longest_edge": side}
     image_processor = SmolVLMImageProcessor(
-        size=size, max_image_size=size, do_image_splitting=False,
+        size=size,
+        max_image_size=size,
+        do_image_splitting=False,
     )
     video_processor = SmolVLMVideoProcessor(size=size, max_image_size=size, do_image_splitting=False)
     processor = SmolVLMProcessor(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
-        image_seq_len=((side // patch) ** 2) // 4, chat_template=SMOLVLM2_TEMPLATE,
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
+        image_seq_len=((side // patch) ** 2) // 4,
+        chat_template=SMOLVLM2_TEMPLATE,
     )
     return _save(out_dir, model, processor)
 
