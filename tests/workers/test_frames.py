@@ -1,0 +1,187 @@
+"""sample_frames() against a sequential read of real clips, and its failure modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vigil.errors import UnreadableMedia, UnsupportedMedia
+from vigil.media import MediaInfo, probe
+from workers.frames import Frames, plan_windows, sample_frames, save_thumbnail
+from workers.testing.clips import write_clip_h264, write_clip_mp4v, write_corrupt, write_image
+
+SIZE = (160, 120)
+GOP = 120
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "mp4v": write_clip_mp4v(d / "c.mp4", seconds=6, fps=30, size=SIZE),
+        "h264": write_clip_h264(d / "h.mp4", seconds=8, fps=30, size=SIZE, gop=GOP, bframes=2),
+    }
+
+
+def sequential_rgb(path: Path, indices: list[int]) -> dict[int, np.ndarray]:
+    """The reference: read every frame from the start, keep the wanted ones."""
+    cap = cv2.VideoCapture(str(path))
+    wanted, out = set(indices), {}
+    for i in range(max(indices) + 1):
+        ok, bgr = cap.read()
+        assert ok, f"sequential read failed at {i}"
+        if i in wanted:
+            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    cap.release()
+    return out
+
+
+def assert_exact(path: Path, frames: Frames) -> None:
+    ref = sequential_rgb(path, frames.indices)
+    for k, i in enumerate(frames.indices):
+        assert np.array_equal(frames.rgb[k], ref[i]), f"frame {i} differs from the sequential read"
+
+
+@pytest.mark.parametrize("codec", ["mp4v", "h264"])
+@pytest.mark.parametrize("n", [8, 32])
+def test_exact_mode_is_bit_identical_to_a_sequential_read(clips: dict[str, Path], codec: str, n: int) -> None:
+    frames = sample_frames(clips[codec], num_frames=n)
+    assert frames.rgb.shape == (n, SIZE[1], SIZE[0], 3) and frames.rgb.dtype == np.uint8
+    assert len(set(frames.indices)) == n and frames.indices == sorted(frames.indices)
+    assert frames.source_size == SIZE
+    assert_exact(clips[codec], frames)
+    fps = probe(clips[codec]).fps
+    assert frames.timestamps_s == pytest.approx([i / fps for i in frames.indices], abs=1e-3)
+
+
+@pytest.mark.parametrize("codec", ["mp4v", "h264"])
+def test_window_sampling_stays_in_the_window(clips: dict[str, Path], codec: str) -> None:
+    frames = sample_frames(clips[codec], num_frames=8, start_s=2.5, end_s=4.0)
+    assert all(75 <= i < 120 for i in frames.indices)
+    assert len(set(frames.indices)) == 8
+    assert_exact(clips[codec], frames)
+
+
+def test_keyframe_mode_is_close_and_cheaper(clips: dict[str, Path]) -> None:
+    path = clips["h264"]
+    exact = sample_frames(path, num_frames=4)
+    fast = sample_frames(path, num_frames=4, mode="keyframe")
+    assert len(fast.indices) == 4 and fast.indices != exact.indices
+    assert all(abs(f - e) <= GOP for f, e in zip(fast.indices, exact.indices, strict=True))
+    assert fast.decoded < exact.decoded / 2
+    assert_exact(path, fast)  # whatever frame it lands on, it reports that frame truthfully
+
+
+def test_keyframe_mode_on_short_gop_is_exact(clips: dict[str, Path]) -> None:
+    exact = sample_frames(clips["mp4v"], num_frames=8)
+    fast = sample_frames(clips["mp4v"], num_frames=8, mode="keyframe")
+    assert fast.indices == exact.indices
+
+
+def test_fps_sampling(clips: dict[str, Path]) -> None:
+    frames = sample_frames(clips["mp4v"], fps=2.0, start_s=1.0, end_s=3.0)
+    assert frames.indices == [30, 45, 60, 75]
+    assert_exact(clips["mp4v"], frames)
+
+
+def test_resize_bounds_the_longest_side(clips: dict[str, Path]) -> None:
+    frames = sample_frames(clips["h264"], num_frames=4, max_side=64)
+    assert frames.rgb.shape == (4, 48, 64, 3)
+    assert frames.source_size == SIZE
+
+
+def test_4k_clip_with_max_side(tmp_path: Path) -> None:
+    clip = write_clip_mp4v(tmp_path / "uhd.mp4", seconds=0.4, fps=10, size=(3840, 2160))
+    frames = sample_frames(clip, num_frames=4, max_side=336)
+    assert frames.rgb.shape == (4, 189, 336, 3)
+    assert frames.source_size == (3840, 2160)
+
+
+def test_image_is_one_frame(tmp_path: Path) -> None:
+    frames = sample_frames(write_image(tmp_path / "i.png", size=(400, 100)), num_frames=8, max_side=200)
+    assert frames.rgb.shape == (1, 50, 200, 3)
+    assert (frames.indices, frames.timestamps_s, frames.source_size) == ([0], [0.0], (400, 100))
+
+
+def test_one_frame_clip_repeats_its_frame(tmp_path: Path) -> None:
+    clip = write_clip_mp4v(tmp_path / "one.mp4", seconds=1 / 30, fps=30, size=SIZE)
+    frames = sample_frames(clip, num_frames=4)
+    assert frames.indices == [0, 0, 0, 0]
+    assert all(np.array_equal(frames.rgb[0], f) for f in frames.rgb)
+
+
+def test_frame_count_lie_returns_the_frames_that_exist(tmp_path: Path) -> None:
+    clip = write_clip_mp4v(tmp_path / "c.mp4", seconds=2, fps=15, size=SIZE)
+    info = probe(clip)
+    liar = MediaInfo(kind="video", width=info.width, height=info.height, fps=info.fps,
+                     frame_count=info.frame_count * 3, duration_s=info.duration_s * 3, codec=info.codec)
+    frames = sample_frames(clip, num_frames=6, info=liar)
+    assert 0 < len(frames.indices) and max(frames.indices) < info.frame_count
+    assert_exact(clip, frames)
+
+
+@pytest.mark.parametrize("kind", ["zero_bytes", "text", "truncated", "header_only"])
+def test_broken_files_are_unreadable(tmp_path: Path, kind: str) -> None:
+    with pytest.raises(UnreadableMedia):
+        sample_frames(write_corrupt(tmp_path / "bad.mp4", kind), num_frames=8)  # type: ignore[arg-type]
+
+
+def test_wrong_extension_is_unsupported(tmp_path: Path) -> None:
+    path = write_clip_mp4v(tmp_path / "c.mp4", seconds=0.2, fps=10, size=SIZE).rename(tmp_path / "c.dat")
+    with pytest.raises(UnsupportedMedia):
+        sample_frames(path, num_frames=2)
+
+
+def test_huge_image_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    assert cv2.imwrite(str(path), np.zeros((100, 20000, 3), np.uint8))
+    with pytest.raises(UnreadableMedia, match="resolution too large"):
+        sample_frames(path, num_frames=1)
+
+
+def test_bad_arguments() -> None:
+    info = MediaInfo(kind="video", width=8, height=8, fps=10, frame_count=10, duration_s=1.0, codec=None)
+    with pytest.raises(ValueError):
+        sample_frames("x.mp4", info=info)
+    with pytest.raises(ValueError):
+        sample_frames("x.mp4", num_frames=2, fps=1.0, info=info)
+
+
+def _video(duration: float, fps: float = 30.0) -> MediaInfo:
+    return MediaInfo(kind="video", width=8, height=8, fps=fps, frame_count=round(duration * fps),
+                     duration_s=duration, codec=None)
+
+
+def test_plan_windows_covers_the_clip() -> None:
+    windows = plan_windows(_video(60.0), window_s=10.0, frames_per_window=8)
+    assert windows == [(i * 10.0, (i + 1) * 10.0) for i in range(6)]
+
+
+def test_plan_windows_edge_cases() -> None:
+    image = MediaInfo(kind="image", width=8, height=8, fps=0, frame_count=1, duration_s=0, codec=None)
+    assert plan_windows(image, window_s=5, frames_per_window=8) == [(0.0, 0.0)]
+    assert plan_windows(_video(3.0), window_s=10, frames_per_window=8) == [(0.0, 3.0)]
+    assert plan_windows(_video(12.0), window_s=10, frames_per_window=8) == [(0.0, 12.0)]  # tail merged
+    capped = plan_windows(_video(100.0), window_s=1, frames_per_window=8, max_windows=4)
+    assert capped == [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0), (75.0, 100.0)]
+    low_fps = plan_windows(_video(20.0, fps=2.0), window_s=1, frames_per_window=8)
+    assert all(end - start >= 4.0 for start, end in low_fps) and low_fps[-1][1] == 20.0
+    with pytest.raises(ValueError):
+        plan_windows(_video(1.0), window_s=0, frames_per_window=8)
+
+
+def test_save_thumbnail_is_a_bounded_jpeg(tmp_path: Path) -> None:
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    rgb[..., 0] = 255  # red in RGB
+    out = save_thumbnail(rgb, tmp_path / "t.jpg", max_side=320)
+    bgr = cv2.imread(str(out))
+    assert bgr.shape == (240, 320, 3) and bgr[..., 2].mean() > 200 and bgr[..., 0].mean() < 50
+    assert [p.name for p in tmp_path.iterdir()] == ["t.jpg"]
+
+
+def test_save_thumbnail_reports_os_errors(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="thumbnail"):
+        save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "missing-dir" / "t.jpg")

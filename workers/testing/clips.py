@@ -1,0 +1,137 @@
+"""Synthetic media files for tests, benchmarks and ``vigil selftest``.
+
+Every frame of a generated clip is distinguishable: it carries its index as a big number, a bar whose
+position moves with the index, and a background colour that changes with the index. Frame-accuracy tests
+compare arrays bit for bit, and a human looking at a thumbnail can read which frame it is.
+
+``write_clip_mp4v`` needs only OpenCV (what ships at runtime). ``write_clip_h264`` needs PyAV, a development
+dependency, imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CorruptKind = Literal["zero_bytes", "text", "truncated", "header_only"]
+Pattern = Literal["counter", "noise"]
+
+
+def _frame_bgr(index: int, size: tuple[int, int], pattern: Pattern) -> np.ndarray:
+    """One BGR frame that encodes ``index`` visibly (colour, bar position, number)."""
+    w, h = size
+    if pattern == "noise":
+        rng = np.random.default_rng(index)
+        return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    colour = ((index * 37) % 200 + 30, (index * 91) % 200 + 30, (index * 53) % 200 + 30)
+    frame = np.empty((h, w, 3), dtype=np.uint8)
+    frame[:] = colour
+    bar_w = max(2, w // 20)
+    x = (index * max(1, bar_w // 2)) % max(1, w - bar_w)
+    frame[:, x : x + bar_w] = (255, 255, 255)
+    scale = max(0.4, h / 80.0)
+    thickness = max(1, int(scale * 2))
+    cv2.putText(frame, str(index), (max(2, w // 20), int(h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(frame, str(index), (max(2, w // 20), int(h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thickness, cv2.LINE_AA)
+    return frame
+
+
+def iter_frames(count: int, size: tuple[int, int], pattern: Pattern = "counter") -> Iterator[np.ndarray]:
+    """Yield ``count`` BGR frames of ``size`` (w, h) in the pattern the clip writers use."""
+    for i in range(count):
+        yield _frame_bgr(i, size, pattern)
+
+
+def write_clip_mp4v(
+    path: str | os.PathLike[str],
+    *,
+    seconds: float,
+    fps: float = 30,
+    size: tuple[int, int] = (160, 120),
+    pattern: Pattern = "counter",
+) -> Path:
+    """Write an MPEG-4 Part 2 (``mp4v``) clip with OpenCV; keyframe interval is OpenCV's default (12)."""
+    out = Path(path)
+    count = max(1, round(seconds * fps))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write mp4v to {out}")
+    try:
+        for frame in iter_frames(count, size, pattern):
+            writer.write(frame)
+    finally:
+        writer.release()
+    log.debug("wrote %s (%d frames, %sx%s, mp4v)", out, count, *size)
+    return out
+
+
+def write_clip_h264(
+    path: str | os.PathLike[str],
+    *,
+    seconds: float,
+    fps: int = 30,
+    size: tuple[int, int] = (160, 120),
+    gop: int = 250,
+    bframes: int = 2,
+    pattern: Pattern = "counter",
+) -> Path:
+    """Write a long-GOP H.264 clip with B-frames using PyAV's libx264 (PyAV is a dev dependency)."""
+    try:
+        import av  # noqa: PLC0415 - optional, dev-only dependency
+    except ImportError as exc:
+        raise RuntimeError("write_clip_h264 needs PyAV (`pip install av`), a development dependency") from exc
+    out = Path(path)
+    count = max(1, round(seconds * fps))
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(fps))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = bframes
+        # keyint_min/scenecut keep keyframes exactly every `gop` frames (no scene-cut keyframes)
+        stream.codec_context.options = {"preset": "ultrafast" if bframes == 0 else "veryfast",
+                                        "keyint_min": str(gop), "sc_threshold": "0",
+                                        "bf": str(bframes), "crf": "23"}
+        for frame in iter_frames(count, size, pattern):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    log.debug("wrote %s (%d frames, %sx%s, h264 gop=%d bframes=%d)", out, count, *size, gop, bframes)
+    return out
+
+
+def write_image(path: str | os.PathLike[str], *, size: tuple[int, int] = (160, 120)) -> Path:
+    """Write a still image (format from the suffix) with the counter pattern of frame 0."""
+    out = Path(path)
+    if not cv2.imwrite(str(out), _frame_bgr(0, size, "counter")):
+        raise RuntimeError(f"OpenCV cannot write an image to {out}")
+    return out
+
+
+def write_corrupt(path: str | os.PathLike[str], kind: CorruptKind) -> Path:
+    """Write a broken file: ``zero_bytes``, ``text`` (named as given), ``truncated`` (a valid mp4v clip cut
+    in half) or ``header_only`` (the first 1 KiB of a valid clip)."""
+    out = Path(path)
+    if kind == "zero_bytes":
+        out.write_bytes(b"")
+    elif kind == "text":
+        out.write_text("this is not a video, just text that happens to have a video suffix\n" * 20)
+    elif kind in ("truncated", "header_only"):
+        tmp = out.with_name(out.name + ".full.mp4")
+        write_clip_mp4v(tmp, seconds=2, fps=15, size=(160, 120))
+        data = tmp.read_bytes()
+        tmp.unlink()
+        out.write_bytes(data[: len(data) // 2] if kind == "truncated" else data[:1024])
+    else:
+        raise ValueError(f"unknown corrupt kind {kind!r}")
+    return out
