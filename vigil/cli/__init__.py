@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "vigil.cli.targets",
     "vigil.cli.processes",
     "vigil.cli.selftest",
+    "vigil.cli.query",
 ]
 
 
