@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
-from vigil.errors import MediaError
-from vigil.media import MediaInfo
+from vigil.errors import MediaError, UnreadableMedia
+from vigil.media import MediaInfo, media_kind
 from vigil.schema import Media, MediaStatus, Source, Target, utcnow
 from vigil.settings import SourceSettings, TargetSettings
 
@@ -113,17 +113,24 @@ def register_file(
     changed and whose content hash differs from the latest version becomes a new version.
     """
     stat = path.stat()
-    mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
+    mtime = file_mtime(stat)
     rel_path = path.relative_to(root).as_posix()
     with factory() as session:
         latest = _latest_version(session, source_id, rel_path)
         if latest is not None and latest.size_bytes == stat.st_size and latest.mtime == mtime:
             return Registration(latest.id, latest.status, created=False)
-    digest = sha256_file(path)
+    digest: str | None = None
+    try:
+        digest = sha256_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        # Registered failed with the reason (no content hash), never dropped silently.
+        problem = problem or UnreadableMedia(path, f"cannot read: {exc.strerror or exc}")
     try:
         with write_session(factory) as session:
             latest = _latest_version(session, source_id, rel_path)
-            if latest is not None and latest.sha256 == digest:
+            if latest is not None and digest is not None and latest.sha256 == digest:
                 latest.size_bytes, latest.mtime = stat.st_size, mtime
                 return Registration(latest.id, latest.status, created=False)
             media = _new_media(session, source_id, rel_path, path, stat.st_size, mtime, digest, latest)
@@ -139,8 +146,35 @@ def register_file(
             latest = _latest_version(session, source_id, rel_path)
             assert latest is not None
             return Registration(latest.id, latest.status, created=False)
-    log.info("registered media %d %s (%s, %d bytes)", registration.media_id, path, media.status, stat.st_size)
+    log.info(
+        "registered media %d %s v%d (%s, %d bytes)%s",
+        registration.media_id,
+        path,
+        media.version,
+        media.status,
+        stat.st_size,
+        f": {media.error}" if media.error else "",
+    )
     return registration
+
+
+def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, tuple[int, datetime]]:
+    """(size, mtime) of the latest version of every file of a source, in one query: what a rescan diffs."""
+    known: dict[str, tuple[int, datetime]] = {}
+    with factory() as session:
+        rows = session.execute(
+            select(Media.rel_path, Media.size_bytes, Media.mtime)
+            .where(Media.source_id == source_id)
+            .order_by(Media.rel_path, Media.version)
+        )
+        for rel_path, size, mtime in rows:
+            known[rel_path] = (size, mtime)  # ascending versions: the latest one wins
+    return known
+
+
+def file_mtime(st: os.stat_result) -> datetime:
+    """The mtime as stored in `media.mtime` (UTC, microseconds)."""
+    return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
 def _latest_version(session: Session, source_id: int, rel_path: str) -> Media | None:
@@ -159,7 +193,7 @@ def _new_media(
     path: Path,
     size: int,
     mtime: datetime,
-    digest: str,
+    digest: str | None,
     latest: Media | None,
 ) -> Media:
     return Media(
@@ -167,7 +201,7 @@ def _new_media(
         rel_path=rel_path,
         path=os.fspath(path.absolute()),
         version=1 if latest is None else latest.version + 1,
-        kind="video",
+        kind=media_kind(path) or "video",
         size_bytes=size,
         mtime=mtime,
         sha256=digest,
