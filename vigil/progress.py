@@ -13,30 +13,42 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.contracts import GPU_QUEUE
 from vigil.schema import TERMINAL_STATUSES, Delivery, DeliveryStatus, Media, MediaStatus, Source
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 log = logging.getLogger(__name__)
 
 CHUNK = 500
 
 
+SENT = "sent"  # a key of count_statuses(): rows that went to the analysis queue (queued, running or begun)
+
+
 def count_statuses(factory: sessionmaker[Session], media_ids: Sequence[int]) -> Counter[str]:
-    """How many of these media rows are in each status."""
+    """How many of these media rows are in each status, plus `SENT`: how many were queued for analysis
+    (a file found unreadable or a duplicate at registration never was)."""
     counts: Counter[str] = Counter()
+    began = Media.started_at.is_not(None)
     with factory() as session:
         for start in range(0, len(media_ids), CHUNK):
             chunk = media_ids[start : start + CHUNK]
             rows = session.execute(
-                select(Media.status, func.count()).where(Media.id.in_(chunk)).group_by(Media.status)
+                select(Media.status, began, func.count())
+                .where(Media.id.in_(chunk))
+                .group_by(Media.status, began)
             )
-            counts.update({status: n for status, n in rows})
+            for status, has_begun, n in rows:
+                counts[status] += n
+                if has_begun or status in (MediaStatus.QUEUED, MediaStatus.RUNNING):
+                    counts[SENT] += n
     return counts
 
 
@@ -51,43 +63,52 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class Progress:
-    """Found / queued / done / failed, rate and ETA, drawn on `stream`."""
+    """Files found, queued, done, failed, rate and ETA, drawn on `stream` from `count_statuses` counts."""
 
     stream: TextIO
     label: str
     interactive: bool
     interval_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    found: int = 0
-    queued: int = 0
+    found: int | None = None
     counts: Counter[str] = field(default_factory=Counter)
     _started: float = field(init=False, default=0.0)
+    _finished_at_start: int | None = field(init=False, default=None)
     _last_line: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         self._started = self.clock()
 
     @property
+    def remaining(self) -> int:
+        return self.counts[MediaStatus.QUEUED] + self.counts[MediaStatus.RUNNING]
+
+    @property
     def finished(self) -> int:
         return sum(self.counts[s] for s in TERMINAL_STATUSES)
 
     def line(self) -> str:
-        elapsed = max(self.clock() - self._started, 1e-9)
-        done, failed = self.counts[MediaStatus.DONE], self.counts[MediaStatus.FAILED]
-        skipped = self.counts[MediaStatus.SKIPPED]
-        parts = [f"{self.found} found", f"{self.queued} queued", f"{done} done", f"{failed} failed"]
-        if skipped:
-            parts.append(f"{skipped} skipped")
-        rate = self.finished / elapsed
+        c = self.counts
+        found = "scanning" if self.found is None else f"{self.found} found"
+        parts = [found, f"{c[SENT]} queued", f"{c[MediaStatus.DONE]} done", f"{c[MediaStatus.FAILED]} failed"]
+        if c[MediaStatus.SKIPPED]:
+            parts.append(f"{c[MediaStatus.SKIPPED]} skipped")
+        elapsed = self.clock() - self._started
+        rate = (self.finished - (self._finished_at_start or 0)) / elapsed if elapsed > 0 else 0.0
         parts.append(f"{rate:.2f}/s")
-        remaining = self.queued - self.finished
-        if remaining > 0:
-            parts.append(f"ETA {format_duration(remaining / rate)}" if rate > 0 else "ETA ?")
+        if self.remaining:
+            parts.append(f"ETA {format_duration(self.remaining / rate)}" if rate > 0 else "ETA ?")
         return f"{self.label}: " + ", ".join(parts)
 
-    def update(self, *, force: bool = False, **values: Any) -> None:
-        for key, value in values.items():
-            setattr(self, key, value)
+    def update(
+        self, *, counts: Counter[str] | None = None, found: int | None = None, force: bool = False
+    ) -> None:
+        if counts is not None:
+            self.counts = counts
+            if self._finished_at_start is None:
+                self._finished_at_start = self.finished
+        if found is not None:
+            self.found = found
         now = self.clock()
         if self.interactive:
             self.stream.write("\r\x1b[K" + self.line())
@@ -98,10 +119,8 @@ class Progress:
             self._last_line = now
 
     def close(self) -> None:
-        if self.interactive:
-            self.stream.write("\r\x1b[K" + self.line() + "\n")
-        else:
-            self.stream.write(self.line() + "\n")
+        prefix = "\r\x1b[K" if self.interactive else ""
+        self.stream.write(prefix + self.line() + "\n")
         self.stream.flush()
 
 
@@ -114,11 +133,11 @@ def follow(
     timeout_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Poll the rows until all are done, failed or skipped (True), or until `timeout_s` (False)."""
+    """Poll the rows until none is queued or running (True), or until `timeout_s` (False)."""
     deadline = None if timeout_s is None else progress.clock() + timeout_s
     while True:
         progress.update(counts=count_statuses(factory, media_ids))
-        if progress.finished >= len(media_ids):
+        if progress.remaining == 0:
             return True
         if deadline is not None and progress.clock() >= deadline:
             return False
@@ -158,7 +177,8 @@ def gather_status(
     broker_queues: dict[str, int | None] | None = None,
 ) -> StatusReport:
     with factory() as session:
-        by_status = dict(session.execute(select(Media.status, func.count()).group_by(Media.status)).tuples().all())
+        grouped = session.execute(select(Media.status, func.count()).group_by(Media.status))
+        by_status = dict(grouped.tuples().all())
         oldest = session.scalar(
             select(func.min(func.coalesce(Media.enqueued_at, Media.created_at))).where(
                 Media.status == MediaStatus.QUEUED

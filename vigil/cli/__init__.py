@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "vigil.cli.processes",
     "vigil.cli.selftest",
     "vigil.cli.query",
+    "vigil.cli.backfill",
 ]
 
 
