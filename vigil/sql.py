@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, StatementError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, StatementError
 
 from vigil.db import is_sqlite, make_engine
 from vigil.errors import ConfigError, QueryRefused
@@ -193,9 +193,10 @@ def _run_postgresql(
         try:
             compiled = text(sql).compile(dialect=engine.dialect)
             bound = compiled.construct_params(params)
-        except (ArgumentError, StatementError) as exc:
-            raise QueryRefused(f"query needs a parameter: {exc.orig if hasattr(exc, 'orig') else exc} "
-                               "(give it with --param NAME=VALUE)") from exc
+        except (ArgumentError, StatementError, InvalidRequestError) as exc:
+            message = str(exc).split(" (Background")[0]
+            hint = "give it with --param NAME=VALUE"
+            raise QueryRefused(f"query needs a parameter: {message} ({hint})") from exc
         with engine.connect() as conn:
             try:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")

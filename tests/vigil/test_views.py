@@ -23,15 +23,26 @@ def day_start(engine: Engine) -> datetime:
     """Today's midnight as the database sees it (what the examples' 'last night' is relative to)."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            value = datetime.fromisoformat(conn.execute(text("SELECT datetime('now', 'start of day')")).scalar())
+            value = datetime.fromisoformat(
+                conn.execute(text("SELECT datetime('now', 'start of day')")).scalar()
+            )
             return value.replace(tzinfo=UTC)
         return conn.execute(text("SELECT date_trunc('day', now())")).scalar().astimezone(UTC)
 
 
 def _media(source: Source, name: str, *, at: datetime, status: str = "done", **kw: Any) -> Media:
     duration = kw.pop("duration_s", 60.0)
-    return Media(source=source, rel_path=name, path=f"{source.path}/{name}", kind="video", size_bytes=1000,
-                 mtime=at + timedelta(seconds=duration - 10.0), duration_s=duration, status=status, **kw)
+    return Media(
+        source=source,
+        rel_path=name,
+        path=f"{source.path}/{name}",
+        kind="video",
+        size_bytes=1000,
+        mtime=at + timedelta(seconds=duration - 10.0),
+        duration_s=duration,
+        status=status,
+        **kw,
+    )
 
 
 def seed(engine: Engine) -> dict[str, Any]:
@@ -40,27 +51,57 @@ def seed(engine: Engine) -> dict[str, Any]:
     factory = session_factory(engine)
     with write_session(factory) as s:
         cam1, cam2 = Source(name="cam1", path="/cams/1"), Source(name="cam2", path="/cams/2")
-        van, person = Target(name="van", description="a white van"), Target(name="person", description="a person")
+        van, person = (
+            Target(name="van", description="a white van"),
+            Target(name="person", description="a person"),
+        )
         s.add_all([cam1, cam2, van, person])
         started = night + timedelta(minutes=5)
-        m1 = _media(cam2, "night.mp4", at=night, enqueued_at=started - timedelta(seconds=1), started_at=started,
-                    finished_at=started + timedelta(seconds=2.5), attempts=1)
+        m1 = _media(
+            cam2,
+            "night.mp4",
+            at=night,
+            enqueued_at=started - timedelta(seconds=1),
+            started_at=started,
+            finished_at=started + timedelta(seconds=2.5),
+            attempts=1,
+        )
         m2 = _media(cam2, "old.mp4", at=night - timedelta(hours=30))
         m3 = _media(cam1, "other.mp4", at=night)
-        m4 = _media(cam2, "broken.mp4", at=night, status="failed", error="no decodable frame", attempts=3,
-                    finished_at=started)
+        m4 = _media(
+            cam2,
+            "broken.mp4",
+            at=night,
+            status="failed",
+            error="no decodable frame",
+            attempts=3,
+            finished_at=started,
+        )
         s.add_all([m1, m2, m3, m4])
         s.flush()
-        first = Analysis(media=m1, model_id="tiny", prompt_version=1, total_ms=2500, decode_ms=500, model_ms=1800)
-        again = Analysis(media=m1, model_id="tiny", prompt_version=2, total_ms=900, decode_ms=100, model_ms=700)
+        first = Analysis(
+            media=m1, model_id="tiny", prompt_version=1, total_ms=2500, decode_ms=500, model_ms=1800
+        )
+        again = Analysis(
+            media=m1, model_id="tiny", prompt_version=2, total_ms=900, decode_ms=100, model_ms=700
+        )
         a2 = Analysis(media=m2, model_id="tiny", prompt_version=1, total_ms=4000)
         a3 = Analysis(media=m3, model_id="tiny", prompt_version=1, total_ms=100)
         s.add_all([first, again, a2, a3])
         s.flush()
 
         def det(an: Analysis, target: Target, p: float, evidence: str | None = None) -> Detection:
-            return Detection(analysis=an, media_id=an.media_id, target=target, window_index=0, start_s=10.0,
-                             end_s=20.0, p_yes=p, matched=p >= 0.5, evidence=evidence)
+            return Detection(
+                analysis=an,
+                media_id=an.media_id,
+                target=target,
+                window_index=0,
+                start_s=10.0,
+                end_s=20.0,
+                p_yes=p,
+                matched=p >= 0.5,
+                evidence=evidence,
+            )
 
         d_old = det(first, van, 0.6)
         d_new = det(again, van, 0.95, "a white van by the gate")
@@ -68,12 +109,27 @@ def seed(engine: Engine) -> dict[str, Any]:
         rule = AlertRule(name="vans", message="{target} at {source}")
         s.add(rule)
         s.flush()
-        alert = Alert(dedup_key="k1", rule_id=rule.id, media_id=m1.id, target_id=van.id, detection_id=d_new.id,
-                      source_id=cam2.id, score=0.95, start_s=10.0, end_s=20.0, severity="warning", message="van")
+        alert = Alert(
+            dedup_key="k1",
+            rule_id=rule.id,
+            media_id=m1.id,
+            target_id=van.id,
+            detection_id=d_new.id,
+            source_id=cam2.id,
+            score=0.95,
+            start_s=10.0,
+            end_s=20.0,
+            severity="warning",
+            message="van",
+        )
         s.add(alert)
         s.flush()
-        s.add_all([Delivery(alert_id=alert.id, channel="log", idempotency_key="i1", status="pending"),
-                   Delivery(alert_id=alert.id, channel="hook", idempotency_key="i2", status="delivered")])
+        s.add_all(
+            [
+                Delivery(alert_id=alert.id, channel="log", idempotency_key="i1", status="pending"),
+                Delivery(alert_id=alert.id, channel="hook", idempotency_key="i2", status="delivered"),
+            ]
+        )
         ids = {"m1": m1.id, "m2": m2.id, "m4": m4.id, "first": first.id, "again": again.id, "night": night}
     return ids
 
@@ -116,10 +172,16 @@ def test_downgrade_drops_the_views(db_url: str) -> None:
 
 def test_detections_view_joins_names_and_wall_clock(seeded: tuple[str, dict[str, Any]]) -> None:
     url, ids = seeded
-    rows = query(url, "SELECT * FROM detections_v WHERE media_id = :m ORDER BY analysis_id, target DESC",
-                 m=str(ids["m1"]))
+    rows = query(
+        url,
+        "SELECT * FROM detections_v WHERE media_id = :m ORDER BY analysis_id, target DESC",
+        m=str(ids["m1"]),
+    )
     assert [(r["target"], r["score"], bool(r["matched"])) for r in rows] == [
-        ("van", 0.6, True), ("person", 0.2, False), ("van", 0.95, True)]
+        ("van", 0.6, True),
+        ("person", 0.2, False),
+        ("van", 0.95, True),
+    ]
     assert {r["source"] for r in rows} == {"cam2"} and rows[0]["path"] == "/cams/2/night.mp4"
     assert rows[0]["model"] == "tiny" and rows[2]["evidence"] == "a white van by the gate"
     assert (rows[0]["start_s"], rows[0]["end_s"]) == (10.0, 20.0)
@@ -131,8 +193,11 @@ def test_latest_detections_keep_only_the_newest_analysis_per_media_and_target(
     seeded: tuple[str, dict[str, Any]],
 ) -> None:
     url, ids = seeded
-    rows = query(url, "SELECT target, analysis_id, score FROM latest_detections_v WHERE media_id = :m "
-                      "ORDER BY target", m=str(ids["m1"]))
+    rows = query(
+        url,
+        "SELECT target, analysis_id, score FROM latest_detections_v WHERE media_id = :m ORDER BY target",
+        m=str(ids["m1"]),
+    )
     assert rows == [
         {"target": "person", "analysis_id": ids["first"], "score": 0.2},  # not asked again: still shown
         {"target": "van", "analysis_id": ids["again"], "score": 0.95},
@@ -153,8 +218,16 @@ def test_alerts_view_counts_deliveries(seeded: tuple[str, dict[str, Any]]) -> No
     url, ids = seeded
     (alert,) = query(url, "SELECT * FROM alerts_v")
     assert (alert["rule"], alert["source"], alert["target"], alert["path"]) == (
-        "vans", "cam2", "van", "/cams/2/night.mp4")
-    assert (alert["deliveries_pending"], alert["deliveries_delivered"], alert["deliveries_failed"]) == (1, 1, 0)
+        "vans",
+        "cam2",
+        "van",
+        "/cams/2/night.mp4",
+    )
+    assert (alert["deliveries_pending"], alert["deliveries_delivered"], alert["deliveries_failed"]) == (
+        1,
+        1,
+        0,
+    )
     assert as_utc(alert["detected_at"]) == ids["night"]
 
 
@@ -163,8 +236,9 @@ def test_documented_examples_run_and_answer_right(seeded: tuple[str, dict[str, A
     dialect = "sqlite" if is_sqlite(url) else "postgresql"
     last_night, per_hour, failed, slowest = (query(url, e.for_dialect(dialect)) for e in EXAMPLES)
     assert [(r["path"], r["score"]) for r in last_night] == [("/cams/2/night.mp4", 0.95)]
-    assert sum(r["files"] for r in per_hour if r["target"] == "van") == 3  # night, old (30 h ago), other camera
+    assert sum(r["files"] for r in per_hour if r["target"] == "van") == 3  # night, old, other camera
     assert {r["target"] for r in per_hour} == {"van"}
     assert [(r["path"], r["error"], r["attempts"]) for r in failed] == [
-        ("/cams/2/broken.mp4", "no decodable frame", 3)]
+        ("/cams/2/broken.mp4", "no decodable frame", 3)
+    ]
     assert [r["total_s"] for r in slowest] == [4.0, 2.5, 0.9, 0.1]
