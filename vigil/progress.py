@@ -178,7 +178,7 @@ def gather_status(
 ) -> StatusReport:
     with factory() as session:
         grouped = session.execute(select(Media.status, func.count()).group_by(Media.status))
-        by_status = dict(grouped.tuples().all())
+        by_status = {status: n for status, n in grouped}
         oldest = session.scalar(
             select(func.min(func.coalesce(Media.enqueued_at, Media.created_at))).where(
                 Media.status == MediaStatus.QUEUED
@@ -192,7 +192,7 @@ def gather_status(
                 .where(Media.status == MediaStatus.FAILED)
                 .order_by(Media.finished_at.desc(), Media.id.desc())
                 .limit(recent_failures)
-            ).tuples()
+            )
         ]
         pending = select(Delivery).where(Delivery.status == DeliveryStatus.PENDING).subquery()
         deliveries = session.scalar(select(func.count()).select_from(pending)) or 0
