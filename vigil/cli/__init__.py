@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "vigil.cli.processes",
     "vigil.cli.selftest",
     "vigil.cli.media_qa",
+    "vigil.cli.query",
+    "vigil.cli.backfill",
 ]
 
 

@@ -1,0 +1,309 @@
+"""`vigil sql` is read-only for real on SQLite and PostgreSQL, stops at its time limit, and formats output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from vigil.cli import cli
+from vigil.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.errors import QueryRefused
+from vigil.schema import Base, Media, Source
+from vigil.settings import DatabaseSettings
+from vigil.sql import QueryResult, render, run_query
+
+ROOT = Path(__file__).resolve().parents[2]
+
+WRITES = [
+    "DELETE FROM media",
+    "UPDATE media SET status = 'done'",
+    "INSERT INTO sources (name, path, created_at, updated_at) VALUES ('x', '/x', '2026-01-01', '2026-01-01')",
+    "DROP TABLE media",
+    "CREATE TABLE evil (x INTEGER)",
+    "ALTER TABLE media ADD COLUMN evil INTEGER",
+    "SELECT 1; DROP TABLE media",
+    "SELECT 1; DELETE FROM media",
+    "WITH x AS (SELECT 1) DELETE FROM media",
+    "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x",
+    "ATTACH DATABASE ':memory:' AS other",
+    "PRAGMA writable_schema = 1",
+    "PRAGMA user_version = 7",
+    "PRAGMA journal_mode = DELETE",
+    "VACUUM",
+    "COPY (SELECT 1) TO PROGRAM 'touch /tmp/vigil-pwned'",
+    "SELECT pg_terminate_backend(pg_backend_pid())",
+    "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT nextval('media_id_seq')",
+    "SET default_transaction_read_only = off",
+    "COMMIT",
+    "BEGIN",
+    "/* comment */ DELETE FROM media",
+    "REINDEX",
+]
+FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r"
+
+
+def seed(url: str) -> None:
+    engine = make_engine(DatabaseSettings(url=url))
+    with write_session(session_factory(engine)) as s:
+        cam = Source(name="cam1", path="/cams/1")
+        s.add(cam)
+        for i, status in enumerate(["done", "failed", "queued"]):
+            s.add(
+                Media(
+                    source=cam,
+                    rel_path=f"c{i}.mp4",
+                    path=f"/cams/1/c{i}.mp4",
+                    kind="video",
+                    size_bytes=100 * (i + 1),
+                    mtime=datetime(2026, 11, 20, 8, i, tzinfo=UTC),
+                    status=status,
+                )
+            )
+    engine.dispose()
+
+
+def snapshot(url: str) -> tuple[dict[str, int], list[str], list[str]]:
+    """Row counts of every table, the table and view names: what a write would change."""
+    engine = make_engine(DatabaseSettings(url=url))
+    insp = inspect(engine)
+    with engine.connect() as conn:
+        counts = {
+            t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in Base.metadata.tables
+        }
+        statuses = [r[0] for r in conn.execute(text("SELECT status FROM media ORDER BY id"))]
+    state = (counts, sorted(insp.get_table_names()) + sorted(insp.get_view_names()), statuses)
+    engine.dispose()
+    return state
+
+
+@pytest.fixture
+def seeded_url(db_url: str) -> str:
+    seed(db_url)
+    return db_url
+
+
+@pytest.mark.parametrize("statement", WRITES)
+def test_every_write_path_is_refused_and_changes_nothing(seeded_url: str, statement: str) -> None:
+    before = snapshot(seeded_url)
+    with pytest.raises(QueryRefused) as caught:
+        run_query(DatabaseSettings(url=seeded_url), statement, timeout_s=5)
+    message = str(caught.value)
+    assert "\n" not in message and message.split(":")[0] in {"refused", "query failed"}
+    assert snapshot(seeded_url) == before
+    assert not Path("/tmp/vigil-pwned").exists()
+
+
+def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(seeded_url: str) -> None:
+    # Starts like a read; only the database's own read-only enforcement can stop it.
+    statement = (
+        "WITH x AS (SELECT 1) DELETE FROM media"
+        if is_sqlite(seeded_url)
+        else "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x"
+    )
+    with pytest.raises(QueryRefused, match="^refused: only reads are allowed"):
+        run_query(DatabaseSettings(url=seeded_url), statement)
+
+
+def test_a_second_statement_is_refused_with_a_clear_message(seeded_url: str) -> None:
+    with pytest.raises(QueryRefused, match="^refused: only one statement may run at a time$"):
+        run_query(DatabaseSettings(url=seeded_url), "SELECT 1; DROP TABLE media")
+    # a trailing semicolon or comment is not a second statement
+    assert run_query(DatabaseSettings(url=seeded_url), "SELECT 1 AS one; -- done").rows == [(1,)]
+
+
+def test_a_query_that_runs_forever_stops_at_the_limit(seeded_url: str) -> None:
+    settings = DatabaseSettings(url=seeded_url, query_timeout_s=0.5)
+    started = datetime.now(UTC)
+    with pytest.raises(QueryRefused, match=r"^query stopped at the time limit of 0.5 s"):
+        run_query(settings, FOREVER)
+    assert (datetime.now(UTC) - started).total_seconds() < 5
+
+
+def test_reads_views_and_params_work(seeded_url: str) -> None:
+    result = run_query(
+        DatabaseSettings(url=seeded_url),
+        "SELECT path, status FROM media_v WHERE status = :status AND path LIKE :pattern ORDER BY path",
+        params={"status": "failed", "pattern": "%c1%"},
+    )
+    assert result.columns == ["path", "status"] and result.rows == [("/cams/1/c1.mp4", "failed")]
+    with pytest.raises(QueryRefused, match="parameter"):
+        run_query(DatabaseSettings(url=seeded_url), "SELECT * FROM media WHERE status = :missing")
+
+
+def test_sqlite_allows_harmless_pragmas(sqlite_url: str) -> None:
+    settings = DatabaseSettings(url=sqlite_url)
+    assert ("status",) in {(r[1],) for r in run_query(settings, "PRAGMA table_info(media)").rows}
+    assert run_query(settings, "PRAGMA user_version").rows == [(0,)]
+
+
+@pytest.fixture
+def pg_reader(pg_url: str) -> Iterator[str]:
+    """A SELECT-only role as docs/querying.md creates it, and the readonly_url that uses it."""
+    role = f"vigil_reader_{uuid.uuid4().hex[:8]}"
+    database = make_url(pg_url).database
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for statement in [
+            f"CREATE ROLE {role} LOGIN",
+            f'GRANT CONNECT ON DATABASE "{database}" TO {role}',
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+            f"ALTER ROLE {role} SET default_transaction_read_only = on",
+        ]:
+            conn.execute(text(statement))
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def test_postgresql_uses_the_readonly_role_when_configured(pg_url: str, pg_reader: str) -> None:
+    seed(pg_url)
+    settings = DatabaseSettings(url=pg_url, readonly_url=pg_reader)
+    assert run_query(settings, "SELECT current_user").rows == [(make_url(pg_reader).username,)]
+    assert run_query(settings, "SELECT COUNT(*) FROM media").rows == [(3,)]
+    before = snapshot(pg_url)
+    with pytest.raises(QueryRefused, match="^refused"):
+        run_query(settings, "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x")
+    assert snapshot(pg_url) == before
+
+
+# --- output formats -------------------------------------------------------------------------------------
+
+FIXTURE = QueryResult(
+    ["id", "name", "score", "note"], [(1, "van", 0.5, None), (12, "a|b", 0.25, "two\nlines")], 0.0
+)
+
+
+def test_table_format() -> None:
+    assert list(render(FIXTURE, "table")) == [
+        "id  name  score  note",
+        "--  ----  -----  ----------",
+        " 1  van     0.5",
+        "12  a|b    0.25  two\\nlines",
+        "(2 rows)",
+    ]
+
+
+def test_csv_format() -> None:
+    assert "\n".join(render(FIXTURE, "csv")) == 'id,name,score,note\n1,van,0.5,\n12,a|b,0.25,"two\nlines"'
+
+
+def test_jsonl_format() -> None:
+    assert list(render(FIXTURE, "jsonl")) == [
+        '{"id": 1, "name": "van", "score": 0.5, "note": null}',
+        '{"id": 12, "name": "a|b", "score": 0.25, "note": "two\\nlines"}',
+    ]
+
+
+def test_markdown_format() -> None:
+    assert list(render(FIXTURE, "markdown")) == [
+        "| id | name | score | note |",
+        "| ---: | --- | ---: | --- |",
+        "| 1 | van | 0.5 |  |",
+        "| 12 | a\\|b | 0.25 | two<br>lines |",
+    ]
+
+
+def test_values_read_as_people_expect() -> None:
+    when = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+    result = QueryResult(["t", "ok", "ids"], [(when, True, [1, 2])], 0.0)
+    assert list(render(result, "csv"))[1] == '2026-11-24 08:30:00+00:00,true,"[1, 2]"'
+    assert list(render(result, "jsonl")) == ['{"t": "2026-11-24 08:30:00+00:00", "ok": true, "ids": [1, 2]}']
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+
+def invoke(url: str, *args: str, **env: str) -> Any:
+    return CliRunner().invoke(cli, ["sql", *args], env={"VIGIL_DATABASE__URL": url, **env})
+
+
+def test_cli_prints_csv_when_piped_and_binds_params(seeded_url: str) -> None:
+    result = invoke(
+        seeded_url, "SELECT rel_path, size_bytes FROM media WHERE status = :s", "--param", "s=done"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "rel_path,size_bytes\nc0.mp4,100\n"
+
+
+def test_cli_reads_a_query_file_and_formats(seeded_url: str, tmp_path: Path) -> None:
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT rel_path, status FROM media ORDER BY id LIMIT 2\n")
+    result = invoke(seeded_url, "-f", str(query), "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "| rel_path | status |",
+        "| --- | --- |",
+        "| c0.mp4 | done |",
+        "| c1.mp4 | failed |",
+    ]
+
+
+def test_cli_refusal_is_one_line_and_exit_2(seeded_url: str) -> None:
+    before = snapshot(seeded_url)
+    result = invoke(seeded_url, "DROP TABLE media")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: refused: DROP is not a read") and result.stderr.count("\n") == 1
+    assert snapshot(seeded_url) == before
+
+
+def test_cli_timeout_option(seeded_url: str) -> None:
+    result = invoke(seeded_url, FOREVER, "--timeout", "0.5")
+    assert result.exit_code == 2 and "time limit of 0.5 s" in result.stderr
+
+
+def test_cli_rejects_a_malformed_param(seeded_url: str) -> None:
+    result = invoke(seeded_url, "SELECT 1", "--param", "novalue")
+    assert result.exit_code == 2 and "expected NAME=VALUE" in result.stderr
+
+
+def test_real_subprocess_run(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VIGIL_DATABASE__URL": sqlite_url}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vigil",
+            "sql",
+            "--format",
+            "jsonl",
+            "SELECT status, COUNT(*) AS n FROM media_v GROUP BY status ORDER BY status",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        '{"status": "done", "n": 1}',
+        '{"status": "failed", "n": 1}',
+        '{"status": "queued", "n": 1}',
+    ]
+    refused = subprocess.run(
+        [sys.executable, "-m", "vigil", "sql", "DELETE FROM media"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and refused.stderr.startswith("error: refused:")
