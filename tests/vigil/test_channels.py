@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.utils import format_datetime
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -345,11 +345,14 @@ def test_mqtt_topic_template_is_checked() -> None:
 
 def test_command_gets_the_alert_on_stdin_and_no_shell(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    script = "import json, sys; d = json.load(sys.stdin); d['argv'] = sys.argv[1:]; open(sys.argv[1], 'w').write(json.dumps(d))"
-    argv = [sys.executable, "-c", script, str(out), "$(touch pwned); rm -rf ~"]
+    script = (
+        "import json, sys; d = json.load(sys.stdin); d['argv'] = sys.argv[1:]; "
+        "open(sys.argv[1], 'w').write(json.dumps(d))"
+    )
+    argv = [sys.executable, "-c", script, str(out), "$(touch pwned); touch pwned"]
     CommandSender(ChannelSettings(name="cmd", kind="command", argv=argv)).send(note())
     got = json.loads(out.read_text())
-    assert got["alert"]["id"] == 7 and got["argv"][1] == "$(touch pwned); rm -rf ~"
+    assert got["alert"]["id"] == 7 and got["argv"][1] == "$(touch pwned); touch pwned"
     assert not (Path.cwd() / "pwned").exists()
 
 
