@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "vigil.cli.targets",
     "vigil.cli.processes",
     "vigil.cli.selftest",
+    "vigil.cli.rules",
+    "vigil.cli.alerts",
 ]
 
 
