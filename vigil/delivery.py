@@ -30,10 +30,19 @@ from vigil.settings import AlertSettings, ChannelSettings, Settings
 
 log = logging.getLogger(__name__)
 
-EARLY_S = 2.0  # a retry message may arrive this much before next_attempt_at (clock skew, timers)
+EARLY_S = 0.05  # timer slack: a message this close to next_attempt_at counts as due
+REQUEUE_NOT_DUE_S = 300.0  # an early message waits again (countdown) up to this; later ones are dropped
 RECONCILE_BATCH = 500
 
 SenderFactory = Callable[[ChannelSettings], Sender]
+
+
+class NotDue(Exception):
+    """The row's next attempt is later (e.g. a duplicate message arrived before the retry's countdown)."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"not due for {wait_s:.1f} s")
+        self.wait_s = wait_s
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,12 @@ def deliver(
     rng: random.Random | None = None,
 ) -> DeliveryOutcome:
     """Send one delivery row if it is pending, due and not leased by someone else."""
-    lease = take_lease(factory, delivery_id, settings=settings)
+    try:
+        lease = take_lease(factory, delivery_id, settings=settings)
+    except NotDue as early:
+        if early.wait_s <= REQUEUE_NOT_DUE_S:
+            return DeliveryOutcome("retry", retry_in_s=early.wait_s)
+        return DeliveryOutcome("skipped")  # the reconciler sends it when it is due
     if lease is None:
         return DeliveryOutcome("skipped")
     if lease.problem is not None or lease.conf is None:
@@ -111,7 +125,7 @@ def take_lease(factory: sessionmaker[Session], delivery_id: int, *, settings: Se
             return None
         if row.next_attempt_at is not None and row.next_attempt_at > now + timedelta(seconds=EARLY_S):
             log.debug("delivery %d: not due before %s", delivery_id, row.next_attempt_at)
-            return None
+            raise NotDue((row.next_attempt_at - now).total_seconds())
         conf = configs.get(row.channel)
         attempts = row.attempts + 1
         taken = session.execute(
