@@ -64,6 +64,7 @@ class Notification:
     @classmethod
     def from_alert(cls, alert: Alert, delivery: Delivery) -> Notification:
         payload = dict(alert.payload)
+        payload["alert"] = {"id": alert.id, **payload.get("alert", {})}
         payload["delivery"] = {"id": delivery.id, "channel": delivery.channel, "attempt": delivery.attempts}
         thumbnail = payload.get("thumbnail_path")
         return cls(

@@ -75,10 +75,10 @@ class Hours:
 
 
 def parse_hours(text: str, *, where: str) -> Hours:
-    """"22-06", "08:30-17:00", "0-24"; hours 0-24, minutes 0-59, start != end."""
+    """ "22-06", "08:30-17:00", "0-24"; hours 0-24, minutes 0-59, start != end."""
     match = _HOURS.fullmatch(text.strip())
     if match is None:
-        raise ConfigError(f"{where}.hours: {text!r} is not HH-HH or HH:MM-HH:MM (e.g. \"22-06\")")
+        raise ConfigError(f'{where}.hours: {text!r} is not HH-HH or HH:MM-HH:MM (e.g. "22-06")')
     h1, m1, h2, m2 = (int(g) if g else 0 for g in match.groups())
     start, end = h1 * 60 + m1, h2 * 60 + m2
     if m1 > 59 or m2 > 59 or start >= 24 * 60 or end > 24 * 60 or start == end:
@@ -158,22 +158,20 @@ _COMPILED: dict[tuple[int, datetime], CompiledRule] = {}
 
 
 def load_rules(session: Session) -> list[CompiledRule]:
-    """Enabled rules, compiled (and cached per row version). A broken row is logged and skipped."""
-    rules = []
-    for row in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
-        key = (row.id, row.updated_at)
-        compiled = _COMPILED.get(key)
-        if compiled is None:
+    """Enabled rules, compiled once per row version (id, updated_at). A broken row is logged and skipped."""
+    versions = session.execute(
+        select(AlertRule.id, AlertRule.updated_at).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
+    ).all()
+    missing = [rule_id for rule_id, updated in versions if (rule_id, updated) not in _COMPILED]
+    if missing:
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        for row in session.scalars(select(AlertRule).where(AlertRule.id.in_(missing))):
             try:
-                compiled = compile_rule(row)
+                _COMPILED[(row.id, row.updated_at)] = compile_rule(row)
             except ConfigError as exc:
                 log.error("rule %s skipped: %s", row.name, exc)
-                continue
-            if len(_COMPILED) > 4096:
-                _COMPILED.clear()
-            _COMPILED[key] = compiled
-        rules.append(compiled)
-    return rules
+    return [_COMPILED[key] for key in map(tuple, versions) if key in _COMPILED]
 
 
 # ---------------------------------------------------------------- validation and sync
@@ -189,7 +187,7 @@ def validate_rule(conf: RuleSettings, *, targets: Iterable[str], channels: Itera
     if unknown:
         raise ConfigError(f"{where}.channels: unknown channel(s): {', '.join(unknown)}")
     if not conf.channels:
-        raise ConfigError(f"{where}.channels: a rule needs at least one channel (e.g. \"log\")")
+        raise ConfigError(f'{where}.channels: a rule needs at least one channel (e.g. "log")')
     parse_zone(conf.timezone, where=where)
     if conf.hours is not None:
         parse_hours(conf.hours, where=where)
@@ -299,17 +297,33 @@ class Context:
         return local
 
 
-def check_windows(rule: CompiledRule, ctx: Context) -> dict[int, list[tuple[Detection, WindowCheck]]]:
-    """Per target (matching the rule): its detections in window order with their checks and run lengths."""
+def check_windows(
+    rule: CompiledRule, ctx: Context, *, every_window: bool = False
+) -> dict[int, list[tuple[Detection, WindowCheck]]]:
+    """Per target (matching the rule): its detections in window order with their checks and run lengths.
+
+    Windows below the minimum score are left out unless `every_window` (they can never be in a run).
+    """
     by_target: dict[int, list[tuple[Detection, WindowCheck]]] = defaultdict(list)
     for det, target in ctx.detections:
         if not rule.matches_target(target.name):
             continue
         minimum = rule.threshold(target.threshold)
+        if det.p_yes < minimum and not every_window:
+            continue
         local = ctx.local_time(rule.zone, det.start_s)
         check = WindowCheck(
-            det.id, target.id, target.name, det.window_index, det.start_s, det.end_s, det.p_yes, minimum,
-            local, score_ok=det.p_yes >= minimum, schedule_ok=rule.in_schedule(local),
+            det.id,
+            target.id,
+            target.name,
+            det.window_index,
+            det.start_s,
+            det.end_s,
+            det.p_yes,
+            minimum,
+            local,
+            score_ok=det.p_yes >= minimum,
+            schedule_ok=rule.in_schedule(local),
         )
         by_target[target.id].append((det, check))
     for pairs in by_target.values():
@@ -383,15 +397,27 @@ def evaluate_analysis(
     if not candidates:
         return []
     guard = Guard.load(session, candidates, ctx, now=now)
-    channels = ChannelState.load(session, settings)
-    delivery_ids: list[int] = []
+    fired: list[tuple[Candidate, Alert]] = []
     for candidate in candidates:
-        if guard.blocked(candidate) is not None:
-            continue
-        alert = fire(session, candidate, ctx, now=now)
-        guard.fired(candidate, now)
-        delivery_ids += add_deliveries(session, alert, candidate.rule, channels, now=now)
-    return delivery_ids
+        if guard.blocked(candidate) is None:
+            guard.fired(candidate, now)
+            fired.append((candidate, new_alert(candidate, ctx, now=now)))
+    if not fired:
+        return []
+    session.add_all([alert for _candidate, alert in fired])
+    session.flush()
+    for candidate, alert in fired:
+        log.info(
+            "alert %d: rule %s fired for %s in media %d (%.2f, %.1f-%.1f s)",
+            alert.id,
+            candidate.rule.name,
+            candidate.target.name,
+            ctx.media.id,
+            alert.score,
+            alert.start_s,
+            alert.end_s,
+        )
+    return add_deliveries(session, fired, ChannelState.load(session, settings), now=now)
 
 
 @dataclass
@@ -414,7 +440,7 @@ def explain_rule(session: Session, name: str, media_id: int, *, now: datetime | 
     rule = compile_rule(row)
     ctx = load_context(session, media_id)
     source_ok = rule.matches_source(ctx.source.name)
-    by_target = check_windows(rule, ctx) if source_ok else {}
+    by_target = check_windows(rule, ctx, every_window=True) if source_ok else {}
     checks = [check for pairs in by_target.values() for _det, check in pairs]
     candidates = find_candidates(rule, ctx) if source_ok else []
     outcomes: list[tuple[Candidate, str | None]] = []
@@ -443,7 +469,10 @@ class Guard:
         rule_ids = sorted({c.rule.id for c in candidates})
         if lock:  # serialise evaluations per rule across workers (PostgreSQL); SQLite's write lock does
             session.execute(
-                select(AlertRule.id).where(AlertRule.id.in_(rule_ids)).order_by(AlertRule.id).with_for_update()
+                select(AlertRule.id)
+                .where(AlertRule.id.in_(rule_ids))
+                .order_by(AlertRule.id)
+                .with_for_update()
             )
         keys = [c.dedup_key for c in candidates]
         found = session.execute(select(Alert.dedup_key, Alert.id).where(Alert.dedup_key.in_(keys)))
@@ -497,7 +526,8 @@ def message_values(candidate: Candidate, ctx: Context) -> dict[str, str | float]
     }
 
 
-def fire(session: Session, candidate: Candidate, ctx: Context, *, now: datetime) -> Alert:
+def new_alert(candidate: Candidate, ctx: Context, *, now: datetime) -> Alert:
+    """The alert row for a candidate (not added to the session); its payload is the JSON sent out."""
     det, check = candidate.best
     values = message_values(candidate, ctx)
     alert = Alert(
@@ -514,14 +544,7 @@ def fire(session: Session, candidate: Candidate, ctx: Context, *, now: datetime)
         message=render(candidate.rule.message, values, where=f"alerts.rules[{candidate.rule.name}].message"),
         fired_at=now,
     )
-    session.add(alert)
-    session.flush()
     alert.payload = alert_payload(alert, candidate, ctx)
-    log.info(
-        "alert %d: rule %s fired for %s in media %d (%.2f, %.1f-%.1f s)",
-        alert.id, candidate.rule.name, candidate.target.name, ctx.media.id, alert.score, alert.start_s,
-        alert.end_s,
-    )
     return alert
 
 
@@ -529,8 +552,7 @@ def alert_payload(alert: Alert, candidate: Candidate, ctx: Context) -> dict[str,
     det, check = candidate.best
     return {
         "type": "vigil.alert",
-        "alert": {
-            "id": alert.id,
+        "alert": {  # its id is added when sent
             "rule": candidate.rule.name,
             "severity": alert.severity,
             "message": alert.message,
@@ -577,32 +599,37 @@ class ChannelState:
         }
         return cls(configured, disabled)
 
+    def problem(self, name: str) -> str | None:
+        if name not in self.configured:
+            return f"channel {name} is not configured"
+        if name in self.disabled:
+            return f"channel {name} is disabled: {self.disabled[name]}"
+        return None
+
 
 def idempotency_key(dedup: str, channel: str) -> str:
     return "msg_" + hashlib.sha256(f"{dedup}|{channel}".encode()).hexdigest()[:32]
 
 
 def add_deliveries(
-    session: Session, alert: Alert, rule: CompiledRule, channels: ChannelState, *, now: datetime
+    session: Session, fired: list[tuple[Candidate, Alert]], channels: ChannelState, *, now: datetime
 ) -> list[int]:
+    """One outbox row per alert and channel, in one flush. Returns the ids of those to send."""
     rows = []
-    for name in rule.channels:
-        row = Delivery(
-            alert_id=alert.id,
-            channel=name,
-            idempotency_key=idempotency_key(alert.dedup_key, name),
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-        )
-        problem = None
-        if name not in channels.configured:
-            problem = f"channel {name} is not configured"
-        elif name in channels.disabled:
-            problem = f"channel {name} is disabled: {channels.disabled[name]}"
-        if problem:
-            row.status, row.last_error, row.next_attempt_at = DeliveryStatus.FAILED, problem, None
-            log.warning("alert %d not sent to %s: %s", alert.id, name, problem)
-        rows.append(row)
+    for candidate, alert in fired:
+        for name in candidate.rule.channels:
+            row = Delivery(
+                alert_id=alert.id,
+                channel=name,
+                idempotency_key=idempotency_key(alert.dedup_key, name),
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+            )
+            problem = channels.problem(name)
+            if problem:
+                row.status, row.last_error, row.next_attempt_at = DeliveryStatus.FAILED, problem, None
+                log.warning("alert %d not sent to %s: %s", alert.id, name, problem)
+            rows.append(row)
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows if row.status == DeliveryStatus.PENDING]
