@@ -6,6 +6,7 @@ from celery import Celery
 
 from vigil.celery_app import make_celery
 from vigil.settings import Settings
+from workers.delivery_tasks import register_delivery_tasks
 from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
 
@@ -18,4 +19,5 @@ def build_worker_app(settings: Settings, *, queue: str) -> Celery:
 
         check_model_supported(settings.model.id)
     register_tasks(app, runtime)
+    register_delivery_tasks(app, runtime)
     return app

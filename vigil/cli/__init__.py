@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "vigil.cli.media_qa",
     "vigil.cli.query",
     "vigil.cli.backfill",
+    "vigil.cli.rules",
+    "vigil.cli.alerts",
 ]
 
 

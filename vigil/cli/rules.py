@@ -1,0 +1,147 @@
+"""`vigil rules add|list|remove|test`: who gets told, about what, when."""
+
+from __future__ import annotations
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from vigil.cli.context import AppContext, pass_app
+from vigil.db import write_session
+from vigil.errors import ConfigError
+from vigil.rules import Explanation, explain_rule, known_names, sync_rules, upsert_rule, validate_rule
+from vigil.schema import AlertRule
+from vigil.settings import RuleSettings, format_validation_error
+
+
+def open_rules(app: AppContext) -> None:
+    """Open the database and mirror the configured rules (validated) into `alert_rules`."""
+    app.open_database()
+    with write_session(app.factory) as session:
+        sync_rules(session, app.settings)
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """Manage alert rules: which targets, where, how sure, when, and which channels."""
+
+
+@rules_group.command("add")
+@click.argument("name")
+@click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat; default: every target).")
+@click.option("--source", "-s", "sources", multiple=True, help="Source name or glob (repeat; default: all).")
+@click.option("--min-score", type=float, help="P(yes) needed (default: the target's threshold).")
+@click.option("--days", help="Comma-separated days, e.g. mon,tue,sat (default: every day).")
+@click.option("--hours", help='Hours of the day, e.g. "22-06" (wraps midnight) or "08:30-17:00".')
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the schedule.")
+@click.option("--min-consecutive", type=int, default=1, show_default=True, help="Consecutive windows needed.")
+@click.option("--cooldown", type=float, default=300.0, show_default=True, help="Seconds per rule and source.")
+@click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default="warning")
+@click.option("--message", help="Message template, e.g. '{target} at {source} ({score:.2f})'.")
+@click.option("--channel", "-c", "channels", multiple=True, help="Channel name (repeat; default: log).")
+@pass_app
+def rules_add(app: AppContext, name: str, **options: object) -> None:
+    """Add or replace a rule, e.g. `vigil rules add night -t person --hours 22-06 --timezone Europe/Paris`."""
+    values = {key: value for key, value in options.items() if value not in (None, ())}
+    if "days" in values:
+        values["days"] = [d.strip().lower() for d in str(values["days"]).split(",") if d.strip()]
+    if "cooldown" in values:
+        values["cooldown_s"] = values.pop("cooldown")
+    try:
+        conf = RuleSettings(name=name, **values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+    open_rules(app)
+    with write_session(app.factory) as session:
+        targets, channels = known_names(session, app.settings)
+        validate_rule(conf, targets=targets, channels=channels)
+        row = session.scalar(select(AlertRule).where(AlertRule.name == name))
+        upsert_rule(session, conf, row)
+    if name in {r.name for r in app.settings.alerts.rules}:
+        click.echo(f"note: rule {name} is also in the settings file, which wins at the next start", err=True)
+    click.echo(f"{'updated' if row else 'added'} rule {name}")
+
+
+def describe(rule: AlertRule) -> str:
+    parts = [
+        f"targets={','.join(rule.target_names) or '*'}",
+        f"sources={','.join(rule.source_globs) or '*'}",
+        f"min_score={'threshold' if rule.min_score is None else f'{rule.min_score:.2f}'}",
+    ]
+    if rule.days or rule.hours:
+        parts.append(f"when={','.join(rule.days) or 'daily'} {rule.hours or 'all day'} {rule.timezone}")
+    if rule.min_consecutive > 1:
+        parts.append(f"consecutive={rule.min_consecutive}")
+    parts += [f"cooldown={rule.cooldown_s:g}s", rule.severity, f"-> {','.join(rule.channel_names)}"]
+    return " ".join(parts)
+
+
+@rules_group.command("list")
+@pass_app
+def rules_list(app: AppContext) -> None:
+    """List rules."""
+    open_rules(app)
+    with app.factory() as session:
+        rows = list(session.scalars(select(AlertRule).order_by(AlertRule.name)))
+    if not rows:
+        click.echo("no rules; add one with: vigil rules add NAME --target TARGET")
+    for rule in rows:
+        click.echo(f"{rule.name}  {'on ' if rule.enabled else 'off'}  {describe(rule)}")
+
+
+@rules_group.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Also delete its alerts without asking.")
+@pass_app
+def rules_remove(app: AppContext, name: str, yes: bool) -> None:
+    """Delete a rule and its alerts."""
+    app.require_migrated()
+    if name in {r.name for r in app.settings.alerts.rules}:
+        raise ConfigError(f"rule {name} is defined in the settings file: remove it there")
+    if not yes:
+        click.confirm(f"delete rule {name} and its alerts?", abort=True)
+    with write_session(app.factory) as session:
+        row = session.scalar(select(AlertRule).where(AlertRule.name == name))
+        if row is None:
+            raise ConfigError(f"no rule named {name!r}")
+        session.delete(row)
+    click.echo(f"removed rule {name}")
+
+
+@rules_group.command("test")
+@click.argument("name")
+@click.option("--media", "media_id", type=int, required=True, help="Media id (its latest analysis).")
+@pass_app
+def rules_test(app: AppContext, name: str, media_id: int) -> None:
+    """Show what RULE would fire for a media file, and why not, window by window. Changes nothing."""
+    open_rules(app)
+    with app.factory() as session:
+        why = explain_rule(session, name, media_id)
+    click.echo(f"rule {name}: {describe_compiled(why)}")
+    if not why.source_ok:
+        click.echo(f"  source {why.source}: not matched by {', '.join(why.rule.sources)}")
+        return
+    if not why.checks:
+        click.echo("  no detections of the rule's targets in the latest analysis")
+    for c in why.checks:
+        score = f"score {c.score:.2f} {'>=' if c.score_ok else '< '} {c.min_score:.2f}"
+        when = f"{c.local_time:%a %Y-%m-%d %H:%M:%S %Z} {'in' if c.schedule_ok else 'outside'} schedule"
+        run = f"run {c.run}/{why.rule.min_consecutive}" if c.run else "no run"
+        click.echo(
+            f"  {c.target} window {c.window_index} ({c.start_s:g}-{c.end_s:g} s): {score}; {when}; {run}"
+        )
+    if not why.outcomes:
+        click.echo("  => would not fire")
+    for candidate, reason in why.outcomes:
+        first, last = candidate.windows[0][1], candidate.windows[-1][1]
+        span = f"{candidate.target.name} windows {first.window_index}-{last.window_index}"
+        click.echo(f"  => {span}: {'would fire' if reason is None else 'blocked: ' + reason}")
+
+
+def describe_compiled(why: Explanation) -> str:
+    rule = why.rule
+    return f"{rule.severity}, cooldown {rule.cooldown_s:g} s, zone {rule.zone.key}"
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(rules_group)
