@@ -5,7 +5,7 @@ Threads (all daemon, all stopped by `stop()`):
 - one observer per source (inotify, or polling for network shares and when inotify runs out of watches);
 - `settle`: the only thread that registers files (one transaction each), so nothing is registered twice;
 - `rescan`: the startup scan, then one every `watch.rescan_interval_s`;
-- `reconcile`: `reconcile_media` every `work.reconcile_interval_s`.
+- `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil.db import schema_revision, write_session
+from vigil.delivery import reconcile_deliveries
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError, MediaError
 from vigil.media import MediaInfo
 from vigil.migrate import head_revision
 from vigil.reconciler import reconcile_media
 from vigil.registry import sync_sources, sync_targets
+from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
 from watcher.events import SourceEventHandler
 from watcher.intake import WatchedSource, admit
@@ -174,6 +176,7 @@ class WatcherService:
         with write_session(self.factory) as session:
             rows = sync_sources(session, confs)
             sync_targets(session, self.settings.targets)
+            sync_rules(session, self.settings)  # a bad rule stops the watcher at start, with its key
             ids = {name: row.id for name, row in rows.items()}
         self.sources = [
             (WatchedSource(ids[c.name], SourceRules.of(c), tuple(c.targets) if c.targets else None), c)
@@ -249,6 +252,7 @@ class WatcherService:
         while not self._stop.wait(interval):
             try:
                 reconcile_media(self.factory, self.enqueuer, self.settings.work)
+                reconcile_deliveries(self.factory, self.enqueuer)
             except Exception:
                 log.exception("reconcile failed (next one in %.0fs)", interval)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from vigil.contracts import AnalyzePayload
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
+from vigil.rules import evaluate_analysis
 from workers.analyze import LeaseKeeper, LostClaim, claim, mark_failed, release, store_results
 from workers.runtime import WorkerRuntime
 
@@ -58,6 +59,9 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
             model_id=recognizer.model_id,
             prompt_version=recognizer.prompt_version,
             total_ms=(time.perf_counter() - began) * 1000,
+            after_results=lambda session, analysis: evaluate_analysis(
+                session, analysis, settings=runtime.settings
+            ),
         )
     except MediaError as exc:
         mark_failed(runtime.factory, taken, exc)

@@ -112,9 +112,10 @@ def test_signature_matches_the_spec_example() -> None:
     ],
 )
 def test_webhook_status_codes(status: int, retryable: bool, gone: bool) -> None:
-    with receiving(lambda _n, _r: Reply(status, {"retry-after": "7"})) as hook:
-        with pytest.raises(DeliveryFailed) as err:
-            WebhookSender(ChannelSettings(name="h", kind="webhook", url=hook.url)).send(note())
+    with receiving(lambda _n, _r: Reply(status, {"retry-after": "7"})) as hook, pytest.raises(
+        DeliveryFailed
+    ) as err:
+        WebhookSender(ChannelSettings(name="h", kind="webhook", url=hook.url)).send(note())
     assert (err.value.retryable, err.value.gone) == (retryable, gone)
     assert err.value.reason.startswith(f"HTTP {status}")
     if status in (429, 503):
@@ -166,7 +167,7 @@ class SmtpHandler:
         self.reply = reply
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope.content)
         return self.reply
 

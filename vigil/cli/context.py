@@ -52,11 +52,13 @@ class AppContext:
         """Check the schema, then mirror the sources and targets of the settings into their tables."""
         from vigil.db import write_session
         from vigil.registry import sync_sources, sync_targets
+        from vigil.rules import sync_rules
 
         self.require_migrated()
         with write_session(self.factory) as session:
             sync_sources(session, self.settings.watch.sources)
             sync_targets(session, self.settings.targets)
+            sync_rules(session, self.settings)
 
     def require_migrated(self, *, initialise: bool = True) -> None:
         """Refuse to work on a database at another schema revision than the code's.
