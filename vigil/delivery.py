@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil import metrics
 from vigil.channels import DeliveryFailed, Notification, Sender, build_sender, channel_configs
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
@@ -171,6 +172,7 @@ def mark_delivered(factory: sessionmaker[Session], lease: Lease) -> DeliveryOutc
         )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         log.warning("delivery %d: sent, but our lease was taken over meanwhile", lease.delivery_id)
+    metrics.record_delivery(lease.channel, "delivered")
     log.info(
         "delivery %d: alert sent to %s (attempt %d, %s)",
         lease.delivery_id, lease.channel, lease.attempts, lease.note.idempotency_key,
@@ -204,6 +206,7 @@ def record_failure(
         if exc.gone and lease.conf is not None:
             disable_channel(session, lease.conf, reason=f"receiver answered {reason}"[:500], now=now)
         session.execute(_fenced(lease).values(**values))
+    metrics.record_delivery(lease.channel, outcome.status)
     if outcome.status == "retry":
         log.warning(
             "delivery %d to %s failed (attempt %d), retry in %.1f s: %s",
@@ -269,6 +272,7 @@ def reconcile_deliveries(
                 .execution_options(synchronize_session=False)
             )
     sent = sum(1 for delivery_id in ids if enqueuer.deliver(delivery_id))
+    metrics.RECONCILER_RESENT.labels(kind="delivery").inc(sent)
     if ids:
         log.info("deliveries reconciled: %d overdue, %d re-sent", len(ids), sent)
     return sent

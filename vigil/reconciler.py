@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil import metrics
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.schema import Media, MediaStatus, utcnow
@@ -41,6 +42,7 @@ def reconcile_media(
     for media_id in _queued_needing_send(factory, work):
         if enqueuer.analyze(media_id):
             report.resent += 1
+    metrics.record_reconcile(resent=report.resent, requeued=report.expired, given_up=dead)
     if report.resent or report.expired or report.dead:
         log.info("reconciled: %d resent, %d leases expired, %d given up", report.resent, report.expired, dead)
     return report

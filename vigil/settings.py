@@ -230,6 +230,18 @@ class LogSettings(Section):
     format: Literal["auto", "text", "json"] = "auto"
 
 
+class MetricsSettings(Section):
+    """Prometheus endpoints: the watcher serves `watcher_port`; the gpu worker `worker_port`, the cpu worker
+    `worker_port + 1`. Port 0 turns a process's endpoint off. Prefork workers aggregate their children
+    through prometheus_client's multiprocess mode in `multiproc_dir` (a fresh temporary folder when unset).
+    """
+
+    enabled: bool = True
+    watcher_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    worker_port: Annotated[int, Field(ge=0, le=65534)] = 9465
+    multiproc_dir: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_",
@@ -247,6 +259,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("targets")
     @classmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil import metrics
 from vigil.enqueue import Enqueuer
 from vigil.errors import MediaError, UnreadableMedia
 from vigil.media import MediaInfo, probe
@@ -79,6 +80,7 @@ def admit(
     )
     if not registration.created:
         return Outcome.KNOWN, registration
+    metrics.record_registration(source.rules.name, str(registration.status))
     if registration.status == MediaStatus.QUEUED:
         enqueuer.analyze(registration.media_id)
         return Outcome.QUEUED, registration

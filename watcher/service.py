@@ -26,6 +26,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from vigil import metrics
 from vigil.db import schema_revision, write_session
 from vigil.delivery import reconcile_deliveries
 from vigil.enqueue import Enqueuer
@@ -127,6 +128,7 @@ class WatcherService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.start()
+        metrics.serve_watcher_metrics(self.settings, self.factory)
         try:
             while not self._stop.wait(1.0):
                 pass

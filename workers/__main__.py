@@ -6,6 +6,7 @@ import argparse
 
 from vigil.contracts import GPU_QUEUE
 from vigil.logs import configure_logging
+from vigil.metrics_env import prepare_worker_metrics
 from vigil.settings import Settings, load_settings
 
 
@@ -13,6 +14,8 @@ def run_worker(
     settings: Settings, *, queue: str, concurrency: int | None = None, name: str | None = None
 ) -> None:
     configure_logging(settings.log, process_name=f"worker-{queue}")
+    prepare_worker_metrics(settings, queue=queue)  # before anything imports prometheus_client
+    from vigil.metrics import serve_worker_metrics
     from workers.app import build_worker_app
 
     app = build_worker_app(settings, queue=queue)
@@ -35,6 +38,7 @@ def run_worker(
     ]
     if name:
         argv += ["-n", name]
+    serve_worker_metrics(settings, queue)
     app.worker_main(argv)
 
 

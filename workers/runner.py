@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from vigil import metrics
 from vigil.contracts import AnalyzePayload
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
@@ -25,6 +26,12 @@ class Outcome:
 
 
 def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
+    outcome = _analyze_media(runtime, payload)
+    metrics.record_outcome(runtime.factory, payload.media_id, outcome.status)
+    return outcome
+
+
+def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     work = runtime.settings.work
     taken = claim(runtime.factory, payload.media_id, lease_s=work.lease_s)
     if taken is None:
@@ -84,9 +91,11 @@ def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     for delivery_id in deliveries:
         runtime.enqueuer.deliver(delivery_id)
     _finalize(runtime, taken.media_id)
+    metrics.record_analysis(runtime.factory, analysis_id, taken.targets, recognition, began=began)
     log.info(
-        "media %d done: analysis %d, %d windows, %.0f ms",
+        "media %d done: %s, analysis %d, %d windows, %.0f ms",
         taken.media_id,
+        taken.path,
         analysis_id,
         recognition.windows,
         (time.perf_counter() - began) * 1000,

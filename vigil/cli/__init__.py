@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "vigil.cli.backfill",
     "vigil.cli.rules",
     "vigil.cli.alerts",
+    "vigil.cli.health",
 ]
 
 

@@ -1,0 +1,211 @@
+"""Metrics: recorded by the real intake and outcome paths, queue depth read from rows, prefork children
+summed through the multiprocess folder, and a dashboard and a doc that name only metrics that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil import metrics
+from vigil.celery_app import make_celery
+from vigil.db import make_engine, session_factory, write_session
+from vigil.enqueue import Enqueuer
+from vigil.errors import UnreadableMedia
+from vigil.media import probe
+from vigil.registry import sync_sources
+from vigil.settings import DatabaseSettings, Settings, SourceSettings
+from watcher.intake import Outcome, WatchedSource, admit
+from watcher.rules import SourceRules
+from workers.testing.clips import write_clip_mp4v
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "vigil-dashboard.json"
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def source(tmp_path: Path, factory: sessionmaker[Session]) -> WatchedSource:
+    name = f"cam-{tmp_path.name[-8:]}".replace("_", "-")  # counters are per process: a name of our own
+    conf = SourceSettings(name=name, path=tmp_path / "inbox")
+    conf.path.mkdir()
+    with write_session(factory) as session:
+        rows = sync_sources(session, [conf])
+    return WatchedSource(rows[name].id, SourceRules.of(conf))
+
+
+@pytest.fixture
+def enqueuer(tmp_path: Path, factory: sessionmaker[Session]) -> Iterator[Enqueuer]:
+    settings = Settings(broker={"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"})
+    app = make_celery(settings)
+    yield Enqueuer(app, factory)
+    app.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_intake_counts_registrations_by_source_and_the_queue_depth_is_read_from_rows(
+    factory: sessionmaker[Session], source: WatchedSource, enqueuer: Enqueuer
+) -> None:
+    name = source.rules.name
+    for i, expected in [(1, Outcome.QUEUED), (2, Outcome.QUEUED), (1, Outcome.SKIPPED)]:  # same content
+        clip = source.rules.root / f"c{i}-{expected}.mp4"
+        write_clip_mp4v(clip, seconds=i, fps=5, size=(32, 24))
+        outcome, _ = admit(factory, enqueuer, source, clip, info=probe(clip))
+        assert outcome == expected
+    bad = source.rules.root / "bad.mp4"
+    bad.write_text("not a video")
+    outcome, _ = admit(factory, enqueuer, source, bad, info=None, problem=UnreadableMedia(bad, "no video"))
+    assert outcome == Outcome.FAILED
+    again, _ = admit(factory, enqueuer, source, bad, info=None, problem=UnreadableMedia(bad, "no video"))
+    assert again == Outcome.KNOWN  # a file seen before is not counted twice
+
+    assert sample("vigil_media_registered_total", source=name, status="queued") == 2
+    assert sample("vigil_media_registered_total", source=name, status="failed") == 1
+    assert sample("vigil_media_registered_total", source=name, status="skipped") == 1
+    registry = CollectorRegistry()
+    registry.register(metrics.QueueCollector(factory))
+    assert registry.get_sample_value("vigil_queue_depth", {"status": "queued"}) == 2
+    assert registry.get_sample_value("vigil_queue_depth", {"status": "running"}) == 0
+    assert registry.get_sample_value("vigil_deliveries_pending") == 0
+    age = registry.get_sample_value("vigil_queue_oldest_seconds")
+    assert age is not None and 0 <= age < 60
+
+
+def test_queue_collector_reports_nothing_rather_than_failing_when_the_database_is_gone(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(DatabaseSettings(url=f"sqlite:///{tmp_path / 'never-migrated.db'}"))
+    registry = CollectorRegistry()
+    registry.register(metrics.QueueCollector(session_factory(engine)))
+    assert registry.get_sample_value("vigil_queue_depth", {"status": "queued"}) is None
+    engine.dispose()
+
+
+def test_outcomes_are_counted_with_the_media_source(
+    factory: sessionmaker[Session], source: WatchedSource, enqueuer: Enqueuer
+) -> None:
+    clip = write_clip_mp4v(source.rules.root / "c.mp4", seconds=1, fps=5, size=(32, 24))
+    _, registration = admit(factory, enqueuer, source, clip, info=probe(clip))
+    before = sample("vigil_analysis_outcomes_total", outcome="done")
+    metrics.record_outcome(factory, registration.media_id, "done")
+    metrics.record_outcome(factory, registration.media_id, "failed")
+    metrics.record_outcome(factory, registration.media_id, "retry")
+    assert sample("vigil_media_analysed_total", source=source.rules.name) == 1
+    assert sample("vigil_media_failed_total", source=source.rules.name) == 1
+    assert sample("vigil_analysis_outcomes_total", outcome="done") == before + 1
+
+
+MULTIPROCESS_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, sys, urllib.request
+    from pathlib import Path
+    from vigil.metrics_env import use_multiprocess_dir
+    folder = use_multiprocess_dir(Path(sys.argv[1]), queue="gpu")
+    from vigil import metrics
+
+    def child(n):
+        metrics.FRAMES_DECODED.inc(n)
+        metrics.ANALYSIS_OUTCOMES.labels(outcome="done").inc()
+
+    ctx = multiprocessing.get_context("fork")
+    for n in (3, 4, 5):
+        p = ctx.Process(target=child, args=(n,))
+        p.start(); p.join()
+    assert metrics.start_metrics_server(int(sys.argv[2]), addr="127.0.0.1")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/metrics", timeout=5).read().decode()
+    print(folder)
+    print(body)
+    """
+)
+
+
+def test_prefork_children_are_summed_by_the_parent_through_the_multiprocess_folder(tmp_path: Path) -> None:
+    stale = tmp_path / "gpu-999999999"  # left by a worker that is gone: removed at start
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"x")
+    result = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT, str(tmp_path), str(free_port())],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "vigil_frames_decoded_total 12.0" in result.stdout
+    assert 'vigil_analysis_outcomes_total{outcome="done"} 3.0' in result.stdout
+    assert not stale.exists()
+    assert result.stdout.splitlines()[0].startswith(str(tmp_path / "gpu-"))
+
+
+def test_the_metrics_server_never_stops_a_process() -> None:
+    assert metrics.start_metrics_server(0) is False
+    port = free_port()
+    assert metrics.start_metrics_server(port, addr="127.0.0.1") is True
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "vigil_media_registered_total" in body or "vigil_frames_decoded_total" in body
+    assert metrics.start_metrics_server(port, addr="127.0.0.1") is False  # taken: a warning, not a crash
+
+
+def test_worker_ports_differ_by_queue() -> None:
+    settings = Settings()
+    assert metrics.worker_port(settings, "gpu") == 9465
+    assert metrics.worker_port(settings, "cpu") == 9466
+    settings.metrics.worker_port = 0
+    assert metrics.worker_port(settings, "cpu") == 0
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def test_the_dashboard_uses_only_metrics_that_vigil_defines() -> None:
+    defined = metrics.metric_names()
+    exprs = _dashboard_exprs()
+    assert len(exprs) >= 10
+    used = set()
+    for expr in exprs:
+        names = set(re.findall(r"\bvigil_[a-z_]+\b", expr))
+        assert names, f"no vigil metric in {expr!r}"
+        assert names <= defined, f"{expr!r} uses undefined {sorted(names - defined)}"
+        used |= names
+    bases = {re.sub(r"_(total|bucket|sum|count|created)$", "", n) for n in used}
+    # Every metric family appears on the dashboard somewhere.
+    families = {re.sub(r"_(total|bucket|sum|count|created)$", "", n) for n in defined}
+    assert families <= bases, sorted(families - bases)
+
+
+def test_every_metric_is_documented_in_operations_md() -> None:
+    text = OPERATIONS.read_text()
+    families = {re.sub(r"_(total|bucket|sum|count|created)$", "", n) for n in metrics.metric_names()}
+    missing = sorted(f for f in families if f not in text)
+    assert not missing, missing
