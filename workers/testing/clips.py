@@ -155,3 +155,70 @@ def write_corrupt(path: str | os.PathLike[str], kind: CorruptKind) -> Path:
     else:
         raise ValueError(f"unknown corrupt kind {kind!r}")
     return out
+
+
+def write_audio_only(path: str | os.PathLike[str], *, seconds: float = 1.0) -> Path:
+    """An MP4 holding only an AAC audio track (no video stream): a "video" file in the wrong codec. PyAV."""
+    import av
+    import numpy as np
+
+    out = Path(path)
+    rate, block = 16000, 1024
+    with av.open(str(out), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"  # type: ignore[union-attr]
+        for i in range(int(seconds * rate / block)):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, block), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, i * block
+            for packet in stream.encode(frame):  # type: ignore[union-attr]
+                container.mux(packet)
+        for packet in stream.encode():  # type: ignore[union-attr]
+            container.mux(packet)
+    return out
+
+
+def write_clip_vfr(
+    path: str | os.PathLike[str], *, frames: int = 20, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """An H.264 clip with variable frame durations (33, 100, 250, 16 ms, repeated). PyAV."""
+    from fractions import Fraction
+
+    import av
+
+    out = Path(path)
+    w, h = size
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"  # type: ignore[union-attr]
+        stream.time_base = Fraction(1, 1000)
+        pts = 0
+        for i, bgr in enumerate(iter_frames(frames, size)):
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += (33, 100, 250, 16)[i % 4]
+            for packet in stream.encode(frame):  # type: ignore[union-attr]
+                container.mux(packet)
+        for packet in stream.encode():  # type: ignore[union-attr]
+            container.mux(packet)
+    return out
+
+
+def write_zero_fps_avi(
+    path: str | os.PathLike[str], *, frames: int = 10, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """An MJPEG AVI whose headers claim 0 frames per second (avih and strh rates patched to 0)."""
+    import struct
+
+    out = Path(path)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    for frame in iter_frames(frames, size):
+        writer.write(frame)
+    writer.release()
+    data = bytearray(out.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    if avih < 0 or strh < 0:
+        raise RuntimeError("OpenCV wrote an AVI without avih/strh headers")
+    struct.pack_into("<I", data, avih + 8, 0)  # dwMicroSecPerFrame
+    struct.pack_into("<II", data, strh + 8 + 20, 0, 0)  # dwScale, dwRate
+    out.write_bytes(bytes(data))
+    return out
