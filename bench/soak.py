@@ -125,8 +125,8 @@ class Soak:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:  # the main process only: Celery stops its pool children itself
+                proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=60)

@@ -282,6 +282,6 @@ def worker_port(settings: Any, queue: str) -> int:
 
 def serve_worker_metrics(settings: Any, queue: str) -> bool:
     """The worker's endpoint, from its main process: the sum over its pool's children."""
-    if not settings.metrics.enabled:
-        return False
+    if not settings.metrics.enabled or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return False  # without the folder, the pool's children could not be summed: serve nothing
     return start_metrics_server(worker_port(settings, queue))

@@ -23,6 +23,9 @@ def prepare_worker_metrics(settings: Any, *, queue: str) -> Path | None:
     """With metrics on, the worker's folder under `metrics.multiproc_dir` (default `<data_dir>/metrics`)."""
     if not settings.metrics.enabled:
         return None
+    if "prometheus_client" in sys.modules and os.environ.get(ENV) is None:
+        log.error("metrics off: prometheus_client was imported before its multiprocess folder was set")
+        return None
     root = settings.metrics.multiproc_dir or settings.storage.data_dir / "metrics"
     return use_multiprocess_dir(Path(root), queue=queue)
 

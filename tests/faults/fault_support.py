@@ -144,24 +144,34 @@ class Deployment:
         self.start("watcher")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """SIGKILL goes to the whole process group (pool children too); other signals to the main process."""
         process = self.processes[name]
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+            if sig == signal.SIGKILL:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
         process.wait(timeout=30)
 
     def alive(self, name: str) -> bool:
         return self.processes[name].poll() is None
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, grace_s: float = 20.0) -> list[str]:
+        """SIGTERM every process group, SIGKILL what is still there after `grace_s`; returns their names."""
         for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
+            if process.poll() is None:  # the main process only: Celery stops its pool children itself
+                process.send_signal(signal.SIGTERM)
+        deadline, stubborn = time.monotonic() + grace_s, []
+        for name, process in self.processes.items():
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                stubborn.append(name)
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        if stubborn:
+            print(f"did not stop within {grace_s:.0f} s of SIGTERM: {stubborn}", file=sys.stderr)
+        return stubborn
 
     def log_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"===== {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in self.logs)

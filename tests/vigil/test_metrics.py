@@ -166,6 +166,23 @@ def test_prefork_children_are_summed_by_the_parent_through_the_multiprocess_fold
     assert result.stdout.splitlines()[0].startswith(str(tmp_path / "gpu-"))
 
 
+def test_a_worker_that_imported_prometheus_too_early_runs_without_metrics(tmp_path: Path) -> None:
+    script = (
+        "import prometheus_client\n"
+        "from vigil.metrics_env import prepare_worker_metrics\n"
+        "from vigil.settings import Settings\n"
+        f"s = Settings(storage={{'data_dir': {str(tmp_path)!r}}})\n"
+        "print(prepare_worker_metrics(s, queue='gpu'))\n"
+        "from vigil.metrics import serve_worker_metrics\n"
+        "print(serve_worker_metrics(s, 'gpu'))\n"
+    )
+    argv = [sys.executable, "-c", script]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "False"]
+    assert not (tmp_path / "metrics").exists()
+
+
 def test_the_metrics_server_never_stops_a_process() -> None:
     assert metrics.start_metrics_server(0) is False
     port = free_port()
