@@ -355,15 +355,17 @@ def save_thumbnail(rgb_frame: np.ndarray, path: str | os.PathLike[str], *, max_s
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise ValueError("OpenCV could not encode the thumbnail as JPEG")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.tobytes())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, f"cannot write thumbnail {out}: {exc.strerror or exc}") from exc
     return out

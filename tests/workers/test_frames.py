@@ -196,6 +196,9 @@ def test_save_thumbnail_is_a_bounded_jpeg(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["t.jpg"]
 
 
-def test_save_thumbnail_reports_os_errors(tmp_path: Path) -> None:
-    with pytest.raises(OSError, match="thumbnail"):
-        save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "missing-dir" / "t.jpg")
+def test_save_thumbnail_creates_its_folder_and_reports_os_errors(tmp_path: Path) -> None:
+    made = save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "new" / "dir" / "t.jpg")
+    assert made.is_file() and made.read_bytes()[:2] == b"\xff\xd8"
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OSError, match="cannot write thumbnail"):
+        save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "a-file" / "t.jpg")
