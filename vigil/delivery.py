@@ -173,7 +173,10 @@ def mark_delivered(factory: sessionmaker[Session], lease: Lease) -> DeliveryOutc
         log.warning("delivery %d: sent, but our lease was taken over meanwhile", lease.delivery_id)
     log.info(
         "delivery %d: alert sent to %s (attempt %d, %s)",
-        lease.delivery_id, lease.channel, lease.attempts, lease.note.idempotency_key,
+        lease.delivery_id,
+        lease.channel,
+        lease.attempts,
+        lease.note.idempotency_key,
     )
     return DeliveryOutcome("delivered")
 
@@ -207,7 +210,11 @@ def record_failure(
     if outcome.status == "retry":
         log.warning(
             "delivery %d to %s failed (attempt %d), retry in %.1f s: %s",
-            lease.delivery_id, lease.channel, lease.attempts, outcome.retry_in_s, reason,
+            lease.delivery_id,
+            lease.channel,
+            lease.attempts,
+            outcome.retry_in_s,
+            reason,
         )
     else:
         error = values["last_error"]
@@ -235,7 +242,8 @@ def disable_channel(session: Session, conf: ChannelSettings, *, reason: str, now
     row.disabled_at, row.disabled_reason = now, reason
     log.error(
         "channel %s disabled: %s; no more alerts go there until `vigil alerts retry --enable` re-enables it",
-        conf.name, reason,
+        conf.name,
+        reason,
     )
 
 

@@ -135,7 +135,9 @@ class ModelSettings(Section):
     sampling: Literal["exact", "keyframe"] = "exact"
     evidence: bool = True
     evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
+    # Also caption every analysed file (stored in media.caption); costs one generation per file.
     caption: bool = False
+    caption_max_tokens: Annotated[int, Field(ge=1, le=1024)] = 96
 
     @field_validator("device")
     @classmethod

@@ -6,6 +6,7 @@ the embedded default (SQLite + the serverless SQLAlchemy broker) and against Pos
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.alerting_support import receiving
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 pytestmark = pytest.mark.slow
@@ -174,17 +176,43 @@ def test_watcher_and_worker_processes_turn_a_dropped_clip_into_detections(embedd
         assert sql.stdout.split() == ["n", "6"]
 
 
-def test_vigil_run_starts_everything_with_one_command(embedded: Stack) -> None:
+def test_vigil_run_starts_everything_with_one_command_and_alerts_reach_a_webhook(embedded: Stack) -> None:
     stack = embedded
     setup_targets(stack)
-    run = stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
-    drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
-    drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
-    try:
-        wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
-    except AssertionError:
-        pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
-    check_results(stack)
+    with receiving() as hook:
+        config = stack.root / "vigil.toml"
+        config.write_text(
+            f"""
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{hook.url}"
+secret = "whsec_{base64.b64encode(b"e2e-secret").decode()}"
+
+[[alerts.rules]]
+name = "people"
+targets = ["person"]
+channels = ["hook"]
+cooldown_s = 0
+message = "{{target}} at {{source}}: {{score:.2f}}"
+"""
+        )
+        run = stack.spawn("run", "-m", "vigil", "--config", str(config), "run", "--watch", str(stack.inbox))
+        drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
+        drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
+        try:
+            wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
+            check_results(stack)
+            # threshold 0 for "person": one run of matching windows per file, so one alert per file
+            wait_for(lambda: len(hook.requests) >= 2, what="two webhook deliveries")
+        except AssertionError as exc:
+            pytest.fail(f"{exc}: statuses {stack.statuses()}\n{stack.dump_logs()}")
+        time.sleep(1.0)  # nothing else may arrive: each alert exactly once
+        assert len(hook.requests) == 2 and len(set(hook.ids())) == 2
+        bodies = [r.json() for r in hook.requests]
+        assert all("person at inbox" in json.dumps(b) for b in bodies)
+        statuses = stack.rows("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        assert statuses == [("delivered", 2)]
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=60) == 0, stack.dump_logs()
 
