@@ -91,9 +91,10 @@ def sample_av(
             timeline = _Timeline(stream.start_time or 0, float(stream.time_base or 0) or 1 / 90000, fps)
             keys = _KeyIndex(twin, _video_stream(twin, path), timeline)
             wants = list(targets) if mode == "exact" else _keyframe_wants(targets, keys, window)
+            chosen_keys = frozenset(wants) - frozenset(targets)  # keyframes taken in place of a target
             decoder = _Decoder(container, stream, timeline, out_size)
             try:
-                return _collect(decoder, wants, keys, path)
+                return _collect(decoder, wants, keys, path, keyframes=chosen_keys)
             except _NotConstantRate as exc:
                 log.info("%s: %s; decoding by counting frames", path, exc)
                 container.seek(0)
@@ -178,6 +179,24 @@ class _Decoder:
         self.pos = None
         self.decoded += SEEK_OVERHEAD
 
+    def read_keyframe(self, key: int) -> tuple[int, av.VideoFrame] | None:
+        """Seek to keyframe ``key`` and decode that one packet alone: draining the decoder right after it
+        skips the frames a reordering decoder (B-frames) would otherwise decode before showing it."""
+        self.seek(key)
+        for packet in self.container.demux(self.stream):
+            if packet.pts is None or not packet.is_keyframe:
+                break
+            frames = list(self.stream.decode(packet)) + list(self.stream.decode(None))
+            self.stream.codec_context.flush_buffers()
+            self._frames = self.container.decode(self.stream)
+            self.pos = None  # the decoder was drained: the next read seeks
+            self.decoded += 1
+            if len(frames) == 1 and frames[0].pts is not None and self.tl.index(frames[0].pts) == key:
+                return key, frames[0]
+            break
+        self.seek(key)  # not a lone keyframe after all: decode forward as usual
+        return self.read_at_least(key)
+
     def read_at_least(self, target: int) -> tuple[int, av.VideoFrame] | None:
         """Decode forward to the first frame whose index is >= ``target``; None at the end of the stream."""
         for frame in self._frames:
@@ -229,7 +248,12 @@ def _move_to(decoder: _Decoder, want: int, keys: _KeyIndex | None) -> None:
 
 
 def _collect(
-    decoder: _Decoder, wants: Sequence[int], keys: _KeyIndex | None, path: str | os.PathLike[str]
+    decoder: _Decoder,
+    wants: Sequence[int],
+    keys: _KeyIndex | None,
+    path: str | os.PathLike[str],
+    *,
+    keyframes: frozenset[int] = frozenset(),
 ) -> AvResult:
     w, h = decoder.out_size
     out = np.empty((len(wants), h, w, 3), dtype=np.uint8)
@@ -241,7 +265,7 @@ def _collect(
             indices.append(indices[-1])
             stamps.append(stamps[-1])
             continue
-        got = _read(decoder, want, keys, path, have=len(indices))
+        got = _read(decoder, want, keys, path, have=len(indices), keyframes=keyframes)
         if got is None:
             break
         index, frame = got
@@ -255,11 +279,21 @@ def _collect(
 
 
 def _read(
-    decoder: _Decoder, want: int, keys: _KeyIndex | None, path: str | os.PathLike[str], *, have: int
+    decoder: _Decoder,
+    want: int,
+    keys: _KeyIndex | None,
+    path: str | os.PathLike[str],
+    *,
+    have: int,
+    keyframes: frozenset[int],
 ) -> tuple[int, av.VideoFrame] | None:
     """The frame at ``want`` (or the first after it); None when the stream ends or breaks after ``have``
-    frames were already read (like a cut recording), an error when nothing was read yet."""
+    frames were already read (like a cut recording), an error when nothing was read yet. A keyframe chosen
+    in keyframe mode that is not next in line is decoded alone."""
     try:
+        pos = decoder.pos
+        if want in keyframes and not (pos is not None and 0 <= want - pos <= SEEK_OVERHEAD):
+            return decoder.read_keyframe(want)
         _move_to(decoder, want, keys)
         return decoder.read_at_least(want)
     except av.error.FFmpegError as exc:
