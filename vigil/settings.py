@@ -126,7 +126,8 @@ class WorkSettings(Section):
     """How analysis work is leased, retried and given up on."""
 
     lease_s: Seconds = 120.0
-    requeue_after_s: Seconds = 900.0
+    # A queued row sent longer ago than this is sent again, unless the broker still holds its message.
+    requeue_after_s: Seconds = 300.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     reconcile_interval_s: Seconds = 30.0
     gpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
