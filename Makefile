@@ -8,7 +8,7 @@ MODEL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test tools lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# docker-compose (Debian's package) validates docker-compose.yml in the tests; installed when missing.
+tools:
+	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq docker-compose >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; }; }; } \
+		|| echo "note: docker-compose is not installed and could not be; the compose test needs it"
+
+test: tools lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py

@@ -36,8 +36,20 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 REANALYZABLE = (MediaStatus.DONE, MediaStatus.FAILED)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w|week|weeks)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400,
-                 "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
+_UNIT_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hr": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:
@@ -76,8 +88,10 @@ def _target_and_sources(
         raise ConfigError(f"no source named {source_name!r}")
     applies = [s for s in sources if s.target_names is None or target_name in s.target_names]
     if source_name is not None and not applies:
-        raise ConfigError(f"target {target_name} is not asked about at source {source_name} "
-                          f"(its targets: {', '.join(sources[0].target_names or [])})")
+        raise ConfigError(
+            f"target {target_name} is not asked about at source {source_name} "
+            f"(its targets: {', '.join(sources[0].target_names or [])})"
+        )
     return target, [s.id for s in applies]
 
 
@@ -154,8 +168,10 @@ def source_settings_for_scan(
     if name is not None and name in by_name:
         conf = by_name[name]
         if folder is not None and folder.resolve() != conf.path.resolve():
-            raise ConfigError(f"source {name} is the folder {conf.path}, not {folder}; scan its root, or "
-                              "give another --source name for an ad-hoc folder")
+            raise ConfigError(
+                f"source {name} is the folder {conf.path}, not {folder}; scan its root, or "
+                "give another --source name for an ad-hoc folder"
+            )
         return conf
     if folder is None:
         known = ", ".join(sorted(by_name)) or "none configured"
@@ -182,8 +198,9 @@ def check_source_row(factory: sessionmaker[Session], source: SourceSettings) -> 
     with factory() as session:
         row = session.scalar(select(Source).where(Source.name == source.name))
     if row is not None and Path(row.path).resolve() != source.path.resolve():
-        raise ConfigError(f"source name {source.name} is already used for {row.path}; choose another "
-                          "with --source NAME")
+        raise ConfigError(
+            f"source name {source.name} is already used for {row.path}; choose another with --source NAME"
+        )
 
 
 def media_since(factory: sessionmaker[Session], source_name: str, since: datetime) -> list[int]:

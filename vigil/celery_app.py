@@ -13,13 +13,18 @@ from kombu import Queue
 from vigil.contracts import CPU_QUEUE, GPU_QUEUE, TASK_QUEUES
 from vigil.settings import Settings
 
+EMBEDDED_SCHEME = "sqla+"
+
 
 def make_celery(settings: Settings) -> Celery:
     broker = settings.broker
-    app = Celery("vigil", broker=broker.url, set_as_current=False)
     transport_options: dict[str, object] = {}
-    if not broker.url.startswith("sqla+"):
-        # The SQLAlchemy transport hands these to create_engine, which rejects them.
+    if broker.url.startswith(EMBEDDED_SCHEME):
+        # The embedded broker: kombu's SQLAlchemy transport, subclassed to poll faster on a WAL file.
+        app = Celery("vigil", broker=broker.url.removeprefix(EMBEDDED_SCHEME), set_as_current=False)
+        app.conf.broker_transport = "vigil.sqla_broker:Transport"
+    else:
+        app = Celery("vigil", broker=broker.url, set_as_current=False)
         transport_options["visibility_timeout"] = broker.visibility_timeout_s
     app.conf.update(
         task_acks_late=True,

@@ -175,7 +175,10 @@ def mark_delivered(factory: sessionmaker[Session], lease: Lease) -> DeliveryOutc
     metrics.record_delivery(lease.channel, "delivered")
     log.info(
         "delivery %d: alert sent to %s (attempt %d, %s)",
-        lease.delivery_id, lease.channel, lease.attempts, lease.note.idempotency_key,
+        lease.delivery_id,
+        lease.channel,
+        lease.attempts,
+        lease.note.idempotency_key,
     )
     return DeliveryOutcome("delivered")
 
@@ -210,7 +213,11 @@ def record_failure(
     if outcome.status == "retry":
         log.warning(
             "delivery %d to %s failed (attempt %d), retry in %.1f s: %s",
-            lease.delivery_id, lease.channel, lease.attempts, outcome.retry_in_s, reason,
+            lease.delivery_id,
+            lease.channel,
+            lease.attempts,
+            outcome.retry_in_s,
+            reason,
         )
     else:
         error = values["last_error"]
@@ -238,7 +245,8 @@ def disable_channel(session: Session, conf: ChannelSettings, *, reason: str, now
     row.disabled_at, row.disabled_reason = now, reason
     log.error(
         "channel %s disabled: %s; no more alerts go there until `vigil alerts retry --enable` re-enables it",
-        conf.name, reason,
+        conf.name,
+        reason,
     )
 
 

@@ -41,6 +41,17 @@ class Enqueuer:
             log.warning("media %d sent, but its send time was not recorded: %s", media_id, exc)
         return True
 
+    def waiting(self, queue: str) -> int | None:
+        """How many messages wait in `queue` on the broker (not those workers hold); None if it cannot say."""
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=5)
+                _, count, _ = conn.default_channel.queue_declare(queue=queue, passive=False)
+                return int(count)
+        except Exception as exc:  # the broker is down or the transport cannot count: the caller decides
+            log.debug("could not count messages in queue %s: %s", queue, exc)
+            return None
+
     def deliver(self, delivery_id: int) -> bool:
         return self._send(DELIVER, DeliverPayload(delivery_id=delivery_id))
 

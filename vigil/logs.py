@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -40,3 +41,6 @@ def configure_logging(settings: LogSettings, *, process_name: str | None = None)
     root.setLevel(settings.level)
     for noisy in ("watchdog", "kombu", "amqp", "urllib3", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The hub client logs every retry of an unreachable host through its own handler; the final error
+    # reaches the user anyway. It reads this when first imported, which is after this point.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")

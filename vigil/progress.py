@@ -221,9 +221,9 @@ def status_lines(report: StatusReport, *, now: datetime) -> Iterable[str]:
             yield f"  {when}  {f.source}  {f.path}: {f.error or 'no reason recorded'}"
 
 
-
-def broker_queue_depths(app: Celery, queues: Sequence[str] = (GPU_QUEUE,), *, timeout_s: float = 3.0
-                        ) -> dict[str, int | None]:
+def broker_queue_depths(
+    app: Celery, queues: Sequence[str] = (GPU_QUEUE,), *, timeout_s: float = 3.0
+) -> dict[str, int | None]:
     """Messages waiting in each broker queue (Redis and the SQLAlchemy transport report it); None: unknown."""
     depths: dict[str, int | None] = {}
     try:

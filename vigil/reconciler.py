@@ -1,6 +1,8 @@
 """Finds work the broker lost, from the rows: the database is the source of truth.
 
-- `queued` rows never sent, or sent longer ago than `requeue_after_s`, are sent again;
+- `queued` rows never sent are sent; rows sent longer ago than `requeue_after_s` are sent again, unless
+  the broker's queue holds at least one message per queued row (a deep backlog, nothing lost): without
+  that check every row of a backlog older than `requeue_after_s` got one more message per interval;
 - `running` rows whose lease ran out (their worker died) go back to `queued` and are sent again,
   or end `failed` once they used `max_attempts`.
 A message delivered twice is harmless: the second finds its row already claimed or done.
@@ -12,10 +14,11 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil import metrics
+from vigil.contracts import ANALYZE, TASK_QUEUES
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.schema import Media, MediaStatus, utcnow
@@ -39,7 +42,7 @@ def reconcile_media(
     report = ReconcileReport()
     expired, dead = _release_expired_leases(factory, work)
     report.expired, report.dead = len(expired), dead
-    for media_id in _queued_needing_send(factory, work):
+    for media_id in _queued_needing_send(factory, enqueuer, work):
         if enqueuer.analyze(media_id):
             report.resent += 1
     metrics.record_reconcile(resent=report.resent, requeued=report.expired, given_up=dead)
@@ -81,12 +84,12 @@ def _release_expired_leases(factory: sessionmaker[Session], work: WorkSettings) 
     return requeue, len(give_up)
 
 
-def _queued_needing_send(factory: sessionmaker[Session], work: WorkSettings) -> list[int]:
+def _queued_needing_send(factory: sessionmaker[Session], enqueuer: Enqueuer, work: WorkSettings) -> list[int]:
     stale = utcnow() - timedelta(seconds=work.requeue_after_s)
     with factory() as session:
-        return list(
-            session.scalars(
-                select(Media.id)
+        due = list(
+            session.execute(
+                select(Media.id, Media.enqueued_at)
                 .where(
                     Media.status == MediaStatus.QUEUED,
                     or_(Media.enqueued_at.is_(None), Media.enqueued_at < stale),
@@ -95,3 +98,14 @@ def _queued_needing_send(factory: sessionmaker[Session], work: WorkSettings) -> 
                 .limit(BATCH)
             )
         )
+        if not any(row.enqueued_at is not None for row in due):
+            return [row.id for row in due]
+        sent = session.scalar(
+            select(func.count()).where(Media.status == MediaStatus.QUEUED, Media.enqueued_at.is_not(None))
+        )
+    waiting = enqueuer.waiting(TASK_QUEUES[ANALYZE])
+    if waiting is not None and waiting >= (sent or 0):
+        # A message waits for every queued row that was sent: the old ones are a backlog, not a loss.
+        # Messages workers hold are not counted, so this errs towards sending again (harmless).
+        return [row.id for row in due if row.enqueued_at is None]
+    return [row.id for row in due]

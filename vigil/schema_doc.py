@@ -40,32 +40,50 @@ COLUMN_NOTES: dict[str, str] = {
 }
 
 VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
-    "media_v": ("One row per media file, with its source's name and timings in seconds.", {
-        "wait_s": "seconds from being sent to a worker starting it",
-        "processing_s": "seconds from a worker starting it to its end (done or failed)",
-        "file_mtime": "the file's modification time (UTC)",
-        "registered_at": "when the watcher or a scan registered it",
-    }),
-    "analyses_v": ("One row per model run over a file, timings in seconds.", {
-        "decode_s": "seconds spent decoding frames", "model_s": "seconds spent in the model",
-        "total_s": "seconds for the whole analysis", "matched_windows": "windows above threshold, any target",
-    }),
-    "detections_v": ("One row per target per time window of every analysis, names and wall-clock time.", {
-        "detected_at": "estimated wall-clock time of the window's start: file mtime - duration "
-                       "+ start_s (a camera clip's mtime is its end); on SQLite text "
-                       "'YYYY-MM-DD HH:MM:SS.SSS' in UTC",
-        "score": "P(yes) for the target in this window (0..1)",
-        "matched": "score at or above the target's threshold",
-        "start_s": "window start, seconds into the file", "end_s": "window end, seconds into the file",
-        "thumbnail": "path of the window's best frame, when saved",
-        "analysed_at": "when the detection was stored",
-    }),
-    "latest_detections_v": ("detections_v restricted to the newest analysis per media and target: what to "
-                            "query after re-analysis.", {}),
-    "alerts_v": ("One row per fired alert with its rule, target, source and delivery counts.", {
-        "deliveries_pending": "deliveries still being retried",
-        "detected_at": "estimated wall-clock time of the alert's window start (as in detections_v)",
-    }),
+    "media_v": (
+        "One row per media file, with its source's name and timings in seconds.",
+        {
+            "wait_s": "seconds from being sent to a worker starting it",
+            "processing_s": "seconds from a worker starting it to its end (done or failed)",
+            "file_mtime": "the file's modification time (UTC)",
+            "registered_at": "when the watcher or a scan registered it",
+        },
+    ),
+    "analyses_v": (
+        "One row per model run over a file, timings in seconds.",
+        {
+            "decode_s": "seconds spent decoding frames",
+            "model_s": "seconds spent in the model",
+            "total_s": "seconds for the whole analysis",
+            "matched_windows": "windows above threshold, any target",
+        },
+    ),
+    "detections_v": (
+        "One row per target per time window of every analysis, names and wall-clock time.",
+        {
+            "detected_at": "estimated wall-clock time of the window's start: file mtime - duration "
+            "+ start_s (a camera clip's mtime is its end); on SQLite text "
+            "'YYYY-MM-DD HH:MM:SS.SSS' in UTC",
+            "score": "P(yes) for the target in this window (0..1)",
+            "matched": "score at or above the target's threshold",
+            "start_s": "window start, seconds into the file",
+            "end_s": "window end, seconds into the file",
+            "thumbnail": "path of the window's best frame, when saved",
+            "analysed_at": "when the detection was stored",
+        },
+    ),
+    "latest_detections_v": (
+        "detections_v restricted to the newest analysis per media and target: what to "
+        "query after re-analysis.",
+        {},
+    ),
+    "alerts_v": (
+        "One row per fired alert with its rule, target, source and delivery counts.",
+        {
+            "deliveries_pending": "deliveries still being retried",
+            "detected_at": "estimated wall-clock time of the alert's window start (as in detections_v)",
+        },
+    ),
 }
 
 
@@ -191,7 +209,7 @@ def _views() -> Iterator[str]:
 
 def _examples() -> Iterator[str]:
     yield "## Example queries\n"
-    yield "Run with `vigil sql \"...\"` (or `-f query.sql`); each is tested on both databases.\n"
+    yield 'Run with `vigil sql "..."` (or `-f query.sql`); each is tested on both databases.\n'
     for example in EXAMPLES:
         yield f"### {example.title}\n"
         if example.sqlite == example.postgresql:

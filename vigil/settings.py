@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -53,6 +53,21 @@ DEFAULT_INCLUDE = [
     "*.webp",
 ]
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
+
+
+class _Named(Protocol):
+    name: str
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def require_unique_names(items: list[N], what: str) -> list[N]:
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
+    return items
 
 
 class Section(BaseModel):
@@ -104,18 +119,15 @@ class WatchSettings(Section):
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
-        names = [s.name for s in sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
-        return sources
+        return require_unique_names(sources, "source")
 
 
 class WorkSettings(Section):
     """How analysis work is leased, retried and given up on."""
 
     lease_s: Seconds = 120.0
-    requeue_after_s: Seconds = 900.0
+    # A queued row sent longer ago than this is sent again, unless the broker still holds its message.
+    requeue_after_s: Seconds = 300.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     reconcile_interval_s: Seconds = 30.0
     gpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
@@ -135,7 +147,9 @@ class ModelSettings(Section):
     sampling: Literal["exact", "keyframe"] = "exact"
     evidence: bool = True
     evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
+    # Also caption every analysed file (stored in media.caption); costs one generation per file.
     caption: bool = False
+    caption_max_tokens: Annotated[int, Field(ge=1, le=1024)] = 96
 
     @field_validator("device")
     @classmethod
@@ -264,11 +278,7 @@ class Settings(BaseSettings):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
-        names = [t.name for t in targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"target names must be unique, repeated: {', '.join(dupes)}")
-        return targets
+        return require_unique_names(targets, "target")
 
     @classmethod
     def settings_customise_sources(

@@ -87,8 +87,10 @@ def check_statement(sql: str) -> None:
     if word is None:
         raise QueryRefused("refused: empty statement" if not body.strip() else "refused: not a SQL query")
     if word.group(0).lower() not in ALLOWED_FIRST_WORDS:
-        raise QueryRefused(f"refused: {word.group(0).upper()} is not a read (only SELECT, WITH, VALUES, "
-                           "TABLE, EXPLAIN, SHOW and PRAGMA reads may run)")
+        raise QueryRefused(
+            f"refused: {word.group(0).upper()} is not a read (only SELECT, WITH, VALUES, "
+            "TABLE, EXPLAIN, SHOW and PRAGMA reads may run)"
+        )
 
 
 def run_query(
@@ -237,8 +239,9 @@ def render(result: QueryResult, fmt: Format) -> Iterator[str]:
         yield from _csv(result)
     elif fmt == "jsonl":
         for row in result.rows:
-            yield json.dumps(dict(zip(result.columns, (_json_value(v) for v in row), strict=True)),
-                             ensure_ascii=False)
+            yield json.dumps(
+                dict(zip(result.columns, (_json_value(v) for v in row), strict=True)), ensure_ascii=False
+            )
     elif fmt == "markdown":
         yield from _markdown(result)
     elif fmt == "table":

@@ -29,6 +29,7 @@ from watchdog.observers.polling import PollingObserver
 from vigil import metrics
 from vigil.db import schema_revision, write_session
 from vigil.delivery import reconcile_deliveries
+from vigil.dropfolder import finalize_file
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError, MediaError
 from vigil.media import MediaInfo
@@ -38,7 +39,7 @@ from vigil.registry import sync_sources, sync_targets
 from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
 from watcher.events import SourceEventHandler
-from watcher.intake import WatchedSource, admit
+from watcher.intake import Outcome, WatchedSource, admit
 from watcher.rules import SourceRules
 from watcher.scan import changed_files
 from watcher.settle import Pending, SettleTracker
@@ -186,7 +187,7 @@ class WatcherService:
         ]
 
     def _register(self, entry: Pending, info: MediaInfo | None, problem: MediaError | None) -> None:
-        admit(
+        outcome, registration = admit(
             self.factory,
             self.enqueuer,
             entry.source,
@@ -195,6 +196,12 @@ class WatcherService:
             problem=problem,
             duplicate_content=self.settings.watch.duplicate_content,
         )
+        if outcome in (Outcome.FAILED, Outcome.SKIPPED):
+            # Ended without analysis: the drop-folder step (failed/ or done/, sidecar) runs here.
+            try:
+                finalize_file(self.factory, self.settings, registration.media_id)
+            except OSError as exc:
+                log.error("media %d: drop-folder step failed: %s", registration.media_id, exc)
 
     def _start_observer(self, watched: WatchedSource, conf: SourceSettings) -> None:
         root = watched.rules.root

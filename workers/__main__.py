@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vigil.contracts import GPU_QUEUE
+from vigil.errors import VigilError
 from vigil.logs import configure_logging
 from vigil.metrics_env import prepare_worker_metrics
 from vigil.settings import Settings, load_settings
@@ -49,7 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--name")
     args = parser.parse_args(argv)
-    run_worker(load_settings(args.config), queue=args.queue, concurrency=args.concurrency, name=args.name)
+    try:
+        run_worker(load_settings(args.config), queue=args.queue, concurrency=args.concurrency, name=args.name)
+    except VigilError as exc:  # e.g. an unsupported model family: refused at start, not at the first file
+        print(f"worker: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

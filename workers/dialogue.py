@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from workers.models import LoadedModel, Prefix
-from workers.scoring import device_memory_guard, encode_prefix, forward_text, greedy_continue
+from workers.scoring import decode_text, device_memory_guard, encode_prefix, forward_text, greedy_continue
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Conversation:
                 on_token=on_token,
             )
         self._cached = ids + tokens[:added]
-        answer = self.loaded.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        answer = decode_text(self.loaded, tokens)
         self._messages = messages + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
         turn = len(self._messages) // 2
         log.debug("turn %d: %d prompt tokens, %d answer tokens", turn, len(ids), len(tokens))

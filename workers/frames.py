@@ -1,6 +1,13 @@
 """The one place Vigil decodes media: uniform frame sampling, time windows, thumbnails.
 
-How a clip is sampled (OpenCV, FFmpeg backend):
+``sample_frames`` is the one entry point. Videos are decoded with PyAV when it is importable (see
+``workers/decode_av.py``: seek to the keyframe at or before each wanted frame and decode forward, no
+16-frame back-off, swscale converts and resizes kept frames in one step), else with OpenCV as below;
+``choose_backend`` makes that choice once per call. Images always go through OpenCV. Both backends return
+the same frame indices; pixels differ slightly between them (different YUV->RGB paths, measured in
+``tests/workers/test_frames.py``).
+
+How a clip is sampled with OpenCV (FFmpeg backend):
 
 1. The wanted frame indices are computed from the probe (uniform over the clip or a window, or at a rate).
 2. The container's packets are scanned *without decoding* (OpenCV raw mode, ``CAP_PROP_FORMAT=-1``) up to the
@@ -26,6 +33,7 @@ off by a frame or so.
 from __future__ import annotations
 
 import bisect
+import importlib.util
 import logging
 import math
 import os
@@ -44,6 +52,7 @@ from vigil.media import MediaInfo, open_capture, probe
 log = logging.getLogger(__name__)
 
 Mode = Literal["exact", "keyframe"]
+Backend = Literal["pyav", "opencv"]
 
 OPENCV_SEEK_BACKOFF = 16  # frames OpenCV's FFmpeg seek backs off before the target
 SEEK_OVERHEAD = 4  # a seek's fixed cost (flush, demuxer seek), in decoded frames
@@ -78,8 +87,11 @@ def sample_frames(
     mode: Mode = "exact",
     max_side: int | None = None,
     info: MediaInfo | None = None,
+    backend: Backend | None = None,
 ) -> Frames:
-    """Decode ``num_frames`` frames spread uniformly over ``[start_s, end_s)`` (or frames at ``fps``)."""
+    """Decode ``num_frames`` frames spread uniformly over ``[start_s, end_s)`` (or frames at ``fps``).
+
+    ``backend`` forces a decoder (tests, benchmarks); by default ``choose_backend`` picks one."""
     if (num_frames is None) == (fps is None):
         raise ValueError("give exactly one of num_frames or fps")
     if num_frames is not None and num_frames < 1:
@@ -89,10 +101,13 @@ def sample_frames(
     if mode not in ("exact", "keyframe"):
         raise ValueError(f"unknown mode {mode!r}")
     info = info or probe(path)
+    chosen = choose_backend(info, prefer=backend)
+    log.debug("%s: sampling with %s", path, chosen)
     try:
         if info.kind == "image":
             return _read_image(path, max_side=max_side)
-        return _sample_video(
+        sample = _sample_video_av if chosen == "pyav" else _sample_video
+        return sample(
             path,
             info,
             num_frames=num_frames,
@@ -106,6 +121,23 @@ def sample_frames(
         raise UnreadableMedia(path, f"OpenCV error: {str(exc).strip().splitlines()[-1]}") from exc
 
 
+def pyav_available() -> bool:
+    """Whether PyAV can be imported (without importing it)."""
+    return importlib.util.find_spec("av") is not None
+
+
+def choose_backend(info: MediaInfo, *, prefer: Backend | None = None) -> Backend:
+    """The decoder for one call: OpenCV for images; for videos ``prefer`` if given, else PyAV when it is
+    importable (it seeks without OpenCV's 16-frame back-off), else OpenCV."""
+    if info.kind == "image":
+        return "opencv"
+    if prefer == "pyav" and not pyav_available():
+        raise RuntimeError("the PyAV backend was asked for but `av` is not installed")
+    if prefer is not None:
+        return prefer
+    return "pyav" if pyav_available() else "opencv"
+
+
 def target_indices(
     info: MediaInfo,
     *,
@@ -116,17 +148,25 @@ def target_indices(
     frame_count: int | None = None,
 ) -> list[int]:
     """Wanted frame indices (sorted, may repeat when more frames are asked than the window holds)."""
-    count = frame_count or info.frame_count
-    first = max(0, math.floor(start_s * info.fps + 1e-6))
-    stop = count if end_s is None else min(count, math.ceil(end_s * info.fps - 1e-6))
-    if first >= count or stop <= first:
-        raise ValueError(f"window [{start_s}, {end_s}) s holds no frame of a {info.duration_s:.3f} s clip")
+    first, stop = window_frames(info, start_s=start_s, end_s=end_s, frame_count=frame_count)
     span = stop - first
     if num_frames is not None:
         return [first + math.floor((k + 0.5) * span / num_frames) for k in range(num_frames)]
     assert fps is not None
     n = max(1, math.ceil(span / info.fps * fps - 1e-6))
     return [min(stop - 1, first + math.floor(j * info.fps / fps + 1e-6)) for j in range(n)]
+
+
+def window_frames(
+    info: MediaInfo, *, start_s: float, end_s: float | None, frame_count: int | None = None
+) -> tuple[int, int]:
+    """The window ``[start_s, end_s)`` as frame indices ``[first, stop)``."""
+    count = frame_count or info.frame_count
+    first = max(0, math.floor(start_s * info.fps + 1e-6))
+    stop = count if end_s is None else min(count, math.ceil(end_s * info.fps - 1e-6))
+    if first >= count or stop <= first:
+        raise ValueError(f"window [{start_s}, {end_s}) s holds no frame of a {info.duration_s:.3f} s clip")
+    return first, stop
 
 
 def _sample_video(
@@ -153,6 +193,40 @@ def _sample_video(
         frames = _decode(reader, targets, scan, mode=mode, fps=info.fps)
     frames.source_size = (info.width, info.height)
     return frames
+
+
+def _sample_video_av(
+    path: str | os.PathLike[str],
+    info: MediaInfo,
+    *,
+    num_frames: int | None,
+    fps: float | None,
+    start_s: float,
+    end_s: float | None,
+    mode: Mode,
+    max_side: int | None,
+) -> Frames:
+    from workers.decode_av import sample_av  # PyAV is imported only when it is used
+
+    out_size = fit_size((info.width, info.height), max_side)
+    count = info.frame_count
+    for _ in range(2):  # a second pass only when the stream ends before the container said it would
+        targets = target_indices(
+            info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s, frame_count=count
+        )
+        window = window_frames(info, start_s=start_s, end_s=end_s, frame_count=count)
+        got = sample_av(path, targets, window=window, mode=mode, out_size=out_size, fps=info.fps)
+        if got.ended_at is None or not 0 < got.ended_at < count:
+            break
+        log.info("%s: container says %d frames, stream holds %d", path, count, got.ended_at)
+        count = got.ended_at
+    return Frames(
+        rgb=got.rgb,
+        indices=got.indices,
+        timestamps_s=got.timestamps_s,
+        source_size=(info.width, info.height),
+        decoded=got.decoded,
+    )
 
 
 def scan_packets(path: str | os.PathLike[str], *, stop: int) -> _Scan:
@@ -355,15 +429,17 @@ def save_thumbnail(rgb_frame: np.ndarray, path: str | os.PathLike[str], *, max_s
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise ValueError("OpenCV could not encode the thumbnail as JPEG")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.tobytes())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, f"cannot write thumbnail {out}: {exc.strerror or exc}") from exc
     return out

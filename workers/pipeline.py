@@ -17,6 +17,7 @@ import numpy as np
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
 from workers.analyze import Recognition, TargetSpec, WindowResult
+from workers.dialogue import describe
 from workers.frames import Frames, plan_windows, sample_frames, save_thumbnail
 from workers.models import LoadedModel
 from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
@@ -63,6 +64,7 @@ class WindowRecognizer:
         for index, (start_s, end_s) in enumerate(windows):
             frames = self._sample(path, info, start_s, end_s, per_window, timer)
             results.extend(self._score_window(frames, targets, index, start_s, end_s, media_id, timer))
+        caption = self._caption(path, info, per_window, timer) if self.settings.caption else None
         return Recognition(
             results=results,
             windows=len(windows),
@@ -75,10 +77,24 @@ class WindowRecognizer:
                 "sampling": self.settings.sampling,
                 "frame_side": self.loaded.frame_side,
             },
+            caption=caption,
         )
 
+    def _caption(self, path: Path, info: MediaInfo, n: int, timer: _Timer) -> str:
+        """A few sentences about the whole clip, from frames spread over all of it."""
+        frames = self._sample(path, info, 0.0, None, n, timer)
+        began = time.perf_counter()
+        text = describe(
+            self.loaded,
+            frames.rgb,
+            fps=_sampled_fps(frames, 0.0, info.duration_s),
+            max_new_tokens=self.settings.caption_max_tokens,
+        )
+        timer.model_ms += (time.perf_counter() - began) * 1000
+        return text
+
     def _sample(
-        self, path: Path, info: MediaInfo, start_s: float, end_s: float, n: int, timer: _Timer
+        self, path: Path, info: MediaInfo, start_s: float, end_s: float | None, n: int, timer: _Timer
     ) -> Frames:
         began = time.perf_counter()
         frames = sample_frames(

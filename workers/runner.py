@@ -46,7 +46,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     began = time.perf_counter()
     try:
         recognizer = runtime.recognizer()
-    except ModelError as exc:
+    except (ModelError, TransientError) as exc:  # not this file's fault: its attempt is not counted
         release(runtime.factory, taken, error=f"model unavailable: {exc}", count_attempt=False)
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
         return Outcome("retry", retry_in_s=60.0)

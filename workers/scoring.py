@@ -31,6 +31,8 @@ EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
 BATCH_TOKEN_BUDGET = 64 * 1024
 
 Strategy = Literal["auto", "batched", "crop"]
+# Removed from generated text: control characters other than newline and tab (NUL breaks PostgreSQL text).
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 
 
 def question_for(description: str) -> str:
@@ -217,7 +219,7 @@ def greedy_continue(
         if on_token is not None:
             text = tok.decode(tokens, skip_special_tokens=True)
             if len(text) > len(shown) and not text.endswith("\ufffd"):
-                on_token(text[len(shown) :])
+                on_token(text[len(shown) :].translate(_CONTROL))
                 shown = text
         if len(tokens) == max_new_tokens:
             break
@@ -226,7 +228,7 @@ def greedy_continue(
     if on_token is not None:
         text = tok.decode(tokens, skip_special_tokens=True)
         if len(text) > len(shown):
-            on_token(text[len(shown) :])
+            on_token(text[len(shown) :].translate(_CONTROL))
     return tokens, added
 
 
@@ -249,4 +251,11 @@ def generate_evidence(
 ) -> str:
     """A short text about where and how ``description`` appears (run only for matched windows)."""
     tokens = evidence_token_ids(loaded, rgb, fps=fps, description=description, max_new_tokens=max_new_tokens)
-    return loaded.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    return decode_text(loaded, tokens)
+
+
+
+def decode_text(loaded: LoadedModel, tokens: list[int]) -> str:
+    """Generated text fit to store and print: control characters (NUL included, which PostgreSQL's text
+    type refuses) are removed; byte-level tokenizers can produce them from any model, not only random ones."""
+    return loaded.tokenizer.decode(tokens, skip_special_tokens=True).translate(_CONTROL).strip()

@@ -6,104 +6,21 @@ the embedded default (SQLite + the serverless SQLAlchemy broker) and against Pos
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
+from tests.alerting_support import receiving
+from tests.process_support import Stack, wait_for
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 pytestmark = pytest.mark.slow
-
-DEADLINE_S = 180.0
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float = DEADLINE_S, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-
-
-class Stack:
-    """Environment and processes of one Vigil installation under test."""
-
-    def __init__(self, root: Path, *, db_url: str, broker_url: str, model_dir: Path) -> None:
-        self.root, self.db_url = root, db_url
-        self.inbox = root / "inbox"
-        self.inbox.mkdir()
-        self.logs: list[Path] = []
-        self.processes: list[subprocess.Popen[bytes]] = []
-        sources = [{"name": "inbox", "path": str(self.inbox)}]
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
-            "VIGIL_DATABASE__URL": db_url,
-            "VIGIL_BROKER__URL": broker_url,
-            "VIGIL_MODEL__ID": str(model_dir),
-            "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
-            "VIGIL_MODEL__WINDOW_S": "1.0",
-            "VIGIL_WATCH__SOURCES": json.dumps(sources),
-            "VIGIL_WATCH__SETTLE_S": "0.3",
-            "VIGIL_WATCH__READY_DEADLINE_S": "3",
-            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
-            "VIGIL_LOG__FORMAT": "text",
-            "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "vigil", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        log = self.root / f"{name}.log"
-        self.logs.append(log)
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, *argv], cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self.processes.append(process)
-        return process
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        engine = create_engine(self.db_url)
-        try:
-            with engine.connect() as conn:
-                return [tuple(r) for r in conn.execute(text(sql))]
-        finally:
-            engine.dispose()
-
-    def statuses(self) -> dict[str, str]:
-        return {str(path): str(status) for path, status in self.rows("SELECT rel_path, status FROM media")}
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def dump_logs(self) -> str:
-        return "\n".join(f"===== {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)
 
 
 @pytest.fixture
@@ -174,17 +91,43 @@ def test_watcher_and_worker_processes_turn_a_dropped_clip_into_detections(embedd
         assert sql.stdout.split() == ["n", "6"]
 
 
-def test_vigil_run_starts_everything_with_one_command(embedded: Stack) -> None:
+def test_vigil_run_starts_everything_with_one_command_and_alerts_reach_a_webhook(embedded: Stack) -> None:
     stack = embedded
     setup_targets(stack)
-    run = stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
-    drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
-    drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
-    try:
-        wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
-    except AssertionError:
-        pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
-    check_results(stack)
+    with receiving() as hook:
+        config = stack.root / "vigil.toml"
+        config.write_text(
+            f"""
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{hook.url}"
+secret = "whsec_{base64.b64encode(b"e2e-secret").decode()}"
+
+[[alerts.rules]]
+name = "people"
+targets = ["person"]
+channels = ["hook"]
+cooldown_s = 0
+message = "{{target}} at {{source}}: {{score:.2f}}"
+"""
+        )
+        run = stack.spawn("run", "-m", "vigil", "--config", str(config), "run", "--watch", str(stack.inbox))
+        drop(stack, "clip.mp4", lambda p: write_clip_mp4v(p, seconds=2, fps=10, size=(96, 72)))
+        drop(stack, "snap.png", lambda p: write_image(p, size=(64, 48)))
+        try:
+            wait_for(lambda: stack.statuses() == {"clip.mp4": "done", "snap.png": "done"}, what="media done")
+            check_results(stack)
+            # threshold 0 for "person": one run of matching windows per file, so one alert per file
+            wait_for(lambda: len(hook.requests) >= 2, what="two webhook deliveries")
+        except AssertionError as exc:
+            pytest.fail(f"{exc}: statuses {stack.statuses()}\n{stack.dump_logs()}")
+        time.sleep(1.0)  # nothing else may arrive: each alert exactly once
+        assert len(hook.requests) == 2 and len(set(hook.ids())) == 2
+        bodies = [r.json() for r in hook.requests]
+        assert all("person at inbox" in json.dumps(b) for b in bodies)
+        statuses = stack.rows("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        assert statuses == [("delivered", 2)]
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=60) == 0, stack.dump_logs()
 

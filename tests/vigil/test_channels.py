@@ -112,9 +112,10 @@ def test_signature_matches_the_spec_example() -> None:
     ],
 )
 def test_webhook_status_codes(status: int, retryable: bool, gone: bool) -> None:
-    with receiving(lambda _n, _r: Reply(status, {"retry-after": "7"})) as hook, pytest.raises(
-        DeliveryFailed
-    ) as err:
+    with (
+        receiving(lambda _n, _r: Reply(status, {"retry-after": "7"})) as hook,
+        pytest.raises(DeliveryFailed) as err,
+    ):
         WebhookSender(ChannelSettings(name="h", kind="webhook", url=hook.url)).send(note())
     assert (err.value.retryable, err.value.gone) == (retryable, gone)
     assert err.value.reason.startswith(f"HTTP {status}")

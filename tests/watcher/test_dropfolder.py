@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.watcher.conftest import media_rows
+from tests.watcher.conftest import media_rows, wait_for
 from vigil.db import write_session
 from vigil.dropfolder import finalize_file, move_no_clobber
 from vigil.registry import register_file, sync_sources
@@ -126,3 +126,17 @@ def test_move_no_clobber_never_overwrites(tmp_path: Path) -> None:
     dest = move_no_clobber(tmp_path / "a.mp4", tmp_path / "out" / "a.mp4")
     assert dest.name == "a-2.mp4" and dest.read_text() == "new"
     assert (tmp_path / "out" / "a.mp4").read_text() == "a.mp4"
+
+
+def test_watcher_moves_a_file_that_failed_at_registration_into_failed(
+    start_watcher, make_settings, drop: Path, factory
+) -> None:
+    source = SourceSettings(name="drop", path=drop, after_analysis="move", sidecar=True)
+    start_watcher(make_settings(sources=[source], ready_deadline_s=0.5))
+    (drop / "cam").mkdir()
+    (drop / "cam" / "notes.mp4").write_text("not a video")
+    moved = drop / "failed" / "cam" / "notes.mp4"
+    wait_for(lambda: moved.is_file(), timeout=15)
+    assert not (drop / "cam" / "notes.mp4").exists()
+    sidecar = json.loads(moved.with_name("notes.mp4.vigil.json").read_text())
+    assert sidecar["status"] == "failed" and sidecar["error"]

@@ -245,3 +245,16 @@ def test_store_results_is_atomic(runtime: WorkerRuntime, drop: Path) -> None:
 def test_engine_for_settings_is_shared(settings: Settings) -> None:
     engine = make_engine(settings.database)
     assert session_factory(engine)().get_bind() is engine
+
+
+def test_caption_is_stored_when_configured(settings: Settings, drop: Path) -> None:
+    settings.model.caption = True
+    settings.model.caption_max_tokens = 6
+    runtime = WorkerRuntime(settings)
+    media_id = register(runtime, drop, write_clip_mp4v(drop / "a.mp4", seconds=2, fps=10, size=(96, 72)))
+    assert analyze_media(runtime, AnalyzePayload(media_id=media_id)).status == "done"
+    with runtime.factory() as session:
+        media = session.get_one(Media, media_id)
+    assert isinstance(media.caption, str)
+    tokens = runtime.recognizer().loaded.tokenizer.encode(media.caption, add_special_tokens=False)  # type: ignore[attr-defined]
+    assert len(tokens) <= 6 + 2  # decoding then re-encoding may merge or split a piece at the edges

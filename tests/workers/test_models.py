@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -84,3 +88,21 @@ def test_max_side_caps_qwen_pixels(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir("qwen2_5_vl")), device="cpu", max_side=56)
     assert loaded.frame_side == 56
     assert loaded.processor.video_processor.size["longest_edge"] == 56 * 56
+
+
+def test_a_worker_refuses_an_unsupported_model_family_at_start(tmp_path: pathlib.Path) -> None:
+    from transformers import BertConfig
+
+    model_dir = tmp_path / "bert"
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    config.save_pretrained(model_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
+        "VIGIL_MODEL__ID": str(model_dir),
+        "VIGIL_DATABASE__URL": f"sqlite:///{tmp_path / 'v.db'}",
+        "VIGIL_BROKER__URL": f"sqla+sqlite:///{tmp_path / 'b.db'}",
+    }
+    argv = [sys.executable, "-m", "workers", "--queue", "gpu"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "not supported" in result.stderr and "llava_next_video" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -76,6 +76,9 @@ def test_bad_frames_are_refused(loaded_models):
         score_targets(loaded_models("qwen2_vl"), np.zeros((2, 8, 8)), fps=1.0, descriptions=["x"])
 
 
+CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
 def test_evidence_is_bounded_text(loaded_models, family, clip):
     loaded = loaded_models(family)
     text = generate_evidence(loaded, clip, fps=4.0, description="a dog", max_new_tokens=6)
@@ -83,7 +86,8 @@ def test_evidence_is_bounded_text(loaded_models, family, clip):
     longer = evidence_token_ids(loaded, clip, fps=4.0, description="a dog", max_new_tokens=9)
     assert isinstance(text, str)
     assert 0 < len(ids) <= 6
-    assert text == loaded.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    assert text == loaded.tokenizer.decode(ids, skip_special_tokens=True).translate(CONTROL).strip()
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
     assert longer[: len(ids)] == ids  # greedy over the kept cache is deterministic
 
 
@@ -101,3 +105,11 @@ def test_evidence_matches_generate(loaded_models, family, clip):
     reference = out[0, inputs["input_ids"].shape[1] :].tolist()
     ours = evidence_token_ids(loaded, clip, fps=4.0, description="a dog", max_new_tokens=5)
     assert ours == reference[: len(ours)]
+
+
+def test_generated_text_never_holds_control_characters(loaded_models) -> None:
+    from workers.scoring import decode_text
+
+    loaded = loaded_models("llava_next_video")
+    ids = loaded.tokenizer.encode("a\x00b\x07c\nd", add_special_tokens=False)
+    assert decode_text(loaded, ids) == "abc\nd"

@@ -55,8 +55,13 @@ _POLL_HELP = "Seconds between progress checks."
 
 @click.command("scan")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--source", "source_name", metavar="NAME", help="A configured source (its rules), or the name "
-              "to give an ad-hoc folder (default: the folder's name).")
+@click.option(
+    "--source",
+    "source_name",
+    metavar="NAME",
+    help="A configured source (its rules), or the name "
+    "to give an ad-hoc folder (default: the folder's name).",
+)
 @click.option("--wait", is_flag=True, help=_WAIT_HELP)
 @click.option("--poll", "poll_s", default=1.0, show_default=True, help=_POLL_HELP)
 @click.option("--interval", "interval_s", default=10.0, show_default=True, help=_INTERVAL_HELP)
@@ -76,18 +81,26 @@ def scan_command(
     source = source_settings_for_scan(folder, source_name, app.settings.watch.sources)
     app.open_database()
     progress = _progress(f"scan {source.name}", interval_s=interval_s)
-    run = scan_folder(app.factory, _enqueuer(app), source, watch=app.settings.watch, progress=progress,
-                      poll_s=poll_s)
+    run = scan_folder(
+        app.factory, _enqueuer(app), source, watch=app.settings.watch, progress=progress, poll_s=poll_s
+    )
     r = run.report
-    click.echo(f"scanned {source.path}: {r.found} found, {r.queued} queued, {r.known} already known, "
-               f"{r.failed} unreadable, {r.skipped} skipped", err=True)
+    click.echo(
+        f"scanned {source.path}: {r.found} found, {r.queued} queued, {r.known} already known, "
+        f"{r.failed} unreadable, {r.skipped} skipped",
+        err=True,
+    )
     _finish(app, run.media_ids, progress, wait=wait, poll_s=poll_s)
 
 
 @click.command("reanalyze")
 @click.option("--target", "target_name", required=True, metavar="NAME", help="The target to ask again.")
-@click.option("--since", metavar="WHEN", help="Only files recorded since then: 2d, 12h, 30m, 1w or an ISO "
-              "date/time (UTC unless it has an offset).")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only files recorded since then: 2d, 12h, 30m, 1w or an ISO "
+    "date/time (UTC unless it has an offset).",
+)
 @click.option("--source", "source_name", metavar="NAME", help="Only this source.")
 @click.option("--wait", is_flag=True, help=_WAIT_HELP)
 @click.option("--poll", "poll_s", default=1.0, show_default=True, help=_POLL_HELP)

@@ -39,14 +39,33 @@ def _read_query(query: str | None, file: str | None) -> str:
 
 @click.command("sql")
 @click.argument("query", required=False)
-@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, allow_dash=True), help="Read the query "
-              "from a file (- for stdin).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format. Default: table on a "
-              "terminal, csv when piped.")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
-              help="Bind a value to :NAME (repeatable). Values are passed as text.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop the query after this long. Default: database.query_timeout_s.")
+@click.option(
+    "-f",
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read the query from a file (- for stdin).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Output format. Default: table on a terminal, csv when piped.",
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Bind a value to :NAME (repeatable). Values are passed as text.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the query after this long. Default: database.query_timeout_s.",
+)
 @pass_app
 def sql_command(
     app: AppContext,
@@ -71,8 +90,12 @@ def sql_command(
 
 @click.command("status")
 @click.option("--failures", default=5, show_default=True, help="How many recent failures to list.")
-@click.option("--broker/--no-broker", default=True, show_default=True,
-              help="Also ask the broker how many messages wait in the GPU queue.")
+@click.option(
+    "--broker/--no-broker",
+    default=True,
+    show_default=True,
+    help="Also ask the broker how many messages wait in the GPU queue.",
+)
 @pass_app
 def status_command(app: AppContext, failures: int, broker: bool) -> None:
     """What Vigil is doing: media by status, queue depth, recent failures, alerts awaiting delivery."""

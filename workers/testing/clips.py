@@ -4,8 +4,10 @@ Every frame of a generated clip is distinguishable: it carries its index as a bi
 position moves with the index, and a background colour that changes with the index. Frame-accuracy tests
 compare arrays bit for bit, and a human looking at a thumbnail can read which frame it is.
 
-``write_clip_mp4v`` needs only OpenCV (what ships at runtime). ``write_clip_h264`` needs PyAV, a development
-dependency, imported lazily.
+``write_clip_mp4v`` needs only OpenCV. ``write_clip_h264`` and ``write_clip_mpeg4`` use PyAV (imported
+lazily): OpenCV 5's mp4v writer puts a keyframe every couple of frames, unlike cameras, so
+``write_clip_mpeg4`` writes the same codec (MPEG-4 Part 2, tag ``mp4v``) with a chosen keyframe interval
+(default 12, as real camera files).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def write_clip_mp4v(
     size: tuple[int, int] = (160, 120),
     pattern: Pattern = "counter",
 ) -> Path:
-    """Write an MPEG-4 Part 2 (``mp4v``) clip with OpenCV; keyframe interval is OpenCV's default (12)."""
+    """Write an MPEG-4 Part 2 (``mp4v``) clip with OpenCV (OpenCV 5: a keyframe every ~2 frames)."""
     out = Path(path)
     count = max(1, round(seconds * fps))
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
@@ -101,32 +103,73 @@ def write_clip_h264(
     bframes: int = 2,
     pattern: Pattern = "counter",
 ) -> Path:
-    """Write a long-GOP H.264 clip with B-frames using PyAV's libx264 (PyAV is a dev dependency)."""
+    """Write a long-GOP H.264 clip with B-frames using PyAV's libx264."""
+    # keyint_min/scenecut keep keyframes exactly every `gop` frames (no scene-cut keyframes)
+    options = {
+        "preset": "ultrafast" if bframes == 0 else "veryfast",
+        "keyint_min": str(gop),
+        "sc_threshold": "0",
+        "bf": str(bframes),
+        "crf": "23",
+    }
+    out = _write_av(path, "libx264", seconds=seconds, fps=fps, size=size, gop=gop, bframes=bframes,
+                    options=options, pattern=pattern)
+    log.debug("wrote %s (%sx%s, h264 gop=%d bframes=%d)", out, *size, gop, bframes)
+    return out
+
+
+def write_clip_mpeg4(
+    path: str | os.PathLike[str],
+    *,
+    seconds: float,
+    fps: int = 30,
+    size: tuple[int, int] = (160, 120),
+    gop: int = 12,
+    pattern: Pattern = "counter",
+    faststart: bool = False,
+) -> Path:
+    """Write an MPEG-4 Part 2 (``mp4v``) clip with a keyframe exactly every ``gop`` frames, using PyAV.
+    ``faststart`` puts the MP4 index before the data (so a cut file still has its whole index)."""
+    options = {"sc_threshold": "1000000000", "keyint_min": str(gop)}  # no scene-cut keyframes
+    out = _write_av(path, "mpeg4", seconds=seconds, fps=fps, size=size, gop=gop, bframes=0,
+                    options=options, pattern=pattern,
+                    container_options={"movflags": "faststart"} if faststart else None)
+    log.debug("wrote %s (%sx%s, mpeg4 gop=%d)", out, *size, gop)
+    return out
+
+
+def _write_av(
+    path: str | os.PathLike[str],
+    codec: str,
+    *,
+    seconds: float,
+    fps: int,
+    size: tuple[int, int],
+    gop: int,
+    bframes: int,
+    options: dict[str, str],
+    pattern: Pattern,
+    container_options: dict[str, str] | None = None,
+) -> Path:
     try:
         import av
     except ImportError as exc:
-        raise RuntimeError("write_clip_h264 needs PyAV (`pip install av`), a development dependency") from exc
+        raise RuntimeError("writing this clip needs PyAV (`pip install av`)") from exc
     out = Path(path)
     count = max(1, round(seconds * fps))
-    with av.open(str(out), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
+    with av.open(str(out), mode="w", options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=int(fps))
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = bframes
-        # keyint_min/scenecut keep keyframes exactly every `gop` frames (no scene-cut keyframes)
-        stream.codec_context.options = {
-            "preset": "ultrafast" if bframes == 0 else "veryfast",
-            "keyint_min": str(gop),
-            "sc_threshold": "0",
-            "bf": str(bframes),
-            "crf": "23",
-        }
+        if codec == "mpeg4":
+            stream.codec_context.bit_rate = max(200_000, int(size[0] * size[1] * fps * 0.15))
+        stream.codec_context.options = options
         for frame in iter_frames(count, size, pattern):
             video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode(None))
-    log.debug("wrote %s (%d frames, %sx%s, h264 gop=%d bframes=%d)", out, count, *size, gop, bframes)
     return out
 
 
