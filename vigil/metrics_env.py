@@ -7,6 +7,8 @@ This module imports nothing that could import prometheus_client.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -35,9 +37,11 @@ def use_multiprocess_dir(root: Path, *, queue: str) -> Path:
 
     Folders that earlier workers of the same queue left behind (their process is gone) are removed: their
     counts belonged to dead processes and Prometheus already saw them. Workers on one host never share one.
+    The folder is removed again when this process exits (and folders this call created, when empty).
     """
     if "prometheus_client" in sys.modules and os.environ.get(ENV) is None:
         raise RuntimeError("prometheus_client was imported before its multiprocess folder was set")
+    made = [d for d in (root.parent, root) if not d.exists()]
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(f"{queue}-*"):
         if stale.is_dir() and not _alive(stale.name.rpartition("-")[2]):
@@ -46,8 +50,19 @@ def use_multiprocess_dir(root: Path, *, queue: str) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     os.environ[ENV] = str(folder)
+    atexit.register(_remove, folder, made, owner=os.getpid())
     log.debug("prometheus multiprocess folder %s", folder)
     return folder
+
+
+def _remove(folder: Path, made: list[Path], *, owner: int) -> None:
+    """At the worker's exit: its counts die with its endpoint; folders it created go if left empty."""
+    if os.getpid() != owner:  # a forked pool child that ran atexit: the folder is its parent's
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for folder_made in reversed(made):
+        with contextlib.suppress(OSError):
+            folder_made.rmdir()
 
 
 def _alive(pid: str) -> bool:

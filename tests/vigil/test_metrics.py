@@ -4,6 +4,7 @@ summed through the multiprocess folder, and a dashboard and a doc that name only
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -163,7 +164,24 @@ def test_prefork_children_are_summed_by_the_parent_through_the_multiprocess_fold
     assert "vigil_frames_decoded_total 12.0" in result.stdout
     assert 'vigil_analysis_outcomes_total{outcome="done"} 3.0' in result.stdout
     assert not stale.exists()
-    assert result.stdout.splitlines()[0].startswith(str(tmp_path / "gpu-"))
+    folder = Path(result.stdout.splitlines()[0])
+    assert folder.parent == tmp_path and folder.name.startswith("gpu-")
+    assert not folder.exists()  # removed when the process exited; the children's exits did not touch it
+
+
+def test_a_worker_that_fails_at_start_leaves_no_metrics_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
+        "VIGIL_MODEL__ID": str(tmp_path / "no-model"),
+        "VIGIL_DATABASE__URL": f"sqlite:///{tmp_path / 'v.db'}",
+        "VIGIL_BROKER__URL": f"sqla+sqlite:///{tmp_path / 'b.db'}",
+        "VIGIL_STORAGE__DATA_DIR": str(data),
+        "HF_HUB_OFFLINE": "1",
+    }
+    argv = [sys.executable, "-m", "workers", "--queue", "gpu"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0
+    assert not data.exists(), list(data.rglob("*"))
 
 
 def test_a_worker_that_imported_prometheus_too_early_runs_without_metrics(tmp_path: Path) -> None:
