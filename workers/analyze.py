@@ -220,7 +220,7 @@ def mark_failed(factory: sessionmaker[Session], claim: Claim, error: MediaError 
     reason = error.reason if isinstance(error, MediaError) else error
     with write_session(factory) as session:
         _finish(session, claim, status=MediaStatus.FAILED, error=reason)
-    log.warning("media %d failed: %s", claim.media_id, reason)
+    log.warning("media %d failed: %s: %s", claim.media_id, claim.path, reason)
 
 
 def release(factory: sessionmaker[Session], claim: Claim, *, error: str, count_attempt: bool = True) -> None:
