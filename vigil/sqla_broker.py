@@ -14,7 +14,7 @@ from typing import Any
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import create_engine, event
 
-POLLING_INTERVAL_S = 0.1
+POLLING_INTERVAL_S = 0.05
 BUSY_TIMEOUT_MS = 30_000
 _TRANSPORT_ONLY = ("polling_interval",)
 
