@@ -65,23 +65,23 @@ def sync_targets(session: Session, targets: list[TargetSettings]) -> None:
     """Upsert targets declared in settings. Targets added with `vigil targets add` are left alone."""
     existing = {t.name: t for t in session.scalars(select(Target))}
     for conf in targets:
-        row = existing.get(conf.name)
-        if row is None:
-            session.add(
-                Target(
-                    name=conf.name,
-                    description=conf.description,
-                    threshold=conf.threshold,
-                    enabled=conf.enabled,
-                )
-            )
-        else:
-            if row.description != conf.description:
-                row.prompt_version += 1
-            row.description = conf.description
-            row.threshold = conf.threshold
-            row.enabled = conf.enabled
+        upsert_target(session, conf, existing.get(conf.name))
     session.flush()
+
+
+def upsert_target(session: Session, conf: TargetSettings, row: Target | None) -> bool:
+    """Create or update one target; a new description is a new prompt version. True when created."""
+    if row is None:
+        session.add(
+            Target(
+                name=conf.name, description=conf.description, threshold=conf.threshold, enabled=conf.enabled
+            )
+        )
+        return True
+    if row.description != conf.description:
+        row.prompt_version += 1
+    row.description, row.threshold, row.enabled = conf.description, conf.threshold, conf.enabled
+    return False
 
 
 @dataclass(frozen=True)

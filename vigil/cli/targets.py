@@ -9,6 +9,7 @@ from sqlalchemy import select
 from vigil.cli.context import AppContext, pass_app
 from vigil.db import write_session
 from vigil.errors import ConfigError
+from vigil.registry import upsert_target
 from vigil.schema import Target
 from vigil.settings import TargetSettings, format_validation_error
 
@@ -32,14 +33,7 @@ def targets_add(app: AppContext, name: str, description: str, threshold: float) 
     app.require_migrated()
     with write_session(app.factory) as session:
         row = session.scalar(select(Target).where(Target.name == conf.name))
-        if row is None:
-            session.add(Target(name=conf.name, description=conf.description, threshold=conf.threshold))
-            verb = "added"
-        else:
-            if row.description != conf.description:
-                row.prompt_version += 1
-            row.description, row.threshold, row.enabled = conf.description, conf.threshold, True
-            verb = "updated"
+        verb = "added" if upsert_target(session, conf, row) else "updated"
     click.echo(f"{verb} target {conf.name}: {conf.description!r} (threshold {conf.threshold})")
 
 
