@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vigil.errors import ModelUnavailable, OutOfMemory, UnsupportedModel
+from vigil.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -311,3 +312,14 @@ def check_model_supported(model: str) -> str:
     config = _read_config(model)
     _adapter_for(config.model_type)
     return str(config.model_type)
+
+
+def load_configured_model(conf: ModelSettings) -> LoadedModel:
+    """The model named by the `model` settings section, loaded quietly (no hub progress bars)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    log.info("loading model %s on %s (%s)", conf.id, conf.device, conf.dtype)
+    return load_model(
+        conf.id, device=conf.device, dtype=conf.dtype, attn_implementation=conf.attn_implementation
+    )

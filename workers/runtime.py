@@ -43,16 +43,10 @@ class WorkerRuntime:
             return self._recognizer
 
     def _load(self) -> Recognizer:
-        from transformers.utils import logging as hf_logging
-
-        from workers.models import load_model
-
-        hf_logging.disable_progress_bar()
+        from workers.models import load_configured_model
         from workers.pipeline import WindowRecognizer
 
-        conf = self.settings.model
-        log.info("loading model %s on %s (%s)", conf.id, conf.device, conf.dtype)
-        loaded = load_model(
-            conf.id, device=conf.device, dtype=conf.dtype, attn_implementation=conf.attn_implementation
+        loaded = load_configured_model(self.settings.model)
+        return WindowRecognizer(
+            loaded, self.settings.model, thumbnails_dir=self.settings.storage.thumbnails_dir
         )
-        return WindowRecognizer(loaded, conf, thumbnails_dir=self.settings.storage.thumbnails_dir)

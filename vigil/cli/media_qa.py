@@ -44,16 +44,10 @@ def resolve_media(app: AppContext, media: str) -> tuple[Path, int | None]:
 
 
 def load(app: AppContext, model: str | None) -> Any:
-    from transformers.utils import logging as hf_logging
+    from workers.models import load_configured_model
 
-    from workers.models import load_model
-
-    hf_logging.disable_progress_bar()
     app.override("model", id=model)
-    conf = app.settings.model
-    return load_model(
-        conf.id, device=conf.device, dtype=conf.dtype, attn_implementation=conf.attn_implementation
-    )
+    return load_configured_model(app.settings.model)
 
 
 def streamer() -> Callable[[str], None] | None:
