@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vigil import config_checks as checks
 from vigil.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -55,26 +57,18 @@ DEFAULT_INCLUDE = [
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
 
 
-class _Named(Protocol):
-    name: str
-
-
-N = TypeVar("N", bound=_Named)
-
-
-def require_unique_names(items: list[N], what: str) -> list[N]:
-    names = [item.name for item in items]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
-    return items
-
-
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def default_data_dir() -> Path:
+    """Where the embedded database, broker and thumbnails live unless set: $XDG_DATA_HOME/vigil."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "vigil"
+
+
 class DatabaseSettings(Section):
+    # Unset: sqlite in storage.data_dir (see Settings._embedded_files_in_data_dir).
     url: str = "sqlite:///vigil.db"
     # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
     readonly_url: str | None = None
@@ -119,7 +113,7 @@ class WatchSettings(Section):
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
-        return require_unique_names(sources, "source")
+        return checks.require_unique_names(sources, "source")
 
 
 class WorkSettings(Section):
@@ -206,6 +200,20 @@ class ChannelSettings(Section):
             raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
         return self
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("kind") == "webhook":
+            checks.check_webhook_url(value)
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            checks.check_webhook_secret(value.get_secret_value())
+        return value
+
 
 class RuleSettings(Section):
     name: Name
@@ -222,6 +230,21 @@ class RuleSettings(Section):
     channels: list[Name] = Field(default_factory=lambda: ["log"])
     enabled: bool = True
 
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        return None if value is None else checks.check_hours(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return checks.check_timezone(value)
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        return checks.check_template_text(value)
+
 
 class AlertSettings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
@@ -230,9 +253,19 @@ class AlertSettings(Section):
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 3600.0
 
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[ChannelSettings]) -> list[ChannelSettings]:
+        return checks.require_unique_names(channels, "channel")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: list[RuleSettings]) -> list[RuleSettings]:
+        return checks.require_unique_names(rules, "rule")
+
 
 class StorageSettings(Section):
-    data_dir: Path = Path("vigil-data")
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     @property
     def thumbnails_dir(self) -> Path:
@@ -278,7 +311,34 @@ class Settings(BaseSettings):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
-        return require_unique_names(targets, "target")
+        return checks.require_unique_names(targets, "target")
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems = checks.reference_problems(
+            targets=[t.name for t in self.targets],
+            channels=[c.name for c in self.alerts.channels],
+            sources=[s.name for s in self.watch.sources],
+            rules=self.alerts.rules,
+            source_confs=self.watch.sources,
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_files_in_data_dir(self) -> Settings:
+        """The embedded database and broker live in the data dir, never in the current directory."""
+        data_dir = self.storage.data_dir.expanduser().absolute()
+        if "url" not in self.database.model_fields_set:
+            self.database.url = f"sqlite:///{data_dir / 'vigil.db'}"
+        if "url" not in self.broker.model_fields_set:
+            self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
+        return self
+
+    def warnings(self) -> list[str]:
+        """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
+        return checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
     def settings_customise_sources(
@@ -311,6 +371,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     path = config_path(config)
     if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    checks.raise_environment_problems(Settings.model_fields)
     cls: type[Settings] = Settings
     if path is not None:
         config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
@@ -327,6 +388,12 @@ def format_validation_error(exc: ValidationError, path: Path | None = None) -> s
     where = f" in {path}" if path else ""
     lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        lines.append(f"  {key}: {err['msg']}")
+        key = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if key:
+            lines.append(f"  {key}: {message}")
+        else:  # a whole-tree check: each line already names its key
+            lines.extend(f"  {line}" for line in message.splitlines())
+    count = sum(len(line) > 2 and line.startswith("  ") for line in lines)
+    lines[0] = f"{count} invalid setting(s){where}:"
     return "\n".join(lines)

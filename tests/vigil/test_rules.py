@@ -17,12 +17,14 @@ from alerting_support import (
     make_settings,
     sync_all,
 )
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from vigil.db import write_session
 from vigil.errors import ConfigError
 from vigil.rules import evaluate_analysis, explain_rule, parse_hours
 from vigil.schema import Alert, Channel, Delivery
+from vigil.settings import format_validation_error
 from vigil.template import check_template
 
 
@@ -66,23 +68,26 @@ def alerts(factory) -> list[Alert]:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"targets": ["ghost"]}, "alerts.rules[r1].targets: unknown target(s): ghost"),
-        ({"channels": ["pager"]}, "alerts.rules[r1].channels: unknown channel(s): pager"),
-        ({"timezone": "Mars/Olympus"}, "alerts.rules[r1].timezone: 'Mars/Olympus' is not an IANA time zone"),
-        ({"hours": "22-6pm"}, "alerts.rules[r1].hours: '22-6pm' is not HH-HH"),
-        ({"hours": "25-06"}, "alerts.rules[r1].hours: '25-06' is not a valid range"),
-        ({"hours": "06-06"}, "alerts.rules[r1].hours: '06-06' is not a valid range"),
-        ({"message": "{target.__class__}"}, "alerts.rules[r1].message: template field {target.__class__}"),
+        ({"targets": ["ghost"]}, "alerts.rules[r1].targets: no target named ghost"),
+        ({"channels": ["pager"]}, "alerts.rules[r1].channels: no channel named pager"),
+        ({"sources": ["cam9"]}, "alerts.rules[r1].sources: no source named cam9"),
+        ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone"),
+        ({"hours": "22-6pm"}, "hours: '22-6pm' is not HH-HH"),
+        ({"hours": "25-06"}, "hours: '25-06' is not a valid range"),
+        ({"hours": "25-99"}, "hours: '25-99' is not a valid range"),
+        ({"hours": "06-06"}, "hours: '06-06' is not a valid range"),
+        ({"message": "{target.__class__}"}, "message: template field {target.__class__}"),
     ],
 )
 def test_bad_rule_config_is_a_clear_error(sqlite_url: str, values: dict[str, Any], expected: str) -> None:
-    with pytest.raises(ConfigError) as err:
+    """Refused by the settings model itself, before any database is opened (config check is the truth)."""
+    with pytest.raises(ValidationError) as err:
         setup(sqlite_url, rule(**values))
-    assert expected in str(err.value)
+    assert expected in format_validation_error(err.value)
 
 
 def test_duplicate_rule_names_are_refused(sqlite_url: str) -> None:
-    with pytest.raises(ConfigError, match="repeated: r1"):
+    with pytest.raises(ValidationError, match="repeated: r1"):
         setup(sqlite_url, rule(), rule())
 
 

@@ -17,11 +17,13 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_app
 def config_check(app: AppContext) -> None:
-    """Validate the settings; print each problem with its key."""
+    """Validate the settings; print each problem with its key, and warnings about missing paths."""
     settings = app.settings
     from vigil.settings import config_path
 
     path = config_path(app.config)
+    for warning in settings.warnings():
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {path or 'no config file (defaults and environment)'}: "
         f"{len(settings.watch.sources)} source(s), {len(settings.targets)} target(s), "
