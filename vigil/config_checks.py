@@ -92,34 +92,42 @@ def _as_value_error(check: Any) -> None:
         raise ValueError(str(exc).split(": ", 1)[-1]) from exc
 
 
-def reference_problems(
-    *,
-    targets: Iterable[str],
-    channels: Iterable[str],
-    sources: Iterable[str],
-    rules: Iterable[Any],
-    source_confs: Iterable[Any],
-) -> list[str]:
-    """Names that refer to nothing, as "key: reason" lines (rules → targets, channels, sources)."""
-    targets, channels, sources = set(targets), set(channels) | {BUILTIN_CHANNEL}, set(sources)
+def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list[str]:
+    """Rule references that name nothing, as "key: reason" lines. Channels exist only in the settings, so
+    the settings alone decide; targets may also be made with the CLI (`missing_targets`)."""
+    channels = set(channels) | {BUILTIN_CHANNEL}
     problems = []
     for rule in rules:
         where = f"alerts.rules[{rule.name}]"
-        if unknown := sorted(set(rule.targets) - targets):
-            problems.append(f"{where}.targets: no target named {', '.join(unknown)} in the settings")
         if unknown := sorted(set(rule.channels) - channels):
             problems.append(f"{where}.channels: no channel named {', '.join(unknown)} in the settings")
         if not rule.channels:
             problems.append(f'{where}.channels: a rule needs at least one channel (e.g. "log")')
-        literal = {s for s in rule.sources if not GLOB_CHARS.search(s)}
-        if unknown := sorted(literal - sources):
-            problems.append(f"{where}.sources: no source named {', '.join(unknown)} in the settings")
-    for source in source_confs:
-        if source.targets and (unknown := sorted(set(source.targets) - targets)):
-            problems.append(
-                f"watch.sources[{source.name}].targets: no target named {', '.join(unknown)} in the settings"
-            )
     return problems
+
+
+def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[str]:
+    """Rule sources named literally that the settings do not declare: a warning, since `vigil scan DIR`
+    and `vigil run --watch DIR` make sources of their own."""
+    declared = set(sources)
+    return [
+        f"alerts.rules[{rule.name}].sources: no source named {', '.join(unknown)} in the settings"
+        for rule in rules
+        if (unknown := sorted({s for s in rule.sources if not GLOB_CHARS.search(s)} - declared))
+    ]
+
+
+def missing_targets(settings: Any, known: Iterable[str]) -> list[str]:
+    """Targets named by rules and sources of `settings` that are neither declared there nor in `known`
+    (the targets table: made with `vigil targets add`), as "key: reason" lines."""
+    names = {t.name for t in settings.targets} | set(known)
+    referrers = [(f"alerts.rules[{r.name}].targets", r.targets) for r in settings.alerts.rules]
+    referrers += [(f"watch.sources[{s.name}].targets", s.targets or []) for s in settings.watch.sources]
+    return [
+        f"{where}: no target named {', '.join(unknown)} in the settings or the database"
+        for where, wanted in referrers
+        if (unknown := sorted(set(wanted) - names))
+    ]
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -134,6 +142,7 @@ def model_directory_problem(model_id: str) -> str | None:
 
 
 def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[str]:
+    """Paths that do not exist (yet): a folder not mounted, a model not copied."""
     warnings = [
         f"watch.sources[{s.name}].path: {s.path} is not a directory (not watched until it exists)"
         for s in sources
@@ -161,6 +170,10 @@ def environment_problems(environ: Mapping[str, str], sections: Iterable[str]) ->
 
 
 def raise_environment_problems(sections: Iterable[str]) -> None:
-    problems = environment_problems(os.environ, sections)
+    refuse(environment_problems(os.environ, sections))
+
+
+def refuse(problems: list[str]) -> None:
+    """Raise one ConfigError for every problem, in the layout of pydantic's (see format_validation_error)."""
     if problems:
         raise ConfigError("\n".join([f"{len(problems)} invalid setting(s):", *(f"  {p}" for p in problems)]))

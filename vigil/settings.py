@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -307,6 +308,12 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    # The TOML file these settings were read from (set by load_settings); it owns what it declares.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
 
     @field_validator("targets")
     @classmethod
@@ -316,11 +323,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _references(self) -> Settings:
         problems = checks.reference_problems(
-            targets=[t.name for t in self.targets],
-            channels=[c.name for c in self.alerts.channels],
-            sources=[s.name for s in self.watch.sources],
-            rules=self.alerts.rules,
-            source_confs=self.watch.sources,
+            channels=[c.name for c in self.alerts.channels], rules=self.alerts.rules
         )
         if problems:
             raise ValueError("\n".join(problems))
@@ -338,7 +341,8 @@ class Settings(BaseSettings):
 
     def warnings(self) -> list[str]:
         """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
-        return checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
+        rules = checks.source_warnings(sources=[s.name for s in self.watch.sources], rules=self.alerts.rules)
+        return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
     def settings_customise_sources(
@@ -377,11 +381,13 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
         cls = type("Settings", (Settings,), {"model_config": config_dict})
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{path}: {exc}") from exc
+    settings._config_file = path.resolve() if path is not None else None
+    return settings
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:

@@ -27,7 +27,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil import metrics
-from vigil.db import schema_revision, write_session
+from vigil.db import schema_revision
+from vigil.declared import apply_settings
 from vigil.delivery import reconcile_deliveries
 from vigil.dropfolder import finalize_file
 from vigil.enqueue import Enqueuer
@@ -35,8 +36,6 @@ from vigil.errors import ConfigError, MediaError
 from vigil.media import MediaInfo
 from vigil.migrate import head_revision
 from vigil.reconciler import reconcile_media
-from vigil.registry import sync_sources, sync_targets
-from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
 from watcher.events import SourceEventHandler
 from watcher.intake import Outcome, WatchedSource, admit
@@ -176,11 +175,7 @@ class WatcherService:
 
     def _sync(self) -> None:
         confs = self.settings.watch.sources
-        with write_session(self.factory) as session:
-            rows = sync_sources(session, confs)
-            sync_targets(session, self.settings.targets)
-            sync_rules(session, self.settings)  # a bad rule stops the watcher at start, with its key
-            ids = {name: row.id for name, row in rows.items()}
+        ids = apply_settings(self.factory, self.settings).sources
         self.sources = [
             (WatchedSource(ids[c.name], SourceRules.of(c), tuple(c.targets) if c.targets else None), c)
             for c in confs

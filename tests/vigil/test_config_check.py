@@ -63,9 +63,8 @@ RULE_END = 'channels = ["ops"]'
 HOOK = 'kind = "webhook"'
 DUPE = "target names must be unique, repeated: van"
 BAD = [
-    ('targets = ["van"]', 'targets = ["ghost"]', "alerts.rules[r].targets: no target named ghost"),
+    ('targets = ["van"]', 'targets = ["ghost"]', "alerts.rules[r].targets: no target named ghost in the"),
     (RULE_END, 'channels = ["pager"]', "alerts.rules[r].channels: no channel named pager"),
-    ('sources = ["cam1"]', 'sources = ["cam9"]', "alerts.rules[r].sources: no source named cam9"),
     (RULE_END, f'{RULE_END}\nhours = "25-99"', "alerts.rules.0.hours: '25-99'"),
     (RULE_END, f'{RULE_END}\ntimezone = "Mars/Olympus"', "alerts.rules.0.timezone: 'Mars/Olympus'"),
     (RULE_END, f'{RULE_END}\nmessage = "{{target.__class__}}"', "alerts.rules.0.message"),

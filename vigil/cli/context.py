@@ -49,16 +49,11 @@ class AppContext:
         return session_factory(self.engine)
 
     def open_database(self) -> None:
-        """Check the schema, then mirror the sources and targets of the settings into their tables."""
-        from vigil.db import write_session
-        from vigil.registry import sync_sources, sync_targets
-        from vigil.rules import sync_rules
+        """Check the schema, then apply the settings (the one path every process takes: vigil.declared)."""
+        from vigil.declared import apply_settings
 
         self.require_migrated()
-        with write_session(self.factory) as session:
-            sync_sources(session, self.settings.watch.sources)
-            sync_targets(session, self.settings.targets)
-            sync_rules(session, self.settings)
+        apply_settings(self.factory, self.settings)
 
     def require_migrated(self, *, initialise: bool = True) -> None:
         """Refuse to work on a database at another schema revision than the code's.
