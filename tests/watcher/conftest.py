@@ -24,6 +24,7 @@ from vigil.settings import (
     DatabaseSettings,
     Settings,
     SourceSettings,
+    TargetSettings,
     WatchSettings,
     WorkSettings,
 )
@@ -100,7 +101,11 @@ def broker_url(tmp_path: Path) -> str:
 @pytest.fixture
 def make_settings(db_url: str, broker_url: str, drop: Path) -> Callable[..., Settings]:
     def make(
-        *, sources: list[SourceSettings] | None = None, broker: str | None = None, **watch: Any
+        *,
+        sources: list[SourceSettings] | None = None,
+        broker: str | None = None,
+        targets: list[TargetSettings] | None = None,
+        **watch: Any,
     ) -> Settings:
         watch.setdefault("settle_s", 0.3)
         watch.setdefault("ready_deadline_s", 5.0)
@@ -110,6 +115,7 @@ def make_settings(db_url: str, broker_url: str, drop: Path) -> Callable[..., Set
             broker=BrokerSettings(url=broker or broker_url),
             watch=WatchSettings(sources=sources or [SourceSettings(name="drop", path=drop)], **watch),
             work=WorkSettings(reconcile_interval_s=60.0, requeue_after_s=60.0),
+            targets=targets or [],
         )
 
     return make
