@@ -7,6 +7,7 @@ Unknown keys are rejected everywhere, so a typo is an error with its location, n
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -256,6 +257,45 @@ class MetricsSettings(Section):
     multiproc_dir: Path | None = None
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(Section):
+    """The review page (`vigil web`, started by `vigil run` when enabled). Off the loopback interface it
+    needs a password (HTTP Basic, any user name): the pages show every clip and accept feedback."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8765
+    # Public address of the pages, e.g. https://vigil.example.org: alert payloads link to it when set.
+    base_url: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http:// or https:// address without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _password_off_loopback(self) -> WebSettings:
+        if not is_loopback(self.host) and not (self.password and self.password.get_secret_value()):
+            raise ValueError(f"host {self.host} is not a loopback address: set web.password to bind it")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_",
@@ -274,6 +314,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("targets")
     @classmethod
