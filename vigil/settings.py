@@ -7,6 +7,7 @@ Unknown keys are rejected everywhere, so a typo is an error with its location, n
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -256,6 +257,64 @@ class MetricsSettings(Section):
     multiproc_dir: Path | None = None
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(Section):
+    """The review page (`vigil web`, started by `vigil run` when enabled). Off the loopback interface it
+    needs a password (HTTP Basic, any user name): the pages show every clip and accept feedback."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8765
+    # Public address of the pages, e.g. https://vigil.example.org: alert payloads link to it when set.
+    base_url: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http:// or https:// address without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _password_off_loopback(self) -> WebSettings:
+        if not is_loopback(self.host) and not (self.password and self.password.get_secret_value()):
+            raise ValueError(f"host {self.host} is not a loopback address: set web.password to bind it")
+        return self
+
+
+MQTT_TOPIC_PATTERN = r"^[^/+#\s\x00]+(/[^/+#\s\x00]+)*$"  # levels without wildcards, no empty level
+
+
+class HomeAssistantSettings(Section):
+    """Home Assistant over MQTT (`vigil homeassistant`, started by `vigil run` when enabled): discovery
+    messages for a binary sensor, a score sensor and an image per source x target, state from the matching
+    detections, and an availability topic with a last will. Broker and credentials come from `channel`."""
+
+    enabled: bool = False
+    # An alerts.channels entry of kind mqtt; may be left out when exactly one mqtt channel is configured.
+    channel: Name | None = None
+    discovery_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "homeassistant"
+    # Root of the state, score, image and availability topics, and the device id: one per Vigil install.
+    topic_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "vigil"
+    # A binary sensor turns off this long after its last matching detection.
+    off_after_s: Seconds = 60.0
+    poll_interval_s: Seconds = 1.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_",
@@ -274,6 +333,31 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+
+    @model_validator(mode="after")
+    def _homeassistant_channel(self) -> Settings:
+        if self.homeassistant.enabled:
+            self.homeassistant_channel()  # raises ValueError with the reason
+        return self
+
+    def homeassistant_channel(self) -> ChannelSettings:
+        """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
+        mqtt = [c for c in self.alerts.channels if c.kind == "mqtt"]
+        name = self.homeassistant.channel
+        if name is None:
+            if len(mqtt) != 1:
+                raise ValueError(
+                    f"homeassistant.channel: name the mqtt channel to use ({len(mqtt)} are configured)"
+                )
+            return mqtt[0]
+        for conf in self.alerts.channels:
+            if conf.name == name:
+                if conf.kind != "mqtt":
+                    raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
+                return conf
+        raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
 
     @field_validator("targets")
     @classmethod
