@@ -175,7 +175,8 @@ class SettleTracker:
             entry.stable_since = min(wall, st.st_mtime) if entry.size is None else wall
             entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
             entry.changed_at = now
-        closed = self._writer_closed(entry, self.writers.writers(st), now)
+        pids = self.writers.writers(st, fresh_after=entry.nominated_at)
+        closed = self._writer_closed(entry, pids, now)
         if closed is None or closed:
             return self._check_structure(entry, now, closed=closed, quiet_for=wall - entry.stable_since)
         return None

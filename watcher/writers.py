@@ -5,11 +5,13 @@ a size and mtime that look settled; the open file descriptor says otherwise. `/p
 file (stat gives its device and inode, so renames do not fool it) and `/proc/PID/fdinfo/N` gives the open
 flags (O_WRONLY or O_RDWR: a writer).
 
-Cost: one walk stats every open descriptor on the machine (about 730 in 116 processes here: a few ms), at
-most once per `ttl_s` and only while files are waiting; fdinfo is read only for descriptors on a waiting
-file. The answer is `None` (unknown, fall back to settle time) when /proc is missing or some process's
-descriptors cannot be read (a watcher that is not root sees only its own user's processes), or for writers
-on another machine or in another PID namespace, which /proc cannot show.
+Cost: one walk stats every open descriptor on the machine (about 730 in 116 processes here: ~20 ms in
+Python), at most once per `ttl_s` while files wait, plus once after each new event that names a file (a
+burst of events shares one walk); fdinfo is read only for descriptors on a waiting file.
+
+The answer is `None` (unknown, fall back to settle time) when /proc is missing or some process's
+descriptors cannot be read (a watcher that is not root sees only its own user's processes). /proc cannot
+show writers on another machine or in another PID namespace; there inotify's close events still count.
 """
 
 from __future__ import annotations
@@ -37,16 +39,14 @@ class DescriptorMap:
     taken_at: float = 0.0
 
 
-def walk_descriptors(proc: Path, *, skip_pid: int) -> DescriptorMap:
+def walk_descriptors(proc: Path) -> DescriptorMap:
     found = DescriptorMap(taken_at=time.monotonic())
     try:
         pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
     except OSError:
         found.blind = -1
         return found
-    for pid in pids:
-        if pid == skip_pid:
-            continue
+    for pid in pids:  # the watcher's own process too: it only ever opens media for reading
         fd_dir = proc / str(pid) / "fd"
         try:
             fds = os.listdir(fd_dir)
@@ -88,21 +88,25 @@ class OpenWriters:
         self._lock = threading.Lock()
         self._warned_blind = False
 
-    def writers(self, st: os.stat_result) -> list[int] | None:
-        """Pids with the file open for writing ([] when none); None when /proc cannot tell."""
+    def writers(self, st: os.stat_result, *, fresh_after: float = float("-inf")) -> list[int] | None:
+        """Pids with the file open for writing ([] when none); None when /proc cannot tell.
+
+        `fresh_after` (monotonic): the walk must be newer than this, e.g. than the event that named the
+        file, so a writer that opened it after the last walk is seen."""
         if not self.available:
             return None
-        snapshot = self._snapshot()
+        snapshot = self._snapshot(fresh_after)
         pids = sorted({pid for pid, fd in snapshot.holders.get((st.st_dev, st.st_ino), []) if
                        opened_for_writing(self.proc, pid, fd)})
         if pids or snapshot.blind == 0:
             return pids
         return None
 
-    def _snapshot(self) -> DescriptorMap:
+    def _snapshot(self, fresh_after: float) -> DescriptorMap:
         with self._lock:
-            if time.monotonic() - self._map.taken_at >= self.ttl_s:
-                self._map = walk_descriptors(self.proc, skip_pid=os.getpid())
+            taken_at = self._map.taken_at
+            if taken_at <= fresh_after or time.monotonic() - taken_at >= self.ttl_s:
+                self._map = walk_descriptors(self.proc)
                 if self._map.blind and not self._warned_blind:
                     self._warned_blind = True
                     log.info(

@@ -51,7 +51,7 @@ def test_open_writers_names_the_pid_that_writes_and_not_those_that_read(tmp_path
 def test_open_writers_is_unknown_without_proc(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     assert OpenWriters(proc=tmp_path / "no-proc").writers(os.stat(tmp_path / "f")) is None
-    assert walk_descriptors(tmp_path / "no-proc", skip_pid=0).blind == -1
+    assert walk_descriptors(tmp_path / "no-proc").blind == -1
 
 
 def test_a_writer_that_stalls_longer_than_settle_is_registered_once_when_it_closes(

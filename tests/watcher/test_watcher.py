@@ -180,7 +180,7 @@ def test_camera_tree_bursts_of_new_directories(start_watcher, make_clip: Maker, 
     assert service.wait_idle(10)
     rows = media_rows(factory)
     assert sorted(m.rel_path for m in rows) == sorted(expected)  # each exactly once
-    assert {m.status for m in rows} == {"queued"}
+    assert {m.status for m in rows} == {"queued"}, [(m.rel_path, m.error) for m in rows if m.error]
 
 
 def test_restart_finds_files_added_while_stopped(
