@@ -326,19 +326,20 @@ def greedy_continue(
     return tokens, added
 
 
-def evidence_token_ids(
+def answer_token_ids(
     loaded: LoadedModel,
     rgb: np.ndarray,
     *,
     fps: float,
-    description: str,
+    question: str,
     references: Sequence[ReferenceImage] = (),
     max_new_tokens: int = 48,
+    on_token: Any = None,
 ) -> list[int]:
-    """Greedy answer token ids (at most ``max_new_tokens``) to the evidence question."""
+    """Greedy answer token ids to one question about the video (after its reference images, if any)."""
     n = len(references)
-    head, tail = loaded.adapter.question_parts(evidence_question(description, n), images=n)
-    with torch.inference_mode(), device_memory_guard("generating evidence"):
+    head, tail = loaded.adapter.question_parts(question, images=n)
+    with torch.inference_mode(), device_memory_guard("answering a question"):
         prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
         row = _suffixes(loaded, prefix, [tail], [references])[0]
         logits = forward_suffixes(loaded, prefix, [row])
@@ -349,8 +350,25 @@ def evidence_token_ids(
             past=len(row.ids),
             shift=row.span - len(row.ids),
             max_new_tokens=max_new_tokens,
+            on_token=on_token,
         )
     return tokens
+
+
+def evidence_token_ids(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    description: str,
+    references: Sequence[ReferenceImage] = (),
+    max_new_tokens: int = 48,
+) -> list[int]:
+    """Greedy answer token ids (at most ``max_new_tokens``) to the evidence question."""
+    question = evidence_question(description, len(references))
+    return answer_token_ids(
+        loaded, rgb, fps=fps, question=question, references=references, max_new_tokens=max_new_tokens
+    )
 
 
 def generate_evidence(

@@ -49,7 +49,8 @@ def refs(tmp_path_factory: pytest.TempPathFactory) -> list[ReferenceImage]:
 
 
 def test_questions_by_example():
-    assert question_for("a red car.", 1) == "Is the red car shown in this image in the video? Answer yes or no."
+    one = "Is the red car shown in this image in the video? Answer yes or no."
+    assert question_for("a red car.", 1) == one
     assert question_for("my car", 2) == "Is the my car shown in these images in the video? Answer yes or no."
     assert question_for("a red car") == "Does this video show a red car? Answer yes or no."
     assert "shown in this image appears in the video" in evidence_question("the dog", 1)
@@ -90,7 +91,9 @@ def test_suffix_features_are_built_once_per_target(loaded_models, clip, refs):
 
 def test_references_must_match_descriptions(loaded_models, clip, refs):
     with pytest.raises(ValueError, match="reference lists"):
-        score_targets(loaded_models("smolvlm2"), clip, fps=4.0, descriptions=["a", "b"], references=[[refs[0]]])
+        score_targets(
+            loaded_models("smolvlm2"), clip, fps=4.0, descriptions=["a", "b"], references=[[refs[0]]]
+        )
 
 
 def test_image_evidence_matches_generate(loaded_models, family, clip, refs):
@@ -102,5 +105,7 @@ def test_image_evidence_matches_generate(loaded_models, family, clip, refs):
     with torch.inference_mode():
         out = loaded.model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
     reference = out[0, inputs["input_ids"].shape[1] :].tolist()
-    ours = evidence_token_ids(loaded, clip, fps=4.0, description="my car", references=[refs[0]], max_new_tokens=6)
+    ours = evidence_token_ids(
+        loaded, clip, fps=4.0, description="my car", references=[refs[0]], max_new_tokens=6
+    )
     assert ours and ours == reference[: len(ours)]
