@@ -69,7 +69,8 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
             "matched": "score at or above the target's threshold",
             "start_s": "window start, seconds into the file",
             "end_s": "window end, seconds into the file",
-            "thumbnail": "path of the window's best frame, when saved",
+            "thumbnail": "absolute path of a JPEG of the window's best frame at source resolution "
+            "(at most 1280 px on the long side), for matched windows",
             "analysed_at": "when the detection was stored",
         },
     ),

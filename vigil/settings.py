@@ -322,6 +322,25 @@ class WebSettings(Section):
         return self
 
 
+MQTT_TOPIC_PATTERN = r"^[^/+#\s\x00]+(/[^/+#\s\x00]+)*$"  # levels without wildcards, no empty level
+
+
+class HomeAssistantSettings(Section):
+    """Home Assistant over MQTT (`vigil homeassistant`, started by `vigil run` when enabled): discovery
+    messages for a binary sensor, a score sensor and an image per source x target, state from the matching
+    detections, and an availability topic with a last will. Broker and credentials come from `channel`."""
+
+    enabled: bool = False
+    # An alerts.channels entry of kind mqtt; may be left out when exactly one mqtt channel is configured.
+    channel: Name | None = None
+    discovery_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "homeassistant"
+    # Root of the state, score, image and availability topics, and the device id: one per Vigil install.
+    topic_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "vigil"
+    # A binary sensor turns off this long after its last matching detection.
+    off_after_s: Seconds = 60.0
+    poll_interval_s: Seconds = 1.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_",
@@ -341,6 +360,30 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+
+    @model_validator(mode="after")
+    def _homeassistant_channel(self) -> Settings:
+        if self.homeassistant.enabled:
+            self.homeassistant_channel()  # raises ValueError with the reason
+        return self
+
+    def homeassistant_channel(self) -> ChannelSettings:
+        """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
+        mqtt = [c for c in self.alerts.channels if c.kind == "mqtt"]
+        name = self.homeassistant.channel
+        if name is None:
+            if len(mqtt) != 1:
+                raise ValueError(
+                    f"homeassistant.channel: name the mqtt channel to use ({len(mqtt)} are configured)"
+                )
+            return mqtt[0]
+        for conf in self.alerts.channels:
+            if conf.name == name:
+                if conf.kind != "mqtt":
+                    raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
+                return conf
+        raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
 
     @field_validator("targets")
     @classmethod
