@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -160,11 +161,31 @@ class ModelSettings(Section):
         return value
 
 
+# The folder of the TOML file being loaded: relative reference-image paths are relative to it.
+CONFIG_DIR: ContextVar[Path | None] = ContextVar("vigil_config_dir", default=None)
+
+
 class TargetSettings(Section):
     name: Name
     description: Annotated[str, Field(min_length=3, max_length=500)]
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     enabled: bool = True
+    # Reference images ("this car"): paths relative to the config file; checked here, copied into
+    # <data_dir>/references under their content hash when the target is stored.
+    images: list[Path] = Field(default_factory=list)
+
+    @field_validator("images")
+    @classmethod
+    def _readable_images(cls, images: list[Path]) -> list[Path]:
+        from vigil.references import check_references
+
+        base = CONFIG_DIR.get() or Path.cwd()
+        resolved = [(p if p.is_absolute() else base / p).absolute() for p in images]
+        try:
+            check_references(resolved)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return resolved
 
 
 class ChannelSettings(Section):
@@ -238,6 +259,11 @@ class StorageSettings(Section):
     @property
     def thumbnails_dir(self) -> Path:
         return self.data_dir / "thumbnails"
+
+    @property
+    def references_dir(self) -> Path:
+        """Targets' reference images, one file per content hash."""
+        return self.data_dir / "references"
 
 
 class LogSettings(Section):
@@ -399,12 +425,15 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     if path is not None:
         config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
         cls = type("Settings", (Settings,), {"model_config": config_dict})
+    token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
     try:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{path}: {exc}") from exc
+    finally:
+        CONFIG_DIR.reset(token)
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
