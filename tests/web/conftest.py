@@ -6,18 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import free_port, missing_service
-from tests.process_support import wait_for
-from tests.web.web_support import Seeded, seed_review
+from tests.conftest import missing_service
+from tests.web.web_support import Seeded, seed_review, start_web, stop
 
 CHROMIUM = (
     os.environ.get("VIGIL_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,49 +28,6 @@ class Review:
     seeded: Seeded
     process: subprocess.Popen[bytes]
     log: Path
-
-
-def start_web(
-    root: Path, db_url: str, *, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    log = root / f"web-{port}.log"
-    child_env = (
-        {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-        | {
-            "VIGIL_DATABASE__URL": db_url,
-            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
-            "VIGIL_WEB__PORT": str(port),
-            "VIGIL_LOG__FORMAT": "text",
-        }
-        | (env or {})
-    )
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vigil.web"], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(base + "/healthz-none", timeout=2).status_code in (401, 404)
-        except httpx.TransportError:
-            return False
-
-    wait_for(answering, timeout=60, what="the review page to answer")
-    return process, base, log
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -61,7 +61,8 @@ def test_clicking_wrong_stores_feedback_and_updates_the_targets_page(review: Rev
     wait_for(stored, timeout=30, what="the feedback row")
     (verdict,) = rows(
         review.db_url,
-        f"SELECT verdict, target_present, note, alert_id, origin FROM feedback_v WHERE detection_id = {detection}",
+        "SELECT verdict, target_present, note, alert_id, origin FROM feedback_v "
+        f"WHERE detection_id = {detection}",
     )
     assert verdict == ("wrong", 0, "a scarecrow", review.seeded.alert_id, "web")
     page.goto(review.base + "/targets")

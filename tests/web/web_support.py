@@ -4,12 +4,18 @@ thumbnails, an alert with deliveries; and bulk detections for the 100,000-row pa
 from __future__ import annotations
 
 import math
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 from sqlalchemy import insert, select
 
@@ -112,8 +118,8 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
         session.add_all([
             Delivery(alert_id=alert.id, channel="ops", idempotency_key=f"{alert.id}-ops", status="delivered",
                      attempts=1, delivered_at=T0 + timedelta(seconds=31)),
-            Delivery(alert_id=alert.id, channel="phone", idempotency_key=f"{alert.id}-phone", status="pending",
-                     attempts=2, last_error="HTTP 503 from receiver"),
+            Delivery(alert_id=alert.id, channel="phone", idempotency_key=f"{alert.id}-phone",
+                     status="pending", attempts=2, last_error="HTTP 503 from receiver"),
         ])  # fmt: skip
         matched_ids = sorted((d.id for d in rows.values() if d.matched), reverse=True)
         seeded = Seeded(source_dir, thumbs, media.id, clip, matched_ids, alert.id, hit.id)
@@ -152,10 +158,64 @@ def bulk_detections(url: str, count: int, *, per_media: int = 10, seed: int = 5)
             for w in range(per_media):
                 p = rng.random()
                 detections.append(
-                    {"analysis_id": analysis_id, "media_id": media_id, "target_id": target_ids[w % len(target_ids)],
+                    {"analysis_id": analysis_id, "media_id": media_id,
+                     "target_id": target_ids[w % len(target_ids)],
                      "window_index": w, "start_s": 2.0 * w, "end_s": 2.0 * w + 2, "p_yes": p,
                      "matched": p >= 0.66, "evidence": "bulk", "created_at": T0}
                 )  # fmt: skip
         for chunk in range(0, len(detections), 5000):
             session.execute(insert(Detection), detections[chunk : chunk + 5000])
     engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_web(
+    root: Path, db_url: str, *, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    log = root / f"web-{port}.log"
+    child_env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+        | {
+            "VIGIL_DATABASE__URL": db_url,
+            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
+            "VIGIL_WEB__PORT": str(port),
+            "VIGIL_LOG__FORMAT": "text",
+        }
+        | (env or {})
+    )
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vigil.web"], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(base + "/healthz-none", timeout=2).status_code in (401, 404)
+        except httpx.TransportError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while not answering():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the review page did not answer in 60 s: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return process, base, log
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, cast, exists, func, or_, select
+from sqlalchemy import Integer, Select, cast, func, select
 from sqlalchemy.orm import Session
 
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Feedback, Media, Source, Target
@@ -58,40 +58,35 @@ class TimelineRow:
     alerts: list[AlertView] = field(default_factory=list)
 
 
-def _alerted(detection_id: Any) -> Any:
-    return exists().where(Alert.detection_id == detection_id)
-
-
-def timeline_query(f: TimelineFilter) -> Select[Any]:
+def timeline_query(
+    f: TimelineFilter, *, rows: str, target_id: int | None, source_id: int | None
+) -> Select[Any]:
+    """`rows`: "matched" (walks the (matched, id) or (target_id, matched, id) index backwards, no sort),
+    "alerted" (detections an alert fired on) or "alerted_unmatched" (those a rule's min_score let through
+    below the threshold). An OR of the two would make the planner collect and sort every match."""
     d = Detection
     query = (
         select(
-            d.id,
-            d.media_id,
-            Target.name,
-            Source.name,
-            Media.rel_path,
-            Media.mtime,
-            Media.duration_s,
-            d.p_yes,
-            d.matched,
-            d.start_s,
-            d.end_s,
-            d.evidence,
-            d.thumbnail_path,
-            Feedback.verdict,
+            d.id, d.media_id, Target.name, Source.name, Media.rel_path, Media.mtime, Media.duration_s,
+            d.p_yes, d.matched, d.start_s, d.end_s, d.evidence, d.thumbnail_path, Feedback.verdict,
             Feedback.note,
         )
         .join(Media, Media.id == d.media_id)
         .join(Source, Source.id == Media.source_id)
         .join(Target, Target.id == d.target_id)
         .outerjoin(Feedback, Feedback.detection_id == d.id)
-    )
-    query = query.where(_alerted(d.id) if f.alerts_only else or_(d.matched.is_(True), _alerted(d.id)))
-    if f.target:
-        query = query.where(Target.name == f.target)
-    if f.source:
-        query = query.where(Source.name == f.source)
+    )  # fmt: skip
+    alerted = d.id.in_(select(Alert.detection_id).where(Alert.detection_id.is_not(None)))
+    if rows == "matched":
+        query = query.where(d.matched.is_(True))
+    elif rows == "alerted":
+        query = query.where(alerted)
+    else:
+        query = query.where(d.matched.is_(False), alerted)
+    if target_id is not None:
+        query = query.where(d.target_id == target_id)
+    if source_id is not None:
+        query = query.where(Media.source_id == source_id)
     if f.since is not None:
         query = query.where(Media.mtime >= f.since)
     if f.until is not None:
@@ -109,7 +104,20 @@ def timeline_query(f: TimelineFilter) -> Select[Any]:
 
 def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], int | None]:
     """One page of rows, newest first, and the keyset of the next page (None on the last)."""
-    raw = session.execute(timeline_query(f)).all()
+    target_id = source_id = None
+    if f.target:
+        target_id = session.scalar(select(Target.id).where(Target.name == f.target))
+        if target_id is None:
+            return [], None
+    if f.source:
+        source_id = session.scalar(select(Source.id).where(Source.name == f.source))
+        if source_id is None:
+            return [], None
+    parts = ["alerted"] if f.alerts_only else ["matched", "alerted_unmatched"]
+    raw: list[Any] = []
+    for part in parts:
+        raw += session.execute(timeline_query(f, rows=part, target_id=target_id, source_id=source_id)).all()
+    raw.sort(key=lambda r: r[0], reverse=True)
     more = len(raw) > f.limit
     rows = [_row(r) for r in raw[: f.limit]]
     by_detection = {row.detection_id: row for row in rows}
@@ -229,28 +237,29 @@ BINS = 20
 
 
 def target_histograms(session: Session) -> list[TargetScores]:
-    """Score histograms per target, split by what the verdicts say (one grouped query)."""
+    """Score histograms per target: every window counted once (one scan), the judged ones split by what
+    their verdicts say (a join over the few feedback rows); unlabelled is the difference."""
     dialect = session.get_bind().dialect.name
-    scaled = Detection.p_yes * BINS
-    # PostgreSQL's CAST rounds, SQLite's truncates (and may lack floor()).
-    bucket = func.floor(scaled) if dialect == "postgresql" else cast(scaled, Integer)
-    present = and_(Feedback.id.is_not(None), Detection.matched == (Feedback.verdict == "right"))
-    kind = (
-        select(
-            Detection.target_id,
-            bucket.label("bucket"),
-            Feedback.id.is_(None).label("unlabelled"),
-            present.label("present"),
-            func.count().label("n"),
-        )
-        .outerjoin(Feedback, Feedback.detection_id == Detection.id)
-        .group_by(Detection.target_id, "bucket", "unlabelled", "present")
-    )
+
+    def bucket(score: Any) -> Any:
+        # PostgreSQL's CAST rounds, SQLite's truncates (and may lack floor()).
+        return func.floor(score * BINS) if dialect == "postgresql" else cast(score * BINS, Integer)
+
     counts: dict[int, dict[str, list[int]]] = defaultdict(
         lambda: {"present": [0] * BINS, "absent": [0] * BINS, "unlabelled": [0] * BINS}
     )
-    for target_id, b, unlabelled, is_present, n in session.execute(kind):
-        slot = "unlabelled" if unlabelled else ("present" if is_present else "absent")
-        counts[target_id][slot][min(BINS - 1, max(0, int(b)))] += n
+    every = select(Detection.target_id, bucket(Detection.p_yes).label("b"), func.count()).group_by(
+        Detection.target_id, "b"
+    )
+    for target_id, b, n in session.execute(every):
+        counts[target_id]["unlabelled"][min(BINS - 1, max(0, int(b)))] += n
+    judged = (
+        select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict)
+        .join(Feedback, Feedback.detection_id == Detection.id)
+    )
+    for target_id, score, matched, verdict in session.execute(judged):
+        slot = min(BINS - 1, max(0, int(score * BINS)))
+        counts[target_id]["present" if matched == (verdict == "right") else "absent"][slot] += 1
+        counts[target_id]["unlabelled"][slot] -= 1
     targets = session.scalars(select(Target).order_by(Target.name))
     return [TargetScores(t, **counts[t.id]) for t in targets]
