@@ -4,7 +4,7 @@ One verdict per detection. ``feedback_v`` names the target, source and file and 
 was present (a right match or a wrong non-match), which is what thresholds are fitted from.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-01 21:50:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import vigil.schema
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "vigil.cli.alerts",
     "vigil.cli.health",
     "vigil.cli.review",
+    "vigil.cli.homeassistant",
 ]
 
 

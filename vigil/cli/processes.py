@@ -90,6 +90,8 @@ def run_command(
         )
     if settings.web.enabled:
         specs.append(ChildSpec("web", [sys.executable, "-m", "vigil.web"]))
+    if settings.homeassistant.enabled:
+        specs.append(ChildSpec("homeassistant", [sys.executable, "-m", "vigil", "homeassistant"]))
     log.info(
         "vigil running: %s; model %s; database %s; broker %s; review page %s",
         ", ".join(f"{s.name}={s.path}" for s in sources),
