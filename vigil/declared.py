@@ -103,7 +103,7 @@ def _apply_sources(
 
 
 def _apply_targets(session: Session, settings: Settings, owner: str | None, applied: Applied) -> None:
-    sync_targets(session, settings.targets)
+    sync_targets(session, settings.targets, references_dir=settings.storage.references_dir)
     rows = {t.name: t for t in session.scalars(select(Target))}
     for conf in settings.targets:
         _claim(rows[conf.name], owner, f"target {conf.name}", applied)

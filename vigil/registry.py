@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vigil.db import write_session
 from vigil.errors import MediaError, UnreadableMedia
 from vigil.media import MediaInfo, media_kind
+from vigil.references import check_references, store_reference
 from vigil.schema import Media, MediaStatus, Source, Target, utcnow
 from vigil.settings import SourceSettings, TargetSettings
 
@@ -61,27 +63,43 @@ def ensure_source(session: Session, name: str, path: Path) -> Source:
     return row
 
 
-def sync_targets(session: Session, targets: list[TargetSettings]) -> None:
+def sync_targets(session: Session, targets: list[TargetSettings], *, references_dir: Path) -> None:
     """Upsert targets declared in settings (ownership and retiring: `vigil.declared.apply_settings`)."""
     existing = {t.name: t for t in session.scalars(select(Target))}
     for conf in targets:
-        upsert_target(session, conf, existing.get(conf.name))
+        upsert_target(session, conf, existing.get(conf.name), references_dir=references_dir)
     session.flush()
 
 
-def upsert_target(session: Session, conf: TargetSettings, row: Target | None) -> bool:
-    """Create or update one target; a new description is a new prompt version. True when created."""
+def upsert_target(
+    session: Session, conf: TargetSettings, row: Target | None, *, references_dir: Path
+) -> bool:
+    """Create or update one target, copying its reference images into ``references_dir``; a new
+    description or new images are a new prompt version. True when created."""
+    images = []
+    for path, info in zip(conf.images, check_references(conf.images), strict=True):
+        store_reference(path, info, references_dir)
+        images.append(info.as_row())
     if row is None:
         session.add(
             Target(
-                name=conf.name, description=conf.description, threshold=conf.threshold, enabled=conf.enabled
+                name=conf.name,
+                description=conf.description,
+                threshold=conf.threshold,
+                enabled=conf.enabled,
+                images=images,
             )
         )
         return True
-    if row.description != conf.description:
+    if row.description != conf.description or _hashes(row.images) != _hashes(images):
         row.prompt_version += 1
     row.description, row.threshold, row.enabled = conf.description, conf.threshold, conf.enabled
+    row.images = images
     return False
+
+
+def _hashes(images: list[Any]) -> list[str]:
+    return [str(image["sha256"]) for image in images or []]
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,7 @@ def register_file(
     rel_path = path.relative_to(root).as_posix()
     with factory() as session:
         latest = _latest_version(session, source_id, rel_path)
-        if latest is not None and latest.size_bytes == stat.st_size and latest.mtime == mtime:
+        if _is_current(latest) and latest.size_bytes == stat.st_size and latest.mtime == mtime:
             return Registration(latest.id, latest.status, created=False)
     digest: str | None = None
     try:
@@ -130,7 +148,7 @@ def register_file(
     try:
         with write_session(factory) as session:
             latest = _latest_version(session, source_id, rel_path)
-            if latest is not None and digest is not None and latest.sha256 == digest:
+            if _is_current(latest) and digest is not None and latest.sha256 == digest:
                 latest.size_bytes, latest.mtime = stat.st_size, mtime
                 return Registration(latest.id, latest.status, created=False)
             media = _new_media(session, source_id, rel_path, path, stat.st_size, mtime, digest, latest)
@@ -159,12 +177,13 @@ def register_file(
 
 
 def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, tuple[int, datetime]]:
-    """(size, mtime) of the latest version of every file of a source, in one query: what a rescan diffs."""
+    """(size, mtime) of the latest version of every file of a source, in one query: what a rescan diffs.
+    Superseded versions are left out, so a rescan looks again at a file whose latest version was."""
     known: dict[str, tuple[int, datetime]] = {}
     with factory() as session:
         rows = session.execute(
             select(Media.rel_path, Media.size_bytes, Media.mtime)
-            .where(Media.source_id == source_id)
+            .where(Media.source_id == source_id, Media.status != MediaStatus.SUPERSEDED)
             .order_by(Media.rel_path, Media.version)
         )
         for rel_path, size, mtime in rows:
@@ -175,6 +194,11 @@ def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, 
 def file_mtime(st: os.stat_result) -> datetime:
     """The mtime as stored in `media.mtime` (UTC, microseconds)."""
     return datetime.fromtimestamp(st.st_mtime, UTC)
+
+
+def _is_current(latest: Media | None) -> TypeGuard[Media]:
+    """A superseded latest version was never analysed: whatever is on disk now is the next version."""
+    return latest is not None and latest.status != MediaStatus.SUPERSEDED
 
 
 def _latest_version(session: Session, source_id: int, rel_path: str) -> Media | None:
@@ -223,7 +247,10 @@ def _apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | Non
 def _skip_if_duplicate(session: Session, media: Media) -> None:
     original = session.scalar(
         select(Media)
-        .where(Media.sha256 == media.sha256, Media.status != MediaStatus.FAILED)
+        .where(
+            Media.sha256 == media.sha256,
+            Media.status.not_in([MediaStatus.FAILED, MediaStatus.SUPERSEDED]),
+        )
         .order_by(Media.id)
         .limit(1)
     )

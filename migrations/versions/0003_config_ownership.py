@@ -4,7 +4,7 @@ NULL means the row was made with the CLI and is owned by the database. Rows that
 revision are NULL until the next process applies its settings file, which claims the ones it declares.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01 21:50:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

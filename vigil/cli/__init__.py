@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "vigil.cli.alerts",
     "vigil.cli.health",
     "vigil.cli.fleet",
+    "vigil.cli.review",
+    "vigil.cli.homeassistant",
 ]
 
 
@@ -43,6 +45,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
     Answers land as rows in a SQL database; alert rules over them notify people.
     """
     ctx.obj = AppContext(config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 for _name in COMMAND_MODULES:
