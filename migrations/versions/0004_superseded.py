@@ -5,7 +5,7 @@ status, no new column) and never analyses it; the new content is registered as t
 analysis now stores the size and mtime of the file it actually read, shown in `analyses_v`.
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0005
 Create Date: 2026-12-01 22:00:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import vigil.schema
 
 revision: str = "0004"
-down_revision: str | None = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
