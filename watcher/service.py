@@ -27,8 +27,9 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil import metrics
+from vigil.alerts.delivery import reconcile_deliveries
+from vigil.alerts.sync import sync_rules
 from vigil.db import schema_revision, write_session
-from vigil.delivery import reconcile_deliveries
 from vigil.dropfolder import finalize_file
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError, MediaError
@@ -36,7 +37,6 @@ from vigil.media import MediaInfo
 from vigil.migrate import head_revision
 from vigil.reconciler import reconcile_media
 from vigil.registry import sync_sources, sync_targets
-from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
 from watcher.events import SourceEventHandler
 from watcher.intake import Outcome, WatchedSource, admit

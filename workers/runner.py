@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 
 from vigil import metrics
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.contracts import AnalyzePayload
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
-from vigil.rules import evaluate_analysis
 from workers.analyze import LeaseKeeper, LostClaim, claim, mark_failed, release, store_results
 from workers.runtime import WorkerRuntime
 
