@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
-from workers.analyze import Recognition, TargetSpec, WindowResult
 from workers.dialogue import describe
 from workers.frames import Frames, plan_windows, sample_frames, save_thumbnail
 from workers.models import LoadedModel
@@ -33,7 +33,7 @@ class _Timer:
 
 
 class WindowRecognizer:
-    """Implements workers.analyze.Recognizer over one loaded model."""
+    """Implements vigil.contracts.Recognizer over one loaded model."""
 
     prompt_version = PROMPT_VERSION
 
