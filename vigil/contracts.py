@@ -48,6 +48,8 @@ class TargetSpec:
     name: str
     description: str
     threshold: float
+    # Stored reference images (file names under <data_dir>/references, "<sha256><suffix>"), in order.
+    images: tuple[str, ...] = ()
 
 
 @dataclass

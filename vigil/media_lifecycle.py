@@ -153,7 +153,10 @@ def _targets_for(session: Session, media: Media) -> list[TargetSpec]:
         source = session.get_one(Source, media.source_id)
         if source.target_names is not None:
             query = query.where(Target.name.in_(source.target_names))
-    return [TargetSpec(t.id, t.name, t.description, t.threshold) for t in session.scalars(query)]
+    return [
+        TargetSpec(t.id, t.name, t.description, t.threshold, tuple(i["file"] for i in t.images or []))
+        for t in session.scalars(query)
+    ]
 
 
 def renew_lease(factory: sessionmaker[Session], claim: Claim, *, lease_s: float) -> bool:
