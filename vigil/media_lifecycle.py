@@ -3,6 +3,7 @@
 ```
  register ──► queued ──claim──► running ──finish──► done
     │            ▲                 │ ├──fail──────► failed
+    │            │                 │ ├──supersede─► superseded  (the file changed since it was registered)
     │            │                 │ └──give up───► failed   (attempts used up, one comparison: `exhausted`)
     │            └──release────────┤                          (a retry; the worker keeps the claim token)
     │            └──expire lease───┘                          (the worker was lost; reconciler)
@@ -82,7 +83,10 @@ def skip_if_duplicate(session: Session, media: Media) -> None:
     """A queued new row whose content an earlier (not failed) row already has is `skipped`, pointing at it."""
     original = session.scalar(
         select(Media)
-        .where(Media.sha256 == media.sha256, Media.status != MediaStatus.FAILED)
+        .where(
+            Media.sha256 == media.sha256,
+            Media.status.not_in([MediaStatus.FAILED, MediaStatus.SUPERSEDED]),
+        )
         .order_by(Media.id)
         .limit(1)
     )
@@ -97,6 +101,15 @@ def skip_if_duplicate(session: Session, media: Media) -> None:
 
 
 @dataclass(frozen=True)
+class Registered:
+    """What the row says the file was (the worker checks the file on disk is still that version)."""
+
+    size_bytes: int
+    mtime: datetime
+    sha256: str | None
+
+
+@dataclass(frozen=True)
 class Claim:
     media_id: int
     token: str
@@ -105,6 +118,7 @@ class Claim:
     targets: list[TargetSpec]
     attempts: int
     last_error: str | None
+    registered: Registered
 
 
 def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> Claim | None:
@@ -142,7 +156,10 @@ def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> C
             duration_s=media.duration_s or 0.0,
             codec=None,
         )
-        return Claim(media_id, token, Path(media.path), info, targets, media.attempts, media.error)
+        registered = Registered(media.size_bytes, media.mtime, media.sha256)
+        return Claim(
+            media_id, token, Path(media.path), info, targets, media.attempts, media.error, registered
+        )
 
 
 def _targets_for(session: Session, media: Media) -> list[TargetSpec]:
@@ -211,6 +228,13 @@ def mark_failed(factory: sessionmaker[Session], claim: Claim, error: MediaError 
     with write_session(factory) as session:
         _finish(session, claim, status=MediaStatus.FAILED, error=reason)
     log.warning("media %d failed: %s: %s", claim.media_id, claim.path, reason)
+
+
+def mark_superseded(factory: sessionmaker[Session], claim: Claim, reason: str) -> None:
+    """The file changed after registration: this version ends unanalysed (and fires nothing)."""
+    with write_session(factory) as session:
+        _finish(session, claim, status=MediaStatus.SUPERSEDED, error=reason)
+    log.info("media %d superseded: %s: %s (the next version is analysed)", claim.media_id, claim.path, reason)
 
 
 def give_up_if_exhausted(factory: sessionmaker[Session], claim: Claim, *, max_attempts: int) -> bool:

@@ -18,6 +18,7 @@ from vigil.contracts import Recognition
 from vigil.db import write_session
 from vigil.media_lifecycle import Claim, finish_done
 from vigil.schema import Analysis, Detection
+from workers.version import FileRead
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def store_results(
     model_id: str,
     prompt_version: int,
     total_ms: float,
+    read: FileRead | None = None,
     after_results: AfterResults | None = None,
 ) -> tuple[int, list[int]]:
     """Write the analysis, its detections and `done` in one transaction. Returns (analysis id, deliveries)."""
@@ -52,6 +54,8 @@ def store_results(
             model_ms=recognition.model_ms,
             total_ms=total_ms,
             worker=WORKER_NAME,
+            size_bytes=read.size_bytes if read else None,
+            file_mtime=read.mtime if read else None,
         )
         session.add(analysis)
         session.flush()
