@@ -38,6 +38,10 @@ COLUMN_NOTES: dict[str, str] = {
     "detections.start_s": "window start, seconds from the beginning of the file",
     "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
+    "feedback.verdict": "right or wrong: a person's verdict on the detection's matched decision",
+    "feedback.detection_id": "unique: one verdict per detection, the latest wins",
+    "feedback.alert_id": "the alert the verdict was given on, when it was given on one",
+    "feedback.origin": "web (the review page) or cli (`vigil feedback`)",
 }
 
 VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
@@ -84,6 +88,15 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         {
             "deliveries_pending": "deliveries still being retried",
             "detected_at": "estimated wall-clock time of the alert's window start (as in detections_v)",
+        },
+    ),
+    "feedback_v": (
+        "One row per verdict (right/wrong) a person gave on a detection, with what was judged.",
+        {
+            "target_present": "1 when the target was there (a right match or a wrong non-match), else 0",
+            "score": "the detection's P(yes)",
+            "matched": "the decision that was judged",
+            "judged_at": "when the verdict was last given",
         },
     ),
 }
