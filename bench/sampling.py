@@ -86,7 +86,7 @@ def run(root: Path, repeat: int) -> list[dict[str, object]]:
             for mode in modes:
                 row: dict[str, object] = {"clip": codec, "frames": n, "mode": mode,
                                           "baseline_s": round(base, 4)}
-                for backend in ("opencv", "pyav"):  # one decoder now (PyAV); the rewrite of this bench follows
+                for backend in ("opencv", "pyav"):  # one decoder now (PyAV): rewritten next
                     ours = best_of(repeat, lambda p=path, n=n, m=mode, i=info: sample_frames(
                         p, num_frames=n, mode=m, info=i))
                     got = sample_frames(path, num_frames=n, mode=mode, info=info)

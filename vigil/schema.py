@@ -141,7 +141,7 @@ class Media(TimestampMixin, Base):
 
 
 class Target(TimestampMixin, Base):
-    """An entity described in words, asked about as a yes/no question."""
+    """An entity described in words and, optionally, shown by reference images; asked as a yes/no question."""
 
     __tablename__ = "targets"
 
@@ -151,6 +151,9 @@ class Target(TimestampMixin, Base):
     threshold: Mapped[float] = mapped_column(Float, default=0.5)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     prompt_version: Mapped[int] = mapped_column(default=1)
+    # Reference images, in prompt order: {"sha256", "file" (under <data_dir>/references), "name", "width",
+    # "height"}. Changing them is a new prompt version, like changing the description.
+    images: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class Analysis(Base):
@@ -185,6 +188,9 @@ class Detection(Base):
     __table_args__ = (
         UniqueConstraint("analysis_id", "target_id", "window_index"),
         Index("ix_detections_target_id_created_at", "target_id", "created_at"),
+        # The review page's timeline: matched windows newest first, all or one target's (keyset on id).
+        Index("ix_detections_matched_id", "matched", "id"),
+        Index("ix_detections_target_id_matched_id", "target_id", "matched", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -246,7 +252,9 @@ class Alert(Base):
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
     media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
-    detection_id: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="SET NULL"))
+    detection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("detections.id", ondelete="SET NULL"), index=True
+    )
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     score: Mapped[float]
     start_s: Mapped[float]
@@ -280,3 +288,28 @@ class Delivery(TimestampMixin, Base):
     delivered_at: Mapped[datetime | None]
 
     alert: Mapped[Alert] = relationship(back_populates="deliveries")
+
+
+class Verdict(enum.StrEnum):
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+class Feedback(TimestampMixin, Base):
+    """A person's verdict on what Vigil decided for one detection: right or wrong. One per detection (the
+    latest wins); a verdict given on an alert is a verdict on the alert's detection and names the alert.
+
+    Whether the target was really there follows from the verdict and the decision judged (the detection's
+    `matched`, fixed when it was stored): a right match or a wrong non-match means present.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    detection_id: Mapped[int] = mapped_column(
+        ForeignKey("detections.id", ondelete="CASCADE"), unique=True
+    )
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
+    note: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16), default="web")  # web | cli

@@ -26,6 +26,7 @@ from workers.analyze import Recognition, TargetSpec, WindowResult
 from workers.dialogue import describe
 from workers.frames import FrameRequest, Frames, open_media, plan_windows
 from workers.models import LoadedModel
+from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
@@ -43,11 +44,26 @@ class WindowRecognizer:
 
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, loaded: LoadedModel, settings: ModelSettings, *, thumbnails_dir: Path) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: ModelSettings,
+        *,
+        thumbnails_dir: Path,
+        references_dir: Path | None = None,
+    ) -> None:
         self.loaded = loaded
         self.settings = settings
         self.thumbnails_dir = thumbnails_dir
+        self.references_dir = references_dir
         self.model_id = loaded.name
+
+    def references(self, target: TargetSpec) -> list[ReferenceImage]:
+        """The target's stored reference images (the file name is the content hash)."""
+        if target.images and self.references_dir is None:
+            raise ValueError(f"target {target.name} has reference images but no references folder is set")
+        folder = self.references_dir or Path()
+        return [ReferenceImage(Path(name).stem, folder / name) for name in target.images]
 
     def recognize(
         self,
@@ -130,7 +146,11 @@ class WindowRecognizer:
             return []
         began = time.perf_counter()
         scores = score_targets(
-            self.loaded, frames.rgb, fps=frames.fps, descriptions=[t.description for t in targets]
+            self.loaded,
+            frames.rgb,
+            fps=frames.fps,
+            descriptions=[t.description for t in targets],
+            references=[self.references(t) for t in targets],
         )
         results = [
             WindowResult(t.id, index, start_s, end_s, float(p), matched=bool(p >= t.threshold))
@@ -145,6 +165,7 @@ class WindowRecognizer:
                     frames.rgb,
                     fps=frames.fps,
                     description=target.description,
+                    references=self.references(target),
                     max_new_tokens=self.settings.evidence_max_tokens,
                 ).strip()
         timer.model_ms += (time.perf_counter() - began) * 1000
@@ -161,7 +182,11 @@ class WindowRecognizer:
         per_frame = np.array(
             [
                 score_targets(
-                    self.loaded, frames.rgb[i : i + 1], fps=1.0, descriptions=[t.description for t in targets]
+                    self.loaded,
+                    frames.rgb[i : i + 1],
+                    fps=1.0,
+                    descriptions=[t.description for t in targets],
+                    references=[self.references(t) for t in targets],
                 )
                 for i in range(len(frames.rgb))
             ]
