@@ -74,9 +74,12 @@ class MediaStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    SUPERSEDED = "superseded"  # the file changed after registration: never analysed, the next version is
 
 
-TERMINAL_STATUSES = frozenset({MediaStatus.DONE, MediaStatus.FAILED, MediaStatus.SKIPPED})
+TERMINAL_STATUSES = frozenset(
+    {MediaStatus.DONE, MediaStatus.FAILED, MediaStatus.SKIPPED, MediaStatus.SUPERSEDED}
+)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -173,6 +176,9 @@ class Analysis(Base):
     model_ms: Mapped[float] = mapped_column(default=0.0)
     total_ms: Mapped[float] = mapped_column(default=0.0)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # The file as this analysis read it (equal to the media row's: a changed file is superseded, not read).
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    file_mtime: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     media: Mapped[Media] = relationship(back_populates="analyses")

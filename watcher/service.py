@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil import metrics
@@ -212,7 +213,9 @@ class WatcherService:
             return
         handler = SourceEventHandler(watched, self.tracker)
         try:
-            observer = self._observe(self.observer_factory(conf), handler, root, conf.recursive)
+            observer = self.observer_factory(conf)
+            handler.closes_reported = isinstance(observer, InotifyObserver)
+            observer = self._observe(observer, handler, root, conf.recursive)
         except OSError as exc:
             if conf.observer != "native" or exc.errno not in WATCH_LIMIT_ERRNOS:
                 raise
@@ -225,6 +228,7 @@ class WatcherService:
                 conf.poll_interval_s,
             )
             polling = PollingObserver(timeout=conf.poll_interval_s)
+            handler.closes_reported = False
             observer = self._observe(polling, handler, root, conf.recursive)
         self.observers[conf.name] = observer
         log.info("source %s: watching %s (%s)", conf.name, root, type(observer).__name__)
