@@ -30,6 +30,7 @@ from vigil.errors import VigilError
 from vigil.schema import Alert, Delivery
 from vigil.settings import ChannelSettings, Settings
 from vigil.template import render
+from vigil.web.urls import media_links
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,16 @@ class Notification:
     thumbnail: Path | None
 
     @classmethod
-    def from_alert(cls, alert: Alert, delivery: Delivery) -> Notification:
+    def from_alert(cls, alert: Alert, delivery: Delivery, *, base_url: str | None = None) -> Notification:
+        """The alert's stored document, plus its id, this delivery, and links to `vigil web` under
+        `base_url` (null without one: receivers see the same keys either way)."""
         payload = dict(alert.payload)
         payload["alert"] = {"id": alert.id, **payload.get("alert", {})}
-        payload["delivery"] = {"id": delivery.id, "channel": delivery.channel, "attempt": delivery.attempts}
         thumbnail = payload.get("thumbnail_path")
+        links = media_links(base_url, media_id=alert.media_id, detection_id=alert.detection_id)
+        payload["thumbnail_url"] = links.get("thumbnail_url") if thumbnail else None
+        payload["media_url"] = links.get("media_url")
+        payload["delivery"] = {"id": delivery.id, "channel": delivery.channel, "attempt": delivery.attempts}
         return cls(
             idempotency_key=delivery.idempotency_key,
             payload=payload,
@@ -212,7 +218,8 @@ class EmailSender:
         msg["To"] = ", ".join(self.conf.mail_to)
         msg["Message-ID"] = f"<{note.idempotency_key}@vigil>"
         msg["X-Vigil-Idempotency-Key"] = note.idempotency_key
-        msg.set_content(note.text + "\n\n" + json.dumps(note.payload, indent=2, ensure_ascii=False))
+        view = f"\nView: {note.payload['media_url']}" if note.payload.get("media_url") else ""
+        msg.set_content(note.text + view + "\n\n" + json.dumps(note.payload, indent=2, ensure_ascii=False))
         if note.thumbnail is not None and note.thumbnail.is_file():
             kind = mimetypes.guess_type(note.thumbnail.name)[0] or "application/octet-stream"
             maintype, subtype = kind.split("/", 1)

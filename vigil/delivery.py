@@ -144,7 +144,7 @@ def take_lease(factory: sessionmaker[Session], delivery_id: int, *, settings: Se
             return None
         row.attempts = attempts
         alert = session.get_one(Alert, row.alert_id)
-        note = Notification.from_alert(alert, row)
+        note = Notification.from_alert(alert, row, base_url=settings.web.base_url)
         problem = _problem(session, row, conf)
         return Lease(delivery_id, attempts, row.channel, conf, note, row.created_at, problem)
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vigil.db import write_session
 from vigil.errors import MediaError, UnreadableMedia
 from vigil.media import MediaInfo, media_kind
+from vigil.references import check_references, store_reference
 from vigil.schema import Media, MediaStatus, Source, Target, utcnow
 from vigil.settings import SourceSettings, TargetSettings
 
@@ -61,27 +63,43 @@ def ensure_source(session: Session, name: str, path: Path) -> Source:
     return row
 
 
-def sync_targets(session: Session, targets: list[TargetSettings]) -> None:
+def sync_targets(session: Session, targets: list[TargetSettings], *, references_dir: Path) -> None:
     """Upsert targets declared in settings. Targets added with `vigil targets add` are left alone."""
     existing = {t.name: t for t in session.scalars(select(Target))}
     for conf in targets:
-        upsert_target(session, conf, existing.get(conf.name))
+        upsert_target(session, conf, existing.get(conf.name), references_dir=references_dir)
     session.flush()
 
 
-def upsert_target(session: Session, conf: TargetSettings, row: Target | None) -> bool:
-    """Create or update one target; a new description is a new prompt version. True when created."""
+def upsert_target(
+    session: Session, conf: TargetSettings, row: Target | None, *, references_dir: Path
+) -> bool:
+    """Create or update one target, copying its reference images into ``references_dir``; a new
+    description or new images are a new prompt version. True when created."""
+    images = []
+    for path, info in zip(conf.images, check_references(conf.images), strict=True):
+        store_reference(path, info, references_dir)
+        images.append(info.as_row())
     if row is None:
         session.add(
             Target(
-                name=conf.name, description=conf.description, threshold=conf.threshold, enabled=conf.enabled
+                name=conf.name,
+                description=conf.description,
+                threshold=conf.threshold,
+                enabled=conf.enabled,
+                images=images,
             )
         )
         return True
-    if row.description != conf.description:
+    if row.description != conf.description or _hashes(row.images) != _hashes(images):
         row.prompt_version += 1
     row.description, row.threshold, row.enabled = conf.description, conf.threshold, conf.enabled
+    row.images = images
     return False
+
+
+def _hashes(images: list[Any]) -> list[str]:
+    return [str(image["sha256"]) for image in images or []]
 
 
 @dataclass(frozen=True)

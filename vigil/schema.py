@@ -141,7 +141,7 @@ class Media(TimestampMixin, Base):
 
 
 class Target(TimestampMixin, Base):
-    """An entity described in words, asked about as a yes/no question."""
+    """An entity described in words and, optionally, shown by reference images; asked as a yes/no question."""
 
     __tablename__ = "targets"
 
@@ -151,6 +151,9 @@ class Target(TimestampMixin, Base):
     threshold: Mapped[float] = mapped_column(Float, default=0.5)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     prompt_version: Mapped[int] = mapped_column(default=1)
+    # Reference images, in prompt order: {"sha256", "file" (under <data_dir>/references), "name", "width",
+    # "height"}. Changing them is a new prompt version, like changing the description.
+    images: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class Analysis(Base):

@@ -7,8 +7,10 @@ Unknown keys are rejected everywhere, so a typo is an error with its location, n
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -159,11 +161,31 @@ class ModelSettings(Section):
         return value
 
 
+# The folder of the TOML file being loaded: relative reference-image paths are relative to it.
+CONFIG_DIR: ContextVar[Path | None] = ContextVar("vigil_config_dir", default=None)
+
+
 class TargetSettings(Section):
     name: Name
     description: Annotated[str, Field(min_length=3, max_length=500)]
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     enabled: bool = True
+    # Reference images ("this car"): paths relative to the config file; checked here, copied into
+    # <data_dir>/references under their content hash when the target is stored.
+    images: list[Path] = Field(default_factory=list)
+
+    @field_validator("images")
+    @classmethod
+    def _readable_images(cls, images: list[Path]) -> list[Path]:
+        from vigil.references import check_references
+
+        base = CONFIG_DIR.get() or Path.cwd()
+        resolved = [(p if p.is_absolute() else base / p).absolute() for p in images]
+        try:
+            check_references(resolved)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return resolved
 
 
 class ChannelSettings(Section):
@@ -238,6 +260,11 @@ class StorageSettings(Section):
     def thumbnails_dir(self) -> Path:
         return self.data_dir / "thumbnails"
 
+    @property
+    def references_dir(self) -> Path:
+        """Targets' reference images, one file per content hash."""
+        return self.data_dir / "references"
+
 
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -254,6 +281,64 @@ class MetricsSettings(Section):
     watcher_port: Annotated[int, Field(ge=0, le=65535)] = 9464
     worker_port: Annotated[int, Field(ge=0, le=65534)] = 9465
     multiproc_dir: Path | None = None
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(Section):
+    """The review page (`vigil web`, started by `vigil run` when enabled). Off the loopback interface it
+    needs a password (HTTP Basic, any user name): the pages show every clip and accept feedback."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8765
+    # Public address of the pages, e.g. https://vigil.example.org: alert payloads link to it when set.
+    base_url: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http:// or https:// address without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _password_off_loopback(self) -> WebSettings:
+        if not is_loopback(self.host) and not (self.password and self.password.get_secret_value()):
+            raise ValueError(f"host {self.host} is not a loopback address: set web.password to bind it")
+        return self
+
+
+MQTT_TOPIC_PATTERN = r"^[^/+#\s\x00]+(/[^/+#\s\x00]+)*$"  # levels without wildcards, no empty level
+
+
+class HomeAssistantSettings(Section):
+    """Home Assistant over MQTT (`vigil homeassistant`, started by `vigil run` when enabled): discovery
+    messages for a binary sensor, a score sensor and an image per source x target, state from the matching
+    detections, and an availability topic with a last will. Broker and credentials come from `channel`."""
+
+    enabled: bool = False
+    # An alerts.channels entry of kind mqtt; may be left out when exactly one mqtt channel is configured.
+    channel: Name | None = None
+    discovery_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "homeassistant"
+    # Root of the state, score, image and availability topics, and the device id: one per Vigil install.
+    topic_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "vigil"
+    # A binary sensor turns off this long after its last matching detection.
+    off_after_s: Seconds = 60.0
+    poll_interval_s: Seconds = 1.0
 
 
 class Settings(BaseSettings):
@@ -274,6 +359,31 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+
+    @model_validator(mode="after")
+    def _homeassistant_channel(self) -> Settings:
+        if self.homeassistant.enabled:
+            self.homeassistant_channel()  # raises ValueError with the reason
+        return self
+
+    def homeassistant_channel(self) -> ChannelSettings:
+        """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
+        mqtt = [c for c in self.alerts.channels if c.kind == "mqtt"]
+        name = self.homeassistant.channel
+        if name is None:
+            if len(mqtt) != 1:
+                raise ValueError(
+                    f"homeassistant.channel: name the mqtt channel to use ({len(mqtt)} are configured)"
+                )
+            return mqtt[0]
+        for conf in self.alerts.channels:
+            if conf.name == name:
+                if conf.kind != "mqtt":
+                    raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
+                return conf
+        raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
 
     @field_validator("targets")
     @classmethod
@@ -315,12 +425,15 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     if path is not None:
         config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
         cls = type("Settings", (Settings,), {"model_config": config_dict})
+    token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
     try:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{path}: {exc}") from exc
+    finally:
+        CONFIG_DIR.reset(token)
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:

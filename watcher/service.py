@@ -178,7 +178,9 @@ class WatcherService:
         confs = self.settings.watch.sources
         with write_session(self.factory) as session:
             rows = sync_sources(session, confs)
-            sync_targets(session, self.settings.targets)
+            sync_targets(
+                session, self.settings.targets, references_dir=self.settings.storage.references_dir
+            )
             sync_rules(session, self.settings)  # a bad rule stops the watcher at start, with its key
             ids = {name: row.id for name, row in rows.items()}
         self.sources = [

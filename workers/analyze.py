@@ -37,6 +37,8 @@ class TargetSpec:
     name: str
     description: str
     threshold: float
+    # Stored reference images (file names under <data_dir>/references, "<sha256><suffix>"), in order.
+    images: tuple[str, ...] = ()
 
 
 @dataclass
@@ -142,7 +144,10 @@ def _targets_for(session: Session, media: Media) -> list[TargetSpec]:
         source = session.get_one(Source, media.source_id)
         if source.target_names is not None:
             query = query.where(Target.name.in_(source.target_names))
-    return [TargetSpec(t.id, t.name, t.description, t.threshold) for t in session.scalars(query)]
+    return [
+        TargetSpec(t.id, t.name, t.description, t.threshold, tuple(i["file"] for i in t.images or []))
+        for t in session.scalars(query)
+    ]
 
 
 class LeaseKeeper:

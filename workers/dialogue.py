@@ -8,14 +8,22 @@ decodes greedily over the kept cache, streaming text pieces as they come.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from workers.models import LoadedModel, Prefix
-from workers.scoring import decode_text, device_memory_guard, encode_prefix, forward_text, greedy_continue
+from workers.references import ReferenceImage
+from workers.scoring import (
+    answer_token_ids,
+    decode_text,
+    device_memory_guard,
+    encode_prefix,
+    forward_text,
+    greedy_continue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +109,22 @@ def ask(
     *,
     fps: float,
     question: str,
+    references: Sequence[ReferenceImage] = (),
     max_new_tokens: int = 256,
     on_token: Callable[[str], None] | None = None,
 ) -> str:
-    """One question about one video."""
+    """One question about one video, optionally about reference images shown after it ("is this my car?")."""
+    if references:
+        tokens = answer_token_ids(
+            loaded,
+            rgb,
+            fps=fps,
+            question=question,
+            references=references,
+            max_new_tokens=max_new_tokens,
+            on_token=on_token,
+        )
+        return decode_text(loaded, tokens)
     return Conversation(loaded, rgb, fps=fps).ask(question, max_new_tokens=max_new_tokens, on_token=on_token)
 
 

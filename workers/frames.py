@@ -1,4 +1,4 @@
-"""The one place Vigil decodes media: uniform frame sampling, time windows, thumbnails.
+"""The one place Vigil decodes media: uniform frame sampling and time windows.
 
 ``sample_frames`` is the one entry point. Videos are decoded with PyAV when it is importable (see
 ``workers/decode_av.py``: seek to the keyframe at or before each wanted frame and decode forward, no
@@ -37,10 +37,8 @@ import importlib.util
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -418,28 +416,3 @@ def plan_windows(
         n = min(n, max_windows)
     edges = [min(duration, i * width) for i in range(n)] + [duration]
     return [(edges[i], edges[i + 1]) for i in range(n)]
-
-
-def save_thumbnail(rgb_frame: np.ndarray, path: str | os.PathLike[str], *, max_side: int = 320) -> Path:
-    """Write ``rgb_frame`` as a JPEG whose longest side is at most ``max_side``, atomically."""
-    out = Path(path)
-    h, w = rgb_frame.shape[:2]
-    tw, th = fit_size((w, h), max_side)
-    small = cv2.resize(rgb_frame, (tw, th), interpolation=cv2.INTER_AREA) if (tw, th) != (w, h) else rgb_frame
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise ValueError("OpenCV could not encode the thumbnail as JPEG")
-    tmp: str | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write thumbnail {out}: {exc.strerror or exc}") from exc
-    return out

@@ -6,8 +6,8 @@ token ids of the yes/no answer variants. The adapter builds the shared video pre
 then the question) and the positions of the text that follows it, so that scoring, evidence and
 dialogue all reuse one encoding of the video.
 
-Threads may share a :class:`LoadedModel`: it is never mutated after loading; every call keeps its own
-cache in a :class:`Prefix`.
+Threads may share a :class:`LoadedModel`: it is never mutated after loading (its cache of reference-image
+suffixes locks itself); every call keeps its own key/value cache in a :class:`Prefix`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 
 from vigil.errors import ModelUnavailable, OutOfMemory, UnsupportedModel
 from vigil.settings import ModelSettings
+from workers.references import SuffixCache
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,24 @@ class FamilyAdapter:
         end = idx + len(self.video_token)
         return text[:end], text[end:]
 
-    def question_parts(self, question: str) -> tuple[str, str]:
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        return self.split_at_video(self.render(messages))
+    def question_parts(self, question: str, *, images: int = 0) -> tuple[str, str]:
+        """(head ending with the video token, tail): the video first, then ``images`` reference images,
+        then the question, so that the head is the same for every question and image count."""
+        content: list[dict[str, Any]] = [{"type": "video"}]
+        content += [{"type": "image"}] * images
+        content.append({"type": "text", "text": question})
+        return self.split_at_video(self.render([{"role": "user", "content": content}]))
+
+    def image_kwargs(self, images: list[np.ndarray]) -> dict[str, Any]:
+        """Processor keyword arguments for the reference images of one prompt."""
+        return {"images": list(images)}
+
+    def full_inputs(self, text: str, rgb: np.ndarray, fps: float, images: list[np.ndarray]) -> dict[str, Any]:
+        """Processor inputs of a whole prompt holding the video and then ``images`` (the reference)."""
+        kwargs = self.video_kwargs(rgb, fps)
+        if images:
+            kwargs.update(self.image_kwargs(images))
+        return dict(self.processor(text=[text], return_tensors="pt", **kwargs))
 
     # -- processor inputs --------------------------------------------------------------------
     def video_kwargs(self, rgb: np.ndarray, fps: float) -> dict[str, Any]:
@@ -93,10 +109,25 @@ class FamilyAdapter:
         pos = torch.arange(start, start + length, device=device)
         return pos.unsqueeze(0).expand(batch, -1)
 
+    def suffix_positions(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor | None, int]:
+        """Positions of a suffix holding image tokens, relative to the first position after the prefix
+        (None: consecutive), and how many positions it advances."""
+        return None, int(inputs["input_ids"].shape[1])
+
+    def row_positions(self, relative: torch.Tensor | None, start: int, width: int) -> torch.Tensor:
+        """One row's positions (its relative ones shifted by ``start``), padded to ``width``."""
+        return torch.arange(start, start + width)
+
 
 class LlavaNextVideoAdapter(FamilyAdapter):
     family = "llava_next_video"
     model_types = ("llava_next_video",)
+
+    def question_parts(self, question: str, *, images: int = 0) -> tuple[str, str]:
+        # The family's template renders every image before the video; the reference images are put
+        # in the text instead, after the video, so the video stays the shared prefix.
+        image_token = self.processor.image_token
+        return super().question_parts(f"{image_token}\n" * images + question)
 
     def frame_side(self) -> int:
         size = self.processor.video_processor.size
@@ -131,6 +162,23 @@ class QwenVLAdapter(FamilyAdapter):
         pos = torch.arange(start, start + length, device=device)
         return pos.view(1, 1, -1).expand(3, batch, -1)
 
+    def suffix_positions(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor | None, int]:
+        # get_rope_index counts from the previous position, so the suffix's own positions from 0, shifted
+        # by the prefix's next position, equal the slice of the whole prompt's positions (3-D M-RoPE).
+        ids = inputs["input_ids"]
+        position_ids, _ = model.model.get_rope_index(
+            ids, mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"]
+        )
+        relative = position_ids[:, 0]  # (3, length)
+        return relative, int(relative.max().item()) + 1
+
+    def row_positions(self, relative: torch.Tensor | None, start: int, width: int) -> torch.Tensor:
+        if relative is None:
+            return torch.arange(start, start + width).view(1, -1).expand(3, -1)
+        span = int(relative.max().item()) + 1
+        pad = torch.arange(start + span, start + span + width - relative.shape[-1]).view(1, -1).expand(3, -1)
+        return torch.cat([relative.cpu() + start, pad], dim=1)
+
 
 class SmolVLMAdapter(FamilyAdapter):
     family = "smolvlm2"
@@ -139,6 +187,20 @@ class SmolVLMAdapter(FamilyAdapter):
     def frame_side(self) -> int:
         size = self.processor.video_processor.size
         return int(getattr(size, "longest_edge", None) or size["longest_edge"])
+
+    def image_kwargs(self, images: list[np.ndarray]) -> dict[str, Any]:
+        return {"images": [list(images)]}  # nested: the images of each prompt
+
+    def full_inputs(self, text: str, rgb: np.ndarray, fps: float, images: list[np.ndarray]) -> dict[str, Any]:
+        # The processor expands the text of a video and images together but keeps only the video's
+        # pixels; the model takes the video's frames and the images as one list, in prompt order.
+        inputs = super().full_inputs(text, rgb, fps, images)
+        if images and inputs["pixel_values"].shape[1] < rgb.shape[0] + len(images):
+            tok = self.processor.image_token
+            alone = self.processor(text=[tok * len(images)], return_tensors="pt", **self.image_kwargs(images))
+            for key in ("pixel_values", "pixel_attention_mask"):
+                inputs[key] = torch.cat([inputs[key], alone[key]], dim=1)
+        return inputs
 
     def boundary_ids(self) -> set[int]:
         # A video becomes frames of <fake_token_around_image><global-img><image>…<fake_token_around_image>.
@@ -166,10 +228,16 @@ class LoadedModel:
     dtype: torch.dtype
     frame_side: int  # resize frames so their longer side is at most this before processing
     eos_ids: tuple[int, ...] = field(default=())
+    # Suffixes with reference images, built once per process (the cache locks itself).
+    suffixes: SuffixCache = field(default_factory=SuffixCache, compare=False)
 
     @property
     def tokenizer(self) -> Any:
         return self.processor.tokenizer
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.model.config.image_token_id)
 
 
 def _adapter_for(model_type: str) -> type[FamilyAdapter]:

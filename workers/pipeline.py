@@ -1,5 +1,6 @@
 """The recogniser: windows of sampled frames in, per-target P(yes) per window out, with evidence and a
-thumbnail of the best frame for the windows that matched.
+thumbnail of the best frame for the windows that matched (re-read at source resolution by
+``workers/thumbnails.py``; the model's frames are too small to look at).
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
 generation and best-frame search run only for windows above a target's threshold.
@@ -18,9 +19,11 @@ from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
 from workers.analyze import Recognition, TargetSpec, WindowResult
 from workers.dialogue import describe
-from workers.frames import Frames, plan_windows, sample_frames, save_thumbnail
+from workers.frames import Frames, plan_windows, sample_frames
 from workers.models import LoadedModel
+from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
+from workers.thumbnails import ThumbnailWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,26 @@ class WindowRecognizer:
 
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, loaded: LoadedModel, settings: ModelSettings, *, thumbnails_dir: Path) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: ModelSettings,
+        *,
+        thumbnails_dir: Path,
+        references_dir: Path | None = None,
+    ) -> None:
         self.loaded = loaded
         self.settings = settings
         self.thumbnails_dir = thumbnails_dir
+        self.references_dir = references_dir
         self.model_id = loaded.name
+
+    def references(self, target: TargetSpec) -> list[ReferenceImage]:
+        """The target's stored reference images (the file name is the content hash)."""
+        if target.images and self.references_dir is None:
+            raise ValueError(f"target {target.name} has reference images but no references folder is set")
+        folder = self.references_dir or Path()
+        return [ReferenceImage(Path(name).stem, folder / name) for name in target.images]
 
     def recognize(
         self,
@@ -60,10 +78,11 @@ class WindowRecognizer:
             max_windows=self.settings.max_windows,
         )
         timer = _Timer()
+        thumbnails = ThumbnailWriter(path, info, self.thumbnails_dir / str(media_id))
         results: list[WindowResult] = []
         for index, (start_s, end_s) in enumerate(windows):
             frames = self._sample(path, info, start_s, end_s, per_window, timer)
-            results.extend(self._score_window(frames, targets, index, start_s, end_s, media_id, timer))
+            results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer))
         caption = self._caption(path, info, per_window, timer) if self.settings.caption else None
         return Recognition(
             results=results,
@@ -117,7 +136,7 @@ class WindowRecognizer:
         index: int,
         start_s: float,
         end_s: float,
-        media_id: int,
+        thumbnails: ThumbnailWriter,
         timer: _Timer,
     ) -> list[WindowResult]:
         if not targets:
@@ -125,29 +144,34 @@ class WindowRecognizer:
         fps = _sampled_fps(frames, start_s, end_s)
         began = time.perf_counter()
         scores = score_targets(
-            self.loaded, frames.rgb, fps=fps, descriptions=[t.description for t in targets]
+            self.loaded,
+            frames.rgb,
+            fps=fps,
+            descriptions=[t.description for t in targets],
+            references=[self.references(t) for t in targets],
         )
         results = [
             WindowResult(t.id, index, start_s, end_s, float(p), matched=bool(p >= t.threshold))
             for t, p in zip(targets, scores, strict=True)
         ]
         matched = [(t, r) for t, r in zip(targets, results, strict=True) if r.matched]
-        if matched:
-            best = self._best_frames(frames, [t for t, _ in matched])
-            for (target, result), frame_index in zip(matched, best, strict=True):
-                if self.settings.evidence:
-                    result.evidence = generate_evidence(
-                        self.loaded,
-                        frames.rgb,
-                        fps=fps,
-                        description=target.description,
-                        max_new_tokens=self.settings.evidence_max_tokens,
-                    ).strip()
-                name = f"{media_id}/w{index:04d}-t{target.id}.jpg"
-                result.thumbnail_path = str(
-                    save_thumbnail(frames.rgb[frame_index], self.thumbnails_dir / name)
-                )
+        best = self._best_frames(frames, [t for t, _ in matched]) if matched else []
+        if self.settings.evidence:
+            for target, result in matched:
+                result.evidence = generate_evidence(
+                    self.loaded,
+                    frames.rgb,
+                    fps=fps,
+                    description=target.description,
+                    references=self.references(target),
+                    max_new_tokens=self.settings.evidence_max_tokens,
+                ).strip()
         timer.model_ms += (time.perf_counter() - began) * 1000
+        began = time.perf_counter()
+        for (target, result), frame_index in zip(matched, best, strict=True):
+            name = f"w{index:04d}-t{target.id}.jpg"
+            result.thumbnail_path = str(thumbnails.write(name, frame_index=frames.indices[frame_index]))
+        timer.decode_ms += (time.perf_counter() - began) * 1000
         return results
 
     def _best_frames(self, frames: Frames, targets: list[TargetSpec]) -> list[int]:
@@ -157,7 +181,11 @@ class WindowRecognizer:
         per_frame = np.array(
             [
                 score_targets(
-                    self.loaded, frames.rgb[i : i + 1], fps=1.0, descriptions=[t.description for t in targets]
+                    self.loaded,
+                    frames.rgb[i : i + 1],
+                    fps=1.0,
+                    descriptions=[t.description for t in targets],
+                    references=[self.references(t) for t in targets],
                 )
                 for i in range(len(frames.indices))
             ]

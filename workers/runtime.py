@@ -47,6 +47,10 @@ class WorkerRuntime:
         from workers.pipeline import WindowRecognizer
 
         loaded = load_configured_model(self.settings.model)
+        storage = self.settings.storage
         return WindowRecognizer(
-            loaded, self.settings.model, thumbnails_dir=self.settings.storage.thumbnails_dir
+            loaded,
+            self.settings.model,
+            thumbnails_dir=storage.thumbnails_dir,
+            references_dir=storage.references_dir,
         )

@@ -3,15 +3,20 @@
 For each target the model is asked ``question_for(description)``; the score is P(yes) read from the
 logits of the first answer token, normalised over the yes and no token variants (VQAScore). The video
 comes first in the prompt, so it is a prefix shared by every question: it is encoded once with a cache,
-then the question suffixes (which hold no vision tokens) are scored either as one right-padded batch
-over a repeated cache ("batched") or one after another, cropping the cache back after each ("crop").
-Crop-back copies nothing, so it is the choice when memory matters.
+then the question suffixes are scored either as one right-padded batch over a repeated cache
+("batched") or one after another, cropping the cache back after each ("crop"). Crop-back copies
+nothing, so it is the choice when memory matters.
+
+A target given by example puts its reference images in its suffix, after the video ("Is the car shown
+in this image in the video?"). Those suffixes are built once per process (workers/references.py): the
+scoring forward scatters their cached image features into the embeddings, and Qwen's 3-D positions of
+the image tokens come from get_rope_index over the suffix, shifted to follow the prefix.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -20,12 +25,17 @@ import torch
 
 from vigil.errors import OutOfMemory
 from workers.models import LoadedModel, Prefix
+from workers.references import ReferenceImage, Suffix, image_suffix
 
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = 1
 QUESTION_TEMPLATE = "Does this video show {description}? Answer yes or no."
 EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
+IMAGE_QUESTION_TEMPLATE = "Is the {description} shown in {images} in the video? Answer yes or no."
+IMAGE_EVIDENCE_TEMPLATE = (
+    "Describe briefly where and how the {description} shown in {images} appears in the video."
+)
 # Batched scoring repeats the prefix cache once per target; above this many cached tokens
 # (targets x prefix length) "auto" crops back instead.
 BATCH_TOKEN_BUDGET = 64 * 1024
@@ -35,9 +45,30 @@ Strategy = Literal["auto", "batched", "crop"]
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 
 
-def question_for(description: str) -> str:
-    """The yes/no question asked for one target (versioned by PROMPT_VERSION)."""
-    return QUESTION_TEMPLATE.format(description=description.strip().rstrip("?.!"))
+def _phrase(description: str) -> str:
+    return description.strip().rstrip("?.!")
+
+
+def _by_example(template: str, description: str, images: int) -> str:
+    words = _phrase(description)
+    first, _, rest = words.partition(" ")
+    if rest and first.lower() in ("a", "an", "the"):  # "the a red car" reads badly
+        words = rest
+    return template.format(description=words, images="this image" if images == 1 else "these images")
+
+
+def question_for(description: str, images: int = 0) -> str:
+    """The yes/no question asked for one target with ``images`` reference images (versioned by
+    PROMPT_VERSION and the target's own prompt version)."""
+    if images:
+        return _by_example(IMAGE_QUESTION_TEMPLATE, description, images)
+    return QUESTION_TEMPLATE.format(description=_phrase(description))
+
+
+def evidence_question(description: str, images: int = 0) -> str:
+    if images:
+        return _by_example(IMAGE_EVIDENCE_TEMPLATE, description, images)
+    return EVIDENCE_TEMPLATE.format(description=_phrase(description))
 
 
 @contextmanager
@@ -57,11 +88,11 @@ def _check_frames(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
-def video_inputs(loaded: LoadedModel, rgb: np.ndarray, fps: float, text: str) -> dict[str, Any]:
-    """Processor inputs for one prompt text holding one video token, on the model's device."""
-    adapter = loaded.adapter
-    kwargs = adapter.video_kwargs(_check_frames(rgb), fps)
-    inputs = loaded.processor(text=[text], return_tensors="pt", **kwargs)
+def video_inputs(
+    loaded: LoadedModel, rgb: np.ndarray, fps: float, text: str, images: Sequence[np.ndarray] = ()
+) -> dict[str, Any]:
+    """Processor inputs for one prompt text holding one video token (then ``images``), on the device."""
+    inputs = loaded.adapter.full_inputs(text, _check_frames(rgb), fps, list(images))
     out: dict[str, Any] = {}
     for key, value in inputs.items():
         if isinstance(value, torch.Tensor):
@@ -106,28 +137,59 @@ def suffix_ids(loaded: LoadedModel, prefix: Prefix, tail_texts: list[str]) -> li
 
 
 def forward_text(
-    loaded: LoadedModel, prefix: Prefix, rows: list[list[int]], *, past: int = 0
+    loaded: LoadedModel, prefix: Prefix, rows: list[list[int]], *, past: int = 0, shift: int = 0
 ) -> torch.Tensor:
-    """Feed right-padded token rows after the cached prefix (+ ``past`` cached text tokens).
+    """Feed right-padded text rows after the cached prefix (+ ``past`` cached tokens, whose positions
+    advanced ``past + shift``). Returns the logits at each row's last real token."""
+    return forward_suffixes(loaded, prefix, [Suffix.text(row) for row in rows], past=past, shift=shift)
+
+
+def forward_suffixes(
+    loaded: LoadedModel, prefix: Prefix, rows: list[Suffix], *, past: int = 0, shift: int = 0
+) -> torch.Tensor:
+    """Feed right-padded suffixes (text, or text with image features) after the cached prefix.
 
     The cache must already hold ``len(rows)`` rows. Returns the logits at each row's last real token.
     """
     device = loaded.device
-    batch, width = len(rows), max(len(r) for r in rows)
+    batch, width = len(rows), max(len(r.ids) for r in rows)
     pad = loaded.tokenizer.pad_token_id or 0
     ids = torch.full((batch, width), pad, dtype=torch.long, device=device)
     mask = torch.zeros((batch, prefix.length + past + width), dtype=torch.long, device=device)
     mask[:, : prefix.length + past] = 1
     for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
-        mask[i, prefix.length + past : prefix.length + past + len(row)] = 1
-    positions = loaded.adapter.text_positions(prefix.next_position + past, width, batch, device)
+        ids[i, : len(row.ids)] = torch.tensor(row.ids, dtype=torch.long, device=device)
+        mask[i, prefix.length + past : prefix.length + past + len(row.ids)] = 1
+    start = prefix.next_position + past + shift
+    adapter = loaded.adapter
+    if all(r.positions is None for r in rows):
+        positions = adapter.text_positions(start, width, batch, device)
+    else:
+        positions = torch.stack([adapter.row_positions(r.positions, start, width) for r in rows], dim=-2)
     out = loaded.model.model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, cache=prefix.cache, use_cache=True
+        **_token_inputs(loaded, ids, rows),
+        attention_mask=mask,
+        position_ids=positions.to(device),
+        cache=prefix.cache,
+        use_cache=True,
     )
-    last = torch.tensor([len(r) - 1 for r in rows], device=device)
+    last = torch.tensor([len(r.ids) - 1 for r in rows], device=device)
     hidden = out.last_hidden_state[torch.arange(batch, device=device), last]
     return loaded.model.lm_head(hidden).float()
+
+
+def _token_inputs(loaded: LoadedModel, ids: torch.Tensor, rows: list[Suffix]) -> dict[str, torch.Tensor]:
+    """``input_ids``, or embeddings with the cached image features in place of the image tokens."""
+    with_images = [r.features for r in rows if r.features is not None]
+    if not with_images:
+        return {"input_ids": ids}
+    embeds = loaded.model.get_input_embeddings()(ids)
+    where = torch.zeros_like(ids, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        if row.features is not None:
+            where[i, : len(row.ids)] = ids[i, : len(row.ids)] == loaded.image_token_id
+    features = torch.cat(with_images).to(embeds.device, embeds.dtype)  # row-major, as masked_scatter fills
+    return {"inputs_embeds": embeds.masked_scatter(where.unsqueeze(-1), features)}
 
 
 def p_yes(loaded: LoadedModel, logits: torch.Tensor) -> list[float]:
@@ -137,11 +199,33 @@ def p_yes(loaded: LoadedModel, logits: torch.Tensor) -> list[float]:
     return torch.sigmoid(yes - no).tolist()
 
 
-def _tails(loaded: LoadedModel, descriptions: list[str]) -> tuple[str, list[str]]:
-    heads, tails = zip(*(loaded.adapter.question_parts(question_for(d)) for d in descriptions), strict=True)
-    if len(set(heads)) != 1:
+References = Sequence[Sequence[ReferenceImage]]
+
+
+def _tails(loaded: LoadedModel, questions: list[tuple[str, int]]) -> tuple[str, list[str]]:
+    parts = [loaded.adapter.question_parts(q, images=n) for q, n in questions]
+    heads = {head for head, _ in parts}
+    if len(heads) != 1:
         raise ValueError("the chat template puts question text before the video; cannot share the prefix")
-    return heads[0], list(tails)
+    return parts[0][0], [tail for _, tail in parts]
+
+
+def _per_target(descriptions: list[str], references: References | None) -> list[Sequence[ReferenceImage]]:
+    if references is None:
+        return [()] * len(descriptions)
+    if len(references) != len(descriptions):
+        raise ValueError(f"{len(references)} reference lists for {len(descriptions)} descriptions")
+    return list(references)
+
+
+def _suffixes(
+    loaded: LoadedModel, prefix: Prefix, tails: list[str], refs: list[Sequence[ReferenceImage]]
+) -> list[Suffix]:
+    rows = suffix_ids(loaded, prefix, tails)
+    return [
+        image_suffix(loaded, prefix.trailing_text, tail, images) if images else Suffix.text(row)
+        for tail, row, images in zip(tails, rows, refs, strict=True)
+    ]
 
 
 def _pick(strategy: Strategy, n: int, prefix_len: int) -> Literal["batched", "crop"]:
@@ -156,25 +240,28 @@ def score_targets(
     *,
     fps: float,
     descriptions: list[str],
+    references: References | None = None,
     strategy: Strategy = "auto",
 ) -> list[float]:
-    """P(yes) per description, encoding the video once."""
+    """P(yes) per description (with its reference images, if any), encoding the video once."""
     if not descriptions:
         return []
-    head, tails = _tails(loaded, descriptions)
+    refs = _per_target(descriptions, references)
+    questions = [(question_for(d, len(r)), len(r)) for d, r in zip(descriptions, refs, strict=True)]
+    head, tails = _tails(loaded, questions)
     with torch.inference_mode(), device_memory_guard(f"scoring {len(descriptions)} targets"):
         prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
-        rows = suffix_ids(loaded, prefix, tails)
+        rows = _suffixes(loaded, prefix, tails, refs)
         chosen = _pick(strategy, len(rows), prefix.length)
         if chosen == "batched":
             if len(rows) > 1:
                 prefix.cache.batch_repeat_interleave(len(rows))
-            logits = forward_text(loaded, prefix, rows)
+            logits = forward_suffixes(loaded, prefix, rows)
         else:
             parts = []
             for row in rows:
-                parts.append(forward_text(loaded, prefix, [row]))
-                prefix.cache.crop(-len(row))
+                parts.append(forward_suffixes(loaded, prefix, [row]))
+                prefix.cache.crop(-len(row.ids))
             logits = torch.cat(parts)
         scores = p_yes(loaded, logits)
     log.debug("scored %d targets over %d prefix tokens (%s)", len(rows), prefix.length, chosen)
@@ -182,14 +269,20 @@ def score_targets(
 
 
 def score_targets_naive(
-    loaded: LoadedModel, rgb: np.ndarray, *, fps: float, descriptions: list[str]
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    descriptions: list[str],
+    references: References | None = None,
 ) -> list[float]:
-    """P(yes) per description with one full forward (video included) each: the reference."""
+    """P(yes) per description with one full forward (video and images included) each: the reference."""
     scores: list[float] = []
     with torch.inference_mode(), device_memory_guard("scoring targets one by one"):
-        for description in descriptions:
-            head, tail = loaded.adapter.question_parts(question_for(description))
-            inputs = video_inputs(loaded, rgb, fps, head + tail)
+        for description, refs in zip(descriptions, _per_target(descriptions, references), strict=True):
+            n = len(refs)
+            head, tail = loaded.adapter.question_parts(question_for(description, n), images=n)
+            inputs = video_inputs(loaded, rgb, fps, head + tail, [r.rgb() for r in refs])
             out = loaded.model(**inputs, logits_to_keep=1)
             scores.extend(p_yes(loaded, out.logits[:, -1].float()))
     return scores
@@ -203,6 +296,7 @@ def greedy_continue(
     past: int,
     max_new_tokens: int,
     on_token: Any = None,
+    shift: int = 0,
 ) -> tuple[list[int], int]:
     """Greedy decoding over a one-row cache; returns (new token ids, tokens added to the cache)."""
     tokens: list[int] = []
@@ -223,7 +317,7 @@ def greedy_continue(
                 shown = text
         if len(tokens) == max_new_tokens:
             break
-        logits = forward_text(loaded, prefix, [[nxt]], past=past + added)
+        logits = forward_text(loaded, prefix, [[nxt]], past=past + added, shift=shift)
         added += 1
     if on_token is not None:
         text = tok.decode(tokens, skip_special_tokens=True)
@@ -232,27 +326,66 @@ def greedy_continue(
     return tokens, added
 
 
-def evidence_token_ids(
-    loaded: LoadedModel, rgb: np.ndarray, *, fps: float, description: str, max_new_tokens: int = 48
+def answer_token_ids(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    question: str,
+    references: Sequence[ReferenceImage] = (),
+    max_new_tokens: int = 48,
+    on_token: Any = None,
 ) -> list[int]:
-    """Greedy answer token ids (at most ``max_new_tokens``) to the evidence question."""
-    question = EVIDENCE_TEMPLATE.format(description=description.strip().rstrip("?.!"))
-    head, tail = loaded.adapter.question_parts(question)
-    with torch.inference_mode(), device_memory_guard("generating evidence"):
+    """Greedy answer token ids to one question about the video (after its reference images, if any)."""
+    n = len(references)
+    head, tail = loaded.adapter.question_parts(question, images=n)
+    with torch.inference_mode(), device_memory_guard("answering a question"):
         prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
-        row = suffix_ids(loaded, prefix, [tail])[0]
-        logits = forward_text(loaded, prefix, [row])
-        tokens, _ = greedy_continue(loaded, prefix, logits, past=len(row), max_new_tokens=max_new_tokens)
+        row = _suffixes(loaded, prefix, [tail], [references])[0]
+        logits = forward_suffixes(loaded, prefix, [row])
+        tokens, _ = greedy_continue(
+            loaded,
+            prefix,
+            logits,
+            past=len(row.ids),
+            shift=row.span - len(row.ids),
+            max_new_tokens=max_new_tokens,
+            on_token=on_token,
+        )
     return tokens
 
 
-def generate_evidence(
-    loaded: LoadedModel, rgb: np.ndarray, *, fps: float, description: str, max_new_tokens: int = 48
-) -> str:
-    """A short text about where and how ``description`` appears (run only for matched windows)."""
-    tokens = evidence_token_ids(loaded, rgb, fps=fps, description=description, max_new_tokens=max_new_tokens)
-    return decode_text(loaded, tokens)
+def evidence_token_ids(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    description: str,
+    references: Sequence[ReferenceImage] = (),
+    max_new_tokens: int = 48,
+) -> list[int]:
+    """Greedy answer token ids (at most ``max_new_tokens``) to the evidence question."""
+    question = evidence_question(description, len(references))
+    return answer_token_ids(
+        loaded, rgb, fps=fps, question=question, references=references, max_new_tokens=max_new_tokens
+    )
 
+
+def generate_evidence(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    description: str,
+    references: Sequence[ReferenceImage] = (),
+    max_new_tokens: int = 48,
+) -> str:
+    """A short text about where and how ``description`` (shown by ``references``) appears; run only for
+    matched windows."""
+    tokens = evidence_token_ids(
+        loaded, rgb, fps=fps, description=description, references=references, max_new_tokens=max_new_tokens
+    )
+    return decode_text(loaded, tokens)
 
 
 def decode_text(loaded: LoadedModel, tokens: list[int]) -> str:

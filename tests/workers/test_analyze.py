@@ -51,7 +51,9 @@ def drop(tmp_path: Path) -> Path:
 
 def register(runtime: WorkerRuntime, drop: Path, path: Path) -> int:
     with write_session(runtime.factory) as session:
-        sync_targets(session, runtime.settings.targets)
+        sync_targets(
+            session, runtime.settings.targets, references_dir=runtime.settings.storage.references_dir
+        )
         source_id = ensure_source(session, "drop", drop).id
     try:
         info = probe(path)

@@ -12,7 +12,7 @@ import pytest
 
 from vigil.errors import UnreadableMedia, UnsupportedMedia
 from vigil.media import MediaInfo, probe
-from workers.frames import Backend, Frames, choose_backend, plan_windows, sample_frames, save_thumbnail
+from workers.frames import Backend, Frames, choose_backend, plan_windows, sample_frames
 from workers.testing.clips import (
     iter_frames,
     write_clip_h264,
@@ -305,20 +305,3 @@ def test_plan_windows_edge_cases() -> None:
     assert all(end - start >= 4.0 for start, end in low_fps) and low_fps[-1][1] == 20.0
     with pytest.raises(ValueError):
         plan_windows(_video(1.0), window_s=0, frames_per_window=8)
-
-
-def test_save_thumbnail_is_a_bounded_jpeg(tmp_path: Path) -> None:
-    rgb = np.zeros((480, 640, 3), np.uint8)
-    rgb[..., 0] = 255  # red in RGB
-    out = save_thumbnail(rgb, tmp_path / "t.jpg", max_side=320)
-    bgr = cv2.imread(str(out))
-    assert bgr.shape == (240, 320, 3) and bgr[..., 2].mean() > 200 and bgr[..., 0].mean() < 50
-    assert [p.name for p in tmp_path.iterdir()] == ["t.jpg"]
-
-
-def test_save_thumbnail_creates_its_folder_and_reports_os_errors(tmp_path: Path) -> None:
-    made = save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "new" / "dir" / "t.jpg")
-    assert made.is_file() and made.read_bytes()[:2] == b"\xff\xd8"
-    (tmp_path / "a-file").write_text("x")
-    with pytest.raises(OSError, match="cannot write thumbnail"):
-        save_thumbnail(np.zeros((8, 8, 3), np.uint8), tmp_path / "a-file" / "t.jpg")

@@ -94,3 +94,35 @@ def test_bad_media_arguments_are_clear_errors(
         args = ["ask", str(clip), str(clip), "why?"]
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_ask_about_a_reference_image(env: dict[str, str], clip: Path, tmp_path: Path) -> None:
+    """`--image` puts the example after the clip: the answer is the greedy answer to that very prompt."""
+    from vigil.references import check_reference
+    from workers.clip import load_clip
+    from workers.models import load_model
+    from workers.references import ReferenceImage
+    from workers.scoring import answer_token_ids, decode_text
+
+    front = write_image(tmp_path / "front.jpg", size=(120, 90))
+    answer = invoke(["ask", str(clip), "Is this my car?", "--image", str(front), "--max-tokens", "5"], env)
+    loaded = load_model(env["VIGIL_MODEL__ID"])
+    frames = load_clip(loaded, clip, frames=4)
+    ref = ReferenceImage(check_reference(front).sha256, front)
+    tokens = answer_token_ids(
+        loaded, frames.rgb, fps=frames.fps, question="Is this my car?", references=[ref], max_new_tokens=5
+    )
+    assert answer.strip() == decode_text(loaded, tokens)
+    ranked = invoke(["ask", str(clip), "my car", "--which", "--image", str(front)], env).split()
+    assert ranked[1] == str(clip) and 0 < float(ranked[0]) < 1
+
+
+def test_ask_refuses_a_bad_reference_image_in_one_line(
+    env: dict[str, str], clip: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "front.jpg"
+    bad.write_text("not a picture")
+    result = CliRunner().invoke(cli, ["ask", str(clip), "Is this my car?", "--image", str(bad)], env=env)
+    assert result.exit_code == 2
+    assert "front.jpg: does not decode as an image" in result.output
+    assert "Traceback" not in result.output

@@ -69,7 +69,7 @@ class Rig:
         self.drop.mkdir()
         self.clips = 0
         with write_session(self.factory) as session:
-            sync_targets(session, TARGETS)
+            sync_targets(session, TARGETS, references_dir=stack.root / "references")
             self.source_id = ensure_source(session, "drop", self.drop).id
 
     def clip(self, name: str, *, seconds: float) -> Path:

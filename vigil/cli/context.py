@@ -57,7 +57,7 @@ class AppContext:
         self.require_migrated()
         with write_session(self.factory) as session:
             sync_sources(session, self.settings.watch.sources)
-            sync_targets(session, self.settings.targets)
+            sync_targets(session, self.settings.targets, references_dir=self.settings.storage.references_dir)
             sync_rules(session, self.settings)
 
     def require_migrated(self, *, initialise: bool = True) -> None:

@@ -24,6 +24,24 @@ frames_option = click.option(
     help="Frames sampled from the clip (default: model.frames_per_window).",
 )
 tokens_option = click.option("--max-tokens", type=click.IntRange(1, 4096), default=256, show_default=True)
+image_option = click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A reference image shown to the model after the clip (repeat for several): 'is this my car?'.",
+)
+
+
+def reference_images(images: tuple[Path, ...]) -> list[Any]:
+    """Checked reference images (one-line errors) for a one-off question."""
+    if not images:
+        return []
+    from vigil.references import check_references
+    from workers.references import ReferenceImage
+
+    infos = check_references(list(images))
+    return [ReferenceImage(info.sha256, path) for path, info in zip(images, infos, strict=True)]
 
 
 def resolve_media(app: AppContext, media: str) -> tuple[Path, int | None]:
@@ -65,6 +83,7 @@ def emit(answer: str, stream: Callable[[str], None] | None) -> None:
 @click.argument("media", nargs=-1, required=True)
 @click.argument("question")
 @click.option("--which", is_flag=True, help="Several clips: rank them by P(yes) that each shows QUESTION.")
+@image_option
 @model_option
 @frames_option
 @tokens_option
@@ -74,18 +93,21 @@ def ask_command(
     media: tuple[str, ...],
     question: str,
     which: bool,
+    images: tuple[Path, ...],
     model: str | None,
     frames: int | None,
     max_tokens: int,
 ) -> None:
-    """Answer a free QUESTION about MEDIA, e.g. `vigil ask clip.mp4 "What is the person carrying?"`.
+    """Answer a free QUESTION about MEDIA, e.g. `vigil ask clip.mp4 "What is the person carrying?"`, or
+    about an example: `vigil ask clip.mp4 "Is this my car?" --image front.jpg`.
 
     With several clips and --which, QUESTION is a description ("a man walking a dog") and the clips are
-    ranked by the calibrated P(yes) that each shows it.
+    ranked by the calibrated P(yes) that each shows it (with --image: the thing in the images).
     """
     if len(media) > 1 and not which:
         raise ConfigError("several clips need --which (rank them by how well each shows QUESTION)")
     paths = [resolve_media(app, m)[0] for m in media]
+    refs = reference_images(images)
     loaded = load(app, model)
     from workers.clip import load_clip
     from workers.dialogue import ask
@@ -96,14 +118,21 @@ def ask_command(
         ranked = []
         for path in paths:
             clip = load_clip(loaded, path, frames=n)
-            ranked.append((score_targets(loaded, clip.rgb, fps=clip.fps, descriptions=[question])[0], path))
+            score = score_targets(loaded, clip.rgb, fps=clip.fps, descriptions=[question], references=[refs])
+            ranked.append((score[0], path))
         for p, path in sorted(ranked, key=lambda r: r[0], reverse=True):
             click.echo(f"{p:.3f}  {path}")
         return
     clip = load_clip(loaded, paths[0], frames=n)
     stream = streamer()
     answer = ask(
-        loaded, clip.rgb, fps=clip.fps, question=question, max_new_tokens=max_tokens, on_token=stream
+        loaded,
+        clip.rgb,
+        fps=clip.fps,
+        question=question,
+        references=refs,
+        max_new_tokens=max_tokens,
+        on_token=stream,
     )
     emit(answer, stream)
 

@@ -88,6 +88,8 @@ def run_command(
         specs.append(
             ChildSpec("worker-cpu", [sys.executable, "-m", "workers", "--queue", "cpu", "--name", "cpu@%h"])
         )
+    if settings.homeassistant.enabled:
+        specs.append(ChildSpec("homeassistant", [sys.executable, "-m", "vigil", "homeassistant"]))
     log.info(
         "vigil running: %s; model %s; database %s; broker %s",
         ", ".join(f"{s.name}={s.path}" for s in sources),

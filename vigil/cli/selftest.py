@@ -71,7 +71,7 @@ def run_selftest(workdir: Path, *, family: str) -> list[str]:
     )
     factory = session_factory(make_engine(settings.database))
     with write_session(factory) as session:
-        sync_targets(session, settings.targets)
+        sync_targets(session, settings.targets, references_dir=settings.storage.references_dir)
         source_id = ensure_source(session, "selftest", clip_dir).id
     registration = register_file(factory, source_id=source_id, root=clip_dir, path=clip, info=probe(clip))
     outcome = analyze_media(WorkerRuntime(settings), AnalyzePayload(media_id=registration.media_id))

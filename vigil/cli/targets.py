@@ -1,6 +1,9 @@
-"""`vigil targets add|list|remove|enable|disable`: the entities asked about, described in words."""
+"""`vigil targets add|list|remove|enable|disable`: the entities asked about, described in words and,
+optionally, shown by reference images (`--image`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
@@ -23,18 +26,31 @@ def targets_group() -> None:
 @click.argument("name")
 @click.argument("description")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="P(yes) at which it matches.")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A reference image of this very thing (repeat for several); copied into the data directory.",
+)
 @pass_app
-def targets_add(app: AppContext, name: str, description: str, threshold: float) -> None:
-    """Add a target, e.g. `vigil targets add van "a white delivery van"`; an existing name is updated."""
+def targets_add(
+    app: AppContext, name: str, description: str, threshold: float, images: tuple[Path, ...]
+) -> None:
+    """Add a target, e.g. `vigil targets add van "a white delivery van"`, or by example:
+    `vigil targets add mycar "my car" --image front.jpg --image side.jpg`. An existing name is updated
+    (its images are replaced by the ones given)."""
     try:
-        conf = TargetSettings(name=name, description=description, threshold=threshold)
+        conf = TargetSettings(name=name, description=description, threshold=threshold, images=list(images))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc
     app.require_migrated()
     with write_session(app.factory) as session:
         row = session.scalar(select(Target).where(Target.name == conf.name))
-        verb = "added" if upsert_target(session, conf, row) else "updated"
-    click.echo(f"{verb} target {conf.name}: {conf.description!r} (threshold {conf.threshold})")
+        created = upsert_target(session, conf, row, references_dir=app.settings.storage.references_dir)
+    shown = f", {len(conf.images)} reference image(s)" if conf.images else ""
+    verb = "added" if created else "updated"
+    click.echo(f"{verb} target {conf.name}: {conf.description!r} (threshold {conf.threshold}{shown})")
 
 
 @targets_group.command("list")
@@ -48,9 +64,15 @@ def targets_list(app: AppContext) -> None:
         click.echo('no targets; add one with: vigil targets add NAME "description"')
         return
     width = max(len(t.name) for t in rows)
+    folder = app.settings.storage.references_dir
     for t in rows:
         state = "on " if t.enabled else "off"
         click.echo(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}")
+        for image in t.images or []:
+            stored = folder / image["file"]
+            missing = "" if stored.is_file() else "  (missing!)"
+            size = f"{image['width']}x{image['height']}"
+            click.echo(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}")
 
 
 def _set_enabled(app: AppContext, name: str, enabled: bool) -> None:
