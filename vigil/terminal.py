@@ -2,8 +2,8 @@
 
 A file name or a target description may hold ESC, OSC or ``\\r`` sequences that rewrite the terminal of
 whoever prints it. Every C0 control (tab and newline included: they break one-line output), DEL, every C1
-control and the Unicode bidirectional overrides are shown escaped: ``\\x1b``, ``\\r``, ``\\u202e``. CSV and JSON
-output stays exact and does not use this.
+control and the Unicode bidirectional overrides are shown escaped: ``\\x1b``, ``\\r``, ``\\u202e``.
+CSV and JSON output stays exact and does not use this.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,15 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sql_support import reader, seed, snapshot
 
 from vigil.cli import cli
-from vigil.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.db import is_sqlite
 from vigil.errors import QueryRefused
-from vigil.schema import Base, Media, Source
 from vigil.settings import DatabaseSettings
-from sql_support import reader, seed, snapshot
 from vigil.sql import QueryResult, render, run_query
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +58,7 @@ def seeded_url(db_url: str) -> str:
 
 @pytest.fixture
 def reading(seeded_url: str) -> Iterator[DatabaseSettings]:
-    """Settings `vigil sql` reads with: the SQLite file, or PostgreSQL with the role `vigil db reader` makes."""
+    """What `vigil sql` reads with: the SQLite file, or PostgreSQL as the role `vigil db reader` makes."""
     if is_sqlite(seeded_url):
         yield DatabaseSettings(url=seeded_url)
         return
@@ -71,7 +67,9 @@ def reading(seeded_url: str) -> Iterator[DatabaseSettings]:
 
 
 @pytest.mark.parametrize("statement", WRITES)
-def test_every_write_path_is_refused_and_changes_nothing(seeded_url: str, reading: DatabaseSettings, statement: str) -> None:
+def test_every_write_path_is_refused_and_changes_nothing(
+    seeded_url: str, reading: DatabaseSettings, statement: str
+) -> None:
     before = snapshot(seeded_url)
     with pytest.raises(QueryRefused) as caught:
         run_query(reading, statement, timeout_s=5)
@@ -81,7 +79,9 @@ def test_every_write_path_is_refused_and_changes_nothing(seeded_url: str, readin
     assert not Path("/tmp/vigil-pwned").exists()
 
 
-def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(seeded_url: str, reading: DatabaseSettings) -> None:
+def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(
+    seeded_url: str, reading: DatabaseSettings
+) -> None:
     # Starts like a read; only the database's own read-only enforcement can stop it.
     statement = (
         "WITH x AS (SELECT 1) DELETE FROM media"
@@ -92,7 +92,9 @@ def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(se
         run_query(reading, statement)
 
 
-def test_a_second_statement_is_refused_with_a_clear_message(seeded_url: str, reading: DatabaseSettings) -> None:
+def test_a_second_statement_is_refused_with_a_clear_message(
+    seeded_url: str, reading: DatabaseSettings
+) -> None:
     with pytest.raises(QueryRefused, match="^refused: only one statement may run at a time$"):
         run_query(reading, "SELECT 1; DROP TABLE media")
     # a trailing semicolon or comment is not a second statement
@@ -172,7 +174,11 @@ def test_values_read_as_people_expect() -> None:
 
 
 def invoke(settings: DatabaseSettings, *args: str, **env: str) -> Any:
-    env = {"VIGIL_DATABASE__URL": settings.url, "VIGIL_DATABASE__READONLY_URL": settings.readonly_url or "", **env}
+    env = {
+        "VIGIL_DATABASE__URL": settings.url,
+        "VIGIL_DATABASE__READONLY_URL": settings.readonly_url or "",
+        **env,
+    }
     return CliRunner().invoke(cli, ["sql", *args], env={k: v for k, v in env.items() if v})
 
 
@@ -184,7 +190,9 @@ def test_cli_prints_csv_when_piped_and_binds_params(seeded_url: str, reading: Da
     assert result.stdout == "rel_path,size_bytes\nc0.mp4,100\n"
 
 
-def test_cli_reads_a_query_file_and_formats(seeded_url: str, reading: DatabaseSettings, tmp_path: Path) -> None:
+def test_cli_reads_a_query_file_and_formats(
+    seeded_url: str, reading: DatabaseSettings, tmp_path: Path
+) -> None:
     query = tmp_path / "q.sql"
     query.write_text("SELECT rel_path, status FROM media ORDER BY id LIMIT 2\n")
     result = invoke(reading, "-f", str(query), "--format", "markdown")

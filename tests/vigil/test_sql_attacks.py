@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sql_support import libpq, member_of, reader, seed, snapshot
 from sqlalchemy import create_engine, text
 
-from sql_support import libpq, member_of, reader, seed, snapshot
 from vigil.errors import QueryRefused
 from vigil.migrate import upgrade
 from vigil.settings import DatabaseSettings
@@ -48,7 +48,8 @@ CORPUS = [
     # comments that hide the first word
     Attack("nested comment hides COPY TO PROGRAM",
            f"/* /* */ SELECT */ COPY (SELECT 1) TO PROGRAM 'touch {MARK}'", SQLITE_SYNTAX, NOT_A_READ),
-    Attack("unbalanced comment", f"/* /* */ COPY (SELECT 1) TO '{MARK}'", NOT_A_READ, r"^refused: empty statement"),
+    Attack("unbalanced comment", f"/* /* */ COPY (SELECT 1) TO '{MARK}'", NOT_A_READ,
+           r"^refused: empty statement"),
     Attack("comment then write", "-- SELECT\nDELETE FROM media", NOT_A_READ, NOT_A_READ),
     Attack("dollar quote hides a second statement", "SELECT $x$ */ $x$; DELETE FROM media",
            SQLITE_SYNTAX, r"^refused: only one statement"),
@@ -73,18 +74,22 @@ CORPUS = [
     Attack("query_to_xml_and_xmlschema lists a directory",
            "SELECT query_to_xml_and_xmlschema('select pg_'||'ls_dir(''.'')', true, false, '')",
            NO_SUCH_FUNCTION, READS_ONLY),
-    Attack("query_to_xml runs a DELETE", "SELECT query_to_xml('delete from media returning 1', true, false, '')",
+    Attack("query_to_xml runs a DELETE",
+           "SELECT query_to_xml('delete from media returning 1', true, false, '')",
            NO_SUCH_FUNCTION, r"^query failed: DELETE is not allowed in a non-volatile function"),
     Attack("terminate every other session",
            "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
-           r"^query failed: no such table", r"^refused: only reads are allowed \(must be a superuser to terminate"),
+           r"^query failed: no such table",
+           r"^refused: only reads are allowed \(must be a superuser to terminate"),
     Attack("reload the configuration", "SELECT \"pg_reload_conf\"()", r"^query failed", READS_ONLY),
     Attack("set_config role", "SELECT set_config('role', 'postgres', false)", NO_SUCH_FUNCTION,
            r"^refused: only reads are allowed \(permission denied to set role"),
-    Attack("set_config read-write", "SELECT set_config('transaction_read_only', 'off', true)", NO_SUCH_FUNCTION,
+    Attack("set_config read-write", "SELECT set_config('transaction_read_only', 'off', true)",
+           NO_SUCH_FUNCTION,
            r"^query failed: transaction read-write mode must be set before any query"),
     Attack("DO block with dynamic COPY",
-           f"DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {MARK}'''; END$$", NOT_A_READ, NOT_A_READ),
+           f"DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {MARK}'''; END$$",
+           NOT_A_READ, NOT_A_READ),
     Attack("DO block with lo_export",
            f"DO $$BEGIN PERFORM lo_export(lo_from_bytea(0, 'x'), '{MARK}'); END$$", NOT_A_READ, NOT_A_READ),
     Attack("LOAD a library", "LOAD 'auto_explain'", NOT_A_READ, NOT_A_READ),
@@ -115,7 +120,8 @@ CORPUS = [
            r"^refused: only reads are allowed \(permission denied for sequence"),
     Attack("ATTACH", "ATTACH DATABASE ':memory:' AS other", NOT_A_READ, NOT_A_READ),
     Attack("PRAGMA write", "PRAGMA writable_schema = 1", r"^refused: only reads are allowed", NOT_A_READ),
-    Attack("load_extension", "SELECT load_extension('/tmp/x')", r"^refused: only reads are allowed|^query failed",
+    Attack("load_extension", "SELECT load_extension('/tmp/x')",
+           r"^refused: only reads are allowed|^query failed",
            r"^query failed: function load_extension"),
     Attack("EXPLAIN ANALYZE DELETE", "EXPLAIN ANALYZE DELETE FROM media", SQLITE_SYNTAX, NOT_A_READ),
     # time and memory
@@ -185,7 +191,10 @@ def pg_door(request: pytest.FixtureRequest, pg_database: str) -> Iterator[Door]:
     if request.param == "superuser":
         yield Door("superuser", DatabaseSettings(url=pg_database, readonly_url=pg_database), pg_database)
         return
-    roles = reader(pg_database) if request.param == "reader" else member_of(pg_database, "pg_execute_server_program")
+    if request.param == "reader":
+        roles = reader(pg_database)
+    else:
+        roles = member_of(pg_database, "pg_execute_server_program")
     with roles as readonly_url:
         yield Door(request.param, DatabaseSettings(url=pg_database, readonly_url=readonly_url), pg_database)
 

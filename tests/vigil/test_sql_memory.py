@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sql_support import reader, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +23,12 @@ BYTES_CAP = "vigil sql: truncated at"
 TOO_BIG = "error: refused: a value passes the byte cap"
 # (query, how its stderr starts)
 SQLITE_BOMBS = [
-    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5000000) SELECT n FROM r", ROWS_CAP),
+    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5000000) SELECT n FROM r",
+     ROWS_CAP),
     ("SELECT zeroblob(1000000000)", TOO_BIG),
     ("SELECT printf('%.*c', 100000000, 'x')", ""),  # SQLite returns NULL at its length limit
-    ("WITH RECURSIVE r(s, n) AS (SELECT 'x', 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) SELECT s FROM r",
+    ("WITH RECURSIVE r(s, n) AS (SELECT 'x', 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) "
+     "SELECT s FROM r",
      TOO_BIG),
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 100000) "
      "SELECT randomblob(900000), randomblob(900000) FROM r", BYTES_CAP),

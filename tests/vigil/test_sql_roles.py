@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from sql_support import drop_role, libpq, member_of, seed, snapshot
 from sqlalchemy.engine import make_url
 
-from sql_support import drop_role, libpq, member_of, seed, snapshot
 from vigil.cli import cli
 from vigil.errors import QueryRefused
 from vigil.settings import DatabaseSettings
@@ -105,9 +105,11 @@ def test_vigil_db_reader_makes_the_role_sql_uses(pg_url: str) -> None:
             assert got.exit_code == 0, got.output
             assert got.stdout.splitlines() == ["current_user,count", f"{role},3"]
         again = invoke("db", "reader", "--no-password", VIGIL_DATABASE__URL=pg_url)
-        assert again.exit_code == 0 and again.stdout.strip() == f'readonly_url = "{make_url(pg_url).set(username=role).render_as_string()}"'
+        no_password = make_url(pg_url).set(username=role).render_as_string()
+        assert again.exit_code == 0 and again.stdout.strip() == f'readonly_url = "{no_password}"'
         before = snapshot(pg_url)
-        refused = invoke("sql", "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x", VIGIL_DATABASE__URL=pg_url)
+        write = "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x"
+        refused = invoke("sql", write, VIGIL_DATABASE__URL=pg_url)
         assert refused.exit_code == 2 and refused.stderr.startswith("error: refused: only reads are allowed")
         assert snapshot(pg_url) == before
     finally:

@@ -130,7 +130,7 @@ def reader_command(app: AppContext, password: bool) -> None:
 
     url = app.settings.database.url
     if is_sqlite(url):
-        raise ConfigError("`vigil db reader` is for PostgreSQL; on SQLite `vigil sql` reads read-only already")
+        raise ConfigError("`vigil db reader` is for PostgreSQL; on SQLite `vigil sql` is read-only already")
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -147,7 +147,8 @@ def reader_command(app: AppContext, password: bool) -> None:
         raise ConfigError(f"cannot create the reader role: {' '.join(str(exc).split())}") from exc
     if reasons:
         raise ConfigError(f"the role {role} {'; '.join(reasons)}: revoke that, then run this again")
-    click.echo(f"role {role} may read {make_url(url).database} and nothing else; set in vigil.toml:", err=True)
+    database = make_url(url).database
+    click.echo(f"role {role} may read {database} and nothing else; set in vigil.toml:", err=True)
     click.echo("[database]", err=True)
     click.echo(f'readonly_url = "{readonly}"')
 

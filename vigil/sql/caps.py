@@ -20,7 +20,9 @@ DEFAULT_MAX_BYTES = 1_000_000
 def check_time_limit(seconds: float) -> float:
     """A time limit must be a finite number of seconds above zero (nan, inf, 0 and negatives are refused)."""
     if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds <= 0:
-        raise QueryRefused(f"refused: the time limit must be a finite number of seconds above zero, not {seconds}")
+        raise QueryRefused(
+            f"refused: the time limit must be a finite number of seconds above zero, not {seconds}"
+        )
     return float(seconds)
 
 
@@ -45,7 +47,8 @@ class Deadline:
         return max(0.0, self._at - time.monotonic())
 
     def refusal(self) -> QueryRefused:
-        return QueryRefused(f"query stopped at the time limit of {self.limit_s:g} s (change it with --timeout)")
+        limit = f"{self.limit_s:g} s"
+        return QueryRefused(f"query stopped at the time limit of {limit} (change it with --timeout)")
 
     def check(self) -> None:
         if time.monotonic() > self._at:

@@ -61,7 +61,8 @@ def _one_query(sql: str) -> str:
         raise QueryRefused("refused: empty statement")
     if word not in QUERY_WORDS:
         shown = word.upper() if word else "this"
-        raise QueryRefused(f"refused: {shown} is not a read (only SELECT, WITH, VALUES and TABLE queries may run)")
+        only = "only SELECT, WITH, VALUES and TABLE queries may run"
+        raise QueryRefused(f"refused: {shown} is not a read ({only})")
     return statement
 
 
@@ -138,7 +139,8 @@ def _wrapper(text: str, ncols: int, caps: Caps) -> str:
     size = " + ".join(f"coalesce(octet_length(q.{c}::text), 0)" for c in cols)
     shown = ", ".join(f"CASE WHEN s.n > {caps.max_bytes} THEN NULL ELSE q.{c} END" for c in cols)
     return (
-        f"SELECT s.n, {shown} FROM (SELECT * FROM (\n{text}\n) AS vigil_inner OFFSET 0) AS q({', '.join(cols)})"
+        f"SELECT s.n, {shown} FROM (SELECT * FROM (\n{text}\n) AS vigil_inner OFFSET 0)"
+        f" AS q({', '.join(cols)})"
         f" CROSS JOIN LATERAL (SELECT {size} AS n) AS s LIMIT {caps.max_rows + 1}"
     )
 

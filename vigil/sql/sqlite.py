@@ -87,7 +87,8 @@ def run_sqlite(
     heap_before = conn.execute("PRAGMA hard_heap_limit").fetchone()[0]
     try:
         conn.execute("PRAGMA query_only = ON")
-        conn.execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT if heap_before == 0 else min(heap_before, HEAP_LIMIT)}")
+        heap = HEAP_LIMIT if heap_before == 0 else min(heap_before, HEAP_LIMIT)
+        conn.execute(f"PRAGMA hard_heap_limit = {heap}")
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(caps.max_bytes, 1000))
         conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
         conn.set_authorizer(_authorizer)
