@@ -29,12 +29,18 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest
 
-# docker-compose (Debian's package) validates docker-compose.yml in the tests; installed when missing.
+# docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
+# page's browser tests. Both are installed when missing.
 tools:
 	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& { apt-get install -y -qq docker-compose >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; }; }; } \
 		|| echo "note: docker-compose is not installed and could not be; the compose test needs it"
+	@# Chromium (Debian's) for the review page's browser tests; Playwright's own download is not used.
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq chromium >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
+		|| echo "note: chromium is not installed and could not be; the review page's browser tests need it"
 
 test: tools lint typecheck pytest
 

@@ -91,8 +91,9 @@ class Progress:
         c = self.counts
         found = "scanning" if self.found is None else f"{self.found} found"
         parts = [found, f"{c[SENT]} queued", f"{c[MediaStatus.DONE]} done", f"{c[MediaStatus.FAILED]} failed"]
-        if c[MediaStatus.SKIPPED]:
-            parts.append(f"{c[MediaStatus.SKIPPED]} skipped")
+        for quiet in (MediaStatus.SKIPPED, MediaStatus.SUPERSEDED):
+            if c[quiet]:
+                parts.append(f"{c[quiet]} {quiet}")
         elapsed = self.clock() - self._started
         rate = (self.finished - (self._finished_at_start or 0)) / elapsed if elapsed > 0 else 0.0
         parts.append(f"{rate:.2f}/s")

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -135,7 +135,7 @@ def register_file(
     rel_path = path.relative_to(root).as_posix()
     with factory() as session:
         latest = _latest_version(session, source_id, rel_path)
-        if latest is not None and latest.size_bytes == stat.st_size and latest.mtime == mtime:
+        if _is_current(latest) and latest.size_bytes == stat.st_size and latest.mtime == mtime:
             return Registration(latest.id, latest.status, created=False)
     digest: str | None = None
     try:
@@ -148,7 +148,7 @@ def register_file(
     try:
         with write_session(factory) as session:
             latest = _latest_version(session, source_id, rel_path)
-            if latest is not None and digest is not None and latest.sha256 == digest:
+            if _is_current(latest) and digest is not None and latest.sha256 == digest:
                 latest.size_bytes, latest.mtime = stat.st_size, mtime
                 return Registration(latest.id, latest.status, created=False)
             media = _new_media(session, source_id, rel_path, path, stat.st_size, mtime, digest, latest)
@@ -177,12 +177,13 @@ def register_file(
 
 
 def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, tuple[int, datetime]]:
-    """(size, mtime) of the latest version of every file of a source, in one query: what a rescan diffs."""
+    """(size, mtime) of the latest version of every file of a source, in one query: what a rescan diffs.
+    Superseded versions are left out, so a rescan looks again at a file whose latest version was."""
     known: dict[str, tuple[int, datetime]] = {}
     with factory() as session:
         rows = session.execute(
             select(Media.rel_path, Media.size_bytes, Media.mtime)
-            .where(Media.source_id == source_id)
+            .where(Media.source_id == source_id, Media.status != MediaStatus.SUPERSEDED)
             .order_by(Media.rel_path, Media.version)
         )
         for rel_path, size, mtime in rows:
@@ -193,6 +194,11 @@ def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, 
 def file_mtime(st: os.stat_result) -> datetime:
     """The mtime as stored in `media.mtime` (UTC, microseconds)."""
     return datetime.fromtimestamp(st.st_mtime, UTC)
+
+
+def _is_current(latest: Media | None) -> TypeGuard[Media]:
+    """A superseded latest version was never analysed: whatever is on disk now is the next version."""
+    return latest is not None and latest.status != MediaStatus.SUPERSEDED
 
 
 def _latest_version(session: Session, source_id: int, rel_path: str) -> Media | None:
@@ -241,7 +247,10 @@ def _apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | Non
 def _skip_if_duplicate(session: Session, media: Media) -> None:
     original = session.scalar(
         select(Media)
-        .where(Media.sha256 == media.sha256, Media.status != MediaStatus.FAILED)
+        .where(
+            Media.sha256 == media.sha256,
+            Media.status.not_in([MediaStatus.FAILED, MediaStatus.SUPERSEDED]),
+        )
         .order_by(Media.id)
         .limit(1)
     )

@@ -74,9 +74,12 @@ class MediaStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    SUPERSEDED = "superseded"  # the file changed after registration: never analysed, the next version is
 
 
-TERMINAL_STATUSES = frozenset({MediaStatus.DONE, MediaStatus.FAILED, MediaStatus.SKIPPED})
+TERMINAL_STATUSES = frozenset(
+    {MediaStatus.DONE, MediaStatus.FAILED, MediaStatus.SKIPPED, MediaStatus.SUPERSEDED}
+)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -173,6 +176,9 @@ class Analysis(Base):
     model_ms: Mapped[float] = mapped_column(default=0.0)
     total_ms: Mapped[float] = mapped_column(default=0.0)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # The file as this analysis read it (equal to the media row's: a changed file is superseded, not read).
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    file_mtime: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     media: Mapped[Media] = relationship(back_populates="analyses")
@@ -188,6 +194,9 @@ class Detection(Base):
     __table_args__ = (
         UniqueConstraint("analysis_id", "target_id", "window_index"),
         Index("ix_detections_target_id_created_at", "target_id", "created_at"),
+        # The review page's timeline: matched windows newest first, all or one target's (keyset on id).
+        Index("ix_detections_matched_id", "matched", "id"),
+        Index("ix_detections_target_id_matched_id", "target_id", "matched", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -249,7 +258,9 @@ class Alert(Base):
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
     media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
-    detection_id: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="SET NULL"))
+    detection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("detections.id", ondelete="SET NULL"), index=True
+    )
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     score: Mapped[float]
     start_s: Mapped[float]
@@ -283,3 +294,28 @@ class Delivery(TimestampMixin, Base):
     delivered_at: Mapped[datetime | None]
 
     alert: Mapped[Alert] = relationship(back_populates="deliveries")
+
+
+class Verdict(enum.StrEnum):
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+class Feedback(TimestampMixin, Base):
+    """A person's verdict on what Vigil decided for one detection: right or wrong. One per detection (the
+    latest wins); a verdict given on an alert is a verdict on the alert's detection and names the alert.
+
+    Whether the target was really there follows from the verdict and the decision judged (the detection's
+    `matched`, fixed when it was stored): a right match or a wrong non-match means present.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    detection_id: Mapped[int] = mapped_column(
+        ForeignKey("detections.id", ondelete="CASCADE"), unique=True
+    )
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
+    note: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16), default="web")  # web | cli

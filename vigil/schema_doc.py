@@ -21,7 +21,8 @@ from vigil.schema import Base
 from vigil.settings import DatabaseSettings
 
 COLUMN_NOTES: dict[str, str] = {
-    "media.status": "queued, running, done, failed or skipped (a duplicate of another file's content)",
+    "media.status": "queued, running, done, failed, skipped (a duplicate of another file's content) or "
+    "superseded (the file changed after registration: never analysed; the next version is)",
     "media.version": "a file rewritten in place with new content is a new row with the next version",
     "media.mtime": "the file's modification time (UTC); cameras close a clip when it ends",
     "media.sends": "how many task messages were sent for this row (the reconciler resends lost ones)",
@@ -32,12 +33,18 @@ COLUMN_NOTES: dict[str, str] = {
     "targets.prompt_version": "increases when the description or the reference images change",
     "targets.images": "reference images (sha256, stored file under data_dir/references, original name, size)",
     "analyses.target_ids": "the targets this run asked about",
+    "analyses.size_bytes": "size of the file this analysis read (always the media row's version)",
+    "analyses.file_mtime": "modification time of the file this analysis read",
     "analyses.total_ms": "wall time of the analysis in milliseconds (decode_ms + model_ms + overhead)",
     "detections.p_yes": "the model's probability of 'yes' for the target in this window (0..1)",
     "detections.matched": "p_yes >= the target's threshold at the time of the analysis",
     "detections.start_s": "window start, seconds from the beginning of the file",
     "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
+    "feedback.verdict": "right or wrong: a person's verdict on the detection's matched decision",
+    "feedback.detection_id": "unique: one verdict per detection, the latest wins",
+    "feedback.alert_id": "the alert the verdict was given on, when it was given on one",
+    "feedback.origin": "web (the review page) or cli (`vigil feedback`)",
 }
 
 VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
@@ -84,6 +91,15 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         {
             "deliveries_pending": "deliveries still being retried",
             "detected_at": "estimated wall-clock time of the alert's window start (as in detections_v)",
+        },
+    ),
+    "feedback_v": (
+        "One row per verdict (right/wrong) a person gave on a detection, with what was judged.",
+        {
+            "target_present": "1 when the target was there (a right match or a wrong non-match), else 0",
+            "score": "the detection's P(yes)",
+            "matched": "the decision that was judged",
+            "judged_at": "when the verdict was last given",
         },
     ),
 }

@@ -1,11 +1,20 @@
-"""The completeness check: a file is ready when its size and mtime stayed unchanged for `settle_s` and its
-container opens. Events (close-after-write, moved-in, created, modified) and scans only *nominate* a path;
-one thread owns every decision, so a file is registered by one code path, once.
+"""The completeness check. Events (close-after-write, moved-in, created, modified) and scans only *nominate*
+a path; one thread owns every decision, so a file is registered by one code path, once. A file is complete
+when all of these hold, checked in this order:
 
+1. no writer holds it open: no process has it open for writing in /proc (`watcher.writers`), and on an
+   inotify source no modify event came after the last close-after-write. Where that cannot be known
+   (polling observers, writers /proc cannot show) settle time stands in;
+2. its container is structurally whole (`watcher.containers`), then it opens (`check_ready`);
+3. its size and mtime stayed unchanged for `settle_s` (the last guard).
+
+- held open by a writer: looked at again every `WRITER_POLL_S`, however long the upload stalls;
 - still changing: looked at again when it may have settled;
 - vanished: forgotten quietly;
-- stable but not readable (an upload cut short, a file the watcher may not read): tried again with
-  back-off until `ready_deadline_s` after it was first seen, then registered `failed` with the reason;
+- can never be media (empty, not a container, image bytes under a video name): `failed` as soon as its
+  writer closed it (or it settled, when writers cannot be known);
+- not whole or not readable yet (an upload cut short, a file the watcher may not read): tried again with
+  back-off until `ready_deadline_s` after it last changed, then registered `failed` with the reason;
 - a special file or a symlink out of the root: dropped with a log line, never opened.
 """
 
@@ -17,17 +26,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from vigil.errors import MediaError, TransientError, UnsupportedMedia
+from vigil.errors import MediaError, TransientError, UnreadableMedia, UnsupportedMedia
 from vigil.media import MediaInfo
+from watcher.containers import State, check_file
 from watcher.intake import WatchedSource, check_ready
 from watcher.rules import NotMedia, regular_file_stat
+from watcher.writers import OpenWriters
 
 log = logging.getLogger(__name__)
 
 MIN_TICK_S = 0.05
 MAX_RETRY_S = 10.0
 DB_RETRY_S = 1.0
+WRITER_POLL_S = 0.5
+
+EventKind = Literal["modified", "closed"]
 
 
 @dataclass
@@ -39,9 +54,20 @@ class Pending:
     size: int | None = None
     mtime_ns: int | None = None
     stable_since: float = 0.0  # wall clock, comparable to st_mtime
+    changed_at: float = 0.0  # monotonic: last change of size/mtime, or last time a writer held it
     tries: int = 0
     nominated_at: float = 0.0  # monotonic: the latest event or scan that named it
     deciding_since: float = 0.0  # monotonic: when the decision in progress started
+    modified_at: float = float("-inf")  # monotonic: last modify event (inotify sources only)
+    closed_at: float = float("-inf")  # monotonic: last close-after-write event
+    waiting: str = "new"  # why it is not registered yet, for logs and `vigil status`
+
+
+@dataclass(frozen=True)
+class SettlingSummary:
+    count: int
+    oldest_s: float
+    writing: int  # of which held open by a writer
 
 
 ReadyCallback = Callable[[Pending, MediaInfo | None, MediaError | None], None]
@@ -50,23 +76,39 @@ ReadyCallback = Callable[[Pending, MediaInfo | None, MediaError | None], None]
 class SettleTracker:
     """Nominated paths waiting to be complete; `run` decides them on the calling thread."""
 
-    def __init__(self, *, settle_s: float, deadline_s: float, on_ready: ReadyCallback) -> None:
+    def __init__(
+        self,
+        *,
+        settle_s: float,
+        deadline_s: float,
+        on_ready: ReadyCallback,
+        writers: OpenWriters | None = None,
+    ) -> None:
         self.settle_s = settle_s
         self.deadline_s = deadline_s
         self.on_ready = on_ready
+        self.writers = writers or OpenWriters()
         self._pending: dict[Path, Pending] = {}
         self._cond = threading.Condition()
         self._busy = False
 
-    def nominate(self, source: WatchedSource, path: Path) -> None:
+    def nominate(self, source: WatchedSource, path: Path, *, event: EventKind | None = None) -> None:
         """Look at `path` soon. Idempotent: a path already waiting keeps its history."""
         now = time.monotonic()
         with self._cond:
             entry = self._pending.get(path)
             if entry is None:
-                entry = self._pending[path] = Pending(source, path, first_seen=now, next_check=now)
+                entry = self._pending[path] = Pending(
+                    source, path, first_seen=now, next_check=now, changed_at=now
+                )
                 self._cond.notify()
             entry.nominated_at = now
+            if event == "modified":
+                entry.modified_at = now
+            elif event == "closed":
+                entry.closed_at = now
+                entry.next_check = min(entry.next_check, now)  # the writer is done: decide soon
+                self._cond.notify()
 
     def forget(self, path: Path) -> None:
         with self._cond:
@@ -75,6 +117,13 @@ class SettleTracker:
     def __len__(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    def summary(self) -> SettlingSummary:
+        now = time.monotonic()
+        with self._cond:
+            entries = list(self._pending.values())
+        oldest = max((now - e.first_seen for e in entries), default=0.0)
+        return SettlingSummary(len(entries), oldest, sum(e.waiting.startswith("open") for e in entries))
 
     def idle(self) -> bool:
         with self._cond:
@@ -125,30 +174,69 @@ class SettleTracker:
             # First look: unchanged since its mtime. Later: it just changed.
             entry.stable_since = min(wall, st.st_mtime) if entry.size is None else wall
             entry.size, entry.mtime_ns = st.st_size, st.st_mtime_ns
-        quiet_for = wall - entry.stable_since
+            entry.changed_at = now
+        pids = self.writers.writers(st, fresh_after=entry.nominated_at)
+        closed = self._writer_closed(entry, pids, now)
+        if closed is None or closed:
+            return self._check_structure(entry, now, closed=closed, quiet_for=wall - entry.stable_since)
+        return None
+
+    def _writer_closed(self, entry: Pending, pids: list[int] | None, now: float) -> bool | None:
+        """True: no writer holds it; False: one does (looked at again soon); None: cannot be known."""
+        if pids:
+            entry.waiting = f"open for writing by pid {', '.join(map(str, pids))}"
+        elif entry.modified_at > entry.closed_at and now - entry.modified_at < self.deadline_s:
+            entry.waiting = "open for writing (modified, not closed yet)"
+        elif pids is None and entry.closed_at == float("-inf"):
+            return None
+        else:
+            return True
+        if entry.tries == 0:
+            log.debug("%s: %s", entry.path, entry.waiting)
+        entry.changed_at = now  # a held file is alive: its deadline counts from its last writer
+        entry.next_check = now + WRITER_POLL_S
+        return False
+
+    def _check_structure(self, entry: Pending, now: float, *, closed: bool | None, quiet_for: float) -> None:
+        try:
+            verdict = check_file(entry.path)
+        except FileNotFoundError:
+            return self.forget(entry.path)
+        except OSError as exc:  # e.g. permission denied: the probe below reports it with its reason
+            verdict = None
+            log.debug("cannot read %s for the structure check: %s", entry.path, exc)
+        if verdict is not None and verdict.state is State.INVALID and (closed or quiet_for >= self.settle_s):
+            return self._report(entry, None, UnsupportedMedia(entry.path, verdict.reason))
         if quiet_for < self.settle_s:
+            entry.waiting = "settling"
             entry.next_check = now + max(MIN_TICK_S, self.settle_s - quiet_for)
             return None
+        if verdict is not None and verdict.state is not State.WHOLE:
+            return self._retry_or_fail(entry, now, UnreadableMedia(entry.path, verdict.reason))
         return self._probe_and_report(entry, now)
 
     def _probe_and_report(self, entry: Pending, now: float) -> None:
-        info: MediaInfo | None = None
-        problem: MediaError | None = None
         try:
             info = check_ready(entry.path)
         except FileNotFoundError:
             return self.forget(entry.path)
         except UnsupportedMedia as exc:
-            problem = exc  # will never change: report it now
+            return self._report(entry, None, exc)  # will never change: report it now
         except MediaError as exc:
-            if now - entry.first_seen < self.deadline_s:
-                entry.tries += 1
-                retry = min(MAX_RETRY_S, max(self.settle_s, 0.2) * 2 ** min(entry.tries, 6))
-                entry.next_check = now + min(retry, max(MIN_TICK_S, entry.first_seen + self.deadline_s - now))
-                log.debug("not readable yet (%s), again in %.1fs: %s", exc.reason, retry, entry.path)
-                return None
-            problem = exc
-        self._report(entry, info, problem)
+            return self._retry_or_fail(entry, now, exc)
+        return self._report(entry, info, None)
+
+    def _retry_or_fail(self, entry: Pending, now: float, problem: MediaError) -> None:
+        """Not complete yet: again with back-off, or `failed` once it stayed so for `deadline_s`."""
+        left = entry.changed_at + self.deadline_s - now
+        if left <= 0:
+            return self._report(entry, None, problem)
+        entry.tries += 1
+        entry.waiting = problem.reason
+        retry = min(MAX_RETRY_S, max(self.settle_s, 0.2) * 2 ** min(entry.tries, 6))
+        entry.next_check = now + min(retry, max(MIN_TICK_S, left))
+        log.debug("not complete yet (%s), again in %.1fs: %s", problem.reason, retry, entry.path)
+        return None
 
     def _report(self, entry: Pending, info: MediaInfo | None, problem: MediaError | None) -> None:
         try:

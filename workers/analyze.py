@@ -25,6 +25,7 @@ from vigil.db import write_session
 from vigil.errors import MediaError
 from vigil.media import MediaInfo
 from vigil.schema import Analysis, Detection, Media, MediaStatus, Source, Target, utcnow
+from workers.version import FileRead, Registered
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Claim:
     targets: list[TargetSpec]
     attempts: int
     last_error: str | None
+    registered: Registered
 
 
 def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> Claim | None:
@@ -133,7 +135,10 @@ def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> C
             duration_s=media.duration_s or 0.0,
             codec=None,
         )
-        return Claim(media_id, token, Path(media.path), info, targets, media.attempts, media.error)
+        registered = Registered(media.size_bytes, media.mtime, media.sha256)
+        return Claim(
+            media_id, token, Path(media.path), info, targets, media.attempts, media.error, registered
+        )
 
 
 def _targets_for(session: Session, media: Media) -> list[TargetSpec]:
@@ -192,6 +197,7 @@ def store_results(
     model_id: str,
     prompt_version: int,
     total_ms: float,
+    read: FileRead | None = None,
     after_results: AfterResults | None = None,
 ) -> tuple[int, list[int]]:
     """Write the analysis, its detections and `done` in one transaction. Returns (analysis id, deliveries)."""
@@ -209,6 +215,8 @@ def store_results(
             model_ms=recognition.model_ms,
             total_ms=total_ms,
             worker=WORKER_NAME,
+            size_bytes=read.size_bytes if read else None,
+            file_mtime=read.mtime if read else None,
         )
         session.add(analysis)
         session.flush()
@@ -226,6 +234,13 @@ def mark_failed(factory: sessionmaker[Session], claim: Claim, error: MediaError 
     with write_session(factory) as session:
         _finish(session, claim, status=MediaStatus.FAILED, error=reason)
     log.warning("media %d failed: %s: %s", claim.media_id, claim.path, reason)
+
+
+def mark_superseded(factory: sessionmaker[Session], claim: Claim, reason: str) -> None:
+    """The file changed after registration: this version ends unanalysed (and fires nothing)."""
+    with write_session(factory) as session:
+        _finish(session, claim, status=MediaStatus.SUPERSEDED, error=reason)
+    log.info("media %d superseded: %s: %s (the next version is analysed)", claim.media_id, claim.path, reason)
 
 
 def release(factory: sessionmaker[Session], claim: Claim, *, error: str, count_attempt: bool = True) -> None:

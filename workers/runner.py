@@ -11,15 +11,24 @@ from vigil.contracts import AnalyzePayload
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
 from vigil.rules import evaluate_analysis
-from workers.analyze import LeaseKeeper, LostClaim, claim, mark_failed, release, store_results
+from workers.analyze import (
+    LeaseKeeper,
+    LostClaim,
+    claim,
+    mark_failed,
+    mark_superseded,
+    release,
+    store_results,
+)
 from workers.runtime import WorkerRuntime
+from workers.version import VersionChanged, check_after, check_before
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # done | failed | skipped | retry | lost
+    status: str  # done | failed | skipped | superseded | retry | lost
     retry_in_s: float | None = None
     frames_per_window: int | None = None
     analysis_id: int | None = None
@@ -51,6 +60,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
         return Outcome("retry", retry_in_s=60.0)
     try:
+        read = check_before(taken.path, taken.registered)
         with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):
             recognition = recognizer.recognize(
                 taken.path,
@@ -59,6 +69,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
                 media_id=taken.media_id,
                 frames_per_window=payload.frames_per_window,
             )
+        check_after(taken.path, read)
         analysis_id, deliveries = store_results(
             runtime.factory,
             taken,
@@ -66,10 +77,18 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
             model_id=recognizer.model_id,
             prompt_version=recognizer.prompt_version,
             total_ms=(time.perf_counter() - began) * 1000,
+            read=read,
             after_results=lambda session, analysis: evaluate_analysis(
                 session, analysis, settings=runtime.settings
             ),
         )
+    except VersionChanged as exc:
+        try:  # no drop-folder step: the file on disk belongs to the next version
+            mark_superseded(runtime.factory, taken, exc.reason)
+        except LostClaim as lost:
+            log.warning("%s; not marked superseded", lost)
+            return Outcome("lost")
+        return Outcome("superseded")
     except MediaError as exc:
         mark_failed(runtime.factory, taken, exc)
         _finalize(runtime, taken.media_id)

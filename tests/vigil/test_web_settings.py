@@ -52,5 +52,7 @@ def test_links_are_built_from_base_url_and_ids_only() -> None:
         "media_url": "https://v.example.org/vigil/media/3",
         "thumbnail_url": "https://v.example.org/vigil/detections/9/thumbnail",
     }
-    assert media_links("http://h:8765", media_id=3, detection_id=None) == {"media_url": "http://h:8765/media/3"}
+    assert media_links("http://h:8765", media_id=3, detection_id=None) == {
+        "media_url": "http://h:8765/media/3"
+    }
     assert media_page_path(7) == "/media/7" and thumbnail_path(8) == "/detections/8/thumbnail"

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "vigil.cli.rules",
     "vigil.cli.alerts",
     "vigil.cli.health",
+    "vigil.cli.review",
     "vigil.cli.homeassistant",
 ]
 
@@ -43,6 +44,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
     Answers land as rows in a SQL database; alert rules over them notify people.
     """
     ctx.obj = AppContext(config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 for _name in COMMAND_MODULES:

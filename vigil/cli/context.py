@@ -7,12 +7,13 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 import click
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.errors import ConfigError, VigilError
-from vigil.settings import Settings, load_settings
+from vigil.settings import Settings, format_validation_error, load_settings
 
 
 class AppContext:
@@ -33,7 +34,10 @@ class AppContext:
         for section, values in self.overrides.items():
             merged = getattr(settings, section).model_copy(update=values)
             # Re-validate the section so an override is checked like a file value.
-            setattr(settings, section, type(merged).model_validate(merged.model_dump()))
+            try:
+                setattr(settings, section, type(merged).model_validate(merged.model_dump()))
+            except ValidationError as exc:
+                raise ConfigError(f"{section}: {format_validation_error(exc)}") from exc
         return settings
 
     @cached_property
@@ -47,6 +51,13 @@ class AppContext:
         from vigil.db import session_factory
 
         return session_factory(self.engine)
+
+    def close(self) -> None:
+        """Close the database pool, when a command opened one (called when the command ends)."""
+        engine = self.__dict__.pop("engine", None)
+        self.__dict__.pop("factory", None)
+        if engine is not None:
+            engine.dispose()
 
     def open_database(self) -> None:
         """Check the schema, then mirror the sources and targets of the settings into their tables."""

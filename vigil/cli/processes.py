@@ -88,14 +88,17 @@ def run_command(
         specs.append(
             ChildSpec("worker-cpu", [sys.executable, "-m", "workers", "--queue", "cpu", "--name", "cpu@%h"])
         )
+    if settings.web.enabled:
+        specs.append(ChildSpec("web", [sys.executable, "-m", "vigil.web"]))
     if settings.homeassistant.enabled:
         specs.append(ChildSpec("homeassistant", [sys.executable, "-m", "vigil", "homeassistant"]))
     log.info(
-        "vigil running: %s; model %s; database %s; broker %s",
+        "vigil running: %s; model %s; database %s; broker %s; review page %s",
         ", ".join(f"{s.name}={s.path}" for s in sources),
         settings.model.id,
         settings.database.url,
         settings.broker.url,
+        f"http://{settings.web.host}:{settings.web.port}" if settings.web.enabled else "off",
     )
     supervisor = Supervisor(specs, env=env)
     supervisor.install_signal_handlers()

@@ -1,0 +1,56 @@
+"""`python -m vigil.web [--config PATH]`: the review page as its own process (uvicorn; torch-free)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vigil.db import make_engine, schema_revision, session_factory
+from vigil.errors import ConfigError
+from vigil.logs import configure_logging
+from vigil.migrate import head_revision
+from vigil.settings import Settings, load_settings
+
+log = logging.getLogger("vigil.web")
+
+
+def run_web(settings: Settings) -> int:
+    """Serve the pages until SIGTERM/SIGINT (`vigil web` and `vigil run` call this). Exit status."""
+    import uvicorn
+
+    from vigil.web.app import create_app
+
+    configure_logging(settings.log, process_name="web")
+    engine = make_engine(settings.database)
+    try:
+        current, head = schema_revision(engine), head_revision()
+        if current != head:
+            raise ConfigError(
+                f"database is at revision {current or '(none)'}, Vigil needs {head}: run `vigil db upgrade`"
+            )
+        app = create_app(settings, session_factory(engine))
+        log.info("review page at http://%s:%d", settings.web.host, settings.web.port)
+        uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_config=None, access_log=False)
+    except ConfigError as exc:
+        print(f"web: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vigil.web", description=__doc__)
+    parser.add_argument("--config", help="TOML settings file (else $VIGIL_CONFIG, else ./vigil.toml)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"web: {exc}", file=sys.stderr)
+        return 2
+    return run_web(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

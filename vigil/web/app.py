@@ -1,0 +1,209 @@
+"""The review page: a FastAPI application of server-rendered Jinja2 pages.
+
+Reads go through the database's own sessions (plain def routes run in a thread pool, so a slow query never
+stalls the server). The only writes are a verdict (POST /feedback) and a threshold (POST
+/targets/NAME/threshold), each behind a CSRF token.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
+from vigil.db import write_session
+from vigil.errors import ConfigError
+from vigil.feedback import apply_threshold, labels_from_feedback, record_verdict, settings_line
+from vigil.settings import Settings
+from vigil.web import files, queries
+from vigil.web.security import CSRF_FIELD, BasicAuth, csrf_ok, csrf_token, set_csrf_cookie
+from vigil.web.urls import DETECTION_THUMBNAIL, MEDIA_FILE, MEDIA_PAGE, media_file_path, media_page_path
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES.env.globals.update(media_page_path=media_page_path, media_file_path=media_file_path)
+
+
+def heat(p: float) -> str:
+    """A cell colour for P(yes) on one hue: near white for 0, deep orange-red for 1."""
+    p = min(1.0, max(0.0, p))
+    return f"hsl({int(38 - 30 * p)}, {int(60 + 30 * p)}%, {int(97 - 47 * p)}%)"
+
+
+TEMPLATES.env.filters["heat"] = heat
+TEMPLATES.env.filters["iso"] = lambda t: t.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_filter(params: Any) -> queries.TimelineFilter:
+    """The timeline's query string; a bad value is a 400 naming it."""
+
+    def when(key: str) -> datetime | None:
+        raw = params.get(key) or ""
+        if not raw:
+            return None
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(400, f"{key}: not a date and time: {raw!r}") from None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+    def number(key: str, kind: type) -> Any:
+        raw = params.get(key) or ""
+        try:
+            value = kind(raw) if raw else None
+        except ValueError:
+            raise HTTPException(400, f"{key}: not a number: {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HTTPException(400, f"{key}: not a number: {raw!r}")
+        return value
+
+    feedback = params.get("feedback") or ""
+    if feedback not in queries.FEEDBACK_STATES:
+        raise HTTPException(400, f"feedback: one of none, right, wrong, not {feedback!r}")
+    return queries.TimelineFilter(
+        target=params.get("target") or "",
+        source=params.get("source") or "",
+        since=when("since"),
+        until=when("until"),
+        min_score=number("min_score", float),
+        feedback=feedback,
+        alerts_only=params.get("alerts") == "1",
+        before=number("before", int),
+    )
+
+
+def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
+    app = FastAPI(title="Vigil", docs_url=None, redoc_url=None, openapi_url=None)
+    file_owned = {t.name for t in settings.targets}
+    thumbnails_dir = settings.storage.thumbnails_dir
+
+    def render(request: Request, name: str, **context: Any) -> HTMLResponse:
+        context |= {"csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request)}
+        response = TEMPLATES.TemplateResponse(request, name, context)
+        set_csrf_cookie(request, response)
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def timeline(request: Request) -> HTMLResponse:
+        f = parse_filter(request.query_params)
+        with factory() as session:
+            rows, next_key = queries.timeline(session, f)
+            targets, sources = queries.filter_choices(session)
+        keep = {k: v for k, v in request.query_params.items() if k != "before" and v}
+        older = f"/?{urlencode({**keep, 'before': next_key})}" if next_key else None
+        newest = f"/?{urlencode(keep)}" if f.before else None
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return render(
+            request, "timeline.html", rows=rows, f=f, targets=targets, sources=sources, older=older,
+            newest=newest, here=here,
+        )  # fmt: skip
+
+    @app.get(MEDIA_PAGE, response_class=HTMLResponse)
+    def media(request: Request, media_id: int, analysis: int | None = None) -> HTMLResponse:
+        with factory() as session:
+            page = queries.media_page(session, media_id, analysis)
+            if page is None:
+                raise HTTPException(404, f"no media {media_id}")
+            return render(request, "media.html", page=page, here=media_page_path(media_id))
+
+    @app.get(MEDIA_FILE)
+    def media_file(media_id: int) -> FileResponse:
+        with factory() as session:
+            found = files.media_file(session, media_id)
+        if found is None:
+            raise HTTPException(404, f"no file for media {media_id}")
+        path, media_type = found
+        return FileResponse(path, media_type=media_type)  # answers Range requests with 206
+
+    @app.get(DETECTION_THUMBNAIL)
+    def thumbnail(detection_id: int) -> FileResponse:
+        with factory() as session:
+            path = files.thumbnail_file(session, detection_id, thumbnails_dir)
+        if path is None:
+            raise HTTPException(404, f"no thumbnail for detection {detection_id}")
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/targets", response_class=HTMLResponse)
+    def targets(request: Request, precision: float = DEFAULT_PRECISION) -> HTMLResponse:
+        if not 0 < precision <= 1:
+            raise HTTPException(400, "precision: must be in (0, 1]")
+        cards = []
+        with factory() as session:
+            for scores in queries.target_histograms(session):
+                try:
+                    fit, refusal = (
+                        fit_threshold(labels_from_feedback(session, scores.target.id), precision=precision),
+                        None,
+                    )
+                except NotEnoughLabels as exc:
+                    fit, refusal = None, str(exc)
+                owned = scores.target.name in file_owned
+                line = (
+                    settings_line(scores.target.name, fit.threshold)
+                    if owned and fit and fit.threshold is not None
+                    else None
+                )
+                cards.append({"scores": scores, "fit": fit, "refusal": refusal, "owned": owned, "line": line})
+        return render(request, "targets.html", cards=cards, precision=precision)  # fmt: skip
+
+    async def checked_form(request: Request) -> Any:
+        form = await request.form()
+        if not csrf_ok(request, form.get(CSRF_FIELD)):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return form
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        form = await checked_form(request)
+        try:
+            detection_id = int(str(form.get("detection_id", "")))
+            alert_id = int(str(form["alert_id"])) if form.get("alert_id") else None
+        except ValueError:
+            raise HTTPException(400, "detection_id and alert_id must be numbers") from None
+        verdict, note = str(form.get("verdict", "")), str(form.get("note") or "")
+        try:
+            with write_session(factory) as session:
+                record_verdict(
+                    session, detection_id=detection_id, verdict=verdict, note=note, alert_id=alert_id
+                )
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from None
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detection_id": detection_id, "verdict": verdict})
+        return RedirectResponse(safe_next(form.get("next")), status_code=303)  # fmt: skip
+
+    @app.post("/targets/{name}/threshold")
+    async def threshold(request: Request, name: str) -> Response:
+        form = await checked_form(request)
+        try:
+            value = float(str(form.get("threshold", "")))
+            with write_session(factory) as session:
+                apply_threshold(session, target_name=name, threshold=value, file_owned=file_owned)
+        except ValueError:
+            raise HTTPException(400, "threshold must be a number") from None
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return RedirectResponse(safe_next(form.get("next")) or "/targets", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def one_line(request: Request, exc: HTTPException) -> Response:
+        return Response(
+            f"{exc.status_code}: {exc.detail}\n", status_code=exc.status_code, media_type="text/plain"
+        )
+
+    if settings.web.password is not None:
+        app.add_middleware(BasicAuth, password=settings.web.password.get_secret_value())
+    return app
+
+
+def safe_next(value: object) -> str:
+    """Redirect only to a path on this site."""
+    text = str(value or "/")
+    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"

@@ -1,0 +1,50 @@
+"""Files the pages serve, found by row id only: a media row's file, a detection's thumbnail.
+
+Nothing from the request names a path. A stored path is served only when it still resolves inside the
+folder it belongs to (the source's folder, the thumbnails folder): a symlink swapped in later cannot
+make the page serve another file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from vigil.schema import Detection, Media, Source
+
+MEDIA_TYPES = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".ts": "video/mp2t", ".mts": "video/mp2t",
+    ".3gp": "video/3gpp", ".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp", ".webp": "image/webp",
+}  # fmt: skip
+
+
+def _inside(path: Path, folder: Path) -> Path | None:
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_file() or not real.is_relative_to(folder.resolve()):
+        return None
+    return real
+
+
+def media_file(session: Session, media_id: int) -> tuple[Path, str] | None:
+    """The registered file of a media row and its content type, or None."""
+    media = session.get(Media, media_id)
+    if media is None:
+        return None
+    source = session.get_one(Source, media.source_id)
+    real = _inside(Path(media.path), Path(source.path))
+    if real is None:
+        return None
+    return real, MEDIA_TYPES.get(real.suffix.lower(), "application/octet-stream")
+
+
+def thumbnail_file(session: Session, detection_id: int, thumbnails_dir: Path) -> Path | None:
+    detection = session.get(Detection, detection_id)
+    if detection is None or not detection.thumbnail_path:
+        return None
+    return _inside(Path(detection.thumbnail_path), thumbnails_dir)

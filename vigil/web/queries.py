@@ -1,0 +1,265 @@
+"""What the pages read. Plain SELECTs through the database's own session, the same on SQLite and
+PostgreSQL; the timeline pages by keyset on the detection id (indexed), never by OFFSET."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, Select, cast, func, select
+from sqlalchemy.orm import Session
+
+from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Feedback, Media, Source, Target
+
+PAGE_SIZE = 50
+FEEDBACK_STATES = ("", "none", "right", "wrong")
+
+
+@dataclass(frozen=True)
+class TimelineFilter:
+    target: str = ""
+    source: str = ""
+    since: datetime | None = None  # on the file's time (media.mtime, UTC)
+    until: datetime | None = None
+    min_score: float | None = None
+    feedback: str = ""  # "", none, right, wrong
+    alerts_only: bool = False
+    before: int | None = None  # keyset: detections with a smaller id
+    limit: int = PAGE_SIZE
+
+
+@dataclass
+class AlertView:
+    id: int
+    rule: str
+    severity: str
+    fired_at: datetime
+    deliveries: list[tuple[str, str, int, str | None]] = field(default_factory=list)  # channel, status, …
+
+
+@dataclass
+class TimelineRow:
+    detection_id: int
+    media_id: int
+    target: str
+    source: str
+    rel_path: str
+    seen_at: datetime  # file mtime - duration + window start: a camera closes a clip when it ends
+    score: float
+    matched: bool
+    start_s: float
+    end_s: float
+    evidence: str | None
+    has_thumbnail: bool
+    verdict: str | None
+    note: str | None
+    alerts: list[AlertView] = field(default_factory=list)
+
+
+def timeline_query(
+    f: TimelineFilter, *, rows: str, target_id: int | None, source_id: int | None
+) -> Select[Any]:
+    """`rows`: "matched" (walks the (matched, id) or (target_id, matched, id) index backwards, no sort),
+    "alerted" (detections an alert fired on) or "alerted_unmatched" (those a rule's min_score let through
+    below the threshold). An OR of the two would make the planner collect and sort every match."""
+    d = Detection
+    query = (
+        select(
+            d.id, d.media_id, Target.name, Source.name, Media.rel_path, Media.mtime, Media.duration_s,
+            d.p_yes, d.matched, d.start_s, d.end_s, d.evidence, d.thumbnail_path, Feedback.verdict,
+            Feedback.note,
+        )
+        .join(Media, Media.id == d.media_id)
+        .join(Source, Source.id == Media.source_id)
+        .join(Target, Target.id == d.target_id)
+        .outerjoin(Feedback, Feedback.detection_id == d.id)
+    )  # fmt: skip
+    alerted = d.id.in_(select(Alert.detection_id).where(Alert.detection_id.is_not(None)))
+    if rows == "matched":
+        query = query.where(d.matched.is_(True))
+    elif rows == "alerted":
+        query = query.where(alerted)
+    else:
+        query = query.where(d.matched.is_(False), alerted)
+    if target_id is not None:
+        query = query.where(d.target_id == target_id)
+    if source_id is not None:
+        query = query.where(Media.source_id == source_id)
+    if f.since is not None:
+        query = query.where(Media.mtime >= f.since)
+    if f.until is not None:
+        query = query.where(Media.mtime < f.until)
+    if f.min_score is not None:
+        query = query.where(d.p_yes >= f.min_score)
+    if f.feedback == "none":
+        query = query.where(Feedback.id.is_(None))
+    elif f.feedback in ("right", "wrong"):
+        query = query.where(Feedback.verdict == f.feedback)
+    if f.before is not None:
+        query = query.where(d.id < f.before)
+    return query.order_by(d.id.desc()).limit(f.limit + 1)  # type: ignore[return-value]
+
+
+def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], int | None]:
+    """One page of rows, newest first, and the keyset of the next page (None on the last)."""
+    target_id = source_id = None
+    if f.target:
+        target_id = session.scalar(select(Target.id).where(Target.name == f.target))
+        if target_id is None:
+            return [], None
+    if f.source:
+        source_id = session.scalar(select(Source.id).where(Source.name == f.source))
+        if source_id is None:
+            return [], None
+    parts = ["alerted"] if f.alerts_only else ["matched", "alerted_unmatched"]
+    raw: list[Any] = []
+    for part in parts:
+        raw += session.execute(timeline_query(f, rows=part, target_id=target_id, source_id=source_id)).all()
+    raw.sort(key=lambda r: r[0], reverse=True)
+    more = len(raw) > f.limit
+    rows = [_row(r) for r in raw[: f.limit]]
+    by_detection = {row.detection_id: row for row in rows}
+    for detection_id, alert in alerts_of(session, list(by_detection)):
+        by_detection[detection_id].alerts.append(alert)
+    return rows, (rows[-1].detection_id if more and rows else None)
+
+
+def _row(r: Any) -> TimelineRow:
+    (detection_id, media_id, target, source, rel_path, mtime, duration, score, matched, start, end,
+     evidence, thumbnail, verdict, note) = r  # fmt: skip
+    seen_at = mtime + timedelta(seconds=start - (duration or 0.0))
+    return TimelineRow(
+        detection_id, media_id, target, source, rel_path, seen_at, score, matched, start, end, evidence,
+        thumbnail is not None, verdict, note,
+    )  # fmt: skip
+
+
+def alerts_of(session: Session, detection_ids: list[int]) -> list[tuple[int, AlertView]]:
+    """The alerts fired on these detections, each with its deliveries."""
+    if not detection_ids:
+        return []
+    alerts = session.execute(
+        select(Alert.detection_id, Alert.id, AlertRule.name, Alert.severity, Alert.fired_at)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(Alert.detection_id.in_(detection_ids))
+        .order_by(Alert.id)
+    ).all()
+    views = {alert_id: AlertView(alert_id, rule, sev, fired) for _, alert_id, rule, sev, fired in alerts}
+    if views:
+        deliveries = session.execute(
+            select(
+                Delivery.alert_id, Delivery.channel, Delivery.status, Delivery.attempts, Delivery.last_error
+            )
+            .where(Delivery.alert_id.in_(list(views)))
+            .order_by(Delivery.channel)
+        )
+        for alert_id, channel, status, attempts, error in deliveries:
+            views[alert_id].deliveries.append((channel, status, attempts, error))
+    return [(detection_id or 0, views[alert_id]) for detection_id, alert_id, *_ in alerts]
+
+
+def filter_choices(session: Session) -> tuple[list[str], list[str]]:
+    targets = list(session.scalars(select(Target.name).order_by(Target.name)))
+    sources = list(session.scalars(select(Source.name).order_by(Source.name)))
+    return targets, sources
+
+
+@dataclass
+class MediaPage:
+    media: Media
+    source: str
+    analyses: list[Analysis]
+    analysis: Analysis | None  # the one shown in the grid (newest by default)
+    targets: list[Target]
+    windows: list[tuple[int, float, float]]  # index, start, end
+    cells: dict[tuple[int, int], Detection]  # (window, target id) -> detection
+    verdicts: dict[int, Feedback]
+    alerts: list[tuple[Alert, str, str, list[Delivery]]]  # alert, rule, target, deliveries
+
+
+def media_page(session: Session, media_id: int, analysis_id: int | None = None) -> MediaPage | None:
+    media = session.get(Media, media_id)
+    if media is None:
+        return None
+    analyses = list(
+        session.scalars(select(Analysis).where(Analysis.media_id == media_id).order_by(Analysis.id.desc()))
+    )
+    chosen = next((a for a in analyses if a.id == analysis_id), analyses[0] if analyses else None)
+    detections = (
+        list(session.scalars(select(Detection).where(Detection.analysis_id == chosen.id))) if chosen else []
+    )
+    target_ids = sorted({d.target_id for d in detections})
+    targets = list(session.scalars(select(Target).where(Target.id.in_(target_ids)).order_by(Target.name)))
+    windows = sorted({(d.window_index, d.start_s, d.end_s) for d in detections})
+    verdicts = {
+        fb.detection_id: fb
+        for fb in session.scalars(
+            select(Feedback).where(Feedback.detection_id.in_([d.id for d in detections]))
+        )
+    }
+    alerts = []
+    for alert, rule, target in session.execute(
+        select(Alert, AlertRule.name, Target.name)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .join(Target, Target.id == Alert.target_id)
+        .where(Alert.media_id == media_id)
+        .order_by(Alert.id)
+    ).all():
+        deliveries = list(
+            session.scalars(select(Delivery).where(Delivery.alert_id == alert.id).order_by(Delivery.channel))
+        )
+        alerts.append((alert, rule, target, deliveries))
+    return MediaPage(
+        media=media,
+        source=session.get_one(Source, media.source_id).name,
+        analyses=analyses,
+        analysis=chosen,
+        targets=targets,
+        windows=windows,
+        cells={(d.window_index, d.target_id): d for d in detections},
+        verdicts=verdicts,
+        alerts=alerts,
+    )
+
+
+@dataclass
+class TargetScores:
+    target: Target
+    # Per score bin (20 over [0, 1]): windows judged right-present, judged absent, unlabelled.
+    present: list[int]
+    absent: list[int]
+    unlabelled: list[int]
+
+
+BINS = 20
+
+
+def target_histograms(session: Session) -> list[TargetScores]:
+    """Score histograms per target: every window counted once (one scan), the judged ones split by what
+    their verdicts say (a join over the few feedback rows); unlabelled is the difference."""
+    dialect = session.get_bind().dialect.name
+
+    def bucket(score: Any) -> Any:
+        # PostgreSQL's CAST rounds, SQLite's truncates (and may lack floor()).
+        return func.floor(score * BINS) if dialect == "postgresql" else cast(score * BINS, Integer)
+
+    counts: dict[int, dict[str, list[int]]] = defaultdict(
+        lambda: {"present": [0] * BINS, "absent": [0] * BINS, "unlabelled": [0] * BINS}
+    )
+    every = select(Detection.target_id, bucket(Detection.p_yes).label("b"), func.count()).group_by(
+        Detection.target_id, "b"
+    )
+    for target_id, b, n in session.execute(every):
+        counts[target_id]["unlabelled"][min(BINS - 1, max(0, int(b)))] += n
+    judged = (
+        select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict)
+        .join(Feedback, Feedback.detection_id == Detection.id)
+    )
+    for target_id, score, matched, verdict in session.execute(judged):
+        slot = min(BINS - 1, max(0, int(score * BINS)))
+        counts[target_id]["present" if matched == (verdict == "right") else "absent"][slot] += 1
+        counts[target_id]["unlabelled"][slot] -= 1
+    targets = session.scalars(select(Target).order_by(Target.name))
+    return [TargetScores(t, **counts[t.id]) for t in targets]
