@@ -2,9 +2,9 @@
 
 Baseline: a naive evaluator that compiles every rule for every analysis and asks the database, for every
 (detection, rule) pair that passes its score, whether the rule is cooling down, then checks dedup and fires
-per run. Ours: `vigil.rules.evaluate_analysis` (rules compiled once, one dedup and one cooldown query per
-analysis). Both run on identical fresh SQLite databases, one write transaction per analysis as in the worker,
-and must fire the same number of alerts. Prints a table, then one JSON line.
+per run. Ours: `vigil.alerts.evaluation.evaluate_analysis` (rules compiled once, one dedup and one cooldown
+query per analysis). Both run on identical fresh SQLite databases, one write transaction per analysis as in
+the worker, and must fire the same number of alerts. Prints a table, then one JSON line.
 
     PYTHONPATH=. python bench/alerts.py [--analyses 200] [--rules 100]
 """
@@ -24,22 +24,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.compiled import compile_rule
+from vigil.alerts.evaluation import evaluate_analysis
+from vigil.alerts.matching import Candidate, Context, _runs, check_windows, dedup_key, load_context
+from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
 from vigil.db import make_engine, session_factory, write_session
+from vigil.declared import apply_settings
 from vigil.migrate import upgrade
-from vigil.rules import (
-    Candidate,
-    ChannelState,
-    Context,
-    _runs,
-    add_deliveries,
-    check_windows,
-    compile_rule,
-    dedup_key,
-    evaluate_analysis,
-    load_context,
-    new_alert,
-    sync_rules,
-)
 from vigil.schema import Alert, AlertRule, Analysis, Detection, Media, Source, Target
 from vigil.settings import DatabaseSettings, RuleSettings, Settings, TargetSettings
 
@@ -76,8 +67,7 @@ def build(url: str, settings: Settings, analyses: int, seed: int) -> tuple[sessi
             session.add(Target(name=t.name, description=t.description, threshold=t.threshold))
         for s in SOURCES:
             session.add(Source(name=s, path=f"/srv/{s}"))
-        session.flush()
-        sync_rules(session, settings)
+    apply_settings(factory, settings)
     ids = []
     t0 = datetime(2026, 3, 7, 18, 0, tzinfo=UTC)
     with write_session(factory) as session:

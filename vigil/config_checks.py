@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from vigil.alerts.schedule import parse_hours, parse_zone
+from vigil.alerts.template import check_template
 from vigil.errors import ConfigError
 
 WEBHOOK_SCHEMES = ("http", "https")
@@ -64,22 +66,16 @@ def check_webhook_secret(secret: str) -> str:
 
 
 def check_hours(text: str) -> str:
-    from vigil.rules import parse_hours
-
     _as_value_error(lambda: parse_hours(text, where="rule"))
     return text
 
 
 def check_timezone(name: str) -> str:
-    from vigil.rules import parse_zone
-
     _as_value_error(lambda: parse_zone(name, where="rule"))
     return name
 
 
 def check_template_text(text: str) -> str:
-    from vigil.template import check_template
-
     _as_value_error(lambda: check_template(text, where="rule.message"))
     return text
 

@@ -27,11 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.sync import upsert_rule
 from vigil.config_checks import BUILTIN_CHANNEL, missing_targets, refuse
 from vigil.db import write_session
 from vigil.errors import ConfigError
 from vigil.registry import sync_sources, sync_targets
-from vigil.rules import upsert_rule
 from vigil.schema import AlertRule, DeclaredMixin, Source, Target
 from vigil.settings import Settings, SourceSettings
 

@@ -7,9 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,9 +19,10 @@ from typing import Any
 
 import pytest
 from alerting_support import Reply, receiving
-from conftest import free_port, missing_service
+from conftest import free_port
+from mqtt_support import Mosquitto
 
-from vigil.channels import (
+from vigil.alerts.channels import (
     CommandSender,
     DeliveryFailed,
     EmailSender,
@@ -59,7 +57,7 @@ def note(*, thumbnail: Path | None = None, key: str = "msg_abc") -> Notification
 def verify_standard_webhook(
     secret: str, headers: dict[str, str], body: bytes, *, tolerance_s: int = 300
 ) -> None:
-    """An independent verifier written from the Standard Webhooks spec (not using vigil.channels.sign)."""
+    """An independent verifier written from the Standard Webhooks spec (not using our `sign`)."""
     msg_id, ts = headers["webhook-id"], headers["webhook-timestamp"]
     assert abs(time.time() - int(ts)) < tolerance_s
     key = base64.b64decode(secret[len("whsec_") :]) if secret.startswith("whsec_") else secret.encode()
@@ -155,7 +153,7 @@ def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_log_channel(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="vigil.channels"):
+    with caplog.at_level("WARNING", logger="vigil.alerts.channels"):
         LogSender(ChannelSettings(name="log", kind="log")).send(note())
     assert "ALERT critical: person at cam/1 (msg_abc)" in caplog.text
 
@@ -238,37 +236,6 @@ def test_email_rejections(smtp_server: tuple[SmtpHandler, int]) -> None:
 
 
 # ---------------------------------------------------------------- MQTT
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            missing_service("mosquitto is not installed")
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from alerting_support import add_analysis, add_media, dispose_engines, factory_f
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
 from vigil.db import write_session
 from vigil.declared import apply_settings
-from vigil.rules import evaluate_analysis
 from vigil.schema import Alert, AlertRule, Delivery, Source, Target
 from vigil.settings import load_settings
 

@@ -20,12 +20,13 @@ from alerting_support import (
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from vigil.alerts.evaluation import evaluate_analysis, explain_rule
+from vigil.alerts.schedule import parse_hours
+from vigil.alerts.template import check_template
 from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.rules import evaluate_analysis, explain_rule, parse_hours
 from vigil.schema import Alert, Channel, Delivery
 from vigil.settings import format_validation_error
-from vigil.template import check_template
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +129,7 @@ def test_hours_parse_and_wrap() -> None:
     assert day.contains(8 * 60 + 30) and not day.contains(8 * 60 + 29) and not day.contains(17 * 60)
 
 
-def test_sync_rules_upserts_by_name(sqlite_url: str) -> None:
+def test_applying_settings_upserts_rules_by_name(sqlite_url: str) -> None:
     settings, factory = setup(sqlite_url, rule(min_score=0.8))
     changed = make_settings(sqlite_url, rules=[rule(min_score=0.6)], channels=[HOOK])
     sync_all(factory, changed)
@@ -320,7 +321,7 @@ def test_explain_says_why_not(db_url: str) -> None:
 
 
 def test_rules_added_outside_settings_survive_sync(sqlite_url: str) -> None:
-    from vigil.rules import upsert_rule
+    from vigil.alerts.sync import upsert_rule
     from vigil.settings import RuleSettings
 
     settings, factory = setup(sqlite_url, rule())

@@ -16,6 +16,7 @@ from vigil.errors import ConfigError
 from vigil.registry import upsert_target
 from vigil.schema import Target
 from vigil.settings import TargetSettings, format_validation_error
+from vigil.terminal import safe
 
 
 @click.group("targets")
@@ -83,12 +84,12 @@ def targets_list(app: AppContext) -> None:
     for t in rows:
         state = "on " if t.enabled else "off"
         owner = f"  (from {t.declared_in})" if t.declared_in else ""
-        click.echo(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}{owner}")
+        click.echo(safe(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}{owner}"))
         for image in t.images or []:
             stored = folder / image["file"]
             missing = "" if stored.is_file() else "  (missing!)"
             size = f"{image['width']}x{image['height']}"
-            click.echo(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}")
+            click.echo(safe(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}"))
 
 
 def _existing(app: AppContext, name: str) -> Target:
