@@ -69,11 +69,16 @@ class AppContext:
     def require_migrated(self, *, initialise: bool = True) -> None:
         """Refuse to work on a database at another schema revision than the code's.
 
-        A brand-new embedded SQLite database is created on the spot (the one-machine default needs no
-        separate step); any other database must be migrated explicitly with `vigil db upgrade`.
+        A brand-new embedded SQLite database is created on the spot by commands that write (the
+        one-machine default needs no separate step); commands that only read (`initialise=False`) create
+        nothing and say so. Any other database must be migrated explicitly with `vigil db upgrade`.
         """
-        from vigil.db import is_sqlite, schema_revision
+        from vigil.db import is_sqlite, missing_sqlite_file, no_database_message, schema_revision
         from vigil.migrate import head_revision, upgrade
+
+        missing = missing_sqlite_file(self.settings.database.url)
+        if missing is not None and not initialise:
+            raise ConfigError(no_database_message(missing))
 
         current, head = schema_revision(self.engine), head_revision()
         if current is None and initialise and is_sqlite(self.settings.database.url):
