@@ -1,15 +1,19 @@
-"""A real MQTT subscriber that records every message (topic, payload, retained flag, arrival time), for
-tests against the Mosquitto on 127.0.0.1:1883. Tests use a unique topic root so parallel runs never meet."""
+"""MQTT for tests: a subscriber that records every message (topic, payload, retained flag, arrival time),
+the Mosquitto on 127.0.0.1:1883 (tests use a unique topic root so parallel runs never meet), and a
+Mosquitto of a test's own on a free port, for tests that stop and start the broker."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +21,59 @@ import pytest
 BROKER = ("127.0.0.1", 1883)
 
 
+def missing(reason: str) -> None:
+    """Skip, or fail with VIGIL_REQUIRE_SERVICES=1 as CI sets (decided here: importing `conftest` is
+    ambiguous when tests of several folders with their own conftest.py run together)."""
+    if os.environ.get("VIGIL_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_broker() -> None:
-    """Skip without the broker, or fail with VIGIL_REQUIRE_SERVICES=1 as CI sets (decided here: importing
-    `conftest` is ambiguous when tests of several folders with their own conftest.py run together)."""
     try:
         with socket.create_connection(BROKER, timeout=2):
             pass
     except OSError as exc:
-        reason = f"Mosquitto at {BROKER[0]}:{BROKER[1]}: {exc}"
-        if os.environ.get("VIGIL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"required service unavailable: {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing(f"Mosquitto at {BROKER[0]}:{BROKER[1]}: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Mosquitto:
+    """A broker of the test's own, on a free port, that can be stopped and started again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            missing("mosquitto is not installed")
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
 
 
 def unique_root(name: str) -> str:
@@ -43,7 +89,7 @@ class Message:
 
 
 class MqttRecorder:
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, *, port: int = BROKER[1]) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
@@ -53,6 +99,7 @@ class MqttRecorder:
         self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
         self.client.on_message = self._on_message
+        self.port = port
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         with self.cond:
@@ -60,7 +107,7 @@ class MqttRecorder:
             self.cond.notify_all()
 
     def __enter__(self) -> MqttRecorder:
-        self.client.connect(*BROKER)
+        self.client.connect(BROKER[0], self.port)
         self.client.loop_start()
         assert self.subscribed.wait(10), "the subscription was not acknowledged"
         return self

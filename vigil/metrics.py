@@ -2,7 +2,8 @@
 
 Who records what:
 - the watcher: registrations, reconciler re-sends, and, computed on each scrape from the database, the queue
-  depth (`QueueCollector`, one grouped COUNT over the `(status, enqueued_at)` index);
+  depth (`QueueCollector`, one grouped COUNT over the `(status, enqueued_at)` index), and from its settle
+  tracker the files still settling (`SettlingCollector`);
 - workers: analysis outcomes, timings, frames, detections, alerts (gpu queue) and deliveries (cpu queue).
 
 Workers run a Celery prefork pool: each child counts in its own memory-mapped file under
@@ -20,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
@@ -78,6 +79,8 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
 )
 
+SETTLING_FILES = "vigil_watcher_settling_files"
+SETTLING_OLDEST = "vigil_watcher_settling_oldest_seconds"
 QUEUE_DEPTH = "vigil_queue_depth"
 QUEUE_OLDEST = "vigil_queue_oldest_seconds"
 DELIVERIES_PENDING = "vigil_deliveries_pending"
@@ -85,7 +88,7 @@ DELIVERIES_PENDING = "vigil_deliveries_pending"
 
 def metric_names() -> set[str]:
     """Every series name this module can export (counters with `_total`, histograms with their parts)."""
-    names = {QUEUE_DEPTH, QUEUE_OLDEST, DELIVERIES_PENDING}
+    names = {QUEUE_DEPTH, QUEUE_OLDEST, DELIVERIES_PENDING, SETTLING_FILES, SETTLING_OLDEST}
     for value in globals().values():
         if isinstance(value, Counter):
             names |= {f"{value._name}_total", f"{value._name}_created"}
@@ -220,6 +223,37 @@ def _aware(moment: Any) -> Any:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+class SettlingCollector(Collector):
+    """Files the watcher has seen but not registered, read from its settle tracker at scrape time."""
+
+    def __init__(self, summary: Callable[[], tuple[int, int, float]]) -> None:
+        self.summary = summary  # () -> (count, held open by a writer, oldest in seconds)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        count, writing, oldest_s = self.summary()
+        files = GaugeMetricFamily(
+            SETTLING_FILES,
+            "Files seen but not registered yet, by what they wait for (writer: held open for writing)",
+            labels=["waiting"],
+        )
+        files.add_metric(["writer"], float(writing))
+        files.add_metric(["other"], float(count - writing))
+        oldest = GaugeMetricFamily(SETTLING_OLDEST, "Seconds since the oldest settling file was first seen")
+        oldest.add_metric([], oldest_s)
+        yield from (files, oldest)
+
+
+def watch_settling(
+    summary: Callable[[], tuple[int, int, float]], registry: CollectorRegistry = REGISTRY
+) -> SettlingCollector:
+    collector = SettlingCollector(summary)
+    registry.register(collector)
+    return collector
+
+
 _queue_collector: QueueCollector | None = None
 _collector_lock = threading.Lock()
 
@@ -266,11 +300,18 @@ def _multiprocess_registry() -> CollectorRegistry:
     return registry
 
 
-def serve_watcher_metrics(settings: Any, factory: sessionmaker[Session]) -> bool:
-    """The watcher's endpoint: its counters plus the queue gauges. `settings` is the whole Settings."""
+def serve_watcher_metrics(
+    settings: Any,
+    factory: sessionmaker[Session],
+    settling: Callable[[], tuple[int, int, float]] | None = None,
+) -> bool:
+    """The watcher's endpoint: its counters, the queue gauges and (given `settling`) the files still
+    settling. `settings` is the whole Settings."""
     if not settings.metrics.enabled:
         return False
     watch_queue(factory)
+    if settling is not None:
+        watch_settling(settling)
     return start_metrics_server(settings.metrics.watcher_port)
 
 

@@ -5,7 +5,8 @@ Threads (all daemon, all stopped by `stop()`):
 - one observer per source (inotify, or polling for network shares and when inotify runs out of watches);
 - `settle`: the only thread that registers files (one transaction each), so nothing is registered twice;
 - `rescan`: the startup scan, then one every `watch.rescan_interval_s`;
-- `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`.
+- `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`;
+- `report`: the files still settling, written every second for `vigil status` (`vigil.settling`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from vigil.reconciler import reconcile_media
 from vigil.registry import sync_sources, sync_targets
 from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
+from vigil.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from watcher.events import SourceEventHandler
 from watcher.intake import Outcome, WatchedSource, admit
 from watcher.rules import SourceRules
@@ -106,6 +108,7 @@ class WatcherService:
         # Observers first, then the scan: a file arriving in between is seen by one or the other.
         self._spawn("rescan", self._rescan_loop)
         self._spawn("reconcile", self._reconcile_loop)
+        self._spawn("report", self._report_loop)
         log.info("watcher started: %d source(s)", len(self.sources))
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -122,6 +125,8 @@ class WatcherService:
             if thread.is_alive():
                 log.warning("thread %s did not stop within %.0fs", thread.name, timeout)
         self._threads.clear()
+        with contextlib.suppress(OSError):
+            remove_report(self.settings.storage.data_dir)
         log.info("watcher stopped (%d file(s) were still settling)", len(self.tracker))
 
     def run_forever(self) -> None:
@@ -130,7 +135,7 @@ class WatcherService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.start()
-        metrics.serve_watcher_metrics(self.settings, self.factory)
+        metrics.serve_watcher_metrics(self.settings, self.factory, settling=self._settling_numbers)
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -260,6 +265,24 @@ class WatcherService:
             except Exception:
                 log.exception("rescan failed (next one in %.0fs)", interval)
             if self._stop.wait(interval):
+                return
+
+    def _settling_numbers(self) -> tuple[int, int, float]:
+        summary = self.tracker.summary()
+        return summary.count, summary.writing, summary.oldest_s
+
+    def _report_loop(self) -> None:
+        """Files still settling, for `vigil status` (they have no row yet)."""
+        data_dir, warned = self.settings.storage.data_dir, False
+        while True:
+            count, writing, oldest_s = self._settling_numbers()
+            try:
+                write_report(data_dir, SettlingReport(count, oldest_s, writing, time.time()))
+            except OSError as exc:
+                if not warned:
+                    log.warning("cannot write the settling report in %s: %s", data_dir, exc)
+                warned = True
+            if self._stop.wait(REPORT_EVERY_S):
                 return
 
     def _reconcile_loop(self) -> None:

@@ -7,9 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +19,8 @@ from typing import Any
 
 import pytest
 from alerting_support import Reply, receiving
-from conftest import free_port, missing_service
+from conftest import free_port
+from mqtt_support import Mosquitto
 
 from vigil.channels import (
     CommandSender,
@@ -238,37 +236,6 @@ def test_email_rejections(smtp_server: tuple[SmtpHandler, int]) -> None:
 
 
 # ---------------------------------------------------------------- MQTT
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            missing_service("mosquitto is not installed")
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

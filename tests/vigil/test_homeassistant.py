@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from alerting_support import add_analysis, add_media, dispose_engines, factory_for, sync_all
-from mqtt_support import MqttRecorder, clear_retained, require_broker, unique_root
+from mqtt_support import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -210,6 +210,37 @@ path = "{tmp_path}"
                 proc.kill()
                 proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_broker_down_at_start_and_restarted_empty_gets_everything_again(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The bridge does not crash without its broker; once it is up (again, with no retained messages) the
+    configs, states and availability are published anew."""
+    broker = Mosquitto(tmp_path)
+    settings = ha_settings(sqlite_url, "ha")
+    channel = settings.alerts.channels[0].model_copy(update={"mqtt_port": broker.port})
+    settings.alerts = settings.alerts.model_copy(update={"channels": [channel]})
+    factory = factory_for(sqlite_url)
+    sync_all(factory, settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=HomeAssistantBridge(settings, factory).run, args=(stop,))
+    runner.start()
+    try:
+        detect(factory, {"person": [0.9]}, None)  # while the broker is down
+        for _ in range(2):
+            broker.start()
+            with MqttRecorder("ha/#", port=broker.port) as late:
+                late.wait_payload("ha/vigil/availability", b"online", timeout=60)
+                late.wait_for(lambda ms: len(configs(ms, "ha")) == 6, timeout=60)
+                state = late.wait_for(lambda ms: [m for m in ms if m.topic == "ha/vigil/cam1/person/state"])
+                assert state[0].payload == b"ON"
+            broker.stop()
+    finally:
+        stop.set()
+        runner.join(60)
+        broker.stop()
+    assert not runner.is_alive()
 
 
 def test_settings_name_one_mqtt_channel() -> None:

@@ -24,6 +24,7 @@ from vigil.settings import (
     DatabaseSettings,
     Settings,
     SourceSettings,
+    StorageSettings,
     WatchSettings,
     WorkSettings,
 )
@@ -98,7 +99,7 @@ def broker_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_settings(db_url: str, broker_url: str, drop: Path) -> Callable[..., Settings]:
+def make_settings(db_url: str, broker_url: str, drop: Path, tmp_path: Path) -> Callable[..., Settings]:
     def make(
         *, sources: list[SourceSettings] | None = None, broker: str | None = None, **watch: Any
     ) -> Settings:
@@ -110,6 +111,7 @@ def make_settings(db_url: str, broker_url: str, drop: Path) -> Callable[..., Set
             broker=BrokerSettings(url=broker or broker_url),
             watch=WatchSettings(sources=sources or [SourceSettings(name="drop", path=drop)], **watch),
             work=WorkSettings(reconcile_interval_s=60.0, requeue_after_s=60.0),
+            storage=StorageSettings(data_dir=tmp_path / "data"),
         )
 
     return make

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.watcher.conftest import media_rows, wait_for
+from vigil.settling import SettlingReport, read_report, settling_line, write_report
 from watcher.service import WatcherService
 from watcher.writers import OpenWriters, walk_descriptors
 from workers.testing.formats import write_fragmented_mp4, write_jpeg, write_mjpeg_avi
@@ -67,6 +68,11 @@ def test_a_writer_that_stalls_longer_than_settle_is_registered_once_when_it_clos
         assert media_rows(factory) == [], "registered a file its writer still held open"
         summary = service.tracker.summary()
         assert (summary.count, summary.writing) == (1, 1) and summary.oldest_s >= 1.5
+        report = wait_for(lambda: (r := read_report(service.settings.storage.data_dir)) and r.writing and r)
+        assert (report.count, report.writing) == (1, 1)
+        line = settling_line(report)
+        assert line and line.startswith("settling: 1 file(s), oldest ") and "1 held open by a writer" in line
+        assert service._settling_numbers()[:2] == (1, 1)  # what the metrics collector reads
         handle.write(data[len(data) // 2 :])
     (row,) = wait_for(lambda: media_rows(factory), timeout=15)
     assert (row.size_bytes, row.status) == (len(data), "queued")
@@ -104,3 +110,16 @@ def test_files_that_can_never_be_media_fail_as_soon_as_their_writer_closes(
     assert errors["zero.mp4"] == ("failed", "empty file")
     assert errors["text.mp4"][0] == "failed" and "not a media container" in str(errors["text.mp4"][1])
     assert errors["photo.mp4"][0] == "failed" and "jpeg" in str(errors["photo.mp4"][1])
+
+
+def test_settling_report_round_trip_and_staleness(tmp_path: Path) -> None:
+    assert read_report(tmp_path) is None and settling_line(None) is None
+    now = time.time()
+    write_report(tmp_path, SettlingReport(3, 42.4, 0, now))
+    assert settling_line(read_report(tmp_path), now=now + 1) == "settling: 3 file(s), oldest 42 s"
+    write_report(tmp_path, SettlingReport(0, 0.0, 0, now))
+    assert settling_line(read_report(tmp_path), now=now) == "settling: none"
+    stale = settling_line(read_report(tmp_path), now=now + 60)
+    assert stale is not None and "unknown" in stale and "60 s old" in stale
+    (tmp_path / "watcher-settling.json").write_text("{half")
+    assert read_report(tmp_path) is None

@@ -242,8 +242,11 @@ class HomeAssistantBridge:
 
     def close(self) -> None:
         info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
-        if self.client.is_connected():
-            info.wait_for_publish(timeout=self.channel.timeout_s)
+        try:
+            if self.client.is_connected():
+                info.wait_for_publish(timeout=self.channel.timeout_s)
+        except (RuntimeError, ValueError) as exc:  # the broker went away meanwhile: the will says offline
+            log.warning("home assistant: could not say offline: %s", exc)
         self.client.disconnect()
         self.client.loop_stop()
 

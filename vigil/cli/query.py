@@ -98,8 +98,10 @@ def sql_command(
 )
 @pass_app
 def status_command(app: AppContext, failures: int, broker: bool) -> None:
-    """What Vigil is doing: media by status, queue depth, recent failures, alerts awaiting delivery."""
+    """What Vigil is doing: media by status, queue depth, recent failures, alerts awaiting delivery, and
+    files the watcher has seen but not registered yet (still being written or settling)."""
     from vigil.progress import broker_queue_depths, gather_status, status_lines
+    from vigil.settling import read_report, settling_line
 
     app.require_migrated(initialise=False)
     depths = None
@@ -110,6 +112,9 @@ def status_command(app: AppContext, failures: int, broker: bool) -> None:
     report = gather_status(app.factory, recent_failures=failures, broker_queues=depths)
     for line in status_lines(report, now=utcnow()):
         click.echo(line)
+    settling = settling_line(read_report(app.settings.storage.data_dir))
+    if settling:
+        click.echo(settling)
 
 
 def _broker_exists(url: str) -> bool:
