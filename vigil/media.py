@@ -64,6 +64,12 @@ class MediaInfo:
     codec: str | None
 
 
+def unreadable_from_cv2(path: str | os.PathLike[str], exc: cv2.error) -> UnreadableMedia:
+    """The one translation of an OpenCV error: its last line (the reason) as ``UnreadableMedia``."""
+    lines = str(exc).strip().splitlines()
+    return UnreadableMedia(path, f"OpenCV error: {lines[-1] if lines else type(exc).__name__}")
+
+
 def media_kind(path: str | os.PathLike[str]) -> MediaKind | None:
     """``"video"`` or ``"image"`` by the file's suffix (case-insensitive), else ``None``."""
     suffix = Path(path).suffix.lower()
@@ -96,7 +102,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     try:
         return _probe_image(path, size) if kind == "image" else _probe_video(path)
     except cv2.error as exc:
-        raise UnreadableMedia(path, f"OpenCV error: {str(exc).strip().splitlines()[-1]}") from exc
+        raise unreadable_from_cv2(path, exc) from exc
 
 
 def _probe_image(path: str | os.PathLike[str], size: int) -> MediaInfo:
@@ -131,7 +137,7 @@ def open_capture(path: str | os.PathLike[str], *, raw: bool = False) -> Iterator
     try:
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
     except cv2.error as exc:
-        raise UnreadableMedia(path, f"OpenCV cannot open: {str(exc).strip().splitlines()[-1]}") from exc
+        raise unreadable_from_cv2(path, exc) from exc
     try:
         if not cap.isOpened():
             raise UnreadableMedia(path, "not a readable video container")
