@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
 from vigil.errors import ConfigError
+from vigil.media_lifecycle import REANALYZABLE, requeue_for_target
 from vigil.progress import Progress, count_statuses
-from vigil.schema import Media, MediaStatus, Source, Target, utcnow
+from vigil.schema import Media, Source, Target, utcnow
 from vigil.settings import SourceSettings, WatchSettings, format_validation_error
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 500
-REANALYZABLE = (MediaStatus.DONE, MediaStatus.FAILED)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w|week|weeks)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {
     "s": 1,
@@ -113,25 +113,7 @@ def mark_for_reanalysis(
         if since is not None:
             query = query.where(Media.mtime >= since)
         ids = list(session.scalars(query.order_by(Media.id)))
-        now = utcnow()
-        for start in range(0, len(ids), CHUNK):
-            session.execute(
-                update(Media)
-                .where(Media.id.in_(ids[start : start + CHUNK]), Media.status.in_(REANALYZABLE))
-                .values(
-                    status=MediaStatus.QUEUED,
-                    pending_target_ids=[target.id],
-                    attempts=0,
-                    error=None,
-                    claim_token=None,
-                    lease_until=None,
-                    started_at=None,
-                    finished_at=None,
-                    # Sent right after commit; if that send fails, the reconciler resends it later.
-                    enqueued_at=now,
-                ),
-                execution_options={"synchronize_session": False},
-            )
+        requeue_for_target(session, ids, target.id, now=utcnow())
     log.info("marked %d media for re-analysis of target %s (id %d)", len(ids), target_name, target.id)
     return Marked(target.id, ids)
 

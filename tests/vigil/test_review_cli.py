@@ -10,7 +10,6 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from tests.sql_support import reader
-from tests.sql_support import reader
 from tests.web.web_support import bulk_detections, seed_review
 from vigil.cli import cli
 
