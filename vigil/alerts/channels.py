@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from vigil.alerts.template import render
 from vigil.errors import VigilError
 from vigil.schema import Alert, Delivery
 from vigil.settings import ChannelSettings, Settings
-from vigil.template import render
 from vigil.web.urls import media_links
 
 log = logging.getLogger(__name__)
