@@ -234,6 +234,30 @@ def _pick(strategy: Strategy, n: int, prefix_len: int) -> Literal["batched", "cr
     return "batched" if n * prefix_len <= BATCH_TOKEN_BUDGET else "crop"
 
 
+def _cropped(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.Tensor:
+    parts = []
+    for row in rows:
+        parts.append(forward_suffixes(loaded, prefix, [row]))
+        prefix.cache.crop(-len(row.ids))
+    return torch.cat(parts)
+
+
+def _batched(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.Tensor:
+    """Text rows as one padded batch over a repeated cache. Suffixes with images are far longer (LLaVA:
+    ~1,400 tokens an image) and are cropped back one by one first, so the batch is not padded to them."""
+    out: list[torch.Tensor | None] = [None] * len(rows)
+    text = [i for i, row in enumerate(rows) if row.features is None]
+    for i in (i for i, row in enumerate(rows) if row.features is not None):
+        out[i] = _cropped(loaded, prefix, [rows[i]])
+    if text:
+        if len(text) > 1:
+            prefix.cache.batch_repeat_interleave(len(text))
+        logits = forward_suffixes(loaded, prefix, [rows[i] for i in text])
+        for j, i in enumerate(text):
+            out[i] = logits[j : j + 1]
+    return torch.cat([t for t in out if t is not None])
+
+
 def score_targets(
     loaded: LoadedModel,
     rgb: np.ndarray,
@@ -253,16 +277,7 @@ def score_targets(
         prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
         rows = _suffixes(loaded, prefix, tails, refs)
         chosen = _pick(strategy, len(rows), prefix.length)
-        if chosen == "batched":
-            if len(rows) > 1:
-                prefix.cache.batch_repeat_interleave(len(rows))
-            logits = forward_suffixes(loaded, prefix, rows)
-        else:
-            parts = []
-            for row in rows:
-                parts.append(forward_suffixes(loaded, prefix, [row]))
-                prefix.cache.crop(-len(row.ids))
-            logits = torch.cat(parts)
+        logits = _batched(loaded, prefix, rows) if chosen == "batched" else _cropped(loaded, prefix, rows)
         scores = p_yes(loaded, logits)
     log.debug("scored %d targets over %d prefix tokens (%s)", len(rows), prefix.length, chosen)
     return scores
