@@ -34,13 +34,13 @@ log = logging.getLogger(__name__)
 SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter ones demux on (~11 us/packet)
 JUMP_MIN_FRAMES = 2  # skip ahead to a keyframe only when that saves decoding at least this many frames
 EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
-# Threads, measured here (bench/sampling.py prints both): frame threads keep several frames in flight and
-# must drain at every jump; on this shared 2-core machine slice threads decoded a 720p x264 stream (one slice
-# a frame, so effectively one thread) faster than frame threads (1.05 vs 1.26 ms/frame at load 4.9), and a
-# lone keyframe costs the same either way. Long forward runs get FRAME only where cores are free to run them.
-LONG_RUN_THREADS = "FRAME" if (os.cpu_count() or 1) > 2 else "SLICE"
-SEEK_THREADS = "SLICE"
-LONG_RUN_FRAMES = 64  # a plan whose decoding runs average more frames than this is a "long run" plan
+# Threads, measured here (bench/sampling.py prints the sequential case) on 60 s of real 640x272 x264 footage
+# joined by stream copy, on this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with
+# slice threads (x264 writes one slice a frame, so one thread works) and 2,203 ms with frame threads;
+# 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759 ms with frame threads; lone keyframes
+# (keyframe mode, 8 / 32) 31 / 222 against 35 / 112 ms. Frame threads keep frames in flight that a jump
+# drains, but that costs less than decoding on one core, so they are used around seeks too.
+THREAD_TYPE = "FRAME"
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class VideoSession:
         times = [k.t for k in self.keyframes]
         starts = {bisect.bisect_right(times, p.t + EPS_S) - 1 for p in points if p.key is None}
         self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
-        self.stream.thread_type = _threads(points, [k.t for k in self.keyframes], _rate(self))
+        self.stream.thread_type = THREAD_TYPE
         run = _Run(self, points)
         try:
             yield from run.frames()
@@ -348,19 +348,6 @@ class _Run:
 def _rate(session: VideoSession) -> float:
     rate = session.stream.average_rate or session.stream.guessed_rate
     return float(rate) if rate and float(rate) > 0 else 30.0
-
-
-def _threads(points: Sequence[Point], key_times: Sequence[float], rate: float) -> str:
-    """FRAME threads for plans whose decoding runs are long, SLICE around seeks and lone keyframes."""
-    starts: dict[int, float] = {}
-    for p in points:
-        if p.key is None:
-            k = max(0, bisect.bisect_right(key_times, p.t + EPS_S) - 1)
-            starts[k] = max(starts.get(k, 0.0), p.t - key_times[k] if key_times else p.t)
-    if not starts:
-        return SEEK_THREADS
-    mean_run = sum(starts.values()) * rate / len(starts)
-    return LONG_RUN_THREADS if mean_run > LONG_RUN_FRAMES else SEEK_THREADS
 
 
 def _chain(first: av.Packet, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from vigil.errors import UnreadableMedia
-from vigil.media import MediaInfo, MediaKind, probe, unreadable_from_cv2
+from vigil.media import MediaInfo, probe, unreadable_from_cv2
+from vigil.media_types import MediaKind
 from workers.decode_av import Point, VideoSession, reason
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
-from workers.analyze import Recognition, TargetSpec, WindowResult
 from workers.dialogue import describe
 from workers.frames import FrameRequest, Frames, open_media, plan_windows
 from workers.models import LoadedModel
@@ -40,7 +40,7 @@ class _Timer:
 
 
 class WindowRecognizer:
-    """Implements workers.analyze.Recognizer over one loaded model."""
+    """Implements vigil.contracts.Recognizer over one loaded model."""
 
     prompt_version = PROMPT_VERSION
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 import httpx
-import numpy as np
 from sqlalchemy import insert, select
 
 from vigil.db import make_engine, session_factory, write_session
@@ -39,12 +38,15 @@ class Seeded:
     alert_detection_id: int
 
 
-def _thumbnail(path: Path, colour: tuple[int, int, int], text: str) -> str:
+def _thumbnail(clip: Path, at_s: float, path: Path) -> str:
+    """The clip's frame at `at_s`, as the worker would save a window's best frame."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = np.full((360, 640, 3), colour, np.uint8)
-    cv2.rectangle(image, (220, 110), (420, 300), (40, 40, 40), -1)
-    cv2.putText(image, text, (24, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (255, 255, 255), 3)
-    cv2.imwrite(str(path), image)
+    capture = cv2.VideoCapture(str(clip))
+    capture.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, f"no frame at {at_s} s in {clip}"
+    cv2.imwrite(str(path), frame)
     return str(path)
 
 
@@ -90,9 +92,8 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
                 matched = p >= target.threshold
                 thumb = None
                 if matched:
-                    colour = (60, 120, 200) if name == "person" else (200, 200, 210)
-                    thumb = _thumbnail(thumbs / str(media.id) / f"w{index:04d}-t{target.id}.jpg", colour,
-                                       f"{name} {index * WINDOW_S:.0f}s")  # fmt: skip
+                    at = index * WINDOW_S + WINDOW_S / 2
+                    thumb = _thumbnail(clip, at, thumbs / str(media.id) / f"w{index:04d}-t{target.id}.jpg")
                 rows[name, index] = Detection(
                     analysis_id=analysis.id, media_id=media.id, target_id=target.id, window_index=index,
                     start_s=index * WINDOW_S, end_s=min(seconds, (index + 1) * WINDOW_S), p_yes=p,
@@ -194,20 +195,7 @@ def start_web(
             [sys.executable, "-m", "vigil.web"], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(base + "/healthz-none", timeout=2).status_code in (401, 404)
-        except httpx.TransportError:
-            return False
-
-    deadline = time.monotonic() + 60
-    while not answering():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the review page did not answer in 60 s: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
+    wait_answering(base, process, log)
     return process, base, log
 
 
@@ -219,3 +207,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_answering(base: str, process: subprocess.Popen[bytes], log: Path, *, timeout: float = 60) -> None:
+    """Until the server at `base` answers HTTP; fails with its log when it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            httpx.get(base + "/no-such-page", timeout=2)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the review page did not answer in {timeout:.0f} s") from None
+            time.sleep(0.2)

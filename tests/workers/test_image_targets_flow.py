@@ -43,7 +43,7 @@ def runtime(
 
 
 def test_an_image_target_is_scored_evidenced_and_alerted(runtime: WorkerRuntime, tmp_path: Path) -> None:
-    from vigil.rules import sync_rules
+    from vigil.alerts.sync import sync_rules
 
     drop = tmp_path / "drop"
     drop.mkdir()

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from vigil.contracts import TargetSpec
 from vigil.media import probe
 from vigil.settings import ModelSettings
-from workers.analyze import TargetSpec
 from workers.frames import FrameRequest, open_media
 from workers.testing.clips import iter_frames, write_clip_h264, write_image
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter, write_jpeg
