@@ -25,17 +25,12 @@ import torch
 
 from vigil.errors import OutOfMemory
 from workers.models import LoadedModel, Prefix
+from workers.prompts import evidence_question, question_for
 from workers.references import ReferenceImage, Suffix, image_suffix
 
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = 1
-QUESTION_TEMPLATE = "Does this video show {description}? Answer yes or no."
-EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
-IMAGE_QUESTION_TEMPLATE = "Is the {description} shown in {images} in the video? Answer yes or no."
-IMAGE_EVIDENCE_TEMPLATE = (
-    "Describe briefly where and how the {description} shown in {images} appears in the video."
-)
 # Batched scoring repeats the prefix cache once per target; above this many cached tokens
 # (targets x prefix length) "auto" crops back instead.
 BATCH_TOKEN_BUDGET = 64 * 1024
@@ -43,32 +38,6 @@ BATCH_TOKEN_BUDGET = 64 * 1024
 Strategy = Literal["auto", "batched", "crop"]
 # Removed from generated text: control characters other than newline and tab (NUL breaks PostgreSQL text).
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
-
-
-def _phrase(description: str) -> str:
-    return description.strip().rstrip("?.!")
-
-
-def _by_example(template: str, description: str, images: int) -> str:
-    words = _phrase(description)
-    first, _, rest = words.partition(" ")
-    if rest and first.lower() in ("a", "an", "the"):  # "the a red car" reads badly
-        words = rest
-    return template.format(description=words, images="this image" if images == 1 else "these images")
-
-
-def question_for(description: str, images: int = 0) -> str:
-    """The yes/no question asked for one target with ``images`` reference images (versioned by
-    PROMPT_VERSION and the target's own prompt version)."""
-    if images:
-        return _by_example(IMAGE_QUESTION_TEMPLATE, description, images)
-    return QUESTION_TEMPLATE.format(description=_phrase(description))
-
-
-def evidence_question(description: str, images: int = 0) -> str:
-    if images:
-        return _by_example(IMAGE_EVIDENCE_TEMPLATE, description, images)
-    return EVIDENCE_TEMPLATE.format(description=_phrase(description))
 
 
 @contextmanager
