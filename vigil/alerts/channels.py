@@ -265,6 +265,25 @@ def _topic_part(value: str) -> str:
     return value.replace("/", "_").replace("+", "_").replace("#", "_") or "_"
 
 
+def mqtt_client(conf: ChannelSettings, *, client_id: str) -> Any:
+    """A paho client for an mqtt channel: MQTT 3.1.1, its credentials, its timeout (not connected yet).
+    The channel's sends and the Home Assistant bridge both connect through this."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+    )
+    client.connect_timeout = conf.timeout_s
+    if conf.mqtt_user:
+        password = conf.mqtt_password.get_secret_value() if conf.mqtt_password else None
+        client.username_pw_set(conf.mqtt_user, password)
+    return client
+
+
+def mqtt_keepalive(conf: ChannelSettings) -> int:
+    return max(5, int(conf.timeout_s) * 2)
+
+
 class MqttSender:
     def __init__(self, conf: ChannelSettings) -> None:
         self.conf = conf
@@ -279,21 +298,11 @@ class MqttSender:
         return render(self.conf.mqtt_topic, values, where=f"alerts.channels[{self.conf.name}].mqtt_topic")
 
     def send(self, note: Notification) -> None:
-        import paho.mqtt.client as mqtt
-
         conf = self.conf
         assert conf.mqtt_host is not None
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"vigil-{note.idempotency_key}",
-            protocol=mqtt.MQTTv311,
-        )
-        client.connect_timeout = conf.timeout_s
-        if conf.mqtt_user:
-            password = conf.mqtt_password.get_secret_value() if conf.mqtt_password else None
-            client.username_pw_set(conf.mqtt_user, password)
+        client = mqtt_client(conf, client_id=f"vigil-{note.idempotency_key}")
         try:
-            client.connect(conf.mqtt_host, conf.mqtt_port, keepalive=max(5, int(conf.timeout_s) * 2))
+            client.connect(conf.mqtt_host, conf.mqtt_port, keepalive=mqtt_keepalive(conf))
         except (OSError, ValueError) as exc:
             raise DeliveryFailed(f"MQTT connect failed: {exc!r}", retryable=True) from exc
         client.loop_start()
