@@ -43,8 +43,12 @@ EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of 
 # slice threads (x264 writes one slice a frame, so one thread works) and 2,203 ms with frame threads;
 # 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759 ms with frame threads; lone keyframes
 # (keyframe mode, 8 / 32) 31 / 222 against 35 / 112 ms. Frame threads keep frames in flight that a jump
-# drains, but that costs less than decoding on one core, so they are used around seeks too.
+# drains, but that costs less than decoding on one core, so they are used around seeks too. A plan of lone
+# keyframes only (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off
+# is pure latency (a keyframe took 30-50 ms with frame threads at load 10, against 10 ms for 8 with slice
+# threads), so such plans use SLICE.
 THREAD_TYPE = "FRAME"
+KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,8 @@ class VideoSession:
         times = [k.t for k in self.keyframes]
         starts = {bisect.bisect_right(times, p.t + EPS_S) - 1 for p in points if p.key is None}
         self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
-        self.stream.thread_type = THREAD_TYPE
+        only_keys = all(p.key is not None for p in points)
+        self.stream.thread_type = KEYFRAMES_ONLY_THREAD_TYPE if only_keys else THREAD_TYPE
         run = _Run(self, points)
         try:
             yield from run.frames()
