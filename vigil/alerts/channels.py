@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import queue
 import smtplib
 import ssl
 import subprocess
@@ -284,6 +285,20 @@ def mqtt_keepalive(conf: ChannelSettings) -> int:
     return max(5, int(conf.timeout_s) * 2)
 
 
+MQTT_SERVER_UNAVAILABLE = 136  # the one refusal worth retrying (bad credentials, not authorised: no)
+
+
+def check_connack(answers: queue.Queue[Any], timeout_s: float) -> None:
+    """Raise DeliveryFailed unless the broker accepted the connection within `timeout_s`."""
+    try:
+        reason = answers.get(timeout=timeout_s)
+    except queue.Empty:
+        raise DeliveryFailed(f"MQTT broker did not answer in {timeout_s:g} s", retryable=True) from None
+    if reason.is_failure:
+        retry = reason.value == MQTT_SERVER_UNAVAILABLE
+        raise DeliveryFailed(f"MQTT broker refused the connection: {reason}", retryable=retry)
+
+
 class MqttSender:
     def __init__(self, conf: ChannelSettings) -> None:
         self.conf = conf
@@ -301,12 +316,15 @@ class MqttSender:
         conf = self.conf
         assert conf.mqtt_host is not None
         client = mqtt_client(conf, client_id=f"vigil-{note.idempotency_key}")
+        answers: queue.Queue[Any] = queue.Queue()
+        client.on_connect = lambda _c, _u, _f, reason, _p: answers.put(reason)
         try:
             client.connect(conf.mqtt_host, conf.mqtt_port, keepalive=mqtt_keepalive(conf))
         except (OSError, ValueError) as exc:
             raise DeliveryFailed(f"MQTT connect failed: {exc!r}", retryable=True) from exc
         client.loop_start()
         try:
+            check_connack(answers, conf.timeout_s)
             info = client.publish(self.topic(note), note.body(), qos=1, retain=conf.mqtt_retain)
             info.wait_for_publish(timeout=conf.timeout_s)
             if not info.is_published():
