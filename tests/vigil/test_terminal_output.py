@@ -66,7 +66,7 @@ def test_status_targets_and_alerts_escape_names(tmp_path: Path) -> None:
     settings = make_settings(url, rules=[{"name": "any", "targets": ["person"], "channels": ["log"]}],
                              targets=(("person", 0.5),))  # fmt: skip
     factory = factory_for(url)
-    from vigil.rules import evaluate_analysis
+    from vigil.alerts.evaluation import evaluate_analysis
 
     with write_session(factory) as session:
         media = add_media(session, name=f"{HOSTILE}.mp4", mtime=datetime(2026, 6, 1, 12, tzinfo=UTC))
