@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -24,13 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from vigil.db import write_session
 from vigil.errors import ConfigError
 from vigil.media_lifecycle import REANALYZABLE, requeue_for_target
-from vigil.progress import Progress, count_statuses
 from vigil.schema import Media, Source, Target, utcnow
-from vigil.settings import SourceSettings, WatchSettings, format_validation_error
+from vigil.settings import SourceSettings, format_validation_error
 
 if TYPE_CHECKING:
     from vigil.enqueue import Enqueuer
-    from watcher.scan import ScanReport
 
 log = logging.getLogger(__name__)
 
@@ -196,47 +193,3 @@ def media_since(factory: sessionmaker[Session], source_name: str, since: datetim
                 .order_by(Media.id)
             )
         )
-
-
-@dataclass
-class ScanRun:
-    report: ScanReport
-    media_ids: list[int]
-
-
-def scan_folder(
-    factory: sessionmaker[Session],
-    enqueuer: Enqueuer,
-    source: SourceSettings,
-    *,
-    watch: WatchSettings,
-    progress: Progress | None = None,
-    poll_s: float = 0.5,
-) -> ScanRun:
-    """Register and send every file of the folder with the watcher's own rules (`scan_source`), showing
-    progress from the rows while it runs. A file already registered (same size and mtime) is not sent
-    again, so scanning twice queues nothing new."""
-    from watcher.scan import scan_source  # the watcher's rules (torch-free); imported only to scan
-
-    check_source_row(factory, source)
-    started = utcnow()
-    outcome: dict[str, Any] = {}
-
-    def scan() -> None:
-        try:
-            outcome["report"] = scan_source(factory, enqueuer, source, watch=watch)
-        except BaseException as exc:  # handed to the calling thread below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=scan, name=f"scan-{source.name}", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(poll_s)
-        if progress is not None:
-            progress.update(counts=count_statuses(factory, media_since(factory, source.name, started)))
-    if "error" in outcome:
-        raise outcome["error"]
-    ids = media_since(factory, source.name, started)
-    if progress is not None:
-        progress.update(counts=count_statuses(factory, ids), found=outcome["report"].found, force=True)
-    return ScanRun(outcome["report"], ids)

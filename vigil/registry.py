@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
 from vigil.errors import MediaError, UnreadableMedia
-from vigil.media import MediaInfo, media_kind
+from vigil.media import MediaInfo
 from vigil.media_lifecycle import set_registered
+from vigil.media_types import media_kind
 from vigil.references import check_references, store_reference
 from vigil.schema import Media, MediaStatus, Source, Target
 from vigil.settings import SourceSettings, TargetSettings
@@ -109,10 +110,6 @@ class Registration:
     status: str
     created: bool
     """False when the file (this version of it) was already registered."""
-
-    @property
-    def needs_analysis(self) -> bool:
-        return self.created and self.status == MediaStatus.QUEUED
 
 
 def register_file(

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from vigil.errors import UnreadableMedia
-from vigil.media import MediaInfo, MediaKind, probe, unreadable_from_cv2
+from vigil.media import MediaInfo, probe, unreadable_from_cv2
+from vigil.media_types import MediaKind
 from workers.decode_av import Point, VideoSession, reason
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,11 @@ class MediaDecoder:
     @property
     def decoded(self) -> int:
         return self._video.decoded if self._video is not None else 1
+
+    @property
+    def skipped(self) -> int:
+        """Packets left out undecoded: H.264 non-reference pictures no wanted frame needs."""
+        return self._video.skipped if self._video is not None else 0
 
     @property
     def redecoded(self) -> int:
