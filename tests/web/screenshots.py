@@ -17,7 +17,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
-from tests.web.web_support import bulk_detections, seed_review, start_web, stop
+from tests.support.web import bulk_detections, seed_review, start_web, stop
 from vigil.db import make_engine, session_factory, write_session
 from vigil.feedback import record_verdict
 from vigil.migrate import upgrade

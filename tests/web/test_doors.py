@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.web.conftest import Review, start_web, stop
+from tests.support.web import Review, start_web, stop
 
 TRAVERSALS = [
     "/media/../../../../etc/passwd",
