@@ -12,8 +12,9 @@ before it; when that keyframe lies ahead of where the decoder is, the packets in
 the decoder is drained (its last frames come out) and flushed, and the demuxer either seeks to the keyframe
 (indexed containers, gaps over ``SEEK_MIN_GAP_S``) or reads on without decoding. A decoding run started at
 keyframe K trusts only frames shown at or after K (leading pictures of an open GOP reference frames before
-K). A keyframe point is served by decoding its packet alone and draining. A frame is decoded at most once
-(``redecoded`` counts exceptions: a demuxer landing after the point, corrected by going back).
+K). A keyframe point is served by decoding its packet alone and draining. H.264 non-reference pictures
+shown before the next point are not decoded at all (``workers/disposable.py``). A frame is decoded at most
+once (``redecoded`` counts exceptions: a demuxer landing after the point, corrected by going back).
 """
 
 from __future__ import annotations
@@ -28,19 +29,26 @@ import av
 import av.error
 
 from vigil.errors import UnreadableMedia
+from workers.disposable import disposable, length_size
 
 log = logging.getLogger(__name__)
 
 SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter ones demux on (~11 us/packet)
-JUMP_MIN_FRAMES = 2  # skip ahead to a keyframe only when that saves decoding at least this many frames
+# skip ahead to a keyframe only when that spares at least this many decodes: a jump drains the frame-thread
+# pipeline (about cores + 1 frames in flight) and flushes the decoder, so shorter gaps are cheaper decoded
+JUMP_MIN_FRAMES = 8
 EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
-# Threads, measured here (bench/sampling.py prints both): frame threads keep several frames in flight and
-# must drain at every jump; on this shared 2-core machine slice threads decoded a 720p x264 stream (one slice
-# a frame, so effectively one thread) faster than frame threads (1.05 vs 1.26 ms/frame at load 4.9), and a
-# lone keyframe costs the same either way. Long forward runs get FRAME only where cores are free to run them.
-LONG_RUN_THREADS = "FRAME" if (os.cpu_count() or 1) > 2 else "SLICE"
-SEEK_THREADS = "SLICE"
-LONG_RUN_FRAMES = 64  # a plan whose decoding runs average more frames than this is a "long run" plan
+# Threads, measured here (bench/sampling.py prints the sequential case) on 60 s of real 640x272 x264 footage
+# joined by stream copy, on this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with
+# slice threads (x264 writes one slice a frame, so one thread works) and 2,203 ms with frame threads;
+# 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759 ms with frame threads; lone keyframes
+# (keyframe mode, 8 / 32) 31 / 222 against 35 / 112 ms. Frame threads keep frames in flight that a jump
+# drains, but that costs less than decoding on one core, so they are used around seeks too. A plan of lone
+# keyframes only (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off
+# is pure latency (a keyframe took 30-50 ms with frame threads at load 10, against 10 ms for 8 with slice
+# threads), so such plans use SLICE.
+THREAD_TYPE = "FRAME"
+KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,13 @@ class VideoSession:
         self.redecoded = 0  # of those, packets that had been decoded before in this session
         self._fed: set[tuple[int | None, int | None]] = set()
         self._resolved: set[int] = set()
+        self.skipped = 0  # non-reference packets left out (``workers/disposable.py``)
         try:
             self.container = av.open(str(path))
             self.stream = _video_stream(self.container, path)
             self.tb = float(self.stream.time_base or 0) or 1 / 90000
+            ctx = self.stream.codec_context
+            self.nal_prefix = length_size(ctx.name, ctx.extradata)
             self._index_keys(fallback_duration_s)
         except av.error.FFmpegError as exc:
             self.close()
@@ -171,7 +182,8 @@ class VideoSession:
         times = [k.t for k in self.keyframes]
         starts = {bisect.bisect_right(times, p.t + EPS_S) - 1 for p in points if p.key is None}
         self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
-        self.stream.thread_type = _threads(points, [k.t for k in self.keyframes], _rate(self))
+        only_keys = all(p.key is not None for p in points)
+        self.stream.thread_type = KEYFRAMES_ONLY_THREAD_TYPE if only_keys else THREAD_TYPE
         run = _Run(self, points)
         try:
             yield from run.frames()
@@ -256,10 +268,25 @@ class _Run:
                 yield from self._served(self.s.drain())
                 return
             self._read(packet)
+            if self._skippable(packet):
+                continue
             yield from self._served(self.s.feed(packet))
             if self._keyframe_alone(packet):
                 yield from self._served(self.s.drain())
                 self.trust = None
+
+    def _skippable(self, packet: av.Packet) -> bool:
+        """A non-reference picture shown before the next point (and not near the end, where the last
+        frame serves points past it): nothing will show it or refer to it."""
+        if self.s.nal_prefix is None or packet.pts is None or packet.is_keyframe:
+            return False
+        t = self.points[self.next].t
+        if t > self.s.duration_s - 1.0 or self.s.seconds(packet.pts) >= t - EPS_S:
+            return False
+        if not disposable(memoryview(packet), self.s.nal_prefix):
+            return False
+        self.s.skipped += 1
+        return True
 
     def _start_for(self, point: Point) -> int:
         """Ordinal of the keyframe a run must start at to serve ``point``."""
@@ -348,19 +375,6 @@ class _Run:
 def _rate(session: VideoSession) -> float:
     rate = session.stream.average_rate or session.stream.guessed_rate
     return float(rate) if rate and float(rate) > 0 else 30.0
-
-
-def _threads(points: Sequence[Point], key_times: Sequence[float], rate: float) -> str:
-    """FRAME threads for plans whose decoding runs are long, SLICE around seeks and lone keyframes."""
-    starts: dict[int, float] = {}
-    for p in points:
-        if p.key is None:
-            k = max(0, bisect.bisect_right(key_times, p.t + EPS_S) - 1)
-            starts[k] = max(starts.get(k, 0.0), p.t - key_times[k] if key_times else p.t)
-    if not starts:
-        return SEEK_THREADS
-    mean_run = sum(starts.values()) * rate / len(starts)
-    return LONG_RUN_THREADS if mean_run > LONG_RUN_FRAMES else SEEK_THREADS
 
 
 def _chain(first: av.Packet, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:

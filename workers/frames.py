@@ -138,6 +138,11 @@ class MediaDecoder:
         return self._video.decoded if self._video is not None else 1
 
     @property
+    def skipped(self) -> int:
+        """Packets left out undecoded: H.264 non-reference pictures no wanted frame needs."""
+        return self._video.skipped if self._video is not None else 0
+
+    @property
     def redecoded(self) -> int:
         return self._video.redecoded if self._video is not None else 0
 

@@ -3,10 +3,12 @@ watcher, worker and web processes (the embedded default), Debian's Chromium read
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 
@@ -62,3 +64,19 @@ def test_a_dropped_clip_shows_on_the_timeline_within_seconds_of_its_analysis(
     rows.first.locator("a").first.click()
     page.wait_for_function("document.getElementById('player').readyState >= 1")
     assert page.evaluate("document.getElementById('player').duration") == pytest.approx(2, abs=0.2)
+
+
+def test_vigil_run_serves_the_review_page_and_stops_it_cleanly(stack: Stack) -> None:
+    assert stack.vigil("db", "upgrade").returncode == 0
+    base = f"http://127.0.0.1:{stack.env['VIGIL_WEB__PORT']}"
+    run = stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
+    try:
+        wait_answering(base, run, stack.root / "run.log", timeout=120)
+        assert httpx.get(base + "/").status_code == 200
+        assert httpx.get(base + "/targets").status_code == 200
+    except AssertionError as exc:
+        pytest.fail(f"{exc}\n{stack.dump_logs()}")
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 0, stack.dump_logs()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(base + "/", timeout=2)

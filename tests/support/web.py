@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 
 from tests.support.services import free_port
 from vigil.db import make_engine, session_factory, write_session
+from vigil.feedback import record_verdict
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
 from vigil.settings import DatabaseSettings
 from workers.testing.clips import write_clip_h264
@@ -227,3 +228,21 @@ class Review:
     seeded: Seeded
     process: subprocess.Popen[bytes]
     log: Path
+
+
+def judge_bulk(url: str, *, count: int = 500, seed: int = 2) -> None:
+    rng = random.Random(seed)
+    engine = make_engine(DatabaseSettings(url=url))
+    with write_session(session_factory(engine)) as session:
+        rows = session.execute(
+            select(Detection.id, Detection.p_yes, Detection.matched)
+            .join(Media, Media.id == Detection.media_id)
+            .join(Source, Source.id == Media.source_id)
+            .where(Source.name == "bulk")
+            .limit(count * 3)
+        ).all()
+        for detection_id, score, matched in rng.sample(rows, count):
+            present = score > 0.7 if rng.random() > 0.1 else score <= 0.7  # one verdict in ten disagrees
+            verdict = "right" if present == matched else "wrong"
+            record_verdict(session, detection_id=detection_id, verdict=verdict, origin="cli")
+    engine.dispose()

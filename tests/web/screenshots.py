@@ -8,39 +8,15 @@ windows whose truth is known (present above 0.7), as `vigil feedback` would stor
 
 from __future__ import annotations
 
-import random
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-from sqlalchemy import select
 
-from tests.support.web import bulk_detections, seed_review, start_web, stop
-from vigil.db import make_engine, session_factory, write_session
-from vigil.feedback import record_verdict
+from tests.support.web import bulk_detections, judge_bulk, seed_review, start_web, stop
 from vigil.migrate import upgrade
-from vigil.schema import Detection, Media, Source
-from vigil.settings import DatabaseSettings
-
-
-def judge_bulk(url: str, *, count: int = 500, seed: int = 2) -> None:
-    rng = random.Random(seed)
-    engine = make_engine(DatabaseSettings(url=url))
-    with write_session(session_factory(engine)) as session:
-        rows = session.execute(
-            select(Detection.id, Detection.p_yes, Detection.matched)
-            .join(Media, Media.id == Detection.media_id)
-            .join(Source, Source.id == Media.source_id)
-            .where(Source.name == "bulk")
-            .limit(count * 3)
-        ).all()
-        for detection_id, score, matched in rng.sample(rows, count):
-            present = score > 0.7 if rng.random() > 0.1 else score <= 0.7  # one verdict in ten disagrees
-            verdict = "right" if present == matched else "wrong"
-            record_verdict(session, detection_id=detection_id, verdict=verdict, origin="cli")
-    engine.dispose()
 
 
 def main(out: Path) -> None:
