@@ -2,9 +2,9 @@
 
 Baseline: a naive evaluator that compiles every rule for every analysis and asks the database, for every
 (detection, rule) pair that passes its score, whether the rule is cooling down, then checks dedup and fires
-per run. Ours: `vigil.rules.evaluate_analysis` (rules compiled once, one dedup and one cooldown query per
-analysis). Both run on identical fresh SQLite databases, one write transaction per analysis as in the worker,
-and must fire the same number of alerts. Prints a table, then one JSON line.
+per run. Ours: `vigil.alerts.evaluation.evaluate_analysis` (rules compiled once, one dedup and one cooldown
+query per analysis). Both run on identical fresh SQLite databases, one write transaction per analysis as in
+the worker, and must fire the same number of alerts. Prints a table, then one JSON line.
 
     PYTHONPATH=. python bench/alerts.py [--analyses 200] [--rules 100]
 """
@@ -24,22 +24,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.compiled import compile_rule
+from vigil.alerts.evaluation import evaluate_analysis
+from vigil.alerts.matching import Candidate, Context, _runs, check_windows, dedup_key, load_context
+from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
+from vigil.alerts.sync import sync_rules
 from vigil.db import make_engine, session_factory, write_session
 from vigil.migrate import upgrade
-from vigil.rules import (
-    Candidate,
-    ChannelState,
-    Context,
-    _runs,
-    add_deliveries,
-    check_windows,
-    compile_rule,
-    dedup_key,
-    evaluate_analysis,
-    load_context,
-    new_alert,
-    sync_rules,
-)
 from vigil.schema import Alert, AlertRule, Analysis, Detection, Media, Source, Target
 from vigil.settings import DatabaseSettings, RuleSettings, Settings, TargetSettings
 

@@ -6,6 +6,9 @@ tokens) unless --model names a real checkpoint. For 1, 8 and 32 targets it times
   naive       one full forward (video included) per target, reading the first answer token
   seed        the seed recipe: one greedy ``generate`` of up to 100 new tokens per target question
   seed-3      the same stopping at 3 new tokens (what a real instruct model needs to say "Yes.")
+Then 8 targets of which 4 carry one reference image each (targets by example), against 8 word-only
+targets and against one full forward (video and image) per target; the image suffixes are built once per
+process, so "ours" is timed warm, and the first (cold) call is printed too.
 All timings include the processor. Prints a table, then ONE JSON line.
 
     PYTHONPATH=. python bench/scoring.py [--model DIR] [--frames 32] [--targets 1,8,32]
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from workers.models import LoadedModel, load_model
+from workers.references import ReferenceImage
 from workers.scoring import (
     encode_prefix,
     question_for,
@@ -78,6 +82,44 @@ def _prefix_tokens(loaded: LoadedModel, rgb: np.ndarray, fps: float) -> int:
         return encode_prefix(loaded, rgb, fps=fps, head_text=head).length
 
 
+def _reference_images(folder: Path, n: int, side: int) -> list[ReferenceImage]:
+    import hashlib
+
+    import cv2
+
+    refs = []
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        path = folder / f"ref{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, (side, side * 4 // 3, 3), dtype=np.uint8))
+        refs.append(ReferenceImage(hashlib.sha256(path.read_bytes()).hexdigest(), path))
+    return refs
+
+
+def image_case(loaded: LoadedModel, rgb: np.ndarray, fps: float, repeats: int, side: int) -> dict[str, float]:
+    """8 targets, 4 of them with one reference image each: ours (warm, cold) vs 8 word-only vs naive."""
+    descs = _descriptions(8)
+    with tempfile.TemporaryDirectory() as folder:
+        refs = _reference_images(Path(folder), 4, side)
+        references = [[refs[i // 2]] if i % 2 else [] for i in range(8)]
+        loaded.suffixes.clear()  # start cold: nothing cached in this process
+        t_cold, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
+                                                references=references), 1)
+        t_ours, ours = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
+                                                   references=references), repeats)
+        t_crop, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
+                                                references=references, strategy="crop"), repeats)
+        t_batch, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
+                                                 references=references, strategy="batched"), repeats)
+        t_words, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs), repeats)
+        t_naive, naive = _best(lambda: score_targets_naive(loaded, rgb, fps=fps, descriptions=descs,
+                                                           references=references), 1)
+        suffix_tokens = max(loaded.suffixes.lengths())
+    diff = float(np.max(np.abs(np.array(ours) - np.array(naive))))
+    return {"ours_s": t_ours, "cold_s": t_cold, "crop_s": t_crop, "batched_s": t_batch, "words_s": t_words,
+            "naive_s": t_naive, "image_suffix_tokens": suffix_tokens, "max_abs_diff_vs_naive": diff}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,6 +171,13 @@ def main() -> None:
               f"{t_seed/t_ours:>9.1f} {t_seed3/t_ours:>10.1f} {diff:>9.1e}")
         print(f"        seed recipe generated {sorted(set(produced))} new tokens per question "
               f"(max_new_tokens={args.seed_tokens})")
+    img = image_case(loaded, rgb, fps, args.repeats, side)
+    print(f"8 targets, 4 with a reference image ({img['image_suffix_tokens']} tokens in an image suffix): "
+          f"ours {img['ours_s']*1e3:.0f} ms (cold {img['cold_s']*1e3:.0f}, crop {img['crop_s']*1e3:.0f}, "
+          f"batched {img['batched_s']*1e3:.0f}); 8 word-only {img['words_s']*1e3:.0f} ms; "
+          f"naive {img['naive_s']*1e3:.0f} ms; max|diff| {img['max_abs_diff_vs_naive']:.1e}")
+    print(f"image_targets_vs_words {img['ours_s'] / img['words_s']:.2f}  "
+          f"image_targets_vs_naive {img['ours_s'] / img['naive_s']:.2f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
@@ -140,6 +189,8 @@ def main() -> None:
         "baseline_s": n8["seed_s"], "ours_s": n8["ours_s"], "ratio": n8["seed_s"] / n8["ours_s"],
         "eight_vs_one": n8["ours_s"] / base,
         "per_targets": {str(k): v for k, v in figures.items()}, "peak_rss_mb": round(peak_mb, 1),
+        "image_targets_vs_words": img["ours_s"] / img["words_s"],
+        "image_targets_vs_naive": img["ours_s"] / img["naive_s"], "image_targets": img,
     }))
 
 

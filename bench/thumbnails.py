@@ -1,11 +1,10 @@
-"""What a source-resolution thumbnail costs: re-reading one frame per matched window at 1080p, against the
-window's own sampling for the model (8 frames at 224 px) measured in the same run.
+"""What source-resolution thumbnails cost: the decode pass of a whole clip's windows for the model
+(8 frames at 224 px each) with and without the thumbnail candidates (each frame also converted at source
+resolution capped at 1280 px, ``FrameRequest.full_side``) and a JPEG of each window's middle frame, measured
+in the same run. No frame is decoded again for a thumbnail: the difference is conversion and encoding.
 
 Writes (once, cached by parameters) a 20 s 1920x1080 30 fps H.264 clip twice: a keyframe every 250 frames
-(camera-like, B-frames) and every 30. For each 10 s window: the model's sample (``sample_frames``, 8 frames,
-max side 224), then ``ThumbnailWriter.write`` of the window's middle frame (the frame furthest from a
-keyframe is the expensive case), best of ``--repeat``. The ratio says how much a matched window's decode
-grows; unmatched windows pay nothing.
+(camera-like, B-frames) and every 30. Best of ``--repeat``.
 
 Usage: python bench/thumbnails.py [--keep DIR] [--repeat 3]. Ends with one JSON line.
 """
@@ -21,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vigil.media import probe
-from workers.frames import plan_windows, sample_frames
+from workers.frames import FrameRequest, open_media, plan_windows
 from workers.testing.clips import write_clip_h264
-from workers.thumbnails import ThumbnailWriter
+from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
 SECONDS, FPS, SIZE = 20, 30, (1920, 1080)
 WINDOW_S, FRAMES, MODEL_SIDE = 10.0, 8, 224
@@ -49,23 +48,23 @@ def clip(root: Path, gop: int) -> Path:
 
 def measure(path: Path, out: Path, repeat: int) -> dict[str, float]:
     info = probe(path)
-    windows = plan_windows(info, window_s=WINDOW_S, frames_per_window=FRAMES)
-    sample_ms = thumb_ms = 0.0
-    for index, (start, end) in enumerate(windows):
-        sample_ms += best_ms(
-            lambda s=start, e=end: sample_frames(
-                path, num_frames=FRAMES, start_s=s, end_s=e, max_side=MODEL_SIDE, info=info
-            ),
-            repeat,
-        )
-        middle = round((start + end) / 2 * info.fps)
-        # a fresh writer each time: its one-frame cache must not hide the decode
-        thumb_ms += best_ms(
-            lambda i=index, m=middle: ThumbnailWriter(path, info, out).write(f"w{i}.jpg", frame_index=m),
-            repeat,
-        )
+    with open_media(path, info=info) as media:
+        windows = plan_windows(media.timed_info, window_s=WINDOW_S, frames_per_window=FRAMES)
+
+    def analyse(full_side: int | None) -> None:
+        requests = [
+            FrameRequest(FRAMES, start_s=a, end_s=b, max_side=MODEL_SIDE, full_side=full_side)
+            for a, b in windows
+        ]
+        with open_media(path, info=info) as media:
+            for index, frames in media.frames(requests):
+                if frames.full is not None:
+                    ThumbnailWriter(out).write(f"w{index}.jpg", frames.full[len(frames.full) // 2])
+
     n = len(windows)
-    return {"windows": n, "sample_ms": sample_ms / n, "thumbnail_ms": thumb_ms / n}
+    sample_ms = best_ms(lambda: analyse(None), repeat) / n
+    with_thumbs_ms = best_ms(lambda: analyse(THUMBNAIL_MAX_SIDE), repeat) / n
+    return {"windows": n, "sample_ms": sample_ms, "thumbnail_ms": max(0.0, with_thumbs_ms - sample_ms)}
 
 
 def main() -> None:

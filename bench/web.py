@@ -3,7 +3,8 @@
 Each page is fetched whole over HTTP (query + render + transfer) and the median of `--repeat` fetches is
 reported. Baselines measured in the same run: the same pages over a database of 1,000 detections (paging
 should not slow down with the table), and the deep page's query written with OFFSET instead of the keyset
-the timeline uses. Prints a table, then one JSON line.
+the timeline uses. On PostgreSQL the tables are ANALYZEd after the bulk load (autovacuum would do it).
+Prints a table, then one JSON line.
 
     PYTHONPATH=. python bench/web.py [--rows 100000] [--pg postgresql+psycopg://postgres@127.0.0.1/postgres]
 """
@@ -41,6 +42,9 @@ def pages(url: str, rows: int, root: Path, repeat: int) -> dict[str, float]:
     seeded = seed_review(url, root)
     bulk_detections(url, rows)
     engine = create_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))  # fresh statistics, as autovacuum keeps them after a bulk load
     with engine.connect() as conn:
         ids = [r[0] for r in conn.execute(text("SELECT id FROM detections WHERE matched ORDER BY id DESC"))]
         mid = ids[len(ids) // 2]

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.sync import sync_rules
 from vigil.db import make_engine, session_factory, write_session
-from vigil.rules import sync_rules
 from vigil.schema import Analysis, Detection, Media, Source, Target
 from vigil.settings import (
     AlertSettings,

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -167,3 +168,30 @@ def tiny_llava(tiny_models_dir: Path) -> Path:
     from workers.testing.models import cached_tiny_model
 
     return cached_tiny_model("llava_next_video", tiny_models_dir)
+
+
+CHROMIUM = os.environ.get("VIGIL_TEST_CHROMIUM") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (its own browser download is not used; `make tools` installs
+    the chromium package)."""
+    if CHROMIUM is None:
+        missing_service("chromium is not installed (make tools installs Debian's)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # A viewer in another zone than the server's UTC: times must show in the viewer's.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id="Europe/Paris")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -4,6 +4,7 @@ Mosquitto of a test's own on a free port, for tests that stop and start the brok
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -46,9 +47,10 @@ def free_port() -> int:
 class Mosquitto:
     """A broker of the test's own, on a free port, that can be stopped and started again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.users = users or {}  # with users, anonymous clients are refused
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -56,7 +58,18 @@ class Mosquitto:
         if not Path(binary).exists():
             missing("mosquitto is not installed")
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # run as whoever runs the tests: as root, mosquitto would switch to its own user, which cannot
+        # read a password file in pytest's private temporary folder
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        if self.users:
+            passwords = self.workdir / "mosquitto.passwd"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines) + "\n")
         self.process = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -89,7 +102,7 @@ class Message:
 
 
 class MqttRecorder:
-    def __init__(self, topic: str, *, port: int = BROKER[1]) -> None:
+    def __init__(self, topic: str, *, port: int = BROKER[1], auth: tuple[str, str] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
@@ -100,6 +113,8 @@ class MqttRecorder:
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
         self.client.on_message = self._on_message
         self.port = port
+        if auth is not None:
+            self.client.username_pw_set(*auth)
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         with self.cond:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,12 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 DEADLINE_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float = DEADLINE_S, what: str = "") -> None:
@@ -69,6 +76,8 @@ class Stack:
             "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
             "VIGIL_LOG__FORMAT": "text",
             "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
+            # `vigil run` starts the review page: a port of its own, never a parallel run's 8765.
+            "VIGIL_WEB__PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         } | (extra_env or {})
 

@@ -10,31 +10,28 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.progress import Progress, count_statuses
-from vigil.schema import Media, MediaStatus, Source, Target, utcnow
-from vigil.settings import SourceSettings, WatchSettings, format_validation_error
+from vigil.media_lifecycle import REANALYZABLE, requeue_for_target
+from vigil.schema import Media, Source, Target, utcnow
+from vigil.settings import SourceSettings, format_validation_error
 
 if TYPE_CHECKING:
     from vigil.enqueue import Enqueuer
-    from watcher.scan import ScanReport
 
 log = logging.getLogger(__name__)
 
 CHUNK = 500
-REANALYZABLE = (MediaStatus.DONE, MediaStatus.FAILED)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w|week|weeks)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {
     "s": 1,
@@ -113,25 +110,7 @@ def mark_for_reanalysis(
         if since is not None:
             query = query.where(Media.mtime >= since)
         ids = list(session.scalars(query.order_by(Media.id)))
-        now = utcnow()
-        for start in range(0, len(ids), CHUNK):
-            session.execute(
-                update(Media)
-                .where(Media.id.in_(ids[start : start + CHUNK]), Media.status.in_(REANALYZABLE))
-                .values(
-                    status=MediaStatus.QUEUED,
-                    pending_target_ids=[target.id],
-                    attempts=0,
-                    error=None,
-                    claim_token=None,
-                    lease_until=None,
-                    started_at=None,
-                    finished_at=None,
-                    # Sent right after commit; if that send fails, the reconciler resends it later.
-                    enqueued_at=now,
-                ),
-                execution_options={"synchronize_session": False},
-            )
+        requeue_for_target(session, ids, target.id, now=utcnow())
     log.info("marked %d media for re-analysis of target %s (id %d)", len(ids), target_name, target.id)
     return Marked(target.id, ids)
 
@@ -214,47 +193,3 @@ def media_since(factory: sessionmaker[Session], source_name: str, since: datetim
                 .order_by(Media.id)
             )
         )
-
-
-@dataclass
-class ScanRun:
-    report: ScanReport
-    media_ids: list[int]
-
-
-def scan_folder(
-    factory: sessionmaker[Session],
-    enqueuer: Enqueuer,
-    source: SourceSettings,
-    *,
-    watch: WatchSettings,
-    progress: Progress | None = None,
-    poll_s: float = 0.5,
-) -> ScanRun:
-    """Register and send every file of the folder with the watcher's own rules (`scan_source`), showing
-    progress from the rows while it runs. A file already registered (same size and mtime) is not sent
-    again, so scanning twice queues nothing new."""
-    from watcher.scan import scan_source  # the watcher's rules (torch-free); imported only to scan
-
-    check_source_row(factory, source)
-    started = utcnow()
-    outcome: dict[str, Any] = {}
-
-    def scan() -> None:
-        try:
-            outcome["report"] = scan_source(factory, enqueuer, source, watch=watch)
-        except BaseException as exc:  # handed to the calling thread below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=scan, name=f"scan-{source.name}", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(poll_s)
-        if progress is not None:
-            progress.update(counts=count_statuses(factory, media_since(factory, source.name, started)))
-    if "error" in outcome:
-        raise outcome["error"]
-    ids = media_since(factory, source.name, started)
-    if progress is not None:
-        progress.update(counts=count_statuses(factory, ids), found=outcome["report"].found, force=True)
-    return ScanRun(outcome["report"], ids)

@@ -1,4 +1,5 @@
-"""The wire contract between processes: task names, queues and payloads.
+"""The contracts between the core and its sides: task names, queues and payloads on the wire; the
+recogniser the workers implement and the core calls.
 
 Producers (watcher, reconciler, CLI) send tasks *by name* with these payloads, so they never import
 the workers. Payloads carry ids only; a task re-reads its rows from the database.
@@ -6,7 +7,14 @@ the workers. Payloads carry ids only; a task re-reads its rows from the database
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from vigil.media import MediaInfo
 
 ANALYZE = "vigil.analyze"
 DELIVER = "vigil.deliver"
@@ -29,3 +37,54 @@ class AnalyzePayload(Payload):
 
 class DeliverPayload(Payload):
     delivery_id: int = Field(gt=0)
+
+
+# --- recognition: what a worker's recogniser is given and returns ----------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    id: int
+    name: str
+    description: str
+    threshold: float
+    # Stored reference images (file names under <data_dir>/references, "<sha256><suffix>"), in order.
+    images: tuple[str, ...] = ()
+
+
+@dataclass
+class WindowResult:
+    target_id: int
+    window_index: int
+    start_s: float
+    end_s: float
+    p_yes: float
+    matched: bool
+    evidence: str | None = None
+    thumbnail_path: str | None = None
+
+
+@dataclass
+class Recognition:
+    results: list[WindowResult]
+    windows: int
+    frames_decoded: int
+    decode_ms: float
+    model_ms: float
+    params: dict[str, object] = field(default_factory=dict)
+    caption: str | None = None
+
+
+class Recognizer(Protocol):
+    model_id: str
+    prompt_version: int
+
+    def recognize(
+        self,
+        path: Path,
+        info: MediaInfo,
+        targets: list[TargetSpec],
+        *,
+        media_id: int,
+        frames_per_window: int | None = None,
+    ) -> Recognition: ...

@@ -9,8 +9,21 @@ import sys
 from datetime import UTC, datetime
 
 from vigil.settings import LogSettings
+from vigil.terminal import safe
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """One line per event for a terminal: control characters in the message (file names) shown escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = safe(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +48,7 @@ def configure_logging(settings: LogSettings, *, process_name: str | None = None)
     use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
     use_json = use_json and settings.format != "text"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 
 from vigil.errors import UnreadableMedia, UnsupportedMedia
+from vigil.media_types import MediaKind, media_kind
 
 # Broken files are expected input: their reasons reach the database, not stderr. FFmpeg reads its level
 # when its backend first opens a file, so setting it here, before any capture, silences it.
@@ -37,13 +37,6 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mts", ".3gp", ".flv", ".wmv", ".mpg", ".mpeg"}
-)
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-
-MediaKind = Literal["video", "image"]
 
 FALLBACK_FPS = 30.0
 MAX_SIDE_PX = 16384
@@ -64,14 +57,10 @@ class MediaInfo:
     codec: str | None
 
 
-def media_kind(path: str | os.PathLike[str]) -> MediaKind | None:
-    """``"video"`` or ``"image"`` by the file's suffix (case-insensitive), else ``None``."""
-    suffix = Path(path).suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    if suffix in IMAGE_EXTENSIONS:
-        return "image"
-    return None
+def unreadable_from_cv2(path: str | os.PathLike[str], exc: cv2.error) -> UnreadableMedia:
+    """The one translation of an OpenCV error: its last line (the reason) as ``UnreadableMedia``."""
+    lines = str(exc).strip().splitlines()
+    return UnreadableMedia(path, f"OpenCV error: {lines[-1] if lines else type(exc).__name__}")
 
 
 def check_resolution(path: str | os.PathLike[str], width: int, height: int) -> None:
@@ -96,7 +85,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     try:
         return _probe_image(path, size) if kind == "image" else _probe_video(path)
     except cv2.error as exc:
-        raise UnreadableMedia(path, f"OpenCV error: {str(exc).strip().splitlines()[-1]}") from exc
+        raise unreadable_from_cv2(path, exc) from exc
 
 
 def _probe_image(path: str | os.PathLike[str], size: int) -> MediaInfo:
@@ -131,7 +120,7 @@ def open_capture(path: str | os.PathLike[str], *, raw: bool = False) -> Iterator
     try:
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
     except cv2.error as exc:
-        raise UnreadableMedia(path, f"OpenCV cannot open: {str(exc).strip().splitlines()[-1]}") from exc
+        raise unreadable_from_cv2(path, exc) from exc
     try:
         if not cap.isOpened():
             raise UnreadableMedia(path, "not a readable video container")

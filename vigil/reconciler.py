@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil import metrics
 from vigil.contracts import ANALYZE, TASK_QUEUES
-from vigil.db import write_session
 from vigil.enqueue import Enqueuer
+from vigil.media_lifecycle import expire_leases
 from vigil.schema import Media, MediaStatus, utcnow
 from vigil.settings import WorkSettings
 
@@ -40,7 +40,7 @@ def reconcile_media(
     factory: sessionmaker[Session], enqueuer: Enqueuer, work: WorkSettings
 ) -> ReconcileReport:
     report = ReconcileReport()
-    expired, dead = _release_expired_leases(factory, work)
+    expired, dead = expire_leases(factory, max_attempts=work.max_attempts, batch=BATCH)
     report.expired, report.dead = len(expired), dead
     for media_id in _queued_needing_send(factory, enqueuer, work):
         if enqueuer.analyze(media_id):
@@ -49,39 +49,6 @@ def reconcile_media(
     if report.resent or report.expired or report.dead:
         log.info("reconciled: %d resent, %d leases expired, %d given up", report.resent, report.expired, dead)
     return report
-
-
-def _release_expired_leases(factory: sessionmaker[Session], work: WorkSettings) -> tuple[list[int], int]:
-    now = utcnow()
-    with write_session(factory) as session:
-        rows = session.execute(
-            select(Media.id, Media.attempts)
-            .where(Media.status == MediaStatus.RUNNING, Media.lease_until < now)
-            .limit(BATCH)
-        ).all()
-        requeue = [r.id for r in rows if r.attempts < work.max_attempts]
-        give_up = [r.id for r in rows if r.attempts >= work.max_attempts]
-        if requeue:
-            session.execute(
-                update(Media)
-                .where(Media.id.in_(requeue), Media.status == MediaStatus.RUNNING)
-                .values(status=MediaStatus.QUEUED, claim_token=None, lease_until=None, enqueued_at=None)
-            )
-        if give_up:
-            session.execute(
-                update(Media)
-                .where(Media.id.in_(give_up), Media.status == MediaStatus.RUNNING)
-                .values(
-                    status=MediaStatus.FAILED,
-                    claim_token=None,
-                    lease_until=None,
-                    finished_at=now,
-                    error=f"gave up after {work.max_attempts} attempts: the worker was lost each time",
-                )
-            )
-    for media_id in give_up:
-        log.warning("media %d failed: worker lost %d times", media_id, work.max_attempts)
-    return requeue, len(give_up)
 
 
 def _queued_needing_send(factory: sessionmaker[Session], enqueuer: Enqueuer, work: WorkSettings) -> list[int]:

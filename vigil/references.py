@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from vigil.errors import ConfigError
-from vigil.media import IMAGE_EXTENSIONS
+from vigil.media_types import IMAGE_EXTENSIONS
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 MAX_IMAGES_PER_TARGET = 4

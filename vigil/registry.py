@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
 from vigil.errors import MediaError, UnreadableMedia
-from vigil.media import MediaInfo, media_kind
+from vigil.media import MediaInfo
+from vigil.media_lifecycle import set_registered
+from vigil.media_types import media_kind
 from vigil.references import check_references, store_reference
-from vigil.schema import Media, MediaStatus, Source, Target, utcnow
+from vigil.schema import Media, MediaStatus, Source, Target
 from vigil.settings import SourceSettings, TargetSettings
 
 log = logging.getLogger(__name__)
@@ -109,10 +111,6 @@ class Registration:
     created: bool
     """False when the file (this version of it) was already registered."""
 
-    @property
-    def needs_analysis(self) -> bool:
-        return self.created and self.status == MediaStatus.QUEUED
-
 
 def register_file(
     factory: sessionmaker[Session],
@@ -152,9 +150,7 @@ def register_file(
                 latest.size_bytes, latest.mtime = stat.st_size, mtime
                 return Registration(latest.id, latest.status, created=False)
             media = _new_media(session, source_id, rel_path, path, stat.st_size, mtime, digest, latest)
-            _apply_probe(media, info, problem)
-            if media.status == MediaStatus.QUEUED and duplicate_content == "skip":
-                _skip_if_duplicate(session, media)
+            set_registered(session, media, info, problem, skip_duplicates=duplicate_content == "skip")
             session.add(media)
             session.flush()
             registration = Registration(media.id, media.status, created=True)
@@ -229,33 +225,4 @@ def _new_media(
         size_bytes=size,
         mtime=mtime,
         sha256=digest,
-        status=MediaStatus.QUEUED,
     )
-
-
-def _apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None) -> None:
-    if problem is not None or info is None:
-        media.status = MediaStatus.FAILED
-        media.error = problem.reason if problem is not None else "not probed"
-        media.finished_at = utcnow()
-        return
-    media.kind = info.kind
-    media.width, media.height = info.width, info.height
-    media.fps, media.frame_count, media.duration_s = info.fps, info.frame_count, info.duration_s
-
-
-def _skip_if_duplicate(session: Session, media: Media) -> None:
-    original = session.scalar(
-        select(Media)
-        .where(
-            Media.sha256 == media.sha256,
-            Media.status.not_in([MediaStatus.FAILED, MediaStatus.SUPERSEDED]),
-        )
-        .order_by(Media.id)
-        .limit(1)
-    )
-    if original is not None:
-        media.status = MediaStatus.SKIPPED
-        media.duplicate_of_id = original.id
-        media.error = f"same content as media {original.id}"
-        media.finished_at = utcnow()

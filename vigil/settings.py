@@ -31,29 +31,13 @@ from pydantic_settings import (
 )
 
 from vigil.errors import ConfigError
+from vigil.media_types import MEDIA_EXTENSIONS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0)]
 
-DEFAULT_INCLUDE = [
-    "*.mp4",
-    "*.mkv",
-    "*.mov",
-    "*.avi",
-    "*.m4v",
-    "*.webm",
-    "*.ts",
-    "*.mts",
-    "*.3gp",
-    "*.mpg",
-    "*.mpeg",
-    "*.jpg",
-    "*.jpeg",
-    "*.png",
-    "*.bmp",
-    "*.webp",
-]
+DEFAULT_INCLUDE = [f"*{ext}" for ext in sorted(MEDIA_EXTENSIONS)]  # patterns match case-insensitively
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
 
 

@@ -29,8 +29,9 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil import metrics
+from vigil.alerts.delivery import reconcile_deliveries
+from vigil.alerts.sync import sync_rules
 from vigil.db import schema_revision, write_session
-from vigil.delivery import reconcile_deliveries
 from vigil.dropfolder import finalize_file
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError, MediaError
@@ -38,7 +39,6 @@ from vigil.media import MediaInfo
 from vigil.migrate import head_revision
 from vigil.reconciler import reconcile_media
 from vigil.registry import sync_sources, sync_targets
-from vigil.rules import sync_rules
 from vigil.settings import Settings, SourceSettings
 from vigil.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from watcher.events import SourceEventHandler

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vigil.media import MediaInfo, probe
-from workers.frames import sample_frames
+from workers.frames import Mode, sample_frames
 from workers.models import LoadedModel
 
 
@@ -17,18 +17,10 @@ class Clip:
     path: Path
     info: MediaInfo
     rgb: np.ndarray
-    fps: float
+    fps: float  # the sampled rate (``workers.frames.sampled_fps``): 1 for an image, as the worker uses
 
 
-def load_clip(loaded: LoadedModel, path: Path, *, frames: int, mode: str = "exact") -> Clip:
+def load_clip(loaded: LoadedModel, path: Path, *, frames: int, mode: Mode = "exact") -> Clip:
     info = probe(path)
-    sampled = sample_frames(
-        path,
-        num_frames=frames,
-        mode=mode,
-        max_side=loaded.frame_side,
-        info=info,  # type: ignore[arg-type]
-    )
-    span = max(info.duration_s, 1e-3)
-    fps = max(len(sampled.indices) / span, 0.1) if info.kind == "video" else 1.0
-    return Clip(path, info, sampled.rgb, fps)
+    sampled = sample_frames(path, num_frames=frames, mode=mode, max_side=loaded.frame_side, info=info)
+    return Clip(path, info, sampled.rgb, sampled.fps)

@@ -1,107 +1,385 @@
-"""The PyAV decode path of ``workers.frames`` (private: call ``workers.frames.sample_frames``).
+"""The decoding engine behind ``workers.frames`` (private: use ``workers.frames.open_media``).
 
-Two handles on the file are opened: one decodes, the other only answers "which keyframe is at or before
-(after) frame i?" by seeking the demuxer and reading one packet (about 0.05 ms on MP4, whose index makes a
-seek exact), so the decoding handle never loses its place to a question.
+One ``VideoSession`` per media file serves a sorted list of wanted points in one forward pass. A point is a
+time in seconds from the stream's first frame; it is served by the first frame whose presentation timestamp
+reaches it (what a player shows from that time on), or by one chosen keyframe (``Point.key``). Timestamps
+come from the frames themselves, never from an average frame rate, so variable frame rates, dropped
+frames, lying counts, edit lists and non-zero start times change nothing.
 
-Frame indices come from timestamps, ``round((pts - start_pts) * time_base * fps)``, which is what OpenCV
-reports too. Each wanted frame is reached by decoding forward from where the decoder is, or by seeking to
-the keyframe at or before it and decoding forward, whichever decodes fewer frames. Only the frames returned
-are converted (swscale converts and resizes in one step, straight from YUV).
-
-The timestamp arithmetic holds for constant-frame-rate streams only, so it is checked as frames come: a
-frame without a timestamp, or two decoded frames whose indices are not consecutive (variable frame rate,
-dropped frames), makes the call start again in *counting* mode: decode from the start, the index of a frame
-is the number of frames before it (what a sequential OpenCV read reports), no seeks.
-
-``keyframe`` mode returns the exact frame when that costs at most ``KEYFRAME_SLACK`` decodes, else the
-keyframe nearest the target inside the window (distinct keyframes when there are at least as many as
-targets), which costs one decode after a seek.
+How the pass moves: the keyframes are known before decoding (the demuxer's index on MP4/MOV/MKV/AVI, else
+one demux-only scan of the packets). To reach a point the decoder must start at the last keyframe at or
+before it; when that keyframe lies ahead of where the decoder is, the packets in between are not decoded:
+the decoder is drained (its last frames come out) and flushed, and the demuxer either seeks to the keyframe
+(indexed containers, gaps over ``SEEK_MIN_GAP_S``) or reads on without decoding. A decoding run started at
+keyframe K trusts only frames shown at or after K (leading pictures of an open GOP reference frames before
+K). A keyframe point is served by decoding its packet alone and draining. H.264 non-reference pictures
+shown before the next point are not decoded at all (``workers/disposable.py``). A frame is decoded at most
+once (``redecoded`` counts exceptions: a demuxer landing after the point, corrected by going back).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import av
 import av.error
-import numpy as np
 
 from vigil.errors import UnreadableMedia
+from workers.disposable import disposable, length_size
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["exact", "keyframe"]
-
-SEEK_OVERHEAD = 4  # a seek's fixed cost (decoder flush, demuxer seek), in decoded frames
-KEYFRAME_SLACK = 16  # keyframe mode: decode the exact frame when it costs at most this many decodes
-THREAD_TYPE = "SLICE"  # frame threads refill after every seek: measured slower here (2 cores, seek-heavy)
-INTERPOLATION = "AREA"  # swscale's area averaging for downscaling, like OpenCV's INTER_AREA
-
-
-@dataclass
-class AvResult:
-    rgb: np.ndarray
-    indices: list[int]
-    timestamps_s: list[float]
-    decoded: int
-    ended_at: int | None  # the stream ended before the last wanted frame: its real frame count
-
-
-class _NotConstantRate(Exception):
-    """Timestamps do not map one-to-one onto frame indices; decode again by counting frames."""
+SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter ones demux on (~11 us/packet)
+# skip ahead to a keyframe only when that spares at least this many decodes: a jump drains the frame-thread
+# pipeline (about cores + 1 frames in flight) and flushes the decoder, so shorter gaps are cheaper decoded
+JUMP_MIN_FRAMES = 8
+EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
+# Threads, measured here (bench/sampling.py prints the sequential case) on 60 s of real 640x272 x264 footage
+# joined by stream copy, on this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with
+# slice threads (x264 writes one slice a frame, so one thread works) and 2,203 ms with frame threads;
+# 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759 ms with frame threads; lone keyframes
+# (keyframe mode, 8 / 32) 31 / 222 against 35 / 112 ms. Frame threads keep frames in flight that a jump
+# drains, but that costs less than decoding on one core, so they are used around seeks too. A plan of lone
+# keyframes only (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off
+# is pure latency (a keyframe took 30-50 ms with frame threads at load 10, against 10 ms for 8 with slice
+# threads), so such plans use SLICE.
+THREAD_TYPE = "FRAME"
+KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
 
 
 @dataclass(frozen=True)
-class _Timeline:
-    start_pts: int
-    time_base: float
-    fps: float
+class Point:
+    t: float  # seconds from the stream's start
+    key: int | None = None  # keyframe mode: the ordinal of the keyframe that serves this point
 
-    def index(self, pts: int) -> int:
-        return round((pts - self.start_pts) * self.time_base * self.fps)
 
-    def pts(self, index: int) -> int:
-        return self.start_pts + round(index / self.fps / self.time_base)
+@dataclass(frozen=True)
+class Keyframe:
+    t: float  # presentation time in seconds from the stream's start (estimated from the index's dts)
+    pos: int  # byte position of its packet, -1 when unknown
+
+
+class VideoSession:
+    """An open video file: its timeline, keyframes and real duration, and the one forward decoding pass."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fallback_duration_s: float) -> None:
+        self.path = path
+        self.decoded = 0  # packets sent to the decoder (= frames decoded)
+        self.redecoded = 0  # of those, packets that had been decoded before in this session
+        self._fed: set[tuple[int | None, int | None]] = set()
+        self._resolved: set[int] = set()
+        self.skipped = 0  # non-reference packets left out (``workers/disposable.py``)
+        try:
+            self.container = av.open(str(path))
+            self.stream = _video_stream(self.container, path)
+            self.tb = float(self.stream.time_base or 0) or 1 / 90000
+            ctx = self.stream.codec_context
+            self.nal_prefix = length_size(ctx.name, ctx.extradata)
+            self._index_keys(fallback_duration_s)
+        except av.error.FFmpegError as exc:
+            self.close()
+            raise UnreadableMedia(path, f"FFmpeg: {reason(exc)}") from exc
+
+    def close(self) -> None:
+        if getattr(self, "container", None) is not None:
+            self.container.close()
+
+    def __enter__(self) -> VideoSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.stream.codec_context.width, self.stream.codec_context.height
 
     def seconds(self, pts: int) -> float:
-        return (pts - self.start_pts) * self.time_base
+        return (pts - self.origin) * self.tb
+
+    def keyframes_in(self, start_s: float, end_s: float) -> list[int]:
+        """Ordinals of the keyframes shown inside [start_s, end_s) (their exact times: see ``_resolve``)."""
+        times = [k.t for k in self.keyframes]
+        near = range(bisect.bisect_left(times, start_s - 1.0), bisect.bisect_left(times, end_s + 1.0))
+        self._resolve(near)
+        times = [k.t for k in self.keyframes]
+        first, stop = bisect.bisect_left(times, start_s - EPS_S), bisect.bisect_left(times, end_s - EPS_S)
+        return list(range(first, stop))
+
+    def _resolve(self, ordinals: Iterable[int]) -> None:
+        """Replace the index's estimated times of these keyframes by their packets' real timestamps (the
+        index holds decode times; their offset to presentation times varies with a variable frame rate).
+        A second handle seeks to each and reads one packet: about 0.1 ms each on MP4."""
+        todo = [o for o in ordinals if o not in self._resolved and self.keyframes[o].pos >= 0]
+        if not todo or not self.seekable:
+            return
+        with av.open(str(self.path)) as twin:
+            stream = _video_stream(twin, self.path)
+            for o in todo:
+                key = self.keyframes[o]
+                self._resolved.add(o)
+                twin.seek(self.origin + round(key.t / self.tb), stream=stream, backward=True, any_frame=False)
+                for n, packet in enumerate(twin.demux(stream)):
+                    if packet.pos == key.pos and packet.pts is not None:
+                        self.keyframes[o] = Keyframe(self.seconds(packet.pts), key.pos)
+                        break
+                    if n > 512 or (packet.pos is not None and packet.pos > key.pos):
+                        break
+
+    def _index_keys(self, fallback_duration_s: float) -> None:
+        """Keyframes, origin and duration: from the demuxer's index when it has one, else by one scan."""
+        first = next((p for p in self.container.demux(self.stream) if p.pts is not None), None)
+        if first is None or first.pts is None:
+            raise UnreadableMedia(self.path, "no video packet")
+        first_pts: int = first.pts
+        start = self.stream.start_time
+        self.origin: int = start if start is not None else first_pts
+        entries = [e for e in self.stream.index_entries if not e.is_discard]
+        keys = [e for e in entries if e.is_keyframe]
+        # A sample table (MP4, MOV, AVI) lists every frame; a cue index (MKV) only some keyframes, read
+        # lazily; MPEG-TS has none and seeks by guessing byte offsets. Only a full table is trusted.
+        full_table = len(keys) < len(entries) or all(e.is_keyframe for e in entries) and len(entries) > 1
+        self.seekable = bool(keys) and full_table and self.container.format.name not in ("mpegts", "mpeg")
+        if self.seekable:
+            offset = first_pts - keys[0].timestamp  # index timestamps are dts in MP4: shift to pts
+            self.keyframes = [Keyframe(self.seconds(e.timestamp + offset), e.pos) for e in keys]
+            size = os.stat(self.path).st_size
+            whole = [e for e in entries if e.pos + e.size <= size]  # a cut file keeps an index of all
+            last = max((e.timestamp for e in whole), default=first_pts - offset)
+            step = entries[1].timestamp - entries[0].timestamp if len(entries) > 1 else 0
+            self.duration_s = max(self.seconds(last + offset + step), 1e-3)
+            self.rewind()
+        else:
+            self._scan(first, first_pts)
+        if self.duration_s <= 0:
+            self.duration_s = fallback_duration_s
+
+    def _scan(self, first: av.Packet, first_pts: int) -> None:
+        """Keyframes and duration by demuxing every packet once (no decoding): streams without an index."""
+        keys: list[Keyframe] = []
+        last = first_pts
+        for packet in _chain(first, self.container.demux(self.stream)):
+            pts = packet.pts
+            if pts is None:
+                continue
+            last = max(last, pts + (packet.duration or 0))
+            if packet.is_keyframe:
+                keys.append(Keyframe(self.seconds(pts), packet.pos if packet.pos is not None else -1))
+        self.keyframes = keys or [Keyframe(self.seconds(first_pts), -1)]
+        self.duration_s = self.seconds(last)
+        self.rewind()
+
+    def rewind(self) -> None:
+        self.container.seek(0)  # to the start of the file (byte 0 for streams without an index)
+        self._packets: Iterator[av.Packet] = self.container.demux(self.stream)
+
+    def serve(self, points: Sequence[Point]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Yield (point index, frame) for every point, in order, from one forward pass."""
+        times = [k.t for k in self.keyframes]
+        starts = {bisect.bisect_right(times, p.t + EPS_S) - 1 for p in points if p.key is None}
+        self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
+        only_keys = all(p.key is not None for p in points)
+        self.stream.thread_type = KEYFRAMES_ONLY_THREAD_TYPE if only_keys else THREAD_TYPE
+        run = _Run(self, points)
+        try:
+            yield from run.frames()
+        except av.error.FFmpegError as exc:
+            if run.last is None:
+                raise UnreadableMedia(self.path, f"FFmpeg: {reason(exc)}") from exc
+            stopped = self.seconds(run.last.pts or 0)
+            log.info("%s: decoding stopped at %.3f s: %s", self.path, stopped, reason(exc))
+        if run.last is None:
+            raise UnreadableMedia(self.path, "no decodable frame")
+        for i in range(run.next, len(points)):  # past the last frame: a player shows the last frame
+            yield i, run.last
+
+    def feed(self, packet: av.Packet) -> list[av.VideoFrame]:
+        key = (packet.pos if packet.pos is not None and packet.pos >= 0 else None, packet.dts)
+        if key in self._fed:
+            self.redecoded += 1
+        self._fed.add(key)
+        self.decoded += 1
+        return list(self.stream.codec_context.decode(packet))
+
+    def drain(self) -> list[av.VideoFrame]:
+        frames = list(self.stream.codec_context.decode(None))
+        self.stream.codec_context.flush_buffers()
+        return frames
+
+    def seek_to(self, key: Keyframe) -> None:
+        pts: int = self.origin + round(key.t / self.tb)
+        self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+        self._packets = self.container.demux(self.stream)
+
+    def next_packet(self) -> av.Packet | None:
+        for packet in self._packets:
+            if packet.size:
+                return packet
+        return None
 
 
-def sample_av(
-    path: str | os.PathLike[str],
-    targets: Sequence[int],
-    *,
-    window: tuple[int, int],
-    mode: Mode,
-    out_size: tuple[int, int],
-    fps: float,
-) -> AvResult:
-    """Frames at ``targets`` (sorted frame indices inside ``window`` = [first, stop)) of ``path``."""
-    try:
-        with av.open(str(path)) as container, av.open(str(path)) as twin:
-            stream = _video_stream(container, path)
-            stream.thread_type = THREAD_TYPE
-            timeline = _Timeline(stream.start_time or 0, float(stream.time_base or 0) or 1 / 90000, fps)
-            keys = _KeyIndex(twin, _video_stream(twin, path), timeline)
-            wants = list(targets) if mode == "exact" else _keyframe_wants(targets, keys, window)
-            chosen_keys = frozenset(wants) - frozenset(targets)  # keyframes taken in place of a target
-            decoder = _Decoder(container, stream, timeline, out_size)
-            try:
-                return _collect(decoder, wants, keys, path, keyframes=chosen_keys)
-            except _NotConstantRate as exc:
-                log.info("%s: %s; decoding by counting frames", path, exc)
-                container.seek(0)
-                counter = _Decoder(container, stream, timeline, out_size, counting=True)
-                return _collect(counter, list(targets), None, path)
-    except av.error.FFmpegError as exc:
-        raise UnreadableMedia(path, f"FFmpeg: {_reason(exc)}") from exc
+class _Run:
+    """The state of one forward pass: where the decoder is, which keyframe its run started at."""
+
+    def __init__(self, session: VideoSession, points: Sequence[Point]) -> None:
+        self.s, self.points = session, points
+        self.next = 0  # the first point not served yet
+        self.last: av.VideoFrame | None = None  # the last trusted frame
+        self.trust: float | None = None  # decoding since the keyframe shown at this time; None: not decoding
+        self.key = -1  # ordinal of the last keyframe packet read (fed or skipped)
+        self.at = -1.0  # presentation time of the last packet read
+        self.ordinal = {k.pos: i for i, k in enumerate(session.keyframes) if k.pos >= 0}
+        self.key_times = [k.t for k in session.keyframes]
+        self.half_frame = 0.5 / _rate(session)
+        self.started = (-1, -1)  # (point, keyframe) of the last run started
+        self.shown: dict[int, float] = {}  # keyframe ordinal -> its packet's real presentation time
+
+    def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
+        while self.next < len(self.points):
+            goal = self._start_for(self.points[self.next])
+            if self.trust is not None and goal > self.key and self._saves(goal):
+                yield from self._served(self.s.drain())  # end this run: what it decoded comes out
+                self.trust = None
+                continue
+            if self.trust is None:
+                if (self.next, goal) == self.started:  # a run at this keyframe did not reach the point
+                    if self.last is None:
+                        return
+                    t = self.points[self.next].t
+                    log.warning("%s: keyframe %d does not reach %.3f s", self.s.path, goal, t)
+                    yield self.next, self.last
+                    self.next += 1
+                    continue
+                self.started = (self.next, goal)
+                started = self._start_run(goal, self.points[self.next])
+                if started is None:
+                    return
+                frames, alone = started
+                yield from self._served(frames)
+                if alone:
+                    self.trust = None
+                continue
+            packet = self.s.next_packet()
+            if packet is None:
+                yield from self._served(self.s.drain())
+                return
+            self._read(packet)
+            if self._skippable(packet):
+                continue
+            yield from self._served(self.s.feed(packet))
+            if self._keyframe_alone(packet):
+                yield from self._served(self.s.drain())
+                self.trust = None
+
+    def _skippable(self, packet: av.Packet) -> bool:
+        """A non-reference picture shown before the next point (and not near the end, where the last
+        frame serves points past it): nothing will show it or refer to it."""
+        if self.s.nal_prefix is None or packet.pts is None or packet.is_keyframe:
+            return False
+        t = self.points[self.next].t
+        if t > self.s.duration_s - 1.0 or self.s.seconds(packet.pts) >= t - EPS_S:
+            return False
+        if not disposable(memoryview(packet), self.s.nal_prefix):
+            return False
+        self.s.skipped += 1
+        return True
+
+    def _start_for(self, point: Point) -> int:
+        """Ordinal of the keyframe a run must start at to serve ``point``."""
+        if point.key is not None:
+            return point.key
+        return max(0, bisect.bisect_right(self.key_times, point.t + EPS_S) - 1)
+
+    def _saves(self, goal: int) -> bool:
+        """Whether jumping to keyframe ``goal`` spares decoding enough frames to be worth a flush."""
+        return (self.key_times[goal] - self.at) * _rate(self.s) >= JUMP_MIN_FRAMES
+
+    def _start_run(self, goal: int, point: Point) -> tuple[list[av.VideoFrame], bool] | None:
+        """Read on (or seek) to keyframe ``goal`` and feed it: its frames, and whether it was decoded alone
+        (the decoder drained after it); None at the end of the stream."""
+        target = self.s.keyframes[goal]
+        if goal <= self.key or (self.s.seekable and target.t - max(self.at, 0.0) > SEEK_MIN_GAP_S):
+            self._seek(goal)
+        while True:
+            packet = self.s.next_packet()
+            if packet is None:
+                return None
+            self._read(packet)
+            if not packet.is_keyframe or self.key < goal:
+                continue
+            shown = self.s.seconds(packet.pts) if packet.pts is not None else 0.0
+            late = self.key > goal or (point.key is None and shown > point.t + EPS_S)
+            if late and self.key > 0:  # the demuxer landed after the point: start one keyframe earlier
+                goal = min(goal, self.key) - 1
+                self._seek(goal)
+                continue
+            self.trust = -float("inf") if self.key == 0 else shown
+            frames = self.s.feed(packet)
+            alone = self._keyframe_alone(packet)
+            return (frames + self.s.drain(), True) if alone else (frames, False)
+
+    def _seek(self, goal: int) -> None:
+        if goal <= 0:
+            self.s.rewind()
+        else:
+            self.s.seek_to(self.s.keyframes[goal])
+        self.key, self.at = goal - 1, -1.0
+
+    def _read(self, packet: av.Packet) -> None:
+        if packet.pts is not None:
+            self.at = max(self.at, self.s.seconds(packet.pts))
+        if packet.is_keyframe:
+            self.key = self._ordinal_of(packet)
+            if packet.pts is not None:
+                self.shown[self.key] = self.key_times[self.key] = self.s.seconds(packet.pts)
+
+    def _ordinal_of(self, packet: av.Packet) -> int:
+        if packet.pos is not None and packet.pos in self.ordinal:
+            return self.ordinal[packet.pos]
+        t = self.s.seconds(packet.pts) if packet.pts is not None else 0.0
+        i = bisect.bisect_left(self.key_times, t - self.half_frame)
+        return max(self.key, min(i, len(self.key_times) - 1))
+
+    def _keyframe_alone(self, packet: av.Packet) -> bool:
+        """This keyframe serves the next point, and no point after it needs the frames that follow."""
+        if not packet.is_keyframe or self.next >= len(self.points) or self.points[self.next].key != self.key:
+            return False
+        after = self.next + 1
+        while after < len(self.points) and self.points[after].key == self.key:
+            after += 1
+        return after >= len(self.points) or self._start_for(self.points[after]) > self.key
+
+    def _served(self, frames: list[av.VideoFrame]) -> Iterator[tuple[int, av.VideoFrame]]:
+        for frame in frames:
+            pts = frame.pts if frame.pts is not None else frame.dts
+            if pts is None or self.trust is None:
+                continue
+            t = self.s.seconds(pts)
+            if t < self.trust - EPS_S:
+                continue  # a leading picture of an open GOP: its references were not decoded
+            self.last = frame
+            while self.next < len(self.points) and self._reaches(self.points[self.next], t):
+                yield self.next, frame
+                self.next += 1
+
+    def _reaches(self, point: Point, t: float) -> bool:
+        if point.key is not None:
+            return t >= self.shown.get(point.key, self.key_times[point.key] - self.half_frame) - EPS_S
+        return t >= point.t - EPS_S
+
+
+def _rate(session: VideoSession) -> float:
+    rate = session.stream.average_rate or session.stream.guessed_rate
+    return float(rate) if rate and float(rate) > 0 else 30.0
+
+
+def _chain(first: av.Packet, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    yield first
+    yield from rest
 
 
 def _video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.VideoStream:
@@ -111,238 +389,5 @@ def _video_stream(container: av.container.InputContainer, path: str | os.PathLik
     return stream
 
 
-def _reason(exc: av.error.FFmpegError) -> str:
+def reason(exc: av.error.FFmpegError) -> str:
     return str(getattr(exc, "strerror", None) or exc).strip()
-
-
-class _KeyIndex:
-    """Keyframe positions, asked of a second handle on the file (seek + read one packet)."""
-
-    def __init__(self, container: av.container.InputContainer, stream: av.VideoStream, tl: _Timeline) -> None:
-        self.container, self.stream, self.tl = container, stream, tl
-        self._cache: dict[tuple[int, bool], int | None] = {}
-
-    def at_or_before(self, index: int) -> int | None:
-        back = 0
-        while index - back >= 0:  # a demuxer may land after the time asked: ask earlier until it does not
-            key = self._landing(index - back, backward=True)
-            if key is None or key <= index:
-                return key
-            back = back * 2 + 16
-        return self._landing(0, backward=True)
-
-    def at_or_after(self, index: int) -> int | None:
-        key = self._landing(index, backward=False)
-        return key if key is not None and key >= index else None
-
-    def _landing(self, index: int, *, backward: bool) -> int | None:
-        if (index, backward) not in self._cache:
-            self._cache[index, backward] = self._seek_and_peek(index, backward=backward)
-        return self._cache[index, backward]
-
-    def _seek_and_peek(self, index: int, *, backward: bool) -> int | None:
-        try:
-            self.container.seek(self.tl.pts(index), stream=self.stream, backward=backward, any_frame=False)
-            for n, packet in enumerate(self.container.demux(self.stream)):
-                if packet.pts is not None and packet.is_keyframe:
-                    return self.tl.index(packet.pts)
-                if n > 64:
-                    break
-        except av.error.FFmpegError:  # e.g. seeking forward past the last keyframe
-            pass
-        return None
-
-
-class _Decoder:
-    """A decoding handle that knows the index of the next frame it will yield (``pos``)."""
-
-    def __init__(
-        self,
-        container: av.container.InputContainer,
-        stream: av.VideoStream,
-        tl: _Timeline,
-        out_size: tuple[int, int],
-        *,
-        counting: bool = False,
-    ) -> None:
-        self.container, self.stream, self.tl, self.out_size = container, stream, tl, out_size
-        self.counting = counting
-        self.pos: int | None = 0 if counting else None  # None: unknown until the first frame after a seek
-        self.decoded = 0
-        self.ended = False
-        self._frames: Iterator[av.VideoFrame] = container.decode(stream)
-
-    def seek(self, key: int | None) -> None:
-        pts = self.tl.pts(key) if key is not None else self.tl.start_pts
-        self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
-        self._frames = self.container.decode(self.stream)
-        self.pos = None
-        self.decoded += SEEK_OVERHEAD
-
-    def read_keyframe(self, key: int) -> tuple[int, av.VideoFrame] | None:
-        """Seek to keyframe ``key`` and decode that one packet alone: draining the decoder right after it
-        skips the frames a reordering decoder (B-frames) would otherwise decode before showing it."""
-        self.seek(key)
-        for packet in self.container.demux(self.stream):
-            if packet.pts is None or not packet.is_keyframe:
-                break
-            frames = list(self.stream.decode(packet)) + list(self.stream.decode(None))
-            self.stream.codec_context.flush_buffers()
-            self._frames = self.container.decode(self.stream)
-            self.pos = None  # the decoder was drained: the next read seeks
-            self.decoded += 1
-            if len(frames) == 1 and frames[0].pts is not None and self.tl.index(frames[0].pts) == key:
-                return key, frames[0]
-            break
-        self.seek(key)  # not a lone keyframe after all: decode forward as usual
-        return self.read_at_least(key)
-
-    def read_at_least(self, target: int) -> tuple[int, av.VideoFrame] | None:
-        """Decode forward to the first frame whose index is >= ``target``; None at the end of the stream."""
-        for frame in self._frames:
-            self.decoded += 1
-            index = self._index_of(frame)
-            self.pos = index + 1
-            if index >= target:
-                return index, frame
-        self.ended = True
-        return None
-
-    def _index_of(self, frame: av.VideoFrame) -> int:
-        if self.counting:
-            assert self.pos is not None
-            return self.pos
-        if frame.pts is None:
-            raise _NotConstantRate("a frame has no timestamp")
-        index = self.tl.index(frame.pts)
-        if self.pos is not None and index != self.pos:
-            raise _NotConstantRate(f"frame {self.pos} has the timestamp of frame {index}")
-        return index
-
-    def timestamp(self, index: int, frame: av.VideoFrame) -> float:
-        if frame.pts is None or not self.counting:
-            return index / self.tl.fps
-        return self.tl.seconds(frame.pts)
-
-    def convert_into(self, frame: av.VideoFrame, slot: np.ndarray) -> None:
-        w, h = self.out_size
-        if (frame.width, frame.height) == (w, h):
-            slot[...] = frame.to_ndarray(format="rgb24")
-        else:
-            small = frame.reformat(width=w, height=h, format="rgb24", interpolation=INTERPOLATION)
-            slot[...] = small.to_ndarray()
-
-
-def _move_to(decoder: _Decoder, want: int, keys: _KeyIndex | None) -> None:
-    """Seek when decoding forward to ``want`` would decode more than seeking to its keyframe would."""
-    pos = decoder.pos
-    if keys is None or decoder.ended:
-        if decoder.ended or pos is None or pos > want:
-            decoder.seek(None)
-            decoder.pos, decoder.ended = (0 if decoder.counting else None), False
-        return
-    key = keys.at_or_before(want)
-    if pos is not None and pos <= want and (key is None or want - pos <= want - key + SEEK_OVERHEAD):
-        return
-    decoder.seek(key)
-
-
-def _collect(
-    decoder: _Decoder,
-    wants: Sequence[int],
-    keys: _KeyIndex | None,
-    path: str | os.PathLike[str],
-    *,
-    keyframes: frozenset[int] = frozenset(),
-) -> AvResult:
-    w, h = decoder.out_size
-    out = np.empty((len(wants), h, w, 3), dtype=np.uint8)
-    indices: list[int] = []
-    stamps: list[float] = []
-    for want in sorted(wants):
-        if indices and want <= indices[-1]:  # already returned (a repeat): reuse it
-            out[len(indices)] = out[len(indices) - 1]
-            indices.append(indices[-1])
-            stamps.append(stamps[-1])
-            continue
-        got = _read(decoder, want, keys, path, have=len(indices), keyframes=keyframes)
-        if got is None:
-            break
-        index, frame = got
-        decoder.convert_into(frame, out[len(indices)])
-        indices.append(index)
-        stamps.append(decoder.timestamp(index, frame))
-    if not indices:
-        raise UnreadableMedia(path, "no decodable frame")
-    ended_at = decoder.pos if decoder.ended and len(indices) < len(wants) else None
-    return AvResult(out[: len(indices)], indices, stamps, decoder.decoded, ended_at)
-
-
-def _read(
-    decoder: _Decoder,
-    want: int,
-    keys: _KeyIndex | None,
-    path: str | os.PathLike[str],
-    *,
-    have: int,
-    keyframes: frozenset[int],
-) -> tuple[int, av.VideoFrame] | None:
-    """The frame at ``want`` (or the first after it); None when the stream ends or breaks after ``have``
-    frames were already read (like a cut recording), an error when nothing was read yet. A keyframe chosen
-    in keyframe mode that is not next in line is decoded alone."""
-    try:
-        pos = decoder.pos
-        if want in keyframes and not (pos is not None and 0 <= want - pos <= SEEK_OVERHEAD):
-            return decoder.read_keyframe(want)
-        _move_to(decoder, want, keys)
-        return decoder.read_at_least(want)
-    except av.error.FFmpegError as exc:
-        if have == 0:
-            raise
-        log.info("%s: decoding stopped at frame %s: %s", path, decoder.pos, _reason(exc))
-        decoder.ended = True
-        return None
-
-
-def _keyframe_wants(targets: Sequence[int], keys: _KeyIndex, window: tuple[int, int]) -> list[int]:
-    """For each target: itself when cheap, else a keyframe near it inside the window."""
-    first, stop = window
-    before = [keys.at_or_before(t) for t in targets]
-    pool: set[int] = set()
-    for t, k in zip(targets, before, strict=True):
-        if k is None or t - k + SEEK_OVERHEAD > KEYFRAME_SLACK:  # not cheap on its own
-            pool.update(x for x in (k, keys.at_or_after(t + 1)) if x is not None and first <= x < stop)
-    fallback = _assign(targets, sorted(pool))
-    wants: list[int] = []
-    pos: int | None = None
-    for t, k, alt in zip(targets, before, fallback, strict=True):
-        forward = t - pos if pos is not None and pos <= t else math.inf
-        from_key = t - k + SEEK_OVERHEAD if k is not None else math.inf
-        want = t if alt is None or min(forward, from_key) <= KEYFRAME_SLACK else alt
-        wants.append(want)
-        pos = want + 1
-    return sorted(wants)
-
-
-def _assign(targets: Sequence[int], pool: Sequence[int]) -> list[int | None]:
-    """A keyframe from ``pool`` for each target: the nearest, or, when the pool holds at least as many
-    keyframes as there are targets, distinct ones in order (each the nearest of those still available)."""
-    if not pool:
-        return [None] * len(targets)
-    n = len(targets)
-    if len(pool) < n:
-        return [_nearest(pool, t, 0, len(pool) - 1) for t in targets]
-    picks: list[int | None] = []
-    lo = 0
-    for i, t in enumerate(targets):
-        hi = len(pool) - (n - i)
-        j = pool.index(_nearest(pool, t, lo, hi))
-        picks.append(pool[j])
-        lo = j + 1
-    return picks
-
-
-def _nearest(pool: Sequence[int], t: int, lo: int, hi: int) -> int:
-    i = min(max(bisect.bisect_left(pool, t, lo, hi + 1), lo), hi)
-    near = [pool[j] for j in (i - 1, i) if lo <= j <= hi]
-    return min(near, key=lambda x: (abs(x - t), x))

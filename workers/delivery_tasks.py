@@ -10,8 +10,8 @@ from typing import Any
 
 from celery import Celery, Task
 
+from vigil.alerts.delivery import deliver
 from vigil.contracts import DELIVER, DeliverPayload
-from vigil.delivery import deliver
 from workers.runtime import WorkerRuntime
 
 

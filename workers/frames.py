@@ -1,78 +1,96 @@
-"""The one place Vigil decodes media: uniform frame sampling and time windows.
+"""The one place Vigil decodes media: frames sampled by presentation time, planned per media.
 
-``sample_frames`` is the one entry point. Videos are decoded with PyAV when it is importable (see
-``workers/decode_av.py``: seek to the keyframe at or before each wanted frame and decode forward, no
-16-frame back-off, swscale converts and resizes kept frames in one step), else with OpenCV as below;
-``choose_backend`` makes that choice once per call. Images always go through OpenCV. Both backends return
-the same frame indices; pixels differ slightly between them (different YUV->RGB paths, measured in
-``tests/workers/test_frames.py``).
+Wanted points are times: uniform over a window (``num_frames``) or at a rate (``fps``). Each is served by
+the first frame whose timestamp reaches it (what a player shows from then on), or in ``keyframe`` mode by
+the keyframe nearest it inside its window (distinct keyframes while the window has enough; exact where it
+has none). ``Frames.timestamps_s`` are the timestamps of the frames really returned.
 
-How a clip is sampled with OpenCV (FFmpeg backend):
+One decode session per media (``open_media``): the analysis plans every frame it needs (all windows, the
+caption, the thumbnail candidates) as ``FrameRequest``s, and ``MediaDecoder.frames`` serves them all from
+one forward pass of ``workers/decode_av.py``, yielding each request's ``Frames`` as soon as its last frame
+is decoded, so windows are consumed while the file is still being read. A frame wanted by several requests
+is decoded once and converted once per size. Only the frames returned are converted (swscale converts and
+resizes in one step, straight from YUV), so no full-size RGB frame is ever made unless asked for.
 
-1. The wanted frame indices are computed from the probe (uniform over the clip or a window, or at a rate).
-2. The container's packets are scanned *without decoding* (OpenCV raw mode, ``CAP_PROP_FORMAT=-1``) up to the
-   last wanted frame: this finds the keyframes (``CAP_PROP_LRF_HAS_KEY_FRAME``) and the real frame count,
-   for about 10 ms per minute of 720p.
-3. For each wanted frame the cheaper of two moves is taken, counted in decoded frames: ``grab()`` forward
-   from where the decoder is, or seek. OpenCV's ``CAP_PROP_POS_FRAMES`` seek lands on the keyframe at or
-   before ``target - 16`` and decodes forward to the target, so its cost is ``target - K(target - 16)``.
-   Only kept frames are ``retrieve()``-d (colour conversion is most of a read's cost).
-4. ``keyframe`` mode: when the exact frame is not cheap (more than ``KEYFRAME_SLACK`` decodes away), take the
-   cheapest frame near it instead: ``K + 16`` for the keyframe ``K`` nearest the target, which OpenCV
-   reaches by seeking to ``K`` and decoding 16 frames (seeking to ``K`` itself would decode a whole GOP
-   because of the 16-frame back-off). Targets that snap to a frame already returned repeat it, so T is
-   always the number asked for; ``indices``/``timestamps_s`` say which frames were really returned.
-5. Each kept frame is resized once, right after retrieve, into a preallocated output array (at most one
-   full-size frame is alive at a time), then converted to RGB.
-
-Exact mode is frame-accurate on constant-frame-rate files (tested bit-identical to a sequential read, mp4v
-and H.264 with B-frames). OpenCV derives frame numbers from timestamps, so variable-frame-rate files can be
-off by a frame or so.
+Images are one frame, shown at 1 fps (``sampled_fps``), read with OpenCV.
 """
 
 from __future__ import annotations
 
-import bisect
-import importlib.util
 import logging
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import av
+import av.error
 import cv2
 import numpy as np
 
 from vigil.errors import UnreadableMedia
-from vigil.media import MediaInfo, open_capture, probe
+from vigil.media import MediaInfo, probe, unreadable_from_cv2
+from vigil.media_types import MediaKind
+from workers.decode_av import Point, VideoSession, reason
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["exact", "keyframe"]
-Backend = Literal["pyav", "opencv"]
+MODES: tuple[Mode, ...] = ("exact", "keyframe")
+INTERPOLATION = "AREA"  # swscale's area averaging for downscaling, like OpenCV's INTER_AREA
+MIN_SAMPLED_FPS = 0.1
 
-OPENCV_SEEK_BACKOFF = 16  # frames OpenCV's FFmpeg seek backs off before the target
-SEEK_OVERHEAD = 4  # a seek's fixed cost (flush, demuxer seek), in decoded frames
-KEYFRAME_SLACK = OPENCV_SEEK_BACKOFF + 2 * SEEK_OVERHEAD + 8  # keyframe mode: exact when this cheap
-FALLBACK_SEEK_GAP_S = 2.0  # without a packet scan: seek when the next frame is further than this
-SCAN_MARGIN = 300  # packets scanned past the last wanted frame (B-frame reordering, count lies)
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """Frames of ``[start_s, end_s)`` (``end_s`` None: the end of the media): ``num_frames`` spread uniformly
+    or frames every ``1/fps`` s, resized so the longest side is at most ``max_side``; with ``full_side``
+    each frame also at source resolution capped to that side (``Frames.full``, e.g. for thumbnails)."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    start_s: float = 0.0
+    end_s: float | None = None
+    mode: Mode = "exact"
+    max_side: int | None = None
+    full_side: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.num_frames is None) == (self.fps is None):
+            raise ValueError("give exactly one of num_frames or fps")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError("num_frames must be >= 1")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError("fps must be > 0")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}")
 
 
 @dataclass
 class Frames:
     rgb: np.ndarray  # (T, H, W, 3) uint8 RGB
-    indices: list[int]
-    timestamps_s: list[float]
+    timestamps_s: list[float]  # of the frames returned, seconds from the media's first frame
     source_size: tuple[int, int]  # (w, h) before resizing
-    decoded: int = 0  # frames decoded to get these (seeks estimated from keyframes): a cost measure
+    fps: float  # the rate a model is told these frames were sampled at (``sampled_fps``)
+    full: np.ndarray | None = None  # (T, H', W', 3) at source resolution capped to the request's full_side
+    decoded: int = 0  # frames the session had decoded when these were complete (a cost measure)
 
 
-@dataclass
-class _Scan:
-    keyframes: list[int] = field(default_factory=list)
-    packets: int = 0
-    complete: bool = False  # reached the end of the stream (so ``packets`` is the real frame count)
+def sampled_fps(kind: MediaKind, count: int, span_s: float) -> float:
+    """The frame rate of ``count`` frames sampled over ``span_s`` seconds; an image is one frame at 1 fps."""
+    if kind == "image":
+        return 1.0
+    return max(count / max(span_s, 1e-3), MIN_SAMPLED_FPS)
+
+
+def fit_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(w, h) scaled down so the longest side is at most ``max_side``, keeping the aspect ratio."""
+    w, h = size
+    if max_side is None or max(w, h) <= max_side:
+        return w, h
+    scale = max_side / max(w, h)
+    return max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale)))
 
 
 def sample_frames(
@@ -85,305 +103,211 @@ def sample_frames(
     mode: Mode = "exact",
     max_side: int | None = None,
     info: MediaInfo | None = None,
-    backend: Backend | None = None,
 ) -> Frames:
-    """Decode ``num_frames`` frames spread uniformly over ``[start_s, end_s)`` (or frames at ``fps``).
-
-    ``backend`` forces a decoder (tests, benchmarks); by default ``choose_backend`` picks one."""
-    if (num_frames is None) == (fps is None):
-        raise ValueError("give exactly one of num_frames or fps")
-    if num_frames is not None and num_frames < 1:
-        raise ValueError("num_frames must be >= 1")
-    if fps is not None and not fps > 0:
-        raise ValueError("fps must be > 0")
-    if mode not in ("exact", "keyframe"):
-        raise ValueError(f"unknown mode {mode!r}")
-    info = info or probe(path)
-    chosen = choose_backend(info, prefer=backend)
-    log.debug("%s: sampling with %s", path, chosen)
-    try:
-        if info.kind == "image":
-            return _read_image(path, max_side=max_side)
-        sample = _sample_video_av if chosen == "pyav" else _sample_video
-        return sample(
-            path,
-            info,
-            num_frames=num_frames,
-            fps=fps,
-            start_s=start_s,
-            end_s=end_s,
-            mode=mode,
-            max_side=max_side,
-        )
-    except cv2.error as exc:
-        raise UnreadableMedia(path, f"OpenCV error: {str(exc).strip().splitlines()[-1]}") from exc
+    """One request's frames (see ``FrameRequest``), from a session of its own."""
+    request = FrameRequest(num_frames, fps, start_s, end_s, mode, max_side)
+    with open_media(path, info=info) as media:
+        return next(media.frames([request]))[1]
 
 
-def pyav_available() -> bool:
-    """Whether PyAV can be imported (without importing it)."""
-    return importlib.util.find_spec("av") is not None
+def open_media(path: str | os.PathLike[str], *, info: MediaInfo | None = None) -> MediaDecoder:
+    """A decode session on ``path`` (probed when ``info`` is not given); close it, or use ``with``."""
+    return MediaDecoder(path, info or probe(path))
 
 
-def choose_backend(info: MediaInfo, *, prefer: Backend | None = None) -> Backend:
-    """The decoder for one call: OpenCV for images; for videos ``prefer`` if given, else PyAV when it is
-    importable (it seeks without OpenCV's 16-frame back-off), else OpenCV."""
-    if info.kind == "image":
-        return "opencv"
-    if prefer == "pyav" and not pyav_available():
-        raise RuntimeError("the PyAV backend was asked for but `av` is not installed")
-    if prefer is not None:
-        return prefer
-    return "pyav" if pyav_available() else "opencv"
+class MediaDecoder:
+    """One media file open for decoding: its real duration, and one pass over planned requests."""
+
+    def __init__(self, path: str | os.PathLike[str], info: MediaInfo) -> None:
+        self.path, self.info = path, info
+        video = info.kind == "video"
+        self._video = VideoSession(path, fallback_duration_s=info.duration_s) if video else None
+
+    @property
+    def duration_s(self) -> float:
+        """The media's real duration (from its timestamps; 0 for an image)."""
+        return self._video.duration_s if self._video is not None else 0.0
+
+    @property
+    def timed_info(self) -> MediaInfo:
+        """``info`` with the real duration (containers' frame counts and average rates lie)."""
+        return replace(self.info, duration_s=self.duration_s) if self._video is not None else self.info
+
+    @property
+    def decoded(self) -> int:
+        return self._video.decoded if self._video is not None else 1
+
+    @property
+    def skipped(self) -> int:
+        """Packets left out undecoded: H.264 non-reference pictures no wanted frame needs."""
+        return self._video.skipped if self._video is not None else 0
+
+    @property
+    def redecoded(self) -> int:
+        return self._video.redecoded if self._video is not None else 0
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.close()
+
+    def __enter__(self) -> MediaDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def frames(self, requests: Sequence[FrameRequest]) -> Iterator[tuple[int, Frames]]:
+        """Yield (request index, its Frames) for every request, each as soon as it is complete."""
+        if self._video is None:
+            yield from self._image(requests)
+            return
+        plan = _Plan(self._video, requests, self.duration_s)
+        try:
+            for point, frame in self._video.serve(plan.points):
+                yield from plan.take(point, frame)
+        except av.error.FFmpegError as exc:
+            raise UnreadableMedia(self.path, f"FFmpeg: {reason(exc)}") from exc
+        except cv2.error as exc:
+            raise unreadable_from_cv2(self.path, exc) from exc
+
+    def _image(self, requests: Sequence[FrameRequest]) -> Iterator[tuple[int, Frames]]:
+        try:
+            bgr = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise UnreadableMedia(self.path, "image does not decode")
+            src_h, src_w = bgr.shape[:2]
+            for i, request in enumerate(requests):
+                rgb = _fit_bgr(bgr, request.max_side)
+                full = _fit_bgr(bgr, request.full_side) if request.full_side else None
+                yield i, Frames(rgb, [0.0], (src_w, src_h), sampled_fps("image", 1, 0.0), full, decoded=1)
+        except cv2.error as exc:
+            raise unreadable_from_cv2(self.path, exc) from exc
 
 
-def target_indices(
-    info: MediaInfo,
-    *,
-    num_frames: int | None,
-    fps: float | None,
-    start_s: float,
-    end_s: float | None,
-    frame_count: int | None = None,
-) -> list[int]:
-    """Wanted frame indices (sorted, may repeat when more frames are asked than the window holds)."""
-    first, stop = window_frames(info, start_s=start_s, end_s=end_s, frame_count=frame_count)
-    span = stop - first
-    if num_frames is not None:
-        return [first + math.floor((k + 0.5) * span / num_frames) for k in range(num_frames)]
-    assert fps is not None
-    n = max(1, math.ceil(span / info.fps * fps - 1e-6))
-    return [min(stop - 1, first + math.floor(j * info.fps / fps + 1e-6)) for j in range(n)]
+def wanted_times(request: FrameRequest, duration_s: float) -> tuple[float, float, list[float]]:
+    """The request's window [start, end) clipped to the media, and its wanted times in it."""
+    start = max(0.0, request.start_s)
+    end = duration_s if request.end_s is None else min(request.end_s, duration_s)
+    if end <= start:
+        if request.end_s is not None and request.start_s >= duration_s:
+            window = f"[{request.start_s}, {request.end_s})"
+            raise ValueError(f"window {window} s is past the {duration_s:.3f} s clip")
+        end = start + 1e-3
+    span = end - start
+    if request.num_frames is not None:
+        return start, end, [start + (k + 0.5) * span / request.num_frames for k in range(request.num_frames)]
+    assert request.fps is not None
+    n = max(1, math.ceil(span * request.fps - 1e-6))
+    return start, end, [start + j / request.fps for j in range(n)]
 
 
-def window_frames(
-    info: MediaInfo, *, start_s: float, end_s: float | None, frame_count: int | None = None
-) -> tuple[int, int]:
-    """The window ``[start_s, end_s)`` as frame indices ``[first, stop)``."""
-    count = frame_count or info.frame_count
-    first = max(0, math.floor(start_s * info.fps + 1e-6))
-    stop = count if end_s is None else min(count, math.ceil(end_s * info.fps - 1e-6))
-    if first >= count or stop <= first:
-        raise ValueError(f"window [{start_s}, {end_s}) s holds no frame of a {info.duration_s:.3f} s clip")
-    return first, stop
+@dataclass
+class _Slot:
+    request: int
+    slot: int
 
 
-def _sample_video(
-    path: str | os.PathLike[str],
-    info: MediaInfo,
-    *,
-    num_frames: int | None,
-    fps: float | None,
-    start_s: float,
-    end_s: float | None,
-    mode: Mode,
-    max_side: int | None,
-) -> Frames:
-    targets = target_indices(info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s)
-    scan = scan_packets(path, stop=targets[-1] + SCAN_MARGIN)
-    if scan.complete and 0 < scan.packets < info.frame_count:
-        log.info("%s: container says %d frames, stream holds %d", path, info.frame_count, scan.packets)
-        targets = target_indices(
-            info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s, frame_count=scan.packets
-        )
-    out_w, out_h = fit_size((info.width, info.height), max_side)
-    with open_capture(path) as cap:
-        reader = _Reader(cap, path, (out_w, out_h), info.fps)
-        frames = _decode(reader, targets, scan, mode=mode, fps=info.fps)
-    frames.source_size = (info.width, info.height)
-    return frames
+@dataclass
+class _Out:
+    """One request's frames as they are filled."""
+
+    request: FrameRequest
+    size: tuple[int, int]
+    full_size: tuple[int, int] | None
+    span_s: float
+    count: int
+    rgb: np.ndarray | None = None
+    full: np.ndarray | None = None
+    stamps: list[float] = field(default_factory=list)
+    missing: int = 0
+
+    def __post_init__(self) -> None:
+        self.stamps = [0.0] * self.count
+        self.missing = self.count
 
 
-def _sample_video_av(
-    path: str | os.PathLike[str],
-    info: MediaInfo,
-    *,
-    num_frames: int | None,
-    fps: float | None,
-    start_s: float,
-    end_s: float | None,
-    mode: Mode,
-    max_side: int | None,
-) -> Frames:
-    from workers.decode_av import sample_av  # PyAV is imported only when it is used
+class _Plan:
+    """Every request's wanted points, merged into one sorted list the session serves in one pass."""
 
-    out_size = fit_size((info.width, info.height), max_side)
-    count = info.frame_count
-    for _ in range(2):  # a second pass only when the stream ends before the container said it would
-        targets = target_indices(
-            info, num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s, frame_count=count
-        )
-        window = window_frames(info, start_s=start_s, end_s=end_s, frame_count=count)
-        got = sample_av(path, targets, window=window, mode=mode, out_size=out_size, fps=info.fps)
-        if got.ended_at is None or not 0 < got.ended_at < count:
-            break
-        log.info("%s: container says %d frames, stream holds %d", path, count, got.ended_at)
-        count = got.ended_at
-    return Frames(
-        rgb=got.rgb,
-        indices=got.indices,
-        timestamps_s=got.timestamps_s,
-        source_size=(info.width, info.height),
-        decoded=got.decoded,
-    )
+    def __init__(self, video: VideoSession, requests: Sequence[FrameRequest], duration_s: float) -> None:
+        self.video = video
+        src = video.size
+        self.outs: list[_Out] = []
+        wanted: dict[Point, list[_Slot]] = {}
+        for r, request in enumerate(requests):
+            start, end, times = wanted_times(request, duration_s)
+            points = _keyframe_points(video, times, start, end) if request.mode == "keyframe" else None
+            points = points or [Point(t) for t in times]
+            full = fit_size(src, request.full_side) if request.full_side else None
+            self.outs.append(_Out(request, fit_size(src, request.max_side), full, end - start, len(points)))
+            for k, point in enumerate(points):
+                wanted.setdefault(point, []).append(_Slot(r, k))
+        self.points = sorted(wanted, key=lambda p: (p.t, p.key is None))
+        self.slots = [wanted[p] for p in self.points]
+        self._converted: tuple[int, tuple[int, int], np.ndarray] | None = None
 
+    def take(self, point: int, frame: av.VideoFrame) -> Iterator[tuple[int, Frames]]:
+        pts = frame.pts if frame.pts is not None else frame.dts
+        stamp = self.video.seconds(pts) if pts is not None else 0.0
+        for where in self.slots[point]:
+            out = self.outs[where.request]
+            if out.rgb is None:  # allocated when the first frame arrives: memory follows the pass
+                out.rgb = np.empty((out.count, out.size[1], out.size[0], 3), np.uint8)
+                if out.full_size is not None:
+                    out.full = np.empty((out.count, out.full_size[1], out.full_size[0], 3), np.uint8)
+            out.rgb[where.slot] = self._convert(frame, out.size)
+            if out.full is not None and out.full_size is not None:
+                out.full[where.slot] = self._convert(frame, out.full_size)
+            out.stamps[where.slot] = stamp
+            out.missing -= 1
+            if out.missing == 0:
+                yield where.request, self._finish(out)
 
-def scan_packets(path: str | os.PathLike[str], *, stop: int) -> _Scan:
-    """Keyframe positions and packet count up to ``stop`` packets, demuxing only (no decode)."""
-    scan = _Scan()
-    try:
-        with open_capture(path, raw=True) as cap:
-            while scan.packets < stop:
-                if not cap.grab():
-                    scan.complete = True
-                    break
-                if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
-                    scan.keyframes.append(scan.packets)
-                scan.packets += 1
-    except (UnreadableMedia, cv2.error) as exc:
-        log.debug("packet scan of %s failed (%s); seeking by distance only", path, exc)
-        return _Scan()
-    if not scan.keyframes:
-        return _Scan()
-    return scan
+    def _finish(self, out: _Out) -> Frames:
+        assert out.rgb is not None
+        stamps = out.stamps
+        fps = sampled_fps("video", out.count, out.span_s)
+        frames = Frames(out.rgb, stamps, self.video.size, fps, out.full, decoded=self.video.decoded)
+        out.rgb = out.full = None
+        return frames
 
-
-class _Reader:
-    """A capture with a known decoder position; retrieves into a resized RGB output slot."""
-
-    def __init__(
-        self, cap: cv2.VideoCapture, path: str | os.PathLike[str], out_size: tuple[int, int], fps: float
-    ) -> None:
-        self.cap, self.path, self.out_size, self.fps = cap, path, out_size, fps
-        self.pos = 0  # index of the next frame grab() decodes
-        self.decoded = 0
-
-    def seek(self, index: int, *, cost: int) -> None:
-        self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        self.pos = index
-        self.decoded += cost - SEEK_OVERHEAD
-
-    def skip_to(self, index: int) -> bool:
-        while self.pos < index:
-            if not self.cap.grab():
-                return False
-            self.pos += 1
-            self.decoded += 1
-        return True
-
-    def read_into(self, slot: np.ndarray) -> tuple[int, float] | None:
-        """Decode the next frame into ``slot``; its (index, timestamp) or None at the end of the stream."""
-        if not self.cap.grab():
-            return None
-        self.decoded += 1
-        index = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1
-        ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
-        ok, bgr = self.cap.retrieve()
-        if not ok or bgr is None:
-            return None
-        if index < 0:
-            index = self.pos
-        self.pos = index + 1
-        _fit_rgb_into(bgr, slot)
-        ts = ms / 1000.0 if math.isfinite(ms) and ms >= 0 else index / self.fps
-        return index, ts
+    def _convert(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        """``frame`` as RGB at ``size``; the last conversion is reused (several requests, one frame)."""
+        cached = self._converted
+        if cached is not None and cached[0] == id(frame) and cached[1] == size:
+            return cached[2]
+        w, h = size
+        if (frame.width, frame.height) == (w, h):
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+        self._converted = (id(frame), size, rgb)
+        return rgb
 
 
-def _decode(reader: _Reader, targets: Sequence[int], scan: _Scan, *, mode: Mode, fps: float) -> Frames:
-    w, h = reader.out_size
-    out = np.empty((len(targets), h, w, 3), dtype=np.uint8)
-    indices: list[int] = []
-    stamps: list[float] = []
-    for t in targets:
-        want = _choose(t, reader.pos, scan, mode=mode, fps=fps)
-        if indices and want < reader.pos:  # already decoded (a repeat): reuse the last frame
-            out[len(indices)] = out[len(indices) - 1]
-            indices.append(indices[-1])
-            stamps.append(stamps[-1])
-            continue
-        if not _move_to(reader, want, scan, fps):
-            break
-        got = reader.read_into(out[len(indices)])
-        if got is None:
-            break
-        indices.append(got[0])
-        stamps.append(got[1])
-    if not indices:
-        raise UnreadableMedia(reader.path, "no decodable frame")
-    if len(indices) < len(targets):
-        log.info("%s: stream ended early; %d of %d frames", reader.path, len(indices), len(targets))
-    return Frames(
-        rgb=out[: len(indices)],
-        indices=indices,
-        timestamps_s=stamps,
-        source_size=(0, 0),
-        decoded=reader.decoded,
-    )
+def _keyframe_points(video: VideoSession, times: Sequence[float], start: float, end: float) -> list[Point]:
+    """For each time, the keyframe nearest it inside [start, end): distinct ones while there are enough."""
+    pool = video.keyframes_in(start, end)
+    if not pool:
+        return []
+    key_t = [video.keyframes[k].t for k in pool]
+    distinct = len(pool) >= len(times)
+    picks: list[Point] = []
+    lo = 0
+    for i, t in enumerate(times):
+        hi = len(pool) - (len(times) - i) if distinct else len(pool) - 1
+        j = min(range(lo, hi + 1), key=lambda j: (abs(key_t[j] - t), key_t[j]))
+        picks.append(Point(key_t[j], key=pool[j]))
+        lo = j + 1 if distinct else 0
+    return picks
 
 
-def _seek_cost(target: int, keyframes: Sequence[int]) -> int:
-    back = max(0, target - OPENCV_SEEK_BACKOFF)
-    i = bisect.bisect_right(keyframes, back) - 1
-    return target - (keyframes[i] if i >= 0 else 0) + SEEK_OVERHEAD
-
-
-def _grab_cost(target: int, pos: int) -> float:
-    return target - pos if target >= pos else math.inf
-
-
-def _choose(target: int, pos: int, scan: _Scan, *, mode: Mode, fps: float) -> int:
-    """The frame to decode for ``target``: itself (exact), or a cheap one near it (keyframe mode)."""
-    if mode == "exact" or not scan.keyframes:
-        return target
-    if min(_grab_cost(target, pos), _seek_cost(target, scan.keyframes)) <= KEYFRAME_SLACK:
-        return target
-    landings = [k + OPENCV_SEEK_BACKOFF for k in scan.keyframes if k + OPENCV_SEEK_BACKOFF < scan.packets]
-    if not landings:
-        return target
-    i = bisect.bisect_left(landings, target)
-    near = [landings[j] for j in (i - 1, i) if 0 <= j < len(landings)]
-    return min(near, key=lambda x: (abs(x - target), x))
-
-
-def _move_to(reader: _Reader, target: int, scan: _Scan, fps: float) -> bool:
-    """Put the decoder just before ``target`` by grabbing forward or seeking, whichever decodes less."""
-    if scan.keyframes:
-        cost = _seek_cost(target, scan.keyframes)
-        seek = _grab_cost(target, reader.pos) > cost
-    else:  # keyframes unknown: assume the seek decodes about the back-off plus a short GOP
-        gap = target - reader.pos
-        cost = OPENCV_SEEK_BACKOFF * 2 + SEEK_OVERHEAD
-        seek = gap < 0 or gap > max(OPENCV_SEEK_BACKOFF * 2, FALLBACK_SEEK_GAP_S * fps)
-    if seek:
-        reader.seek(target, cost=cost)
-        return True
-    return reader.skip_to(target)
-
-
-def fit_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
-    """(w, h) scaled down so the longest side is at most ``max_side``, keeping the aspect ratio."""
-    w, h = size
-    if max_side is None or max(w, h) <= max_side:
-        return w, h
-    scale = max_side / max(w, h)
-    return max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale)))
-
-
-def _fit_rgb_into(bgr: np.ndarray, slot: np.ndarray) -> None:
-    h, w = slot.shape[:2]
-    if bgr.shape[:2] != (h, w):
-        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
-    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=slot)
-
-
-def _read_image(path: str | os.PathLike[str], *, max_side: int | None) -> Frames:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UnreadableMedia(path, "image does not decode")
-    src_h, src_w = bgr.shape[:2]
-    w, h = fit_size((src_w, src_h), max_side)
-    out = np.empty((1, h, w, 3), dtype=np.uint8)
-    _fit_rgb_into(bgr, out[0])
-    return Frames(rgb=out, indices=[0], timestamps_s=[0.0], source_size=(src_w, src_h))
+def _fit_bgr(bgr: np.ndarray, max_side: int | None) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    tw, th = fit_size((w, h), max_side)
+    if (tw, th) != (w, h):
+        bgr = cv2.resize(bgr, (tw, th), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
 
 
 def plan_windows(

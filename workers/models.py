@@ -38,7 +38,6 @@ class Prefix:
     length: int  # tokens in the cache
     next_position: int  # rotary position of the first token after the prefix
     trailing_text: str  # text the processor put after the last vision token (part of every suffix)
-    logits: torch.Tensor | None = None  # last-token logits of the prefix, if asked for
 
 
 class FamilyAdapter:
@@ -298,17 +297,6 @@ def _single_token_ids(tokenizer: Any, variants: tuple[str, ...]) -> tuple[int, .
     return tuple(ids)
 
 
-def _cap_qwen_pixels(processor: Any, max_side: int) -> None:
-    budget = max_side * max_side
-    for proc in (processor.video_processor, processor.image_processor):
-        size = proc.size
-        longest = getattr(size, "longest_edge", None) or size["longest_edge"]
-        if longest > budget:
-            size["longest_edge"] = budget
-            if hasattr(proc, "max_pixels"):
-                proc.max_pixels = budget
-
-
 def _load_weights(
     model: str, *, device: torch.device, dtype: torch.dtype, attn: str | None
 ) -> tuple[Any, Any]:
@@ -337,7 +325,6 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     attn_implementation: str | None = None,
-    max_side: int | None = None,
 ) -> LoadedModel:
     """Load ``model`` (a directory or a cached hub id) for scoring; refuse other families first."""
     config = _read_config(model)
@@ -345,8 +332,6 @@ def load_model(
     dev = _pick_device(device)
     torch_dtype = _pick_dtype(dtype, dev)
     net, processor = _load_weights(model, device=dev, dtype=torch_dtype, attn=attn_implementation)
-    if max_side is not None and adapter_cls is QwenVLAdapter:
-        _cap_qwen_pixels(processor, max_side)
     adapter = adapter_cls(processor, net.config)
     yes_ids = _single_token_ids(processor.tokenizer, YES_VARIANTS)
     no_ids = _single_token_ids(processor.tokenizer, NO_VARIANTS)
@@ -357,8 +342,6 @@ def load_model(
     if processor.tokenizer.eos_token_id is not None and processor.tokenizer.eos_token_id not in eos_ids:
         eos_ids = eos_ids + (processor.tokenizer.eos_token_id,)
     side = adapter.frame_side()  # type: ignore[attr-defined]
-    if max_side is not None:
-        side = min(side, max_side)
     log.info("loaded %s (%s) on %s as %s; frame side %d", model, config.model_type, dev, torch_dtype, side)
     return LoadedModel(
         name=model,

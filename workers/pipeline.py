@@ -1,6 +1,10 @@
 """The recogniser: windows of sampled frames in, per-target P(yes) per window out, with evidence and a
-thumbnail of the best frame for the windows that matched (re-read at source resolution by
-``workers/thumbnails.py``; the model's frames are too small to look at).
+thumbnail of the best frame for the windows that matched (at source resolution, capped: the model's frames
+are too small to look at).
+
+One decode session per media: every frame the analysis needs (each window's frames at the model's size
+and, for thumbnails, at source resolution capped; the caption's frames) is planned before decoding and
+read in one forward pass (``workers.frames.open_media``). Windows are scored as the pass produces them.
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
 generation and best-frame search run only for windows above a target's threshold.
@@ -10,20 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
-from workers.analyze import Recognition, TargetSpec, WindowResult
 from workers.dialogue import describe
-from workers.frames import Frames, plan_windows, sample_frames
+from workers.frames import FrameRequest, Frames, open_media, plan_windows
 from workers.models import LoadedModel
 from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
-from workers.thumbnails import ThumbnailWriter
+from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +37,10 @@ log = logging.getLogger(__name__)
 class _Timer:
     decode_ms: float = 0.0
     model_ms: float = 0.0
-    frames: int = 0
 
 
 class WindowRecognizer:
-    """Implements workers.analyze.Recognizer over one loaded model."""
+    """Implements vigil.contracts.Recognizer over one loaded model."""
 
     prompt_version = PROMPT_VERSION
 
@@ -71,23 +75,33 @@ class WindowRecognizer:
         frames_per_window: int | None = None,
     ) -> Recognition:
         per_window = frames_per_window or self.settings.frames_per_window
-        windows = plan_windows(
-            info,
-            window_s=self.settings.window_s,
-            frames_per_window=per_window,
-            max_windows=self.settings.max_windows,
-        )
         timer = _Timer()
-        thumbnails = ThumbnailWriter(path, info, self.thumbnails_dir / str(media_id))
+        thumbnails = ThumbnailWriter(self.thumbnails_dir / str(media_id))
         results: list[WindowResult] = []
-        for index, (start_s, end_s) in enumerate(windows):
-            frames = self._sample(path, info, start_s, end_s, per_window, timer)
-            results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer))
-        caption = self._caption(path, info, per_window, timer) if self.settings.caption else None
+        caption_frames: Frames | None = None
+        began = time.perf_counter()
+        with open_media(path, info=info) as media:
+            timer.decode_ms += (time.perf_counter() - began) * 1000
+            windows = plan_windows(
+                media.timed_info,
+                window_s=self.settings.window_s,
+                frames_per_window=per_window,
+                max_windows=self.settings.max_windows,
+            )
+            requests = self._requests(windows, per_window)
+            for index, frames in _timed(media.frames(requests), timer):
+                if index < len(windows):
+                    start_s, end_s = windows[index]
+                    scored = self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer)
+                    results.extend(scored)
+                else:
+                    caption_frames = frames
+            decoded = media.decoded
+        caption = self._caption(caption_frames, timer) if caption_frames is not None else None
         return Recognition(
             results=results,
             windows=len(windows),
-            frames_decoded=timer.frames,
+            frames_decoded=decoded,
             decode_ms=timer.decode_ms,
             model_ms=timer.model_ms,
             params={
@@ -99,35 +113,24 @@ class WindowRecognizer:
             caption=caption,
         )
 
-    def _caption(self, path: Path, info: MediaInfo, n: int, timer: _Timer) -> str:
+    def _requests(self, windows: list[tuple[float, float]], per_window: int) -> list[FrameRequest]:
+        """Each window's frames (with thumbnail candidates at source resolution), then the caption's."""
+        mode, side, thumb = self.settings.sampling, self.loaded.frame_side, THUMBNAIL_MAX_SIDE
+        requests = [
+            FrameRequest(per_window, start_s=a, end_s=b, mode=mode, max_side=side, full_side=thumb)
+            for a, b in windows
+        ]
+        if self.settings.caption:
+            requests.append(FrameRequest(per_window, mode=mode, max_side=side))
+        return requests
+
+    def _caption(self, frames: Frames, timer: _Timer) -> str:
         """A few sentences about the whole clip, from frames spread over all of it."""
-        frames = self._sample(path, info, 0.0, None, n, timer)
         began = time.perf_counter()
-        text = describe(
-            self.loaded,
-            frames.rgb,
-            fps=_sampled_fps(frames, 0.0, info.duration_s),
-            max_new_tokens=self.settings.caption_max_tokens,
-        )
+        limit = self.settings.caption_max_tokens
+        text = describe(self.loaded, frames.rgb, fps=frames.fps, max_new_tokens=limit)
         timer.model_ms += (time.perf_counter() - began) * 1000
         return text
-
-    def _sample(
-        self, path: Path, info: MediaInfo, start_s: float, end_s: float | None, n: int, timer: _Timer
-    ) -> Frames:
-        began = time.perf_counter()
-        frames = sample_frames(
-            path,
-            num_frames=n,
-            start_s=start_s,
-            end_s=end_s,
-            mode=self.settings.sampling,
-            max_side=self.loaded.frame_side,
-            info=info,
-        )
-        timer.decode_ms += (time.perf_counter() - began) * 1000
-        timer.frames += len(frames.indices)
-        return frames
 
     def _score_window(
         self,
@@ -141,12 +144,11 @@ class WindowRecognizer:
     ) -> list[WindowResult]:
         if not targets:
             return []
-        fps = _sampled_fps(frames, start_s, end_s)
         began = time.perf_counter()
         scores = score_targets(
             self.loaded,
             frames.rgb,
-            fps=fps,
+            fps=frames.fps,
             descriptions=[t.description for t in targets],
             references=[self.references(t) for t in targets],
         )
@@ -161,22 +163,21 @@ class WindowRecognizer:
                 result.evidence = generate_evidence(
                     self.loaded,
                     frames.rgb,
-                    fps=fps,
+                    fps=frames.fps,
                     description=target.description,
                     references=self.references(target),
                     max_new_tokens=self.settings.evidence_max_tokens,
                 ).strip()
         timer.model_ms += (time.perf_counter() - began) * 1000
-        began = time.perf_counter()
+        full = frames.full if frames.full is not None else frames.rgb
         for (target, result), frame_index in zip(matched, best, strict=True):
             name = f"w{index:04d}-t{target.id}.jpg"
-            result.thumbnail_path = str(thumbnails.write(name, frame_index=frames.indices[frame_index]))
-        timer.decode_ms += (time.perf_counter() - began) * 1000
+            result.thumbnail_path = str(thumbnails.write(name, full[frame_index]))
         return results
 
     def _best_frames(self, frames: Frames, targets: list[TargetSpec]) -> list[int]:
         """For each target, the frame of the window it is most visible in (one frame scored at a time)."""
-        if len(frames.indices) == 1:
+        if len(frames.rgb) == 1:
             return [0] * len(targets)
         per_frame = np.array(
             [
@@ -187,12 +188,18 @@ class WindowRecognizer:
                     descriptions=[t.description for t in targets],
                     references=[self.references(t) for t in targets],
                 )
-                for i in range(len(frames.indices))
+                for i in range(len(frames.rgb))
             ]
         )
         return [int(i) for i in per_frame.argmax(axis=0)]
 
 
-def _sampled_fps(frames: Frames, start_s: float, end_s: float) -> float:
-    span = max(end_s - start_s, 1e-3)
-    return max(len(frames.indices) / span, 0.1)
+def _timed(frames: Iterator[tuple[int, Frames]], timer: _Timer) -> Iterator[tuple[int, Frames]]:
+    """The decode pass's items, its time (not the consumer's) added to ``timer.decode_ms``."""
+    while True:
+        began = time.perf_counter()
+        item = next(frames, None)
+        timer.decode_ms += (time.perf_counter() - began) * 1000
+        if item is None:
+            return
+        yield item

@@ -87,6 +87,20 @@ class SuffixCache:
     def _tokens(self) -> int:
         return sum(s.image_tokens for s in self._items.values())
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def lengths(self) -> list[int]:
+        """Tokens in each cached suffix."""
+        with self._lock:
+            return [len(s.ids) for s in self._items.values()]
+
+    def tails(self) -> list[str]:
+        """The question text of every cached suffix (what was asked with images)."""
+        with self._lock:
+            return [key[2] for key in self._items]
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)

@@ -7,19 +7,20 @@ import time
 from dataclasses import dataclass
 
 from vigil import metrics
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.contracts import AnalyzePayload
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
-from vigil.rules import evaluate_analysis
-from workers.analyze import (
+from vigil.media_lifecycle import (
     LeaseKeeper,
     LostClaim,
     claim,
+    give_up_if_exhausted,
     mark_failed,
     mark_superseded,
     release,
-    store_results,
 )
+from workers.analyze import store_results
 from workers.runtime import WorkerRuntime
 from workers.version import VersionChanged, check_after, check_before
 
@@ -46,15 +47,14 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     if taken is None:
         log.info("media %d: not queued (already claimed or done), nothing to do", payload.media_id)
         return Outcome("skipped")
-    if taken.attempts > work.max_attempts:
-        last = f": {taken.last_error}" if taken.last_error else ""
-        mark_failed(runtime.factory, taken, f"gave up after {work.max_attempts} attempts{last}")
+    if give_up_if_exhausted(runtime.factory, taken, max_attempts=work.max_attempts):
         _finalize(runtime, taken.media_id)
         return Outcome("failed")
     log.info("media %d: analysing %s (attempt %d)", taken.media_id, taken.path, taken.attempts)
     began = time.perf_counter()
     try:
-        recognizer = runtime.recognizer()
+        with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):  # a model load can outlast a lease
+            recognizer = runtime.recognizer()
     except (ModelError, TransientError) as exc:  # not this file's fault: its attempt is not counted
         release(runtime.factory, taken, error=f"model unavailable: {exc}", count_attempt=False)
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)

@@ -10,10 +10,10 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.celery_app import make_celery
+from vigil.contracts import Recognizer
 from vigil.db import make_engine, session_factory
 from vigil.enqueue import Enqueuer
 from vigil.settings import Settings
-from workers.analyze import Recognizer
 
 log = logging.getLogger(__name__)
 

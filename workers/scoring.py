@@ -112,9 +112,7 @@ def _prefix_cut(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
     return last + 1
 
 
-def encode_prefix(
-    loaded: LoadedModel, rgb: np.ndarray, *, fps: float, head_text: str, keep_logits: bool = False
-) -> Prefix:
+def encode_prefix(loaded: LoadedModel, rgb: np.ndarray, *, fps: float, head_text: str) -> Prefix:
     """Run the video prefix (``head_text`` ends with the video token) once and keep its cache."""
     inputs = video_inputs(loaded, rgb, fps, head_text)
     cut = _prefix_cut(loaded, inputs["input_ids"])
@@ -124,10 +122,7 @@ def encode_prefix(
             inputs[key] = inputs[key][:, :cut]
     position_ids, next_position = loaded.adapter.prefix_positions(loaded.model, inputs)
     out = loaded.model(**inputs, position_ids=position_ids, use_cache=True, logits_to_keep=1)
-    logits = out.logits[:, -1].float() if keep_logits else None
-    return Prefix(
-        cache=out.cache, length=cut, next_position=next_position, trailing_text=trailing, logits=logits
-    )
+    return Prefix(cache=out.cache, length=cut, next_position=next_position, trailing_text=trailing)
 
 
 def suffix_ids(loaded: LoadedModel, prefix: Prefix, tail_texts: list[str]) -> list[list[int]]:

@@ -1,9 +1,9 @@
-"""Thumbnails worth looking at: the best frame of a matched window, re-read at source resolution.
+"""Thumbnails worth looking at: the best frame of a matched window, at source resolution.
 
 The model sees frames shrunk to its input size (e.g. 224 px); a person reviewing an alert wants the real
-picture. So once a window's best frame is known, exactly that one frame is decoded again from the file at
-source resolution (capped at ``THUMBNAIL_MAX_SIDE`` on the long side) and written as a JPEG. Two targets
-whose best frame is the same frame cost one decode.
+picture. So the analysis's decode pass also converts each window's frames at source resolution (capped at
+``THUMBNAIL_MAX_SIDE`` on the long side, ``FrameRequest.full_side``), and once a window's best frame is
+known it is written as a JPEG: no frame is decoded again for a thumbnail.
 
 Files are written atomically (temporary name, then rename) and created with mode 0666 minus the process
 umask, like any file a user's program writes (``tempfile.mkstemp`` would force 0600, which a web server or
@@ -20,51 +20,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vigil.media import MediaInfo
-from workers.frames import fit_size, sample_frames
+from workers.frames import fit_size
 
 THUMBNAIL_MAX_SIDE = 1280
 JPEG_QUALITY = 85
 
 
 class ThumbnailWriter:
-    """Writes the thumbnails of one media file into ``folder``, decoding each wanted frame once."""
+    """Writes the thumbnails of one media file into ``folder``; the frames come from the decode pass
+    (``FrameRequest.full_side``), so a thumbnail costs no decoding of its own."""
 
-    def __init__(
-        self, path: Path, info: MediaInfo, folder: Path, *, max_side: int = THUMBNAIL_MAX_SIDE
-    ) -> None:
-        self.path = path
-        self.info = info
+    def __init__(self, folder: Path, *, max_side: int = THUMBNAIL_MAX_SIDE) -> None:
         self.folder = folder.absolute()
         self.max_side = max_side
-        self._frames: dict[int, np.ndarray] = {}
 
-    def write(self, name: str, *, frame_index: int) -> Path:
-        """Write source frame ``frame_index`` as ``folder/name``; the absolute path written."""
-        rgb = self._frames.get(frame_index)
-        if rgb is None:
-            rgb = read_frame(self.path, self.info, frame_index, max_side=self.max_side)
-            self._frames = {frame_index: rgb}  # windows go forward: keep only the last frame
-        return write_jpeg(rgb, self.folder / name)
-
-
-def read_frame(path: Path, info: MediaInfo, frame_index: int, *, max_side: int) -> np.ndarray:
-    """Frame ``frame_index`` of ``path`` (the index ``sample_frames`` reported), longest side <= max_side."""
-    if info.kind == "image":
-        frames = sample_frames(path, num_frames=1, max_side=max_side, info=info)
-    else:
-        # A window one frame wide: sample_frames' first frame of [i/fps, (i+1)/fps) is frame i.
-        start = frame_index / info.fps
-        frames = sample_frames(
-            path,
-            num_frames=1,
-            start_s=start,
-            end_s=(frame_index + 1) / info.fps,
-            mode="exact",
-            max_side=max_side,
-            info=info,
-        )
-    return frames.rgb[0]
+    def write(self, name: str, rgb: np.ndarray) -> Path:
+        """Write ``rgb`` (shrunk to ``max_side`` if larger) as ``folder/name``; the absolute path written."""
+        return write_jpeg(rgb, self.folder / name, max_side=self.max_side)
 
 
 def write_jpeg(rgb_frame: np.ndarray, path: Path, *, max_side: int | None = None) -> Path:

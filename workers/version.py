@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vigil.media_lifecycle import Registered
 from vigil.registry import file_mtime, sha256_file
 
 HASH_CHECK_MAX_BYTES = 64 * 1024 * 1024
@@ -25,15 +26,6 @@ class VersionChanged(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Registered:
-    """What the row says the file was."""
-
-    size_bytes: int
-    mtime: datetime
-    sha256: str | None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from alerting_support import (
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from vigil.alerts.delivery import deliver
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
 from vigil.db import write_session
-from vigil.delivery import deliver
-from vigil.rules import evaluate_analysis
 from vigil.schema import Delivery
 
 

@@ -29,10 +29,10 @@ from alerting_support import (
 from mqtt_support import MqttRecorder, clear_retained, require_broker, unique_root
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.delivery import deliver
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.alerts.homeassistant import HomeAssistantBridge
 from vigil.db import write_session
-from vigil.delivery import deliver
-from vigil.rules import evaluate_analysis
 from vigil.settings import HomeAssistantSettings, Settings
 from workers.testing.clips import write_image
 

@@ -288,7 +288,7 @@ def test_status_command(sqlite_url: str, factory: sessionmaker[Session], broker_
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "media: 5 queued, 0 running, 0 done, 0 failed, 1 skipped"
+    assert lines[0] == "media: 5 queued, 0 running, 0 done, 0 failed, 1 skipped, 0 superseded"
     assert lines[1].startswith("queue: 5 queued (oldest queued ")
     assert lines[2] == "broker queue gpu: 2 message(s)"
     assert lines[3] == "alerts: 0 waiting for 0 delivery(ies)"

@@ -22,7 +22,7 @@ from alerting_support import Reply, receiving
 from conftest import free_port
 from mqtt_support import Mosquitto
 
-from vigil.channels import (
+from vigil.alerts.channels import (
     CommandSender,
     DeliveryFailed,
     EmailSender,
@@ -57,7 +57,7 @@ def note(*, thumbnail: Path | None = None, key: str = "msg_abc") -> Notification
 def verify_standard_webhook(
     secret: str, headers: dict[str, str], body: bytes, *, tolerance_s: int = 300
 ) -> None:
-    """An independent verifier written from the Standard Webhooks spec (not using vigil.channels.sign)."""
+    """An independent verifier written from the Standard Webhooks spec (not using our `sign`)."""
     msg_id, ts = headers["webhook-id"], headers["webhook-timestamp"]
     assert abs(time.time() - int(ts)) < tolerance_s
     key = base64.b64decode(secret[len("whsec_") :]) if secret.startswith("whsec_") else secret.encode()
@@ -153,7 +153,7 @@ def test_secrets_never_reach_logs_or_errors(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_log_channel(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="vigil.channels"):
+    with caplog.at_level("WARNING", logger="vigil.alerts.channels"):
         LogSender(ChannelSettings(name="log", kind="log")).send(note())
     assert "ALERT critical: person at cam/1 (msg_abc)" in caplog.text
 

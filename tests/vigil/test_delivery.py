@@ -30,11 +30,11 @@ from alerting_support import (
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.delivery import backoff_s, deliver, reconcile_deliveries, take_lease
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.celery_app import make_celery
 from vigil.db import write_session
-from vigil.delivery import backoff_s, deliver, reconcile_deliveries, take_lease
 from vigil.enqueue import Enqueuer
-from vigil.rules import evaluate_analysis
 from vigil.schema import Channel, Delivery, utcnow
 from vigil.settings import AlertSettings, BrokerSettings, Settings
 
@@ -236,7 +236,7 @@ def test_gone_disables_the_channel(sqlite_url: str, caplog: pytest.LogCaptureFix
     try:
         settings, factory = setup(sqlite_url, {"hook": hook.url})
         first, second = fire(factory, settings, count=2)
-        with caplog.at_level("ERROR", logger="vigil.delivery"):
+        with caplog.at_level("ERROR", logger="vigil.alerts.delivery"):
             assert deliver(factory, first, settings=settings).status == "failed"
         assert "channel hook disabled: receiver answered HTTP 410: unsubscribed" in caplog.text
         with factory() as session:

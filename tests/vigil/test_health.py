@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from transformers import BertConfig
 
-from vigil.health import check_broker, check_database, check_model, run_checks
+from vigil.cli.health import CHECKS, check_model
+from vigil.health import check_broker, check_database, run_checks
 from vigil.settings import Settings
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
@@ -24,7 +25,7 @@ def settings_for(db_url: str, broker_url: str, model: str = "unused") -> Setting
 
 
 def test_a_migrated_sqlite_database_and_the_embedded_broker_pass(sqlite_url: str, tmp_path: Path) -> None:
-    checks = run_checks(settings_for(sqlite_url, f"sqla+sqlite:///{tmp_path / 'b.db'}"), "watcher")
+    checks = run_checks(settings_for(sqlite_url, f"sqla+sqlite:///{tmp_path / 'b.db'}"), CHECKS["watcher"])
     assert [(c.name, c.ok) for c in checks] == [("database", True), ("broker", True)], checks
     assert "revision" in checks[0].message
 
@@ -102,5 +103,5 @@ def test_the_command_exits_0_when_healthy_and_1_with_one_line_per_check(
 
 @pytest.mark.parametrize("component", ["watcher", "worker", "all"])
 def test_components_choose_their_checks(component: str, sqlite_url: str) -> None:
-    names = [c.name for c in run_checks(settings_for(sqlite_url, "memory://", "/nowhere"), component)]  # type: ignore[arg-type]
+    names = [c.name for c in run_checks(settings_for(sqlite_url, "memory://", "/nowhere"), CHECKS[component])]
     assert names == (["database", "broker"] if component == "watcher" else ["database", "broker", "model"])

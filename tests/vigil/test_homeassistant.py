@@ -19,13 +19,17 @@ from mqtt_support import Mosquitto, MqttRecorder, clear_retained, require_broker
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.channels import DeliveryFailed, MqttSender, Notification
 from vigil.alerts.feed import DetectionFeed
 from vigil.alerts.homeassistant import HomeAssistantBridge
 from vigil.db import write_session
 from vigil.schema import Detection, Target
-from vigil.settings import Settings, load_settings
+from vigil.settings import ChannelSettings, Settings, load_settings
 from workers.testing.clips import write_image
 
+NOTE = Notification(
+    "msg_test", {"media": {"source": "cam1"}, "target": {"name": "person"}}, "subject", "text", "info", None
+)
 HA_KEYS = {"name", "unique_id", "availability", "device", "origin"}
 
 
@@ -241,6 +245,33 @@ def test_a_broker_down_at_start_and_restarted_empty_gets_everything_again(
         runner.join(60)
         broker.stop()
     assert not runner.is_alive()
+
+
+def test_the_bridge_and_the_channel_log_in_with_the_channels_credentials(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    broker = Mosquitto(tmp_path, users={"vigil": "s3cret"})
+    broker.start()
+    settings = ha_settings(sqlite_url, "ha")
+    login = {"mqtt_port": broker.port, "mqtt_user": "vigil", "mqtt_password": "s3cret", "timeout_s": 2}
+    channel = ChannelSettings(**{**settings.alerts.channels[0].model_dump(), **login})
+    settings.alerts = settings.alerts.model_copy(update={"channels": [channel]})
+    factory = factory_for(sqlite_url)
+    sync_all(factory, settings)
+    bridge = HomeAssistantBridge(settings, factory)
+    try:
+        with MqttRecorder("#", port=broker.port, auth=("vigil", "s3cret")) as live:
+            bridge.start()
+            live.wait_payload("ha/vigil/availability", b"online")
+            wrong = ChannelSettings(**{**channel.model_dump(), "mqtt_password": "guess"})
+            with pytest.raises(DeliveryFailed, match="refused") as refused:
+                MqttSender(wrong).send(NOTE)
+            assert not refused.value.retryable and "guess" not in str(refused.value)
+            MqttSender(channel).send(NOTE)
+            live.wait_for(lambda ms: [m for m in ms if m.topic == "vigil/cam1/person"])
+    finally:
+        bridge.close()
+        broker.stop()
 
 
 def test_settings_name_one_mqtt_channel() -> None:

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from vigil.errors import UnreadableMedia, UnsupportedMedia
-from vigil.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind, probe
+from vigil.media import probe
+from vigil.media_types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
+from vigil.settings import SourceSettings
+from watcher.rules import SourceRules
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 
@@ -32,6 +35,14 @@ def test_media_kind_by_suffix(name: str, kind: str | None) -> None:
 def test_extension_sets_are_lowercase_and_disjoint() -> None:
     assert all(e == e.lower() and e.startswith(".") for e in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
     assert not VIDEO_EXTENSIONS & IMAGE_EXTENSIONS
+
+
+def test_the_watcher_includes_by_default_every_type_probe_opens(tmp_path: Path) -> None:
+    """One list: a file type probe() opens is one the watcher picks up (.flv, .wmv, .tif disagreed once)."""
+    rules = SourceRules.of(SourceSettings(name="cam", path=tmp_path))
+    for ext in sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS):
+        assert rules.wants(tmp_path / f"clip{ext.upper()}"), ext
+    assert not rules.wants(tmp_path / "notes.txt")
 
 
 def test_probe_mp4v_clip(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
+from tests.sql_support import reader
 from tests.web.web_support import bulk_detections, seed_review
 from vigil.cli import cli
 
@@ -43,13 +44,15 @@ def test_feedback_judges_the_best_window_and_is_readable_with_vigil_sql(db_url: 
     assert f"wrong: person matched in media {seeded.media_id} window 3 (score 0.930" in result.output
     again = vigil(db_url, "feedback", str(seeded.media_id), "person", "right")  # the latest verdict wins
     assert again.exit_code == 0
-    out = vigil(
-        db_url,
-        "sql",
-        "--format",
-        "csv",
-        "SELECT verdict, target_present, target, window_index, origin FROM feedback_v",
-    )
+    query = "SELECT verdict, target_present, target, window_index, origin FROM feedback_v"
+    if db_url.startswith("postgresql"):  # `vigil sql` reads as the reader role there
+        with reader(db_url) as readonly_url:
+            out = CliRunner().invoke(
+                cli, ["sql", "--format", "csv", query],
+                env={"VIGIL_DATABASE__URL": db_url, "VIGIL_DATABASE__READONLY_URL": readonly_url},
+            )  # fmt: skip
+    else:
+        out = vigil(db_url, "sql", "--format", "csv", query)
     assert out.exit_code == 0, out.output
     assert out.output.strip().splitlines()[1:] == ["right,1,person,3,cli"]
     for args, message in [

@@ -19,11 +19,12 @@ from alerting_support import (
 )
 from sqlalchemy import func, select
 
+from vigil.alerts.evaluation import evaluate_analysis, explain_rule
+from vigil.alerts.schedule import parse_hours
+from vigil.alerts.template import check_template
 from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.rules import evaluate_analysis, explain_rule, parse_hours
 from vigil.schema import Alert, Channel, Delivery
-from vigil.template import check_template
 
 
 @pytest.fixture(autouse=True)
@@ -315,7 +316,7 @@ def test_explain_says_why_not(db_url: str) -> None:
 
 
 def test_rules_added_outside_settings_survive_sync(sqlite_url: str) -> None:
-    from vigil.rules import upsert_rule
+    from vigil.alerts.sync import upsert_rule
     from vigil.settings import RuleSettings
 
     settings, factory = setup(sqlite_url, rule())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +12,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sql_support import reader, seed, snapshot
 
 from vigil.cli import cli
-from vigil.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.db import is_sqlite
 from vigil.errors import QueryRefused
-from vigil.schema import Base, Media, Source
 from vigil.settings import DatabaseSettings
 from vigil.sql import QueryResult, render, run_query
 
@@ -43,7 +40,6 @@ WRITES = [
     "VACUUM",
     "COPY (SELECT 1) TO PROGRAM 'touch /tmp/vigil-pwned'",
     "SELECT pg_terminate_backend(pg_backend_pid())",
-    "SELECT set_config('default_transaction_read_only', 'off', false)",
     "SELECT nextval('media_id_seq')",
     "SET default_transaction_read_only = off",
     "COMMIT",
@@ -54,58 +50,38 @@ WRITES = [
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r"
 
 
-def seed(url: str) -> None:
-    engine = make_engine(DatabaseSettings(url=url))
-    with write_session(session_factory(engine)) as s:
-        cam = Source(name="cam1", path="/cams/1")
-        s.add(cam)
-        for i, status in enumerate(["done", "failed", "queued"]):
-            s.add(
-                Media(
-                    source=cam,
-                    rel_path=f"c{i}.mp4",
-                    path=f"/cams/1/c{i}.mp4",
-                    kind="video",
-                    size_bytes=100 * (i + 1),
-                    mtime=datetime(2026, 11, 20, 8, i, tzinfo=UTC),
-                    status=status,
-                )
-            )
-    engine.dispose()
-
-
-def snapshot(url: str) -> tuple[dict[str, int], list[str], list[str]]:
-    """Row counts of every table, the table and view names: what a write would change."""
-    engine = make_engine(DatabaseSettings(url=url))
-    insp = inspect(engine)
-    with engine.connect() as conn:
-        counts = {
-            t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in Base.metadata.tables
-        }
-        statuses = [r[0] for r in conn.execute(text("SELECT status FROM media ORDER BY id"))]
-    state = (counts, sorted(insp.get_table_names()) + sorted(insp.get_view_names()), statuses)
-    engine.dispose()
-    return state
-
-
 @pytest.fixture
 def seeded_url(db_url: str) -> str:
     seed(db_url)
     return db_url
 
 
+@pytest.fixture
+def reading(seeded_url: str) -> Iterator[DatabaseSettings]:
+    """What `vigil sql` reads with: the SQLite file, or PostgreSQL as the role `vigil db reader` makes."""
+    if is_sqlite(seeded_url):
+        yield DatabaseSettings(url=seeded_url)
+        return
+    with reader(seeded_url) as readonly_url:
+        yield DatabaseSettings(url=seeded_url, readonly_url=readonly_url)
+
+
 @pytest.mark.parametrize("statement", WRITES)
-def test_every_write_path_is_refused_and_changes_nothing(seeded_url: str, statement: str) -> None:
+def test_every_write_path_is_refused_and_changes_nothing(
+    seeded_url: str, reading: DatabaseSettings, statement: str
+) -> None:
     before = snapshot(seeded_url)
     with pytest.raises(QueryRefused) as caught:
-        run_query(DatabaseSettings(url=seeded_url), statement, timeout_s=5)
+        run_query(reading, statement, timeout_s=5)
     message = str(caught.value)
     assert "\n" not in message and message.split(":")[0] in {"refused", "query failed"}
     assert snapshot(seeded_url) == before
     assert not Path("/tmp/vigil-pwned").exists()
 
 
-def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(seeded_url: str) -> None:
+def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(
+    seeded_url: str, reading: DatabaseSettings
+) -> None:
     # Starts like a read; only the database's own read-only enforcement can stop it.
     statement = (
         "WITH x AS (SELECT 1) DELETE FROM media"
@@ -113,74 +89,41 @@ def test_writes_are_refused_by_the_database_itself_not_only_by_the_first_word(se
         else "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x"
     )
     with pytest.raises(QueryRefused, match="^refused: only reads are allowed"):
-        run_query(DatabaseSettings(url=seeded_url), statement)
+        run_query(reading, statement)
 
 
-def test_a_second_statement_is_refused_with_a_clear_message(seeded_url: str) -> None:
+def test_a_second_statement_is_refused_with_a_clear_message(
+    seeded_url: str, reading: DatabaseSettings
+) -> None:
     with pytest.raises(QueryRefused, match="^refused: only one statement may run at a time$"):
-        run_query(DatabaseSettings(url=seeded_url), "SELECT 1; DROP TABLE media")
+        run_query(reading, "SELECT 1; DROP TABLE media")
     # a trailing semicolon or comment is not a second statement
-    assert run_query(DatabaseSettings(url=seeded_url), "SELECT 1 AS one; -- done").rows == [(1,)]
+    assert run_query(reading, "SELECT 1 AS one; -- done").rows == [(1,)]
 
 
-def test_a_query_that_runs_forever_stops_at_the_limit(seeded_url: str) -> None:
-    settings = DatabaseSettings(url=seeded_url, query_timeout_s=0.5)
+def test_a_query_that_runs_forever_stops_at_the_limit(seeded_url: str, reading: DatabaseSettings) -> None:
+    settings = reading.model_copy(update={"query_timeout_s": 0.5})
     started = datetime.now(UTC)
     with pytest.raises(QueryRefused, match=r"^query stopped at the time limit of 0.5 s"):
         run_query(settings, FOREVER)
     assert (datetime.now(UTC) - started).total_seconds() < 5
 
 
-def test_reads_views_and_params_work(seeded_url: str) -> None:
+def test_reads_views_and_params_work(seeded_url: str, reading: DatabaseSettings) -> None:
     result = run_query(
-        DatabaseSettings(url=seeded_url),
+        reading,
         "SELECT path, status FROM media_v WHERE status = :status AND path LIKE :pattern ORDER BY path",
         params={"status": "failed", "pattern": "%c1%"},
     )
     assert result.columns == ["path", "status"] and result.rows == [("/cams/1/c1.mp4", "failed")]
     with pytest.raises(QueryRefused, match="parameter"):
-        run_query(DatabaseSettings(url=seeded_url), "SELECT * FROM media WHERE status = :missing")
+        run_query(reading, "SELECT * FROM media WHERE status = :missing")
 
 
 def test_sqlite_allows_harmless_pragmas(sqlite_url: str) -> None:
     settings = DatabaseSettings(url=sqlite_url)
     assert ("status",) in {(r[1],) for r in run_query(settings, "PRAGMA table_info(media)").rows}
     assert run_query(settings, "PRAGMA user_version").rows == [(0,)]
-
-
-@pytest.fixture
-def pg_reader(pg_url: str) -> Iterator[str]:
-    """A SELECT-only role as docs/querying.md creates it, and the readonly_url that uses it."""
-    role = f"vigil_reader_{uuid.uuid4().hex[:8]}"
-    database = make_url(pg_url).database
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for statement in [
-            f"CREATE ROLE {role} LOGIN",
-            f'GRANT CONNECT ON DATABASE "{database}" TO {role}',
-            f"GRANT USAGE ON SCHEMA public TO {role}",
-            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-            f"ALTER ROLE {role} SET default_transaction_read_only = on",
-        ]:
-            conn.execute(text(statement))
-    try:
-        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP OWNED BY {role}"))
-            conn.execute(text(f"DROP ROLE {role}"))
-        admin.dispose()
-
-
-def test_postgresql_uses_the_readonly_role_when_configured(pg_url: str, pg_reader: str) -> None:
-    seed(pg_url)
-    settings = DatabaseSettings(url=pg_url, readonly_url=pg_reader)
-    assert run_query(settings, "SELECT current_user").rows == [(make_url(pg_reader).username,)]
-    assert run_query(settings, "SELECT COUNT(*) FROM media").rows == [(3,)]
-    before = snapshot(pg_url)
-    with pytest.raises(QueryRefused, match="^refused"):
-        run_query(settings, "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x")
-    assert snapshot(pg_url) == before
 
 
 # --- output formats -------------------------------------------------------------------------------------
@@ -230,22 +173,29 @@ def test_values_read_as_people_expect() -> None:
 # --- the command ----------------------------------------------------------------------------------------
 
 
-def invoke(url: str, *args: str, **env: str) -> Any:
-    return CliRunner().invoke(cli, ["sql", *args], env={"VIGIL_DATABASE__URL": url, **env})
+def invoke(settings: DatabaseSettings, *args: str, **env: str) -> Any:
+    env = {
+        "VIGIL_DATABASE__URL": settings.url,
+        "VIGIL_DATABASE__READONLY_URL": settings.readonly_url or "",
+        **env,
+    }
+    return CliRunner().invoke(cli, ["sql", *args], env={k: v for k, v in env.items() if v})
 
 
-def test_cli_prints_csv_when_piped_and_binds_params(seeded_url: str) -> None:
+def test_cli_prints_csv_when_piped_and_binds_params(seeded_url: str, reading: DatabaseSettings) -> None:
     result = invoke(
-        seeded_url, "SELECT rel_path, size_bytes FROM media WHERE status = :s", "--param", "s=done"
+        reading, "SELECT rel_path, size_bytes FROM media WHERE status = :s", "--param", "s=done"
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == "rel_path,size_bytes\nc0.mp4,100\n"
 
 
-def test_cli_reads_a_query_file_and_formats(seeded_url: str, tmp_path: Path) -> None:
+def test_cli_reads_a_query_file_and_formats(
+    seeded_url: str, reading: DatabaseSettings, tmp_path: Path
+) -> None:
     query = tmp_path / "q.sql"
     query.write_text("SELECT rel_path, status FROM media ORDER BY id LIMIT 2\n")
-    result = invoke(seeded_url, "-f", str(query), "--format", "markdown")
+    result = invoke(reading, "-f", str(query), "--format", "markdown")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "| rel_path | status |",
@@ -255,21 +205,21 @@ def test_cli_reads_a_query_file_and_formats(seeded_url: str, tmp_path: Path) -> 
     ]
 
 
-def test_cli_refusal_is_one_line_and_exit_2(seeded_url: str) -> None:
+def test_cli_refusal_is_one_line_and_exit_2(seeded_url: str, reading: DatabaseSettings) -> None:
     before = snapshot(seeded_url)
-    result = invoke(seeded_url, "DROP TABLE media")
+    result = invoke(reading, "DROP TABLE media")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: refused: DROP is not a read") and result.stderr.count("\n") == 1
     assert snapshot(seeded_url) == before
 
 
-def test_cli_timeout_option(seeded_url: str) -> None:
-    result = invoke(seeded_url, FOREVER, "--timeout", "0.5")
+def test_cli_timeout_option(seeded_url: str, reading: DatabaseSettings) -> None:
+    result = invoke(reading, FOREVER, "--timeout", "0.5")
     assert result.exit_code == 2 and "time limit of 0.5 s" in result.stderr
 
 
-def test_cli_rejects_a_malformed_param(seeded_url: str) -> None:
-    result = invoke(seeded_url, "SELECT 1", "--param", "novalue")
+def test_cli_rejects_a_malformed_param(seeded_url: str, reading: DatabaseSettings) -> None:
+    result = invoke(reading, "SELECT 1", "--param", "novalue")
     assert result.exit_code == 2 and "expected NAME=VALUE" in result.stderr
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic import command
+from sql_support import reader
 from sqlalchemy import Engine, inspect, text
 
 from vigil.db import is_sqlite, make_engine, session_factory, write_session
@@ -134,17 +136,29 @@ def seed(engine: Engine) -> dict[str, Any]:
     return ids
 
 
+# The readonly_url `vigil sql` reads each PostgreSQL test database with (the role `vigil db reader` makes).
+READERS: dict[str, str] = {}
+
+
 @pytest.fixture
-def seeded(db_url: str) -> tuple[str, dict[str, Any]]:
+def seeded(db_url: str) -> Iterator[tuple[str, dict[str, Any]]]:
     engine = make_engine(DatabaseSettings(url=db_url))
     try:
-        return db_url, seed(engine)
+        ids = seed(engine)
     finally:
         engine.dispose()
+    if is_sqlite(db_url):
+        yield db_url, ids
+        return
+    with reader(db_url) as readonly_url:
+        READERS[db_url] = readonly_url
+        yield db_url, ids
+        READERS.pop(db_url)
 
 
 def query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
-    result: QueryResult = run_query(DatabaseSettings(url=url), sql, params=params)
+    settings = DatabaseSettings(url=url, readonly_url=READERS.get(url))
+    result: QueryResult = run_query(settings, sql, params=params)
     return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
 

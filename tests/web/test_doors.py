@@ -4,6 +4,7 @@ and binding off loopback without a password."""
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.web.conftest import Review, start_web, stop
+from tests.web.conftest import Review
+from tests.web.web_support import bulk_detections, judge_bulk, start_web, stop
 
 TRAVERSALS = [
     "/media/../../../../etc/passwd",
@@ -198,3 +200,29 @@ def test_binding_off_loopback_without_a_password_is_refused_at_start(sqlite_url:
         )
         assert result.returncode == 2, result
         assert "host 0.0.0.0 is not a loopback address: set web.password" in result.stderr
+
+
+def test_a_target_owned_by_the_settings_file_shows_its_line_and_refuses_apply(
+    review: Review, tmp_path: Path
+) -> None:
+    bulk_detections(review.db_url, 2_000)
+    judge_bulk(review.db_url)
+    owned = '[{"name": "van", "description": "a white delivery van", "threshold": 0.6}]'
+    process, base, _ = start_web(tmp_path, review.db_url, env={"VIGIL_TARGETS": owned})
+    try:
+        page = html.unescape(httpx.get(base + "/targets").text)
+        van = page.split('data-target="van"', 1)[1].split('class="card target"', 1)[0]
+        assert (
+            "is set in the settings file" in van
+            and '[[targets]] name = "van"' in van
+            and "threshold = 0." in van
+        )
+        assert 'action="/targets/van/threshold"' not in van
+        assert 'action="/targets/person/threshold"' in page  # a CLI target gets the button
+        client, token = session_with_token(Review(base, review.db_url, review.seeded, process, review.log))
+        refused = client.post("/targets/van/threshold", data={"threshold": "0.7", "csrf_token": token})
+        assert refused.status_code == 400 and "change it there" in refused.text
+        assert execute(review.db_url, "SELECT threshold FROM targets WHERE name = 'van'") == [(0.6,)]
+        client.close()
+    finally:
+        stop(process)

@@ -41,7 +41,7 @@ def test_timeline_shows_matches_newest_first_with_thumbnail_alert_and_deliveries
     expect(alerted).to_contain_text("A person in a dark coat")
     # The thumbnail really loaded (served by detection id).
     width = alerted.locator("img.thumb").evaluate("img => img.complete && img.naturalWidth")
-    assert width == 640
+    assert width == 320
     # Shown in the viewer's zone (Europe/Paris, UTC+1 in November): the window at 6 s of a clip whose file
     # time is 21:15:00 UTC and which lasts 12 s started at 21:14:54 UTC, 22:14:54 in Paris.
     expect(alerted.locator("time")).to_contain_text("10:14:54")

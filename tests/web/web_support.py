@@ -16,10 +16,10 @@ from pathlib import Path
 
 import cv2
 import httpx
-import numpy as np
 from sqlalchemy import insert, select
 
 from vigil.db import make_engine, session_factory, write_session
+from vigil.feedback import record_verdict
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
 from vigil.settings import DatabaseSettings
 from workers.testing.clips import write_clip_h264
@@ -39,12 +39,15 @@ class Seeded:
     alert_detection_id: int
 
 
-def _thumbnail(path: Path, colour: tuple[int, int, int], text: str) -> str:
+def _thumbnail(clip: Path, at_s: float, path: Path) -> str:
+    """The clip's frame at `at_s`, as the worker would save a window's best frame."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = np.full((360, 640, 3), colour, np.uint8)
-    cv2.rectangle(image, (220, 110), (420, 300), (40, 40, 40), -1)
-    cv2.putText(image, text, (24, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (255, 255, 255), 3)
-    cv2.imwrite(str(path), image)
+    capture = cv2.VideoCapture(str(clip))
+    capture.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, f"no frame at {at_s} s in {clip}"
+    cv2.imwrite(str(path), frame)
     return str(path)
 
 
@@ -90,9 +93,8 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
                 matched = p >= target.threshold
                 thumb = None
                 if matched:
-                    colour = (60, 120, 200) if name == "person" else (200, 200, 210)
-                    thumb = _thumbnail(thumbs / str(media.id) / f"w{index:04d}-t{target.id}.jpg", colour,
-                                       f"{name} {index * WINDOW_S:.0f}s")  # fmt: skip
+                    at = index * WINDOW_S + WINDOW_S / 2
+                    thumb = _thumbnail(clip, at, thumbs / str(media.id) / f"w{index:04d}-t{target.id}.jpg")
                 rows[name, index] = Detection(
                     analysis_id=analysis.id, media_id=media.id, target_id=target.id, window_index=index,
                     start_s=index * WINDOW_S, end_s=min(seconds, (index + 1) * WINDOW_S), p_yes=p,
@@ -194,20 +196,7 @@ def start_web(
             [sys.executable, "-m", "vigil.web"], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(base + "/healthz-none", timeout=2).status_code in (401, 404)
-        except httpx.TransportError:
-            return False
-
-    deadline = time.monotonic() + 60
-    while not answering():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the review page did not answer in 60 s: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
+    wait_answering(base, process, log)
     return process, base, log
 
 
@@ -219,3 +208,36 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_answering(base: str, process: subprocess.Popen[bytes], log: Path, *, timeout: float = 60) -> None:
+    """Until the server at `base` answers HTTP; fails with its log when it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"web exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            httpx.get(base + "/no-such-page", timeout=2)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the review page did not answer in {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
+def judge_bulk(url: str, *, count: int = 500, seed: int = 2) -> None:
+    rng = random.Random(seed)
+    engine = make_engine(DatabaseSettings(url=url))
+    with write_session(session_factory(engine)) as session:
+        rows = session.execute(
+            select(Detection.id, Detection.p_yes, Detection.matched)
+            .join(Media, Media.id == Detection.media_id)
+            .join(Source, Source.id == Media.source_id)
+            .where(Source.name == "bulk")
+            .limit(count * 3)
+        ).all()
+        for detection_id, score, matched in rng.sample(rows, count):
+            present = score > 0.7 if rng.random() > 0.1 else score <= 0.7  # one verdict in ten disagrees
+            verdict = "right" if present == matched else "wrong"
+            record_verdict(session, detection_id=detection_id, verdict=verdict, origin="cli")
+    engine.dispose()

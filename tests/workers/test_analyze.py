@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from vigil.contracts import AnalyzePayload
+from vigil.contracts import AnalyzePayload, Recognition, TargetSpec
 from vigil.db import write_session
 from vigil.errors import MediaError, ModelUnavailable, OutOfMemory
 from vigil.media import MediaInfo, probe
+from vigil.media_lifecycle import LostClaim, claim
 from vigil.registry import ensure_source, register_file, sync_targets
 from vigil.schema import Analysis, Detection, Media, MediaStatus, Target, utcnow
 from vigil.settings import Settings, TargetSettings
-from workers.analyze import LostClaim, Recognition, TargetSpec, claim, store_results
+from workers.analyze import store_results
 from workers.runner import analyze_media
 from workers.runtime import WorkerRuntime
 from workers.testing.clips import write_clip_mp4v, write_corrupt

@@ -14,11 +14,11 @@ import pytest
 from alerting_support import Receiver, Reply, add_analysis, add_media, dispose_engines, factory_for, sync_all
 from sqlalchemy import select
 
+from vigil.alerts.evaluation import evaluate_analysis
 from vigil.celery_app import make_celery
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.migrate import upgrade
-from vigil.rules import evaluate_analysis
 from vigil.schema import Delivery
 from vigil.settings import load_settings
 

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from vigil.contracts import TargetSpec
 from vigil.media import probe
 from vigil.settings import ModelSettings
-from workers.analyze import TargetSpec
+from workers.frames import FrameRequest, open_media
 from workers.testing.clips import iter_frames, write_clip_h264, write_image
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter, write_jpeg
 
@@ -34,6 +35,15 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def full_frame_at(path: Path, t: float) -> np.ndarray:
+    """The frame shown at ``t`` as the decode pass delivers thumbnail candidates (source size, capped)."""
+    request = FrameRequest(1, start_s=t - 0.05, end_s=t + 0.05, max_side=32, full_side=THUMBNAIL_MAX_SIDE)
+    with open_media(path) as media:
+        frames = next(media.frames([request]))[1]
+    assert frames.full is not None
+    return frames.full[0]
+
+
 def colour_distance(jpeg: np.ndarray, frame_index: int) -> float:
     """Mean absolute difference between a written thumbnail (BGR) and the clip writer's frame."""
     h, w = jpeg.shape[:2]
@@ -49,9 +59,9 @@ def test_a_thumbnail_is_the_source_frame_capped_at_1280(
     tmp_path: Path, size: tuple[int, int], expected: tuple[int, int]
 ) -> None:
     clip = write_clip_h264(tmp_path / "c.mp4", seconds=2, fps=FPS, size=size, gop=FPS * 2, bframes=2)
-    writer = ThumbnailWriter(clip, probe(clip), tmp_path / "thumbs")
+    writer = ThumbnailWriter(tmp_path / "thumbs")
     with umask(0o022):
-        out = writer.write("w0000-t1.jpg", frame_index=13)
+        out = writer.write("w0000-t1.jpg", full_frame_at(clip, 13 / FPS))
     bgr = cv2.imread(str(out))
     assert (bgr.shape[1], bgr.shape[0]) == expected and max(expected) <= THUMBNAIL_MAX_SIDE
     # it is frame 13 (each frame has its own colour and bar), not a neighbour
@@ -74,18 +84,9 @@ def test_the_path_is_absolute_whatever_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     image = write_image(tmp_path / "still.jpg", size=(2000, 1000))
-    out = ThumbnailWriter(image, probe(image), Path("vigil-data/thumbnails/7")).write("w.jpg", frame_index=0)
+    out = ThumbnailWriter(Path("vigil-data/thumbnails/7")).write("w.jpg", full_frame_at(image, 0.0))
     assert out.is_absolute() and out == tmp_path / "vigil-data" / "thumbnails" / "7" / "w.jpg"
     assert cv2.imread(str(out)).shape[:2] == (640, 1280)
-
-
-def test_a_frame_wanted_twice_is_decoded_once(tmp_path: Path) -> None:
-    clip = write_clip_h264(tmp_path / "c.mp4", seconds=1, fps=FPS, size=(320, 180), gop=FPS, bframes=0)
-    writer = ThumbnailWriter(clip, probe(clip), tmp_path / "t")
-    a = writer.write("a.jpg", frame_index=4)
-    cached = writer._frames[4]
-    b = writer.write("b.jpg", frame_index=4)
-    assert writer._frames[4] is cached and a.read_bytes() == b.read_bytes()
 
 
 def test_write_jpeg_shrinks_and_keeps_colours(tmp_path: Path) -> None:
@@ -118,6 +119,7 @@ def test_the_recogniser_stores_full_resolution_thumbnails(
     with umask(0o022):
         got = recognizer.recognize(clip, probe(clip), [target], media_id=42)
     assert [r.window_index for r in got.results] == [0, 1]
+    assert got.frames_decoded <= 2 * FPS  # thumbnails come from the one decode pass: no frame twice
     for result in got.results:
         path = Path(result.thumbnail_path or "")
         assert path == tmp_path / "data" / "thumbnails" / "42" / f"w{result.window_index:04d}-t3.jpg"

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from vigil.contracts import AnalyzePayload
+from vigil.alerts.sync import sync_rules
+from vigil.contracts import AnalyzePayload, Recognition, Recognizer, TargetSpec
 from vigil.db import write_session
 from vigil.media import MediaInfo, probe
 from vigil.registry import ensure_source, file_mtime, register_file, sync_targets
-from vigil.rules import sync_rules
 from vigil.schema import Alert, Analysis, Media, MediaStatus
 from vigil.settings import Settings
-from workers.analyze import Recognition, Recognizer, TargetSpec
 from workers.runner import analyze_media
 from workers.runtime import WorkerRuntime
 from workers.testing.clips import write_clip_mp4v

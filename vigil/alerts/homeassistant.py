@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.alerts.channels import mqtt_client, mqtt_keepalive
 from vigil.alerts.feed import DetectionFeed, SeenDetection
 from vigil.schema import Source, Target
 from vigil.settings import ChannelSettings, HomeAssistantSettings, Settings
@@ -178,16 +179,7 @@ class HomeAssistantBridge:
         self.client = self._client()
 
     def _client(self) -> Any:
-        import paho.mqtt.client as mqtt
-
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"vigil-ha-{self.topics.node}-{os.getpid()}",
-            protocol=mqtt.MQTTv311,
-        )
-        if self.channel.mqtt_user:
-            password = self.channel.mqtt_password.get_secret_value() if self.channel.mqtt_password else None
-            client.username_pw_set(self.channel.mqtt_user, password)
+        client = mqtt_client(self.channel, client_id=f"vigil-ha-{self.topics.node}-{os.getpid()}")
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
@@ -224,7 +216,7 @@ class HomeAssistantBridge:
         with self.lock, self.factory() as session:  # announced once connected (_on_connect)
             self.pairs, self.pairs_at = current_pairs(session), self.clock()
         assert self.channel.mqtt_host is not None
-        keepalive = max(5, int(self.channel.timeout_s) * 2)
+        keepalive = mqtt_keepalive(self.channel)
         self.client.connect_async(self.channel.mqtt_host, self.channel.mqtt_port, keepalive=keepalive)
         self.client.loop_start()
 

@@ -10,6 +10,7 @@ from vigil.cli.context import AppContext, pass_app
 from vigil.db import write_session
 from vigil.errors import ConfigError
 from vigil.schema import Alert, AlertRule, Channel, Delivery, DeliveryStatus, utcnow
+from vigil.terminal import safe
 
 
 @click.group("alerts")
@@ -37,8 +38,10 @@ def alerts_list(app: AppContext, limit: int, status: str | None) -> None:
     for alert, rule in rows:
         sent = " ".join(f"{d.channel}:{d.status}" for d in sorted(alert.deliveries, key=lambda d: d.channel))
         click.echo(
-            f"{alert.id:>6}  {alert.fired_at:%Y-%m-%d %H:%M:%S}Z  {rule}  {alert.severity}  "
-            f"{alert.score:.2f}  {alert.message}  [{sent}]"
+            safe(
+                f"{alert.id:>6}  {alert.fired_at:%Y-%m-%d %H:%M:%S}Z  {rule}  {alert.severity}  "
+                f"{alert.score:.2f}  {alert.message}  [{sent}]"
+            )
         )
 
 
@@ -54,23 +57,24 @@ def alerts_show(app: AppContext, alert_id: int) -> None:
             raise ConfigError(f"no alert with id {alert_id}")
         rule = session.get_one(AlertRule, alert.rule_id)
     media = alert.payload.get("media", {})
-    click.echo(f"alert {alert.id}: {alert.message}")
-    click.echo(f"  rule      {rule.name} ({alert.severity}), fired {alert.fired_at.isoformat()}")
-    click.echo(f"  media     {alert.media_id} {media.get('path', '')} (source {media.get('source', '')})")
-    click.echo(f"  target    {alert.payload.get('target', {}).get('name', alert.target_id)}")
-    click.echo(f"  window    {alert.start_s:g}-{alert.end_s:g} s, score {alert.score:.3f}")
+    click.echo(safe(f"alert {alert.id}: {alert.message}"))
+    click.echo(safe(f"  rule      {rule.name} ({alert.severity}), fired {alert.fired_at.isoformat()}"))
+    source = media.get("source", "")
+    click.echo(safe(f"  media     {alert.media_id} {media.get('path', '')} (source {source})"))
+    click.echo(safe(f"  target    {alert.payload.get('target', {}).get('name', alert.target_id)}"))
+    click.echo(safe(f"  window    {alert.start_s:g}-{alert.end_s:g} s, score {alert.score:.3f}"))
     if alert.payload.get("thumbnail_path"):
-        click.echo(f"  thumbnail {alert.payload['thumbnail_path']}")
-    click.echo(f"  dedup     {alert.dedup_key}")
+        click.echo(safe(f"  thumbnail {alert.payload['thumbnail_path']}"))
+    click.echo(safe(f"  dedup     {alert.dedup_key}"))
     for d in sorted(alert.deliveries, key=lambda d: d.channel):
         state = f"{d.status}, {d.attempts} attempt(s)"
         if d.status == DeliveryStatus.PENDING and d.next_attempt_at:
             state += f", next at {d.next_attempt_at.isoformat()}"
         if d.delivered_at:
             state += f", delivered {d.delivered_at.isoformat()}"
-        click.echo(f"  -> {d.channel} [{d.id}] {state}  id {d.idempotency_key}")
+        click.echo(safe(f"  -> {d.channel} [{d.id}] {state}  id {d.idempotency_key}"))
         if d.last_error:
-            click.echo(f"       last error: {d.last_error}")
+            click.echo(safe(f"       last error: {d.last_error}"))
 
 
 @alerts_group.command("retry")

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vigil.backfill import (
+    check_source_row,
     enqueue_all,
     mark_for_reanalysis,
+    media_since,
     parse_since,
-    scan_folder,
     source_settings_for_scan,
 )
 from vigil.cli.context import AppContext, pass_app
 from vigil.progress import Progress, count_statuses, follow
-from vigil.schema import MediaStatus
+from vigil.schema import MediaStatus, utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from vigil.enqueue import Enqueuer
+    from vigil.settings import SourceSettings, WatchSettings
+    from watcher.scan import ScanReport
 
 
 def _progress(label: str, *, interval_s: float) -> Progress:
@@ -91,6 +98,50 @@ def scan_command(
         err=True,
     )
     _finish(app, run.media_ids, progress, wait=wait, poll_s=poll_s)
+
+
+@dataclass
+class ScanRun:
+    report: ScanReport
+    media_ids: list[int]
+
+
+def scan_folder(
+    factory: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    source: SourceSettings,
+    *,
+    watch: WatchSettings,
+    progress: Progress | None = None,
+    poll_s: float = 0.5,
+) -> ScanRun:
+    """Register and send every file of the folder with the watcher's own rules (`scan_source`), showing
+    progress from the rows while it runs. A file already registered (same size and mtime) is not sent
+    again, so scanning twice queues nothing new. The composition root: it runs the watcher's scan."""
+    from watcher.scan import scan_source  # torch-free; imported only to scan
+
+    check_source_row(factory, source)
+    started = utcnow()
+    outcome: dict[str, Any] = {}
+
+    def scan() -> None:
+        try:
+            outcome["report"] = scan_source(factory, enqueuer, source, watch=watch)
+        except BaseException as exc:  # handed to the calling thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=scan, name=f"scan-{source.name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll_s)
+        if progress is not None:
+            progress.update(counts=count_statuses(factory, media_since(factory, source.name, started)))
+    if "error" in outcome:
+        raise outcome["error"]
+    ids = media_since(factory, source.name, started)
+    if progress is not None:
+        progress.update(counts=count_statuses(factory, ids), found=outcome["report"].found, force=True)
+    return ScanRun(outcome["report"], ids)
 
 
 @click.command("reanalyze")

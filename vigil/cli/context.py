@@ -61,9 +61,9 @@ class AppContext:
 
     def open_database(self) -> None:
         """Check the schema, then mirror the sources and targets of the settings into their tables."""
+        from vigil.alerts.sync import sync_rules
         from vigil.db import write_session
         from vigil.registry import sync_sources, sync_targets
-        from vigil.rules import sync_rules
 
         self.require_migrated()
         with write_session(self.factory) as session:

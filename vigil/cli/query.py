@@ -10,7 +10,8 @@ import click
 from vigil.cli.context import AppContext, pass_app
 from vigil.errors import ConfigError
 from vigil.schema import utcnow
-from vigil.sql import FORMATS, render, run_query
+from vigil.sql import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, FORMATS, Caps, Deadline, render, run_query
+from vigil.terminal import safe
 
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -62,9 +63,23 @@ def _read_query(query: str | None, file: str | None) -> str:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     metavar="SECONDS",
-    help="Stop the query after this long. Default: database.query_timeout_s.",
+    help="Stop the query (run, fetch and print) after this long. Default: database.query_timeout_s.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_ROWS,
+    show_default=True,
+    help="Stop after this many rows (a note says so).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    help="Stop before the values held pass this many bytes (as text).",
 )
 @pass_app
 def sql_command(
@@ -74,18 +89,68 @@ def sql_command(
     fmt: str | None,
     params: tuple[str, ...],
     timeout: float | None,
+    max_rows: int,
+    max_bytes: int,
 ) -> None:
     """Run one read-only SQL query, e.g. `vigil sql "SELECT * FROM latest_detections_v LIMIT 5"`.
 
-    Only reads run (SELECT, WITH, VALUES, EXPLAIN, and harmless PRAGMAs on SQLite); anything else is
-    refused and the database is left unchanged. See docs/schema.md for the tables and views.
+    Only reads run: on PostgreSQL as a reader role (see `vigil db reader`), on SQLite through a
+    read-only connection; anything else is refused and the database is left unchanged. See
+    docs/querying.md for the caps and docs/schema.md for the tables and views.
     """
     text = _read_query(query, file)
     bound = parse_params(params)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
-    result = run_query(app.settings.database, text, params=bound, timeout_s=timeout)
-    for line in render(result, fmt):  # type: ignore[arg-type]
+    database = app.settings.database
+    deadline = Deadline(timeout if timeout is not None else database.query_timeout_s)
+    caps = Caps(max_rows=max_rows, max_bytes=max_bytes)
+    result = run_query(database, text, params=bound, deadline=deadline, caps=caps)
+    for line in render(result, fmt, deadline=deadline):  # type: ignore[arg-type]
         click.echo(line)
+    if result.truncated and fmt != "table":
+        click.echo(f"vigil sql: {result.truncated}", err=True)
+
+
+@click.command("reader")
+@click.option(
+    "--password/--no-password",
+    default=True,
+    show_default=True,
+    help="Give the role a new random password (--no-password for trust, peer or .pgpass setups).",
+)
+@pass_app
+def reader_command(app: AppContext, password: bool) -> None:
+    """Create (or refresh) the PostgreSQL role `vigil sql` reads as; print the readonly_url to set.
+
+    The role is `<database>_reader`: it may log in and SELECT Vigil's tables and views (and those that
+    later migrations add), nothing else. Run it as the role that owns the tables.
+    """
+    from vigil.db import is_sqlite
+    from vigil.sql.roles import create_reader, reader_url, unsafe_reasons
+
+    url = app.settings.database.url
+    if is_sqlite(url):
+        raise ConfigError("`vigil db reader` is for PostgreSQL; on SQLite `vigil sql` is read-only already")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            role, secret = create_reader(conn, password=password)
+        readonly = reader_url(url, role, secret)
+        with psycopg.connect(make_url(readonly).set(drivername="postgresql").render_as_string(
+            hide_password=False
+        ), autocommit=True) as conn:
+            reasons = unsafe_reasons(conn)
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot create the reader role: {' '.join(str(exc).split())}") from exc
+    if reasons:
+        raise ConfigError(f"the role {role} {'; '.join(reasons)}: revoke that, then run this again")
+    database = make_url(url).database
+    click.echo(f"role {role} may read {database} and nothing else; set in vigil.toml:", err=True)
+    click.echo("[database]", err=True)
+    click.echo(f'readonly_url = "{readonly}"')
 
 
 @click.command("status")
@@ -111,10 +176,10 @@ def status_command(app: AppContext, failures: int, broker: bool) -> None:
         depths = broker_queue_depths(make_celery(app.settings))
     report = gather_status(app.factory, recent_failures=failures, broker_queues=depths)
     for line in status_lines(report, now=utcnow()):
-        click.echo(line)
+        click.echo(safe(line))
     settling = settling_line(read_report(app.settings.storage.data_dir))
     if settling:
-        click.echo(settling)
+        click.echo(safe(settling))
 
 
 def _broker_exists(url: str) -> bool:
@@ -125,5 +190,8 @@ def _broker_exists(url: str) -> bool:
 
 
 def register(cli: click.Group) -> None:
+    from vigil.cli.config import db_group
+
+    db_group.add_command(reader_command)
     cli.add_command(sql_command)
     cli.add_command(status_command)

@@ -6,10 +6,11 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from vigil.alerts.evaluation import Explanation, explain_rule
+from vigil.alerts.sync import known_names, sync_rules, upsert_rule, validate_rule
 from vigil.cli.context import AppContext, pass_app
 from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.rules import Explanation, explain_rule, known_names, sync_rules, upsert_rule, validate_rule
 from vigil.schema import AlertRule
 from vigil.settings import RuleSettings, format_validation_error
 

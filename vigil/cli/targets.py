@@ -15,6 +15,7 @@ from vigil.errors import ConfigError
 from vigil.registry import upsert_target
 from vigil.schema import Target
 from vigil.settings import TargetSettings, format_validation_error
+from vigil.terminal import safe
 
 
 @click.group("targets")
@@ -67,12 +68,12 @@ def targets_list(app: AppContext) -> None:
     folder = app.settings.storage.references_dir
     for t in rows:
         state = "on " if t.enabled else "off"
-        click.echo(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}")
+        click.echo(safe(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}"))
         for image in t.images or []:
             stored = folder / image["file"]
             missing = "" if stored.is_file() else "  (missing!)"
             size = f"{image['width']}x{image['height']}"
-            click.echo(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}")
+            click.echo(safe(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}"))
 
 
 def _set_enabled(app: AppContext, name: str, enabled: bool) -> None:

@@ -7,18 +7,17 @@ make the page serve another file.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from vigil.schema import Detection, Media, Source
 
-MEDIA_TYPES = {
-    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
-    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".ts": "video/mp2t", ".mts": "video/mp2t",
-    ".3gp": "video/3gpp", ".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp", ".webp": "image/webp",
-}  # fmt: skip
+# Content types by suffix from the standard table, corrected for camera formats.
+mimetypes.add_type("video/x-matroska", ".mkv")
+for _suffix, _type in {".mts": "video/mp2t", ".ts": "video/mp2t", ".3gp": "video/3gpp"}.items():
+    mimetypes.add_type(_type, _suffix)  # the system table calls .ts a translation file, .3gp audio
 
 
 def _inside(path: Path, folder: Path) -> Path | None:
@@ -40,7 +39,8 @@ def media_file(session: Session, media_id: int) -> tuple[Path, str] | None:
     real = _inside(Path(media.path), Path(source.path))
     if real is None:
         return None
-    return real, MEDIA_TYPES.get(real.suffix.lower(), "application/octet-stream")
+    media_type, _ = mimetypes.guess_type(real.name)
+    return real, media_type or "application/octet-stream"
 
 
 def thumbnail_file(session: Session, detection_id: int, thumbnails_dir: Path) -> Path | None:

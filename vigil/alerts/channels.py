@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import queue
 import smtplib
 import ssl
 import subprocess
@@ -26,10 +27,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from vigil.alerts.template import render
 from vigil.errors import VigilError
 from vigil.schema import Alert, Delivery
 from vigil.settings import ChannelSettings, Settings
-from vigil.template import render
 from vigil.web.urls import media_links
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,39 @@ def _topic_part(value: str) -> str:
     return value.replace("/", "_").replace("+", "_").replace("#", "_") or "_"
 
 
+def mqtt_client(conf: ChannelSettings, *, client_id: str) -> Any:
+    """A paho client for an mqtt channel: MQTT 3.1.1, its credentials, its timeout (not connected yet).
+    The channel's sends and the Home Assistant bridge both connect through this."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+    )
+    client.connect_timeout = conf.timeout_s
+    if conf.mqtt_user:
+        password = conf.mqtt_password.get_secret_value() if conf.mqtt_password else None
+        client.username_pw_set(conf.mqtt_user, password)
+    return client
+
+
+def mqtt_keepalive(conf: ChannelSettings) -> int:
+    return max(5, int(conf.timeout_s) * 2)
+
+
+MQTT_SERVER_UNAVAILABLE = 136  # the one refusal worth retrying (bad credentials, not authorised: no)
+
+
+def check_connack(answers: queue.Queue[Any], timeout_s: float) -> None:
+    """Raise DeliveryFailed unless the broker accepted the connection within `timeout_s`."""
+    try:
+        reason = answers.get(timeout=timeout_s)
+    except queue.Empty:
+        raise DeliveryFailed(f"MQTT broker did not answer in {timeout_s:g} s", retryable=True) from None
+    if reason.is_failure:
+        retry = reason.value == MQTT_SERVER_UNAVAILABLE
+        raise DeliveryFailed(f"MQTT broker refused the connection: {reason}", retryable=retry)
+
+
 class MqttSender:
     def __init__(self, conf: ChannelSettings) -> None:
         self.conf = conf
@@ -279,25 +313,18 @@ class MqttSender:
         return render(self.conf.mqtt_topic, values, where=f"alerts.channels[{self.conf.name}].mqtt_topic")
 
     def send(self, note: Notification) -> None:
-        import paho.mqtt.client as mqtt
-
         conf = self.conf
         assert conf.mqtt_host is not None
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"vigil-{note.idempotency_key}",
-            protocol=mqtt.MQTTv311,
-        )
-        client.connect_timeout = conf.timeout_s
-        if conf.mqtt_user:
-            password = conf.mqtt_password.get_secret_value() if conf.mqtt_password else None
-            client.username_pw_set(conf.mqtt_user, password)
+        client = mqtt_client(conf, client_id=f"vigil-{note.idempotency_key}")
+        answers: queue.Queue[Any] = queue.Queue()
+        client.on_connect = lambda _c, _u, _f, reason, _p: answers.put(reason)
         try:
-            client.connect(conf.mqtt_host, conf.mqtt_port, keepalive=max(5, int(conf.timeout_s) * 2))
+            client.connect(conf.mqtt_host, conf.mqtt_port, keepalive=mqtt_keepalive(conf))
         except (OSError, ValueError) as exc:
             raise DeliveryFailed(f"MQTT connect failed: {exc!r}", retryable=True) from exc
         client.loop_start()
         try:
+            check_connack(answers, conf.timeout_s)
             info = client.publish(self.topic(note), note.body(), qos=1, retain=conf.mqtt_retain)
             info.wait_for_publish(timeout=conf.timeout_s)
             if not info.is_published():

@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil import metrics
-from vigil.channels import DeliveryFailed, Notification, Sender, build_sender, channel_configs
+from vigil.alerts.channels import DeliveryFailed, Notification, Sender, build_sender, channel_configs
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.schema import Alert, Channel, Delivery, DeliveryStatus, utcnow

@@ -1,0 +1,88 @@
+"""Configured rules into `alert_rules`: validated first (unknown targets or channels, schedules, templates),
+then upserted by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil.alerts.channels import LOG_CHANNEL
+from vigil.alerts.schedule import parse_hours, parse_zone
+from vigil.alerts.template import check_template
+from vigil.errors import ConfigError
+from vigil.schema import (
+    AlertRule,
+    Target,
+)
+from vigil.settings import RuleSettings, Settings
+
+log = logging.getLogger(__name__)
+
+
+def validate_rule(conf: RuleSettings, *, targets: Iterable[str], channels: Iterable[str]) -> None:
+    """Raise ConfigError naming the rule and key for anything that cannot be used."""
+    where = f"alerts.rules[{conf.name}]"
+    unknown = sorted(set(conf.targets) - set(targets))
+    if unknown:
+        raise ConfigError(f"{where}.targets: unknown target(s): {', '.join(unknown)}")
+    unknown = sorted(set(conf.channels) - set(channels) - {LOG_CHANNEL})
+    if unknown:
+        raise ConfigError(f"{where}.channels: unknown channel(s): {', '.join(unknown)}")
+    if not conf.channels:
+        raise ConfigError(f'{where}.channels: a rule needs at least one channel (e.g. "log")')
+    parse_zone(conf.timezone, where=where)
+    if conf.hours is not None:
+        parse_hours(conf.hours, where=where)
+    check_template(conf.message, where=f"{where}.message")
+
+
+def known_names(session: Session, settings: Settings) -> tuple[set[str], set[str]]:
+    """Target names (settings and table) and channel names (settings and the built-in log channel)."""
+    targets = {t.name for t in settings.targets} | set(session.scalars(select(Target.name)))
+    channels = {c.name for c in settings.alerts.channels} | {LOG_CHANNEL}
+    return targets, channels
+
+
+def sync_rules(session: Session, settings: Settings) -> dict[str, AlertRule]:
+    """Validate the configured rules, then upsert them by name. Rules added by `vigil rules add` stay."""
+    names = [r.name for r in settings.alerts.rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"alerts.rules: rule names must be unique, repeated: {', '.join(dupes)}")
+    targets, channels = known_names(session, settings)
+    for conf in settings.alerts.rules:
+        validate_rule(conf, targets=targets, channels=channels)
+    existing = {r.name: r for r in session.scalars(select(AlertRule))}
+    for conf in settings.alerts.rules:
+        existing[conf.name] = upsert_rule(session, conf, existing.get(conf.name))
+    session.flush()
+    return existing
+
+
+def upsert_rule(session: Session, conf: RuleSettings, row: AlertRule | None = None) -> AlertRule:
+    values: dict[str, Any] = {
+        "target_names": list(conf.targets),
+        "source_globs": [] if conf.sources == ["*"] else list(conf.sources),
+        "min_score": conf.min_score,
+        "days": list(conf.days),
+        "hours": conf.hours,
+        "timezone": conf.timezone,
+        "min_consecutive": conf.min_consecutive,
+        "cooldown_s": conf.cooldown_s,
+        "severity": conf.severity,
+        "message": conf.message,
+        "channel_names": list(conf.channels),
+        "enabled": conf.enabled,
+    }
+    if row is None:
+        row = AlertRule(name=conf.name, **values)
+        session.add(row)
+        return row
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+    return row

@@ -1,0 +1,29 @@
+"""Text from files, databases and users made safe to print on a terminal.
+
+A file name or a target description may hold ESC, OSC or ``\\r`` sequences that rewrite the terminal of
+whoever prints it. Every C0 control (tab and newline included: they break one-line output), DEL, every C1
+control and the Unicode bidirectional overrides are shown escaped: ``\\x1b``, ``\\r``, ``\\u202e``.
+CSV and JSON output stays exact and does not use this.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: object) -> str:
+    """``text`` as one line with every control character shown escaped (``\\x1b``, ``\\r``, ``\\u202e``)."""
+    return _UNSAFE.sub(_escape, str(text))
