@@ -35,7 +35,9 @@ FORMATS = ["jpeg", "mjpeg-avi", "faststart-mp4", "fragmented-mp4", "mpeg-ts", "p
 SHORT = {fmt: {"frames": 10} for fmt in FORMATS if fmt != "jpeg"}  # 1 s clips (two GOPs: two fragments)
 SETTLE_S = 1.0
 STALL_S = 15.0  # with the file open: 15 times settle_s (and time for `vigil status` to start)
-RATE = "30k"  # bytes per second for curl; rsync's --bwlimit is in KiB/s: files of 70-120 KB take 2-4 s
+# curl sends a file smaller than its upload buffer in one burst whatever the rate: its files are larger.
+RATE = "60k"  # bytes per second for curl's 150-300 KB files; rsync's --bwlimit=30 (KiB/s): 40-70 KB, 1-3 s
+LARGER = {"size": (320, 240)}
 
 pytest.importorskip("pyftpdlib")
 if not (shutil.which("rsync") and shutil.which("curl")):
@@ -68,6 +70,7 @@ def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
             "VIGIL_WATCH__READY_DEADLINE_S": "120",
             "VIGIL_WORK__RECONCILE_INTERVAL_S": "5",
             "VIGIL_MODEL__WINDOW_S": "10",  # one window per file: the model's time is not what is tested
+            "VIGIL_MODEL__FRAMES_PER_WINDOW": "2",
         },
     )
     (tmp_path / "vigil.toml").write_text(
@@ -155,7 +158,10 @@ def build_cases(staging: Path) -> list[Case]:
         for fmt in FORMATS:
             salt += 1
             suffix, make = WRITERS[fmt]
-            source = make(staging / f"{writer}-{fmt}{suffix}", salt=salt, **SHORT.get(fmt, {}))
+            options = SHORT.get(fmt, {}) | (LARGER if writer == "curl-ftp" else {})
+            if writer == "curl-ftp" and fmt == "jpeg":
+                options = {"size": (800, 600)}
+            source = make(staging / f"{writer}-{fmt}{suffix}", salt=salt, **options)
             dated = writer == "ftp-mkd"  # a camera's dated folders, made by MKD
             final = f"{writer}/{fmt}/2026-12-01/clip{suffix}" if dated else f"{writer}/{fmt}{suffix}"
             cases.append(Case(writer, fmt, final, source))
@@ -239,7 +245,7 @@ def test_every_real_uploader_gives_one_complete_row_per_file(stack: Stack, tmp_p
     try:
         wait_for(
             lambda: stack.statuses() == dict.fromkeys(expected, "done"),
-            timeout=600,
+            timeout=900,
             what="every upload analysed",
         )
     except AssertionError:
