@@ -73,6 +73,8 @@ def test_clicking_wrong_stores_feedback_and_updates_the_targets_page(review: Rev
     page.goto(review.base + "/?feedback=wrong")
     assert timeline_ids(page) == [detection]
     expect(page.locator("button.wrong.on")).to_have_count(1)
+    page.goto(review.base + "/?feedback=none")
+    assert timeline_ids(page) == [i for i in review.seeded.matched_ids if i != detection]
 
 
 def test_player_seeks_to_a_window_when_its_row_is_clicked(review: Review, page: Page) -> None:

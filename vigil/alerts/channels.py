@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from vigil.alerts.http import Answer, DeadlineExceeded, client_for, post
 from vigil.alerts.template import render
 from vigil.errors import VigilError
 from vigil.schema import Alert, Delivery
@@ -180,26 +181,28 @@ class WebhookSender:
     def send(self, note: Notification) -> None:
         assert self.conf.url is not None
         body = note.body()
+        client = client_for(self.conf.name, self.conf.timeout_s)
         try:
-            with httpx.Client(timeout=self.conf.timeout_s, follow_redirects=False) as client:
-                response = client.post(self.conf.url, content=body, headers=self.headers(note, body))
-        except httpx.TimeoutException as exc:
-            reason = f"timed out after {self.conf.timeout_s:g} s: {exc!r}"
+            headers = self.headers(note, body)
+            url, deadline = self.conf.url, self.conf.timeout_s
+            answer = post(client, url, content=body, headers=headers, deadline_s=deadline)
+        except (DeadlineExceeded, httpx.TimeoutException) as exc:
+            reason = f"timed out after {self.conf.timeout_s:g} s: {exc}"
             raise DeliveryFailed(reason, retryable=True) from exc
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"request failed: {exc!r}", retryable=True) from exc
-        check_response(response)
+        check_response(answer)
 
 
-def check_response(response: httpx.Response) -> None:
-    code = response.status_code
+def check_response(answer: Answer) -> None:
+    code = answer.status_code
     if 200 <= code < 300:
         return
-    reason = f"HTTP {code}: {response.text[:200]}"
+    reason = f"HTTP {code}: {answer.head[:200]}"
     if code == 410:
         raise DeliveryFailed(reason, retryable=False, gone=True)
     if code in (408, 429) or code >= 500:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
         raise DeliveryFailed(reason, retryable=True, retry_after_s=retry_after)
     raise DeliveryFailed(reason, retryable=False)
 
