@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerting_support import receiving
-from tests.process_support import Stack, wait_for
+from tests.support.alerting import receiving
+from tests.support.processes import Stack, wait_for
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 pytestmark = pytest.mark.slow

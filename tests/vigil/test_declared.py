@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alerting_support import add_analysis, add_media, dispose_engines, factory_for
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
 from vigil.db import write_session

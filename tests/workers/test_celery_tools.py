@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisServer, free_port
-from tests.process_support import wait_for
+from tests.support.processes import wait_for
+from tests.support.services import RedisServer, free_port
 from vigil.celery_app import make_celery, task_queues
 from vigil.contracts import CPU_QUEUE, GPU_QUEUE
 from vigil.migrate import upgrade

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.services import free_port
 from vigil.errors import ModelUnavailable
 from workers.hub import HINT
 from workers.models import check_model_supported
