@@ -41,6 +41,11 @@ tools:
 		&& { apt-get install -y -qq chromium >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
 		|| echo "note: chromium is not installed and could not be; the review page's browser tests need it"
+	@# rsync and curl (Debian's) are real uploaders in the watcher's uploader tests.
+	@for tool in rsync curl; do command -v $$tool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
+		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
 
 test: tools lint typecheck pytest
 

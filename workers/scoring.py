@@ -25,17 +25,12 @@ import torch
 
 from vigil.errors import OutOfMemory
 from workers.models import LoadedModel, Prefix
+from workers.prompts import evidence_question, question_for
 from workers.references import ReferenceImage, Suffix, image_suffix
 
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = 1
-QUESTION_TEMPLATE = "Does this video show {description}? Answer yes or no."
-EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
-IMAGE_QUESTION_TEMPLATE = "Is the {description} shown in {images} in the video? Answer yes or no."
-IMAGE_EVIDENCE_TEMPLATE = (
-    "Describe briefly where and how the {description} shown in {images} appears in the video."
-)
 # Batched scoring repeats the prefix cache once per target; above this many cached tokens
 # (targets x prefix length) "auto" crops back instead.
 BATCH_TOKEN_BUDGET = 64 * 1024
@@ -43,32 +38,6 @@ BATCH_TOKEN_BUDGET = 64 * 1024
 Strategy = Literal["auto", "batched", "crop"]
 # Removed from generated text: control characters other than newline and tab (NUL breaks PostgreSQL text).
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
-
-
-def _phrase(description: str) -> str:
-    return description.strip().rstrip("?.!")
-
-
-def _by_example(template: str, description: str, images: int) -> str:
-    words = _phrase(description)
-    first, _, rest = words.partition(" ")
-    if rest and first.lower() in ("a", "an", "the"):  # "the a red car" reads badly
-        words = rest
-    return template.format(description=words, images="this image" if images == 1 else "these images")
-
-
-def question_for(description: str, images: int = 0) -> str:
-    """The yes/no question asked for one target with ``images`` reference images (versioned by
-    PROMPT_VERSION and the target's own prompt version)."""
-    if images:
-        return _by_example(IMAGE_QUESTION_TEMPLATE, description, images)
-    return QUESTION_TEMPLATE.format(description=_phrase(description))
-
-
-def evidence_question(description: str, images: int = 0) -> str:
-    if images:
-        return _by_example(IMAGE_EVIDENCE_TEMPLATE, description, images)
-    return EVIDENCE_TEMPLATE.format(description=_phrase(description))
 
 
 @contextmanager
@@ -229,6 +198,30 @@ def _pick(strategy: Strategy, n: int, prefix_len: int) -> Literal["batched", "cr
     return "batched" if n * prefix_len <= BATCH_TOKEN_BUDGET else "crop"
 
 
+def _cropped(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.Tensor:
+    parts = []
+    for row in rows:
+        parts.append(forward_suffixes(loaded, prefix, [row]))
+        prefix.cache.crop(-len(row.ids))
+    return torch.cat(parts)
+
+
+def _batched(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.Tensor:
+    """Text rows as one padded batch over a repeated cache. Suffixes with images are far longer (LLaVA:
+    ~1,400 tokens an image) and are cropped back one by one first, so the batch is not padded to them."""
+    out: list[torch.Tensor | None] = [None] * len(rows)
+    text = [i for i, row in enumerate(rows) if row.features is None]
+    for i in (i for i, row in enumerate(rows) if row.features is not None):
+        out[i] = _cropped(loaded, prefix, [rows[i]])
+    if text:
+        if len(text) > 1:
+            prefix.cache.batch_repeat_interleave(len(text))
+        logits = forward_suffixes(loaded, prefix, [rows[i] for i in text])
+        for j, i in enumerate(text):
+            out[i] = logits[j : j + 1]
+    return torch.cat([t for t in out if t is not None])
+
+
 def score_targets(
     loaded: LoadedModel,
     rgb: np.ndarray,
@@ -248,16 +241,7 @@ def score_targets(
         prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
         rows = _suffixes(loaded, prefix, tails, refs)
         chosen = _pick(strategy, len(rows), prefix.length)
-        if chosen == "batched":
-            if len(rows) > 1:
-                prefix.cache.batch_repeat_interleave(len(rows))
-            logits = forward_suffixes(loaded, prefix, rows)
-        else:
-            parts = []
-            for row in rows:
-                parts.append(forward_suffixes(loaded, prefix, [row]))
-                prefix.cache.crop(-len(row.ids))
-            logits = torch.cat(parts)
+        logits = _batched(loaded, prefix, rows) if chosen == "batched" else _cropped(loaded, prefix, rows)
         scores = p_yes(loaded, logits)
     log.debug("scored %d targets over %d prefix tokens (%s)", len(rows), prefix.length, chosen)
     return scores

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.alerting_support import receiving
-from tests.process_support import Stack, wait_for
-from tests.sql_support import drop_role
+from tests.support.alerting import receiving
+from tests.support.processes import Stack, wait_for
+from tests.support.sql import drop_role
 from vigil.sql.roles import reader_role_name
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 

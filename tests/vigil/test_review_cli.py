@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
-from tests.sql_support import reader
-from tests.web.web_support import bulk_detections, seed_review
+from tests.support.sql import reader
+from tests.support.web import bulk_detections, seed_review
 from vigil.cli import cli
 
 
@@ -123,3 +123,24 @@ def test_calibrate_reads_labels_of_files_in_the_database(sqlite_url: str, tmp_pa
         labels.write_text(bad)
         result = vigil(sqlite_url, "calibrate", "person", "--labels", str(labels))
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_calibrate_scores_labelled_files_not_in_the_database(
+    sqlite_url: str, tmp_path: Path, tiny_llava: Path
+) -> None:
+    from workers.testing.clips import write_clip_h264
+
+    seed_review(sqlite_url, tmp_path)
+    for name in ("a.mp4", "b.mp4"):
+        write_clip_h264(tmp_path / name, seconds=1, fps=8, size=(64, 48), gop=8)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a.mp4,yes\nb.mp4,no\n")  # paths relative to the CSV
+    result = CliRunner().invoke(
+        cli,
+        ["calibrate", "person", "--labels", str(labels)],
+        env={"VIGIL_DATABASE__URL": sqlite_url, "VIGIL_MODEL__ID": str(tiny_llava),
+             "VIGIL_MODEL__FRAMES_PER_WINDOW": "4"},
+    )  # fmt: skip
+    assert "analysing 2 file(s) not in the database" in result.output, result.output
+    # Scored with the model on the spot, then refused honestly: two labels are not enough to fit.
+    assert result.exit_code == 2 and "has 1 present and 1 absent" in result.output

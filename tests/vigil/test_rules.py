@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from alerting_support import (
+from sqlalchemy import func, select
+
+from tests.support.alerting import (
     T0,
     add_analysis,
     add_media,
@@ -17,8 +19,6 @@ from alerting_support import (
     make_settings,
     sync_all,
 )
-from sqlalchemy import func, select
-
 from vigil.alerts.evaluation import evaluate_analysis, explain_rule
 from vigil.alerts.schedule import parse_hours
 from vigil.alerts.template import check_template

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sql_support import reader, seed, snapshot
 
+from tests.support.sql import reader, seed, snapshot
 from vigil.cli import cli
 from vigil.db import is_sqlite
 from vigil.errors import QueryRefused

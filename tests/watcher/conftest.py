@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.celery_app import make_celery
 from vigil.db import make_engine, session_factory
 from vigil.enqueue import Enqueuer
 from vigil.migrate import upgrade
-from vigil.schema import Media
 from vigil.settings import (
     BrokerSettings,
     DatabaseSettings,
@@ -31,20 +29,7 @@ from vigil.settings import (
 from watcher.service import WatcherService
 from workers.testing.clips import write_clip_mp4v
 
-UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 _unique = itertools.count()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll until `predicate()` is truthy; fail with a clear message at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -155,12 +140,3 @@ def start_watcher(
     yield start
     for service in started:
         service.stop()
-
-
-def media_rows(factory: sessionmaker[Session]) -> list[Media]:
-    with factory() as session:
-        return list(session.scalars(select(Media).order_by(Media.id)))
-
-
-def rows_for(factory: sessionmaker[Session], rel_path: str) -> list[Media]:
-    return [m for m in media_rows(factory) if m.rel_path == rel_path]

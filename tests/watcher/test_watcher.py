@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
-from tests.watcher.conftest import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
+from tests.support.watching import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
 from vigil.contracts import GPU_QUEUE
 from vigil.reconciler import reconcile_media
 from vigil.settings import SourceSettings

@@ -7,9 +7,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
 
-from tests.process_support import wait_for
-from tests.web.conftest import Review
-from tests.web.web_support import bulk_detections
+from tests.support.processes import wait_for
+from tests.support.web import Review, bulk_detections
 
 
 def rows(url: str, sql: str) -> list[tuple[object, ...]]:
@@ -73,6 +72,8 @@ def test_clicking_wrong_stores_feedback_and_updates_the_targets_page(review: Rev
     page.goto(review.base + "/?feedback=wrong")
     assert timeline_ids(page) == [detection]
     expect(page.locator("button.wrong.on")).to_have_count(1)
+    page.goto(review.base + "/?feedback=none")
+    assert timeline_ids(page) == [i for i in review.seeded.matched_ids if i != detection]
 
 
 def test_player_seeks_to_a_window_when_its_row_is_clicked(review: Review, page: Page) -> None:

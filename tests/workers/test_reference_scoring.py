@@ -109,3 +109,22 @@ def test_image_evidence_matches_generate(loaded_models, family, clip, refs):
         loaded, clip, fps=4.0, description="my car", references=[refs[0]], max_new_tokens=6
     )
     assert ours and ours == reference[: len(ours)]
+
+
+def test_image_suffixes_batch_together_over_a_repeated_cache(loaded_models, family, clip, refs):
+    """forward_suffixes pads rows with image features like text rows (features scattered row by row)."""
+    from workers.references import image_suffix
+    from workers.scoring import encode_prefix, forward_suffixes, p_yes
+
+    loaded = loaded_models(family)
+    references = [[refs[0]], [refs[1], refs[2]]]
+    parts = [loaded.adapter.question_parts(question_for("my car", len(r)), images=len(r)) for r in references]
+    with torch.inference_mode():
+        prefix = encode_prefix(loaded, clip, fps=4.0, head_text=parts[0][0])
+        pairs = zip(parts, references, strict=True)
+        rows = [image_suffix(loaded, prefix.trailing_text, tail, r) for (_, tail), r in pairs]
+        assert len(rows[0].ids) != len(rows[1].ids)  # padding is exercised
+        prefix.cache.batch_repeat_interleave(2)
+        ours = p_yes(loaded, forward_suffixes(loaded, prefix, rows))
+    naive = score_targets_naive(loaded, clip, fps=4.0, descriptions=["my car"] * 2, references=references)
+    np.testing.assert_allclose(ours, naive, atol=ATOL, rtol=0)

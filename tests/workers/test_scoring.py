@@ -95,7 +95,8 @@ def test_evidence_matches_generate(loaded_models, family, clip):
     """The manual loop over the prefix cache agrees with transformers' own greedy generate."""
     import torch
 
-    from workers.scoring import EVIDENCE_TEMPLATE, video_inputs
+    from workers.prompts import EVIDENCE_TEMPLATE
+    from workers.scoring import video_inputs
 
     loaded = loaded_models(family)
     head, tail = loaded.adapter.question_parts(EVIDENCE_TEMPLATE.format(description="a dog"))

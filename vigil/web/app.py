@@ -130,6 +130,15 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             raise HTTPException(404, f"no thumbnail for detection {detection_id}")
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    @app.get("/targets/{name}/images/{index}")
+    def reference_image(name: str, index: int) -> FileResponse:
+        with factory() as session:
+            found = files.reference_file(session, name, index, settings.storage.references_dir)
+        if found is None:
+            raise HTTPException(404, f"no reference image {index} for target {name}")
+        path, media_type = found
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
     @app.get("/targets", response_class=HTMLResponse)
     def targets(request: Request, precision: float = DEFAULT_PRECISION) -> HTMLResponse:
         if not 0 < precision <= 1:

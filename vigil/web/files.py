@@ -1,8 +1,9 @@
-"""Files the pages serve, found by row id only: a media row's file, a detection's thumbnail.
+"""Files the pages serve, found by row id only: a media row's file, a detection's thumbnail, a target's
+reference image (by the target's name and the image's position).
 
 Nothing from the request names a path. A stored path is served only when it still resolves inside the
-folder it belongs to (the source's folder, the thumbnails folder): a symlink swapped in later cannot
-make the page serve another file.
+folder it belongs to (the source's folder, the thumbnails folder, the references folder): a symlink swapped
+in later cannot make the page serve another file.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil.schema import Detection, Media, Source
+from vigil.schema import Detection, Media, Source, Target
 
 # Content types by suffix from the standard table, corrected for camera formats.
 mimetypes.add_type("video/x-matroska", ".mkv")
@@ -48,3 +50,18 @@ def thumbnail_file(session: Session, detection_id: int, thumbnails_dir: Path) ->
     if detection is None or not detection.thumbnail_path:
         return None
     return _inside(Path(detection.thumbnail_path), thumbnails_dir)
+
+
+def reference_file(
+    session: Session, name: str, index: int, references_dir: Path
+) -> tuple[Path, str] | None:
+    """The stored copy of a target's reference image number ``index`` and its content type, or None."""
+    target = session.scalar(select(Target).where(Target.name == name))
+    images = (target.images or []) if target is not None else []
+    if not 0 <= index < len(images):
+        return None
+    real = _inside(references_dir / str(images[index].get("file", "")), references_dir)
+    if real is None:
+        return None
+    media_type, _ = mimetypes.guess_type(real.name)
+    return real, media_type or "application/octet-stream"

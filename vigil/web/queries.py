@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Select, cast, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Feedback, Media, Source, Target
 
@@ -94,7 +94,9 @@ def timeline_query(
     if f.min_score is not None:
         query = query.where(d.p_yes >= f.min_score)
     if f.feedback == "none":
-        query = query.where(Feedback.id.is_(None))
+        # An anti-join, which PostgreSQL estimates well (a LEFT JOIN … IS NULL made it sort every match).
+        judged = aliased(Feedback)
+        query = query.where(~exists().where(judged.detection_id == d.id))
     elif f.feedback in ("right", "wrong"):
         query = query.where(Feedback.verdict == f.feedback)
     if f.before is not None:

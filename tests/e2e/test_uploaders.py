@@ -1,0 +1,278 @@
+"""Real uploaders into a watched folder, against a real watcher process and a real worker process.
+
+pyftpdlib serves the folder to Python's `ftplib` (plain STOR, a STOR that stalls far longer than
+`settle_s` with the file open, a temp name then RNFR/RNTO, MKD of dated folders then STOR) and to `curl`
+(FTP upload with `--limit-rate`); `rsync` copies with its default temp-and-rename, `--inplace --bwlimit`,
+`--partial-dir` and `--delay-updates`; `cp` copies a 50 MB file and `mv` moves a whole directory in. Over
+JPEG, MJPEG AVI, faststart MP4, fragmented MP4, MPEG-TS and plain MP4, all cases at once against one
+watcher. For every final file: exactly one row with its size and sha256, `done`, one analysis that read
+that size and mtime, one alert for the one matching rule; never a temp name, never a superseded or failed
+row. The table of what was measured is printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import Stack, wait_for
+from vigil.settling import read_report
+from workers.testing.formats import WRITERS, write_large_mjpeg_avi
+
+pytestmark = pytest.mark.slow
+
+FORMATS = ["jpeg", "mjpeg-avi", "faststart-mp4", "fragmented-mp4", "mpeg-ts", "plain-mp4"]
+SHORT = {fmt: {"frames": 10} for fmt in FORMATS if fmt != "jpeg"}  # 1 s clips (two GOPs: two fragments)
+SETTLE_S = 1.0
+STALL_S = 15.0  # with the file open: 15 times settle_s (and time for `vigil status` to start)
+# curl sends a file smaller than its upload buffer in one burst whatever the rate: its files are larger.
+RATE = "60k"  # bytes per second for curl's 150-300 KB files; rsync's --bwlimit=30 (KiB/s): 40-70 KB, 1-3 s
+LARGER = {"size": (320, 240)}
+
+pytest.importorskip("pyftpdlib")
+if not (shutil.which("rsync") and shutil.which("curl")):
+    pytest.skip("rsync and curl are needed (`make tools` installs them)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Case:
+    writer: str
+    fmt: str
+    final: str  # path below the inbox once the upload is over
+    source: Path
+
+
+@pytest.fixture
+def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
+    stack = Stack(
+        tmp_path,
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        model_dir=tiny_llava,
+        extra_env={
+            "VIGIL_WATCH__SETTLE_S": str(SETTLE_S),
+            "VIGIL_WATCH__READY_DEADLINE_S": "120",
+            "VIGIL_WORK__RECONCILE_INTERVAL_S": "5",
+            "VIGIL_MODEL__WINDOW_S": "10",  # one window per file: the model's time is not what is tested
+            "VIGIL_MODEL__FRAMES_PER_WINDOW": "2",
+        },
+    )
+    (tmp_path / "vigil.toml").write_text(
+        """
+[[targets]]
+name = "person"
+description = "a person walking"
+threshold = 0.0
+
+[[alerts.channels]]
+name = "log"
+kind = "log"
+
+[[alerts.rules]]
+name = "anyone"
+targets = ["person"]
+channels = ["log"]
+cooldown_s = 0
+"""
+    )
+    yield stack
+    stack.stop_all()
+
+
+class Uploaders:
+    """One function per real client, each uploading `case.source` to `case.final` in the inbox."""
+
+    def __init__(self, inbox: Path, ftp_port: int) -> None:
+        self.inbox, self.port = inbox, ftp_port
+
+    def _ftp(self) -> ftplib.FTP:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", self.port, timeout=60)
+        ftp.login()
+        return ftp
+
+    def ftp_stor(self, case: Case) -> None:
+        with self._ftp() as ftp, case.source.open("rb") as handle:
+            ftp.storbinary(f"STOR {case.final}", handle)
+
+    def ftp_stall(self, case: Case) -> None:
+        data = case.source.read_bytes()
+        with self._ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            with ftp.transfercmd(f"STOR {case.final}") as conn:
+                conn.sendall(data[: len(data) // 2])
+                time.sleep(STALL_S)  # a camera on a weak link: the server holds the file open meanwhile
+                conn.sendall(data[len(data) // 2 :])
+            ftp.voidresp()
+
+    def ftp_rename(self, case: Case) -> None:
+        with self._ftp() as ftp, case.source.open("rb") as handle:
+            ftp.storbinary(f"STOR {case.final}.tmp", handle)
+            ftp.rename(f"{case.final}.tmp", case.final)
+
+    def ftp_mkd(self, case: Case) -> None:
+        parts = Path(case.final).parts
+        with self._ftp() as ftp, case.source.open("rb") as handle:
+            for depth in range(1, len(parts)):
+                try:
+                    ftp.mkd("/".join(parts[:depth]))
+                except ftplib.error_perm as exc:  # as cameras do: a folder made by the last upload is fine
+                    if not str(exc).startswith("550"):
+                        raise
+            ftp.storbinary(f"STOR {case.final}", handle)
+
+    def curl(self, case: Case) -> None:
+        url = f"ftp://127.0.0.1:{self.port}/{case.final}"
+        run(["curl", "-sS", "--ftp-create-dirs", "--limit-rate", RATE, "-T", str(case.source), url])
+
+    def rsync(self, case: Case, *options: str) -> None:
+        run(["rsync", *options, str(case.source), str(self.inbox / case.final)])
+
+
+def run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{argv}: {result.stderr}"
+
+
+def build_cases(staging: Path) -> list[Case]:
+    cases, salt = [], 0
+    writers = ["ftp-stor", "ftp-stall", "ftp-rename", "ftp-mkd", "curl-ftp", "rsync", "rsync-inplace",
+               "rsync-partial-dir", "rsync-delay-updates"]
+    for writer in writers:
+        for fmt in FORMATS:
+            salt += 1
+            suffix, make = WRITERS[fmt]
+            options = SHORT.get(fmt, {}) | (LARGER if writer == "curl-ftp" else {})
+            if writer == "curl-ftp" and fmt == "jpeg":
+                options = {"size": (800, 600)}
+            source = make(staging / f"{writer}-{fmt}{suffix}", salt=salt, **options)
+            dated = writer == "ftp-mkd"  # a camera's dated folders, made by MKD
+            final = f"{writer}/{fmt}/2026-12-01/clip{suffix}" if dated else f"{writer}/{fmt}{suffix}"
+            cases.append(Case(writer, fmt, final, source))
+    return cases
+
+
+def table(stack: Stack, cases: list[Case]) -> list[str]:
+    rows = stack.rows(
+        "SELECT m.rel_path, m.status, m.size_bytes, m.sha256, "
+        "(SELECT COUNT(*) FROM analyses a WHERE a.media_id = m.id), "
+        "(SELECT COUNT(*) FROM alerts al WHERE al.media_id = m.id) FROM media m"
+    )
+    by_path: dict[str, list[tuple[object, ...]]] = {}
+    for r in rows:
+        by_path.setdefault(str(r[0]), []).append(r)
+    lines = [f"{'writer':<20} {'format':<15} rows status     alerts"]
+    for case in cases:
+        found = by_path.get(case.final, [])
+        statuses = ",".join(sorted({str(r[1]) for r in found})) or "-"
+        alerts = sum(int(r[5]) for r in found)  # type: ignore[call-overload]
+        lines.append(f"{case.writer:<20} {case.fmt:<15} {len(found):>4} {statuses:<10} {alerts:>6}")
+    return lines
+
+
+def test_every_real_uploader_gives_one_complete_row_per_file(stack: Stack, tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    cases = build_cases(staging)
+    big = Case("cp-50MB", "mjpeg-avi", "cp/big.avi", write_large_mjpeg_avi(staging / "big.avi", salt=999))
+    moved_dir = staging / "camdir"
+    moved_dir.mkdir()
+    moved = []
+    for i, fmt in enumerate(FORMATS):
+        suffix, make = WRITERS[fmt]
+        source = make(moved_dir / f"{fmt}{suffix}", salt=500 + i, **SHORT.get(fmt, {}))
+        moved.append(Case("mv-dir", fmt, f"mv-dir/{fmt}{suffix}", source))
+    everything = [*cases, big, *moved]
+    for case in cases:  # FTP and rsync need the folders; the MKD case makes its own
+        if case.writer not in ("ftp-mkd", "curl-ftp"):
+            (stack.inbox / case.final).parent.mkdir(parents=True, exist_ok=True)
+    (stack.inbox / "cp").mkdir()
+
+    assert stack.vigil("db", "upgrade").returncode == 0
+    port = free_port()
+    stack.spawn("ftp", "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port), "-w", "-d", str(stack.inbox))
+    stack.spawn("worker", "-m", "workers", "--queue", "gpu")
+    stack.spawn("watcher", "-m", "watcher")
+    wait_for(lambda: _accepts(port), timeout=60, what="the FTP server")
+    wait_for(lambda: read_report(stack.root / "data") is not None, timeout=120, what="the watcher")
+
+    up = Uploaders(stack.inbox, port)
+    actions: dict[str, Callable[[Case], None]] = {
+        "ftp-stor": up.ftp_stor,
+        "ftp-stall": up.ftp_stall,
+        "ftp-rename": up.ftp_rename,
+        "ftp-mkd": up.ftp_mkd,
+        "curl-ftp": up.curl,
+        "rsync": lambda c: up.rsync(c),
+        "rsync-inplace": lambda c: up.rsync(c, "--inplace", "--bwlimit=30"),
+        "rsync-partial-dir": lambda c: up.rsync(c, "--partial-dir=.rsync-partial", "--bwlimit=30"),
+        "rsync-delay-updates": lambda c: up.rsync(c, "--delay-updates", "--bwlimit=30"),
+    }
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(cases) + 2) as pool:
+        futures = [pool.submit(actions[c.writer], c) for c in cases]
+        futures.append(pool.submit(run, ["cp", str(big.source), str(stack.inbox / big.final)]))
+        futures.append(pool.submit(run, ["mv", str(moved_dir), str(stack.inbox / "mv-dir")]))
+        # While the stalled STORs hold their files open, `vigil status` says so.
+        report = wait_for(
+            lambda: (r := read_report(stack.root / "data")) is not None and r.writing >= 6 and r,
+            timeout=STALL_S,
+            what="the stalled uploads in the settling report",
+        )
+        status = stack.vigil("status", "--no-broker")
+        for future in futures:
+            future.result()
+    uploaded_s = time.monotonic() - began
+    assert "settling: " in status.stdout and "held open by a writer" in status.stdout, status.stdout
+
+    expected = {c.final: c for c in everything}
+    try:
+        wait_for(
+            lambda: stack.statuses() == dict.fromkeys(expected, "done"),
+            timeout=900,
+            what="every upload analysed",
+        )
+    except AssertionError:
+        print("\n".join(table(stack, everything)))
+        pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
+    time.sleep(2 * SETTLE_S)  # nothing registers later (a close event, a rescan)
+    done_s = time.monotonic() - began
+    print(f"\nuploads took {uploaded_s:.1f} s, all analysed after {done_s:.1f} s; settling report {report}")
+    print("\n".join(table(stack, everything)))
+
+    rows = stack.rows(
+        "SELECT m.rel_path, m.status, m.size_bytes, m.sha256, a.size_bytes, "
+        "(SELECT COUNT(*) FROM analyses x WHERE x.media_id = m.id), "
+        "(SELECT COUNT(*) FROM alerts al WHERE al.media_id = m.id) "
+        "FROM media m LEFT JOIN analyses a ON a.media_id = m.id ORDER BY m.rel_path"
+    )
+    registered = sorted(str(r[0]) for r in rows)
+    assert registered == sorted(expected), "a temp name or a second version was registered"
+    for rel_path, status, size, sha256, read_size, analyses, alerts in rows:
+        data = (stack.inbox / str(rel_path)).read_bytes()
+        assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest()), rel_path
+        assert (status, analyses, read_size, alerts) == ("done", 1, len(data), 1), rel_path
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
