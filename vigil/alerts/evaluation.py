@@ -1,4 +1,4 @@
-"""Alert rules: validated from settings into `alert_rules`, matched against detections, turned into alerts.
+"""Evaluating the rules against one analysis (`evaluate_analysis`), and explaining one (`explain_rule`).
 
 A rule fires for a run of at least `min_consecutive` consecutive windows of one target in one clip whose
 P(yes) reaches its minimum score (default: the target's threshold) and whose wall-clock time (media mtime +
