@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.alerts.compiled import compile_rule
 from vigil.alerts.evaluation import evaluate_analysis
-from vigil.alerts.matching import Candidate, Context, _runs, check_windows, dedup_key, load_context
+from vigil.alerts.matching import Context, FiringRun, _runs, check_windows, dedup_key, load_context
 from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
 from vigil.db import make_engine, session_factory, write_session
 from vigil.declared import apply_settings
@@ -129,7 +129,7 @@ def naive_evaluate(session: Session, analysis: Analysis, *, settings: Settings, 
             for run in _runs(pairs):
                 if len(run) < rule.min_consecutive:
                     continue
-                cand = Candidate(rule, target, run)
+                cand = FiringRun(rule, target, run)
                 cand.dedup_key = dedup_key(cand, ctx)
                 if session.scalar(select(Alert.id).where(Alert.dedup_key == cand.dedup_key)):
                     continue

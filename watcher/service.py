@@ -41,8 +41,8 @@ from vigil.reconciler import reconcile_media
 from vigil.settings import Settings, SourceSettings
 from vigil.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from watcher.events import SourceEventHandler
-from watcher.intake import Outcome, WatchedSource, admit
-from watcher.rules import SourceRules
+from watcher.intake import Admission, WatchedSource, admit
+from watcher.paths import SourceRules
 from watcher.scan import changed_files
 from watcher.settle import Pending, SettleTracker
 
@@ -197,7 +197,7 @@ class WatcherService:
             problem=problem,
             duplicate_content=self.settings.watch.duplicate_content,
         )
-        if outcome in (Outcome.FAILED, Outcome.SKIPPED):
+        if outcome in (Admission.FAILED, Admission.SKIPPED):
             # Ended without analysis: the drop-folder step (failed/ or done/, sidecar) runs here.
             try:
                 finalize_file(self.factory, self.settings, registration.media_id)
