@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.alerts.compiled import compile_rule
 from vigil.alerts.evaluation import evaluate_analysis
-from vigil.alerts.matching import Candidate, Context, _runs, check_windows, dedup_key, load_context
+from vigil.alerts.matching import Context, FiringRun, _runs, check_windows, dedup_key, load_context
 from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
-from vigil.alerts.sync import sync_rules
 from vigil.db import make_engine, session_factory, write_session
+from vigil.declared import apply_settings
 from vigil.migrate import upgrade
 from vigil.schema import Alert, AlertRule, Analysis, Detection, Media, Source, Target
 from vigil.settings import DatabaseSettings, RuleSettings, Settings, TargetSettings
@@ -67,8 +67,7 @@ def build(url: str, settings: Settings, analyses: int, seed: int) -> tuple[sessi
             session.add(Target(name=t.name, description=t.description, threshold=t.threshold))
         for s in SOURCES:
             session.add(Source(name=s, path=f"/srv/{s}"))
-        session.flush()
-        sync_rules(session, settings)
+    apply_settings(factory, settings)
     ids = []
     t0 = datetime(2026, 3, 7, 18, 0, tzinfo=UTC)
     with write_session(factory) as session:
@@ -130,7 +129,7 @@ def naive_evaluate(session: Session, analysis: Analysis, *, settings: Settings, 
             for run in _runs(pairs):
                 if len(run) < rule.min_consecutive:
                     continue
-                cand = Candidate(rule, target, run)
+                cand = FiringRun(rule, target, run)
                 cand.dedup_key = dedup_key(cand, ctx)
                 if session.scalar(select(Alert.id).where(Alert.dedup_key == cand.dedup_key)):
                     continue

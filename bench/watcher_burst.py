@@ -40,7 +40,7 @@ from vigil.registry import _latest_version  # noqa: E402
 from vigil.schema import Media  # noqa: E402
 from vigil.settings import DatabaseSettings, Settings, SourceSettings  # noqa: E402
 from watcher.intake import WatchedSource  # noqa: E402
-from watcher.rules import SourceRules  # noqa: E402
+from watcher.paths import SourceRules  # noqa: E402
 from watcher.scan import changed_files, scan_source, walk  # noqa: E402
 from workers.testing.clips import write_clip_mp4v, write_image  # noqa: E402
 

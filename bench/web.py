@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.web.web_support import bulk_detections, seed_review, start_web, stop
+from tests.support.web import bulk_detections, seed_review, start_web, stop
 from vigil.migrate import upgrade
 
 

@@ -1,19 +1,14 @@
 """Fixtures for real services: migrated SQLite and PostgreSQL databases, a Redis server of our own.
 
-PostgreSQL runs on this machine (127.0.0.1:5432, trust auth); each test session gets a fresh database and
-drops it after. Redis for fault tests is started by the fixture on a free port. With
-VIGIL_REQUIRE_SERVICES=1 (as the README's test command and CI set) a missing service fails the run
-instead of skipping the tests that need it.
+PostgreSQL runs on this machine (127.0.0.1:5432, trust auth); each test gets a fresh database, copied from
+one migrated once per session, and drops it after. Redis for fault tests is started by the fixture on a
+free port. The code behind the fixtures is `tests.support.services`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,22 +16,21 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.support.services import (
+    PG_ADMIN_URL,
+    RedisServer,
+    missing_service,
+    pg_database,
+    pg_template,
+)
 from vigil.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("VIGIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REQUIRE_SERVICES = os.environ.get("VIGIL_REQUIRE_SERVICES") == "1"
 
-
-def missing_service(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default data dir ($XDG_DATA_HOME/vigil) of every process a test starts, inside the test's tmp."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    return tmp_path / "xdg-data" / "vigil"
 
 
 @pytest.fixture
@@ -60,31 +54,25 @@ def pg_server() -> str:
     return PG_ADMIN_URL
 
 
-def _pg_database(admin_url: str) -> Iterator[str]:
-    name = f"vigil_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def pg_empty_url(pg_server: str) -> Iterator[str]:
     """A brand-new, empty PostgreSQL database (not migrated), dropped after the test."""
-    yield from _pg_database(pg_server)
+    with pg_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_template(pg_server: str) -> Iterator[str]:
+    """Migrated once per session; every `pg_url` is a copy of it."""
+    with pg_template(pg_server) as name:
+        yield name
 
 
 @pytest.fixture
-def pg_url(pg_empty_url: str) -> str:
-    """A migrated PostgreSQL database, fresh for each test."""
-    upgrade(pg_empty_url)
-    return pg_empty_url
+def pg_url(pg_server: str, pg_migrated_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database, fresh for each test (a copy of the session's template)."""
+    with pg_database(pg_server, template=pg_migrated_template) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -92,59 +80,6 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using it runs on SQLite and on PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
-
-
-class RedisServer:
-    """A redis-server of our own on a free port, which tests may kill, flush and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            missing_service("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process is None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process = None
 
 
 @pytest.fixture

@@ -105,3 +105,35 @@ def test_no_module_is_over_400_lines() -> None:
     assert over == {}, over
     stale = [name for name in OVERSIZE if sizes.get(name, 0) <= MAX_LINES]
     assert stale == [], f"no longer over {MAX_LINES} lines, drop from OVERSIZE: {stale}"
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_mypy_checks_every_torch_free_module_of_the_workers() -> None:
+    """A workers module that imports neither torch nor transformers at its top, directly or through another
+    workers module, is in `[tool.mypy] modules` (the test helpers under workers/testing aside)."""
+    import tomllib
+
+    paths = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in modules("workers")
+        if "testing" not in p.relative_to(ROOT).parts
+    }
+    imports = {name: _top_level_imports(path) for name, path in paths.items()}
+    heavy = {"torch", "transformers"}
+    torch_side = {n for n, names in imports.items() if {i.split(".")[0] for i in names} & heavy}
+    while True:
+        more = {n for n, names in imports.items() if n not in torch_side and names & torch_side}
+        if not more:
+            break
+        torch_side |= more
+    checked = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["modules"])
+    assert set(paths) - torch_side == checked

@@ -3,23 +3,43 @@
 Long GPU tasks need: late acknowledgement (a task lost with its worker is delivered again), one message
 prefetched at a time, a visibility timeout longer than any task with a hard time limit below it, results
 ignored (the SQL database holds them), JSON only, and broker connections retried forever.
+
+Celery's own tools work as documented: `celery -A vigil.celery_app inspect ping`, `... events`, Flower
+(`celery -A vigil.celery_app flower`). `app` below is built from the settings on first use (vigil.toml,
+$VIGIL_CONFIG, VIGIL_* variables). Each queue has its own direct exchange. Workers send task events and
+heartbeats on Redis and RabbitMQ; the embedded broker (kombu's SQLAlchemy transport) has no fanout, so
+it carries neither events nor remote control.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from vigil.contracts import CPU_QUEUE, GPU_QUEUE, TASK_QUEUES
 from vigil.settings import Settings
 
 EMBEDDED_SCHEME = "sqla+"
+# The remote-control inspect command each worker answers with its queue and model (`vigil workers`).
+INFO_COMMAND = "vigil_info"
+
+
+def is_embedded(settings: Settings) -> bool:
+    return settings.broker.url.startswith(EMBEDDED_SCHEME)
+
+
+def task_queues() -> list[Queue]:
+    """One direct exchange per queue, named after it (never the default queue's exchange)."""
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (GPU_QUEUE, CPU_QUEUE)]
 
 
 def make_celery(settings: Settings) -> Celery:
     broker = settings.broker
     transport_options: dict[str, object] = {}
-    if broker.url.startswith(EMBEDDED_SCHEME):
+    events = not is_embedded(settings)
+    if is_embedded(settings):
         # The embedded broker: kombu's SQLAlchemy transport, subclassed to poll faster on a WAL file.
         app = Celery("vigil", broker=broker.url.removeprefix(EMBEDDED_SCHEME), set_as_current=False)
         app.conf.broker_transport = "vigil.sqla_broker:Transport"
@@ -42,12 +62,32 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_channel_error_retry=True,
-        task_queues=[Queue(GPU_QUEUE), Queue(CPU_QUEUE)],
+        task_queues=task_queues(),
         task_default_queue=CPU_QUEUE,
-        task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        task_default_exchange=CPU_QUEUE,
+        task_default_routing_key=CPU_QUEUE,
+        task_routes={name: {"queue": q, "exchange": q, "routing_key": q} for name, q in TASK_QUEUES.items()},
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_send_task_events=False,
-        broker_heartbeat=0,
+        # Flower's workers and tasks pages, `celery events` and `control enable_events` need these.
+        worker_send_task_events=events,
+        task_send_sent_event=events,
+        broker_heartbeat=0,  # AMQP connection heartbeats: long GPU tasks block the worker's I/O loop
     )
     return app
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, for `celery -A vigil.celery_app ...`: built from the settings when first asked for."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from vigil.settings import load_settings
+
+    global _app
+    if _app is None:
+        _app = make_celery(load_settings())
+        _app.set_current()
+    return _app
+
+
+_app: Celery | None = None

@@ -23,6 +23,20 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of an embedded SQLite database that does not exist yet (None: it exists, or not SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(str(parsed.database)).expanduser()
+    return None if path.exists() or str(parsed.database).startswith("file:") else path
+
+
+def no_database_message(path: Path) -> str:
+    """What every command that only reads says about a database that does not exist (it creates none)."""
+    return f"no database at {path} yet: `vigil run` or `vigil db upgrade` creates it"
+
+
 def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine:
     """An engine with SQLite in WAL mode, a busy timeout and foreign keys on."""
     url = url or settings.url

@@ -33,7 +33,7 @@ class Check:
 
 
 def check_database(settings: Settings) -> Check:
-    from vigil.db import make_engine, schema_revision
+    from vigil.db import make_engine, no_database_message, schema_revision
     from vigil.migrate import head_revision
 
     url = settings.database.url
@@ -41,7 +41,7 @@ def check_database(settings: Settings) -> Check:
     shown = parsed.render_as_string(hide_password=True)
     on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
     if on_disk and not Path(str(parsed.database)).expanduser().is_file():
-        return Check("database", False, f"{shown}: the file does not exist")
+        return Check("database", False, no_database_message(Path(str(parsed.database)).expanduser()))
     engine = make_engine(settings.database)
     try:
         current = schema_revision(engine)

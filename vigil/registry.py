@@ -40,7 +40,7 @@ def sha256_file(path: Path) -> str:
 
 
 def sync_sources(session: Session, sources: list[SourceSettings]) -> dict[str, Source]:
-    """Upsert configured sources by name; sources no longer configured are kept (their rows refer to them)."""
+    """Upsert configured sources by name (ownership and retiring: `vigil.declared.apply_settings`)."""
     existing = {s.name: s for s in session.scalars(select(Source))}
     for conf in sources:
         row = existing.get(conf.name)
@@ -66,7 +66,7 @@ def ensure_source(session: Session, name: str, path: Path) -> Source:
 
 
 def sync_targets(session: Session, targets: list[TargetSettings], *, references_dir: Path) -> None:
-    """Upsert targets declared in settings. Targets added with `vigil targets add` are left alone."""
+    """Upsert targets declared in settings (ownership and retiring: `vigil.declared.apply_settings`)."""
     existing = {t.name: t for t in session.scalars(select(Target))}
     for conf in targets:
         upsert_target(session, conf, existing.get(conf.name), references_dir=references_dir)

@@ -68,6 +68,12 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class DeclaredMixin:
+    """Who owns the row: the settings file that declares it (its path), or NULL when made with the CLI."""
+
+    declared_in: Mapped[str | None] = mapped_column(Text)
+
+
 class MediaStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -88,7 +94,7 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class Source(TimestampMixin, Base):
+class Source(DeclaredMixin, TimestampMixin, Base):
     """A watched folder (or camera dump root)."""
 
     __tablename__ = "sources"
@@ -143,7 +149,7 @@ class Media(TimestampMixin, Base):
     analyses: Mapped[list[Analysis]] = relationship(back_populates="media", cascade="all, delete-orphan")
 
 
-class Target(TimestampMixin, Base):
+class Target(DeclaredMixin, TimestampMixin, Base):
     """An entity described in words and, optionally, shown by reference images; asked as a yes/no question."""
 
     __tablename__ = "targets"
@@ -228,7 +234,7 @@ class Channel(TimestampMixin, Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
 
 
-class AlertRule(TimestampMixin, Base):
+class AlertRule(DeclaredMixin, TimestampMixin, Base):
     __tablename__ = "alert_rules"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,14 +12,16 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vigil import config_checks as checks
 from vigil.errors import ConfigError
 from vigil.media_types import MEDIA_EXTENSIONS
 
@@ -41,26 +44,18 @@ DEFAULT_INCLUDE = [f"*{ext}" for ext in sorted(MEDIA_EXTENSIONS)]  # patterns ma
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
 
 
-class _Named(Protocol):
-    name: str
-
-
-N = TypeVar("N", bound=_Named)
-
-
-def require_unique_names(items: list[N], what: str) -> list[N]:
-    names = [item.name for item in items]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
-    return items
-
-
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def default_data_dir() -> Path:
+    """Where the embedded database, broker and thumbnails live unless set: $XDG_DATA_HOME/vigil."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "vigil"
+
+
 class DatabaseSettings(Section):
+    # Unset: sqlite in storage.data_dir (see Settings._embedded_files_in_data_dir).
     url: str = "sqlite:///vigil.db"
     # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
     readonly_url: str | None = None
@@ -105,7 +100,7 @@ class WatchSettings(Section):
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
-        return require_unique_names(sources, "source")
+        return checks.require_unique_names(sources, "source")
 
 
 class WorkSettings(Section):
@@ -212,6 +207,20 @@ class ChannelSettings(Section):
             raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
         return self
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("kind") == "webhook":
+            checks.check_webhook_url(value)
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            checks.check_webhook_secret(value.get_secret_value())
+        return value
+
 
 class RuleSettings(Section):
     name: Name
@@ -228,6 +237,21 @@ class RuleSettings(Section):
     channels: list[Name] = Field(default_factory=lambda: ["log"])
     enabled: bool = True
 
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        return None if value is None else checks.check_hours(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return checks.check_timezone(value)
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        return checks.check_template_text(value)
+
 
 class AlertSettings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
@@ -236,9 +260,19 @@ class AlertSettings(Section):
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 3600.0
 
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[ChannelSettings]) -> list[ChannelSettings]:
+        return checks.require_unique_names(channels, "channel")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: list[RuleSettings]) -> list[RuleSettings]:
+        return checks.require_unique_names(rules, "rule")
+
 
 class StorageSettings(Section):
-    data_dir: Path = Path("vigil-data")
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     @property
     def thumbnails_dir(self) -> Path:
@@ -368,11 +402,41 @@ class Settings(BaseSettings):
                     raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
                 return conf
         raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
+    # The TOML file these settings were read from (set by load_settings); it owns what it declares.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
 
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
-        return require_unique_names(targets, "target")
+        return checks.require_unique_names(targets, "target")
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems = checks.reference_problems(
+            channels=[c.name for c in self.alerts.channels], rules=self.alerts.rules
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_files_in_data_dir(self) -> Settings:
+        """The embedded database and broker live in the data dir, never in the current directory."""
+        data_dir = self.storage.data_dir.expanduser().absolute()
+        if "url" not in self.database.model_fields_set:
+            self.database.url = f"sqlite:///{data_dir / 'vigil.db'}"
+        if "url" not in self.broker.model_fields_set:
+            self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
+        return self
+
+    def warnings(self) -> list[str]:
+        """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
+        rules = checks.source_warnings(sources=[s.name for s in self.watch.sources], rules=self.alerts.rules)
+        return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
     def settings_customise_sources(
@@ -405,25 +469,34 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     path = config_path(config)
     if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    checks.raise_environment_problems(Settings.model_fields)
     cls: type[Settings] = Settings
     if path is not None:
         config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
         cls = type("Settings", (Settings,), {"model_config": config_dict})
     token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{path}: {exc}") from exc
     finally:
         CONFIG_DIR.reset(token)
+    settings._config_file = path.resolve() if path is not None else None
+    return settings
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
     where = f" in {path}" if path else ""
     lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        lines.append(f"  {key}: {err['msg']}")
+        key = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if key:
+            lines.append(f"  {key}: {message}")
+        else:  # a whole-tree check: each line already names its key
+            lines.extend(f"  {line}" for line in message.splitlines())
+    count = sum(len(line) > 2 and line.startswith("  ") for line in lines)
+    lines[0] = f"{count} invalid setting(s){where}:"
     return "\n".join(lines)

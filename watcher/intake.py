@@ -20,12 +20,12 @@ from vigil.errors import MediaError, UnreadableMedia
 from vigil.media import MediaInfo, probe
 from vigil.registry import Registration, register_file
 from vigil.schema import MediaStatus
-from watcher.rules import SourceRules
+from watcher.paths import SourceRules
 
 log = logging.getLogger(__name__)
 
 
-class Outcome(enum.StrEnum):
+class Admission(enum.StrEnum):
     QUEUED = "queued"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -67,7 +67,7 @@ def admit(
     info: MediaInfo | None,
     problem: MediaError | None = None,
     duplicate_content: str = "skip",
-) -> tuple[Outcome, Registration]:
+) -> tuple[Admission, Registration]:
     """Register `path` (committed), then send it for analysis when it is new and queued."""
     registration = register_file(
         factory,
@@ -79,11 +79,11 @@ def admit(
         duplicate_content=duplicate_content,
     )
     if not registration.created:
-        return Outcome.KNOWN, registration
+        return Admission.KNOWN, registration
     metrics.record_registration(source.rules.name, str(registration.status))
     if registration.status == MediaStatus.QUEUED:
         enqueuer.analyze(registration.media_id)
-        return Outcome.QUEUED, registration
+        return Admission.QUEUED, registration
     if registration.status == MediaStatus.SKIPPED:
-        return Outcome.SKIPPED, registration
-    return Outcome.FAILED, registration
+        return Admission.SKIPPED, registration
+    return Admission.FAILED, registration

@@ -24,8 +24,8 @@ from vigil.enqueue import Enqueuer
 from vigil.errors import MediaError
 from vigil.registry import ensure_source, file_mtime, known_versions
 from vigil.settings import SourceSettings, WatchSettings
-from watcher.intake import Outcome, WatchedSource, admit, check_ready
-from watcher.rules import SourceRules
+from watcher.intake import Admission, WatchedSource, admit, check_ready
+from watcher.paths import SourceRules
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class ScanReport:
     pending: int = 0  # still changing (settle=True): left for the watcher
     vanished: int = 0  # gone between the walk and the registration
 
-    def count(self, outcome: Outcome) -> None:
-        if outcome == Outcome.KNOWN:
+    def count(self, outcome: Admission) -> None:
+        if outcome == Admission.KNOWN:
             self.known += 1
             return
         self.registered += 1
@@ -50,13 +50,13 @@ class ScanReport:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class FoundFile:
     path: Path
     stat: os.stat_result | None  # None: not a regular file inside the root (skipped, never opened)
     reason: str | None = None
 
 
-def walk(rules: SourceRules, start: Path | None = None) -> Iterator[Candidate]:
+def walk(rules: SourceRules, start: Path | None = None) -> Iterator[FoundFile]:
     """Every wanted file under the root (or under `start`, a directory below it), never following
     directory symlinks."""
     start = start or rules.root
@@ -80,16 +80,16 @@ def walk(rules: SourceRules, start: Path | None = None) -> Iterator[Candidate]:
                 yield _candidate(rules, Path(entry.path))
 
 
-def _candidate(rules: SourceRules, path: Path) -> Candidate:
+def _candidate(rules: SourceRules, path: Path) -> FoundFile:
     try:
         if not rules.inside(path):
-            return Candidate(path, None, f"symlink out of the source root -> {os.path.realpath(path)}")
+            return FoundFile(path, None, f"symlink out of the source root -> {os.path.realpath(path)}")
         st = os.stat(path)
     except OSError as exc:
-        return Candidate(path, None, f"cannot stat: {exc.strerror or exc}")
+        return FoundFile(path, None, f"cannot stat: {exc.strerror or exc}")
     if not stat_mod.S_ISREG(st.st_mode):
-        return Candidate(path, None, "not a regular file")
-    return Candidate(path, st)
+        return FoundFile(path, None, "not a regular file")
+    return FoundFile(path, st)
 
 
 Known = dict[str, tuple[int, datetime]]
@@ -100,7 +100,7 @@ def is_known(known: Known, rules: SourceRules, path: Path, st: os.stat_result) -
     return known.get(rel) == (st.st_size, file_mtime(st))
 
 
-def changed_files(factory: sessionmaker[Session], source: WatchedSource) -> Iterator[Candidate]:
+def changed_files(factory: sessionmaker[Session], source: WatchedSource) -> Iterator[FoundFile]:
     """Walk the source and yield files not registered with their current size and mtime."""
     known = known_versions(factory, source.id)
     for candidate in walk(source.rules):
@@ -129,7 +129,7 @@ def scan_source(
         watched = WatchedSource(row.id, rules)
     report = ScanReport()
     known = known_versions(factory, watched.id)
-    todo: list[Candidate] = []
+    todo: list[FoundFile] = []
     for candidate in walk(rules):
         if candidate.stat is None:
             report.skipped += 1
@@ -148,12 +148,12 @@ def scan_source(
     return report
 
 
-def _settled(todo: list[Candidate], settle_s: float, report: ScanReport) -> list[Candidate]:
+def _settled(todo: list[FoundFile], settle_s: float, report: ScanReport) -> list[FoundFile]:
     youngest = max((c.stat.st_mtime for c in todo if c.stat), default=0.0)
     wait = youngest + settle_s - time.time()
     if wait > 0:
         time.sleep(wait)
-    ready: list[Candidate] = []
+    ready: list[FoundFile] = []
     for c in todo:
         try:
             st = os.stat(c.path)

@@ -30,20 +30,19 @@ from watchdog.observers.polling import PollingObserver
 
 from vigil import metrics
 from vigil.alerts.delivery import reconcile_deliveries
-from vigil.alerts.sync import sync_rules
-from vigil.db import schema_revision, write_session
+from vigil.db import schema_revision
+from vigil.declared import apply_settings
 from vigil.dropfolder import finalize_file
 from vigil.enqueue import Enqueuer
 from vigil.errors import ConfigError, MediaError
 from vigil.media import MediaInfo
 from vigil.migrate import head_revision
 from vigil.reconciler import reconcile_media
-from vigil.registry import sync_sources, sync_targets
 from vigil.settings import Settings, SourceSettings
 from vigil.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from watcher.events import SourceEventHandler
-from watcher.intake import Outcome, WatchedSource, admit
-from watcher.rules import SourceRules
+from watcher.intake import Admission, WatchedSource, admit
+from watcher.paths import SourceRules
 from watcher.scan import changed_files
 from watcher.settle import Pending, SettleTracker
 
@@ -182,13 +181,7 @@ class WatcherService:
 
     def _sync(self) -> None:
         confs = self.settings.watch.sources
-        with write_session(self.factory) as session:
-            rows = sync_sources(session, confs)
-            sync_targets(
-                session, self.settings.targets, references_dir=self.settings.storage.references_dir
-            )
-            sync_rules(session, self.settings)  # a bad rule stops the watcher at start, with its key
-            ids = {name: row.id for name, row in rows.items()}
+        ids = apply_settings(self.factory, self.settings).sources
         self.sources = [
             (WatchedSource(ids[c.name], SourceRules.of(c), tuple(c.targets) if c.targets else None), c)
             for c in confs
@@ -204,7 +197,7 @@ class WatcherService:
             problem=problem,
             duplicate_content=self.settings.watch.duplicate_content,
         )
-        if outcome in (Outcome.FAILED, Outcome.SKIPPED):
+        if outcome in (Admission.FAILED, Admission.SKIPPED):
             # Ended without analysis: the drop-folder step (failed/ or done/, sidecar) runs here.
             try:
                 finalize_file(self.factory, self.settings, registration.media_id)

@@ -32,7 +32,7 @@ from vigil.errors import MediaError, TransientError, UnreadableMedia, Unsupporte
 from vigil.media import MediaInfo
 from watcher.containers import State, check_file
 from watcher.intake import WatchedSource, check_ready
-from watcher.rules import NotMedia, regular_file_stat
+from watcher.paths import NotMedia, regular_file_stat
 from watcher.writers import OpenWriters
 
 log = logging.getLogger(__name__)

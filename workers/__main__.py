@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vigil.celery_app import is_embedded
 from vigil.contracts import GPU_QUEUE
 from vigil.errors import VigilError
 from vigil.logs import configure_logging
@@ -34,10 +35,11 @@ def run_worker(
         f"--concurrency={concurrency}",
         "--without-gossip",
         "--without-mingle",
-        "--without-heartbeat",
         "--loglevel",
         settings.log.level,
     ]
+    if is_embedded(settings):  # no fanout on the embedded broker: no event heartbeats to send
+        argv.append("--without-heartbeat")
     if name:
         argv += ["-n", name]
     serve_worker_metrics(settings, queue)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
-from vigil.celery_app import make_celery
+from vigil.celery_app import INFO_COMMAND, make_celery
+from vigil.declared import apply_settings
 from vigil.settings import Settings
 from workers.delivery_tasks import register_delivery_tasks
 from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
+
+log = logging.getLogger(__name__)
 
 
 def build_worker_app(settings: Settings, *, queue: str) -> Celery:
@@ -18,6 +23,22 @@ def build_worker_app(settings: Settings, *, queue: str) -> Celery:
         from workers.models import check_model_supported
 
         check_model_supported(settings.model.id)
+    # Like every process, a worker applies its settings at start: the rules of its file fire.
+    disagreement = apply_settings(runtime.factory, settings).disagreement_line()
+    if disagreement:
+        log.warning("%s", disagreement)
+    register_info_command(settings, queue=queue)
     register_tasks(app, runtime)
     register_delivery_tasks(app, runtime)
     return app
+
+
+def register_info_command(settings: Settings, *, queue: str) -> None:
+    """`vigil_info`, a remote-control inspect command: what `vigil workers` shows about this worker."""
+    from celery.worker.control import inspect_command
+
+    info = {"queue": queue, "model": settings.model.id if queue == "gpu" else None}
+
+    @inspect_command(name=INFO_COMMAND)  # type: ignore[untyped-decorator]
+    def vigil_info(_state: object) -> dict[str, str | None]:
+        return info

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vigil.errors import ModelUnavailable, OutOfMemory, UnsupportedModel
+from vigil.errors import OutOfMemory, UnsupportedModel
 from vigil.settings import ModelSettings
+from workers.hub import local_files_only, unavailable
 from workers.references import SuffixCache
 
 log = logging.getLogger(__name__)
@@ -251,17 +252,15 @@ def _adapter_for(model_type: str) -> type[FamilyAdapter]:
 def _read_config(model: str) -> Any:
     from transformers import AutoConfig
 
+    local = local_files_only(model)
     try:
-        return AutoConfig.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ValueError) and "Unrecognized model" in str(exc):
+        return AutoConfig.from_pretrained(model, local_files_only=local)
+    except ValueError as exc:
+        if "Unrecognized model" in str(exc):
             raise UnsupportedModel(f"{model}: {exc}") from exc
-        raise ModelUnavailable(
-            f"{model}: cannot read the model configuration ({exc}). Give a local directory holding a "
-            "saved model, or a hub id already in the cache; with HF_HUB_OFFLINE=1 only cached models load."
-        ) from exc
-    except Exception as exc:  # huggingface_hub errors (validation, HTTP) are not all OSErrors
-        raise ModelUnavailable(f"{model}: cannot read the model configuration ({exc})") from exc
+        raise unavailable(model, "model configuration", exc, local_only=local) from exc
+    except Exception as exc:  # OSError, and huggingface_hub errors (validation, HTTP) that are not
+        raise unavailable(model, "model configuration", exc, local_only=local) from exc
 
 
 def _pick_device(device: str) -> torch.device:
@@ -305,13 +304,14 @@ def _load_weights(
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn is not None:
         kwargs["attn_implementation"] = attn
+    kwargs["local_files_only"] = local = local_files_only(model)
     try:
-        processor = AutoProcessor.from_pretrained(model)
+        processor = AutoProcessor.from_pretrained(model, local_files_only=local)
         net = AutoModelForImageTextToText.from_pretrained(model, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
         raise OutOfMemory(f"{model}: out of device memory while loading") from exc
     except (OSError, ValueError, ImportError) as exc:
-        raise ModelUnavailable(f"{model}: cannot load weights or processor ({exc})") from exc
+        raise unavailable(model, "weights or processor", exc, local_only=local) from exc
     try:
         net = net.to(device)
     except torch.cuda.OutOfMemoryError as exc:

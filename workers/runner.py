@@ -28,28 +28,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AnalysisOutcome:
     status: str  # done | failed | skipped | superseded | retry | lost
     retry_in_s: float | None = None
     frames_per_window: int | None = None
     analysis_id: int | None = None
 
 
-def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
+def analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisOutcome:
     outcome = _analyze_media(runtime, payload)
     metrics.record_outcome(runtime.factory, payload.media_id, outcome.status)
     return outcome
 
 
-def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
+def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisOutcome:
     work = runtime.settings.work
     taken = claim(runtime.factory, payload.media_id, lease_s=work.lease_s)
     if taken is None:
         log.info("media %d: not queued (already claimed or done), nothing to do", payload.media_id)
-        return Outcome("skipped")
+        return AnalysisOutcome("skipped")
     if give_up_if_exhausted(runtime.factory, taken, max_attempts=work.max_attempts):
         _finalize(runtime, taken.media_id)
-        return Outcome("failed")
+        return AnalysisOutcome("failed")
     log.info("media %d: analysing %s (attempt %d)", taken.media_id, taken.path, taken.attempts)
     began = time.perf_counter()
     try:
@@ -58,7 +58,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
     except (ModelError, TransientError) as exc:  # not this file's fault: its attempt is not counted
         release(runtime.factory, taken, error=f"model unavailable: {exc}", count_attempt=False)
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
-        return Outcome("retry", retry_in_s=60.0)
+        return AnalysisOutcome("retry", retry_in_s=60.0)
     try:
         read = check_before(taken.path, taken.registered)
         with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):
@@ -87,15 +87,15 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
             mark_superseded(runtime.factory, taken, exc.reason)
         except LostClaim as lost:
             log.warning("%s; not marked superseded", lost)
-            return Outcome("lost")
-        return Outcome("superseded")
+            return AnalysisOutcome("lost")
+        return AnalysisOutcome("superseded")
     except MediaError as exc:
         mark_failed(runtime.factory, taken, exc)
         _finalize(runtime, taken.media_id)
-        return Outcome("failed")
+        return AnalysisOutcome("failed")
     except LostClaim as exc:
         log.warning("%s; results discarded", exc)
-        return Outcome("lost")
+        return AnalysisOutcome("lost")
     except OutOfMemory as exc:
         fewer = max(1, (payload.frames_per_window or runtime.settings.model.frames_per_window) // 2)
         release(runtime.factory, taken, error=f"out of memory, retrying with {fewer} frames: {exc}")
@@ -119,7 +119,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> Outcome:
         recognition.windows,
         (time.perf_counter() - began) * 1000,
     )
-    return Outcome("done", analysis_id=analysis_id)
+    return AnalysisOutcome("done", analysis_id=analysis_id)
 
 
 def _finalize(runtime: WorkerRuntime, media_id: int) -> None:
@@ -130,6 +130,6 @@ def _finalize(runtime: WorkerRuntime, media_id: int) -> None:
         log.error("media %d: analysed, but the drop-folder step failed: %s", media_id, exc)
 
 
-def _retry(attempts: int, *, frames_per_window: int | None = None) -> Outcome:
+def _retry(attempts: int, *, frames_per_window: int | None = None) -> AnalysisOutcome:
     backoff = min(300.0, 5.0 * 2 ** (attempts - 1))
-    return Outcome("retry", retry_in_s=backoff, frames_per_window=frames_per_window)
+    return AnalysisOutcome("retry", retry_in_s=backoff, frames_per_window=frames_per_window)

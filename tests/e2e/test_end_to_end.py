@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.alerting_support import receiving
-from tests.process_support import Stack, wait_for
+from tests.support.alerting import receiving
+from tests.support.processes import Stack, wait_for
+from tests.support.sql import drop_role
+from vigil.sql.roles import reader_role_name
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 pytestmark = pytest.mark.slow
@@ -87,8 +90,8 @@ def test_watcher_and_worker_processes_turn_a_dropped_clip_into_detections(embedd
     (error,) = stack.rows("SELECT error FROM media WHERE rel_path = 'broken.mp4'")[0]
     assert error
     sql = stack.vigil("sql", "SELECT COUNT(*) AS n FROM detections", "--format", "csv")
-    if sql.returncode == 0:  # `vigil sql` is the people's door to the same rows
-        assert sql.stdout.split() == ["n", "6"]
+    assert sql.returncode == 0, sql.stderr  # `vigil sql` is the people's door to the same rows
+    assert sql.stdout.split() == ["n", "6"]
 
 
 def test_vigil_run_starts_everything_with_one_command_and_alerts_reach_a_webhook(embedded: Stack) -> None:
@@ -146,5 +149,11 @@ def test_postgresql_and_redis_run_the_same_path(
         except AssertionError:
             pytest.fail(f"statuses {stack.statuses()}\n{stack.dump_logs()}")
         check_results(stack)
+        # `vigil sql` on PostgreSQL reads as the role `vigil db reader` makes (trust auth: no password)
+        made = stack.vigil("db", "reader", "--no-password")
+        assert made.returncode == 0, made.stderr
+        sql = stack.vigil("sql", "SELECT COUNT(*) AS n FROM detections", "--format", "csv")
+        assert sql.returncode == 0 and sql.stdout.split()[0] == "n", sql.stderr
     finally:
         stack.stop_all()
+        drop_role(pg_empty_url, reader_role_name(make_url(pg_empty_url).database or ""))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process_support import Stack, wait_for
+from tests.support.processes import Stack, wait_for
 from workers.testing.clips import write_clip_mp4v, write_image
 
 pytestmark = pytest.mark.slow

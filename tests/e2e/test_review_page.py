@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.e2e.test_end_to_end import drop
-from tests.process_support import Stack, wait_for
-from tests.web.web_support import wait_answering
+from tests.support.processes import Stack, wait_for
+from tests.support.web import wait_answering
 from workers.testing.clips import write_clip_h264
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process_support import Stack, wait_for
+from tests.support.processes import Stack, wait_for
 from vigil.settling import read_report
 from workers.testing.formats import WRITERS, write_large_mjpeg_avi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from faults.fault_support import REPORT, Report
+from tests.support.faults import REPORT, Report
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.fault_support import TERMINAL, Deployment, FaultResult, Report, wait_for
+from tests.support.faults import TERMINAL, Deployment, FaultResult, Report, wait_for
 from workers.testing.clips import (
     write_audio_only,
     write_clip_h264,

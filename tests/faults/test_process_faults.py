@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.fault_support import Deployment, FaultResult, Report, wait_for
+from tests.support.faults import Deployment, FaultResult, Report, wait_for
 from workers.testing.clips import write_clip_mp4v
 
 pytestmark = pytest.mark.slow

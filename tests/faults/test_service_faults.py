@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_support import Receiver
 from sqlalchemy.engine import make_url
 
-from faults.fault_support import Deployment, FaultResult, Report, TcpProxy, wait_for
+from tests.support.alerting import Receiver
+from tests.support.faults import Deployment, FaultResult, Report, TcpProxy, wait_for
 from workers.testing.clips import write_clip_mp4v
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.fault_support import ROOT, FaultResult, Report
+from tests.support.faults import ROOT, FaultResult, Report
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alerting_support import (
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from tests.support.alerting import (
     Receiver,
     Reply,
     add_analysis,
@@ -16,9 +19,6 @@ from alerting_support import (
     factory_for,
     make_settings,
 )
-from click.testing import CliRunner, Result
-from sqlalchemy import select
-
 from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli

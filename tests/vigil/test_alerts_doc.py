@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_support import (
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.alerting import (
     Receiver,
     add_analysis,
     add_media,
@@ -26,9 +28,7 @@ from alerting_support import (
     make_settings,
     sync_all,
 )
-from mqtt_support import MqttRecorder, clear_retained, require_broker, unique_root
-from sqlalchemy.orm import Session, sessionmaker
-
+from tests.support.mqtt import MqttRecorder, clear_retained, require_broker, unique_root
 from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.alerts.homeassistant import HomeAssistantBridge

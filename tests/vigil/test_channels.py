@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_support import Reply, receiving
-from conftest import free_port
-from mqtt_support import Mosquitto
 
+from tests.support.alerting import Reply, receiving
+from tests.support.mqtt import Mosquitto
+from tests.support.services import free_port
 from vigil.alerts.channels import (
     CommandSender,
     DeliveryFailed,

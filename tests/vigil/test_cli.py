@@ -36,11 +36,13 @@ def test_help_lists_the_commands(workdir: Path) -> None:
         assert f"  {command}" in result.stdout
 
 
-def test_db_upgrade_then_targets_add_and_list(workdir: Path) -> None:
+def test_db_upgrade_then_targets_add_and_list(workdir: Path, private_data_dir: Path) -> None:
     upgraded = vigil("db", "upgrade", cwd=workdir)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "at revision" in upgraded.stdout
-    assert (workdir / "vigil.db").is_file()
+    # The default database lives in the data dir, never in the current directory.
+    assert (private_data_dir / "vigil.db").is_file()
+    assert not (workdir / "vigil.db").exists()
     added = vigil("targets", "add", "van", "a white delivery van", "--threshold", "0.6", cwd=workdir)
     assert added.returncode == 0, added.stderr
     listed = vigil("targets", "list", cwd=workdir)

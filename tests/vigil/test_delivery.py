@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_support import (
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.alerting import (
     Receiver,
     Reply,
     add_analysis,
@@ -27,9 +30,6 @@ from alerting_support import (
     make_settings,
     sync_all,
 )
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
-
 from vigil.alerts.delivery import backoff_s, deliver, reconcile_deliveries, take_lease
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.celery_app import make_celery

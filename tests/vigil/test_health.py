@@ -33,7 +33,8 @@ def test_a_migrated_sqlite_database_and_the_embedded_broker_pass(sqlite_url: str
 def test_a_missing_sqlite_file_fails_and_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "nothing.db"
     check = check_database(settings_for(f"sqlite:///{path}", "memory://"))
-    assert not check.ok and "does not exist" in check.message
+    assert not check.ok
+    assert check.message == f"no database at {path} yet: `vigil run` or `vigil db upgrade` creates it"
     assert not path.exists()
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_support import add_analysis, add_media, dispose_engines, factory_for, sync_all
-from mqtt_support import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, sync_all
+from tests.support.mqtt import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
 from vigil.alerts.channels import DeliveryFailed, MqttSender, Notification
 from vigil.alerts.feed import DetectionFeed
 from vigil.alerts.homeassistant import HomeAssistantBridge

@@ -12,7 +12,7 @@ from vigil.errors import UnreadableMedia, UnsupportedMedia
 from vigil.media import probe
 from vigil.media_types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 from vigil.settings import SourceSettings
-from watcher.rules import SourceRules
+from watcher.paths import SourceRules
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 
 

@@ -27,8 +27,8 @@ from vigil.errors import UnreadableMedia
 from vigil.media import probe
 from vigil.registry import sync_sources
 from vigil.settings import DatabaseSettings, Settings, SourceSettings
-from watcher.intake import Outcome, WatchedSource, admit
-from watcher.rules import SourceRules
+from watcher.intake import Admission, WatchedSource, admit
+from watcher.paths import SourceRules
 from workers.testing.clips import write_clip_mp4v
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_intake_counts_registrations_by_source_and_the_queue_depth_is_read_from_
     factory: sessionmaker[Session], source: WatchedSource, enqueuer: Enqueuer
 ) -> None:
     name = source.rules.name
-    for i, expected in [(1, Outcome.QUEUED), (2, Outcome.QUEUED), (1, Outcome.SKIPPED)]:  # same content
+    for i, expected in [(1, Admission.QUEUED), (2, Admission.QUEUED), (1, Admission.SKIPPED)]:  # same content
         clip = source.rules.root / f"c{i}-{expected}.mp4"
         write_clip_mp4v(clip, seconds=i, fps=5, size=(32, 24))
         outcome, _ = admit(factory, enqueuer, source, clip, info=probe(clip))
@@ -88,9 +88,9 @@ def test_intake_counts_registrations_by_source_and_the_queue_depth_is_read_from_
     bad = source.rules.root / "bad.mp4"
     bad.write_text("not a video")
     outcome, _ = admit(factory, enqueuer, source, bad, info=None, problem=UnreadableMedia(bad, "no video"))
-    assert outcome == Outcome.FAILED
+    assert outcome == Admission.FAILED
     again, _ = admit(factory, enqueuer, source, bad, info=None, problem=UnreadableMedia(bad, "no video"))
-    assert again == Outcome.KNOWN  # a file seen before is not counted twice
+    assert again == Admission.KNOWN  # a file seen before is not counted twice
 
     assert sample("vigil_media_registered_total", source=name, status="queued") == 2
     assert sample("vigil_media_registered_total", source=name, status="failed") == 1

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
-from tests.sql_support import reader
-from tests.web.web_support import bulk_detections, seed_review
+from tests.support.sql import reader
+from tests.support.web import bulk_detections, seed_review
 from vigil.cli import cli
 
 

@@ -16,10 +16,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_defaults_are_the_embedded_mode() -> None:
+def test_defaults_are_the_embedded_mode_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     settings = load_settings()
-    assert settings.database.url == "sqlite:///vigil.db"
-    assert settings.broker.url == "sqla+sqlite:///vigil-broker.db"
+    data_dir = tmp_path / "xdg" / "vigil"
+    assert settings.storage.data_dir == data_dir
+    assert settings.database.url == f"sqlite:///{data_dir / 'vigil.db'}"
+    assert settings.broker.url == f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
+    assert settings.storage.thumbnails_dir == data_dir / "thumbnails"
     assert settings.model.device == "auto"
     assert settings.broker.task_time_limit_s < settings.broker.visibility_timeout_s
 

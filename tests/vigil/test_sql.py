@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sql_support import reader, seed, snapshot
 
+from tests.support.sql import reader, seed, snapshot
 from vigil.cli import cli
 from vigil.db import is_sqlite
 from vigil.errors import QueryRefused
@@ -257,3 +257,21 @@ def test_real_subprocess_run(sqlite_url: str, tmp_path: Path) -> None:
         timeout=60,
     )
     assert refused.returncode == 2 and refused.stderr.startswith("error: refused:")
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "-inf", "0", "-1"])
+def test_cli_refuses_a_time_limit_that_is_not_finite_and_positive(sqlite_url: str, limit: str) -> None:
+    env = {"VIGIL_DATABASE__URL": sqlite_url}
+    result = CliRunner().invoke(cli, ["sql", "SELECT 1", "--timeout", limit], env=env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: refused: the time limit must be a finite number of seconds")
+
+
+def test_cli_caps_rows_and_says_so(sqlite_url: str) -> None:
+    query = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r"
+    env = {"VIGIL_DATABASE__URL": sqlite_url}
+    piped = CliRunner().invoke(cli, ["sql", query, "--max-rows", "3"], env=env)
+    assert piped.exit_code == 0 and piped.stdout.split() == ["n", "1", "2", "3"]
+    assert piped.stderr == "vigil sql: truncated at 3 rows (raise it with --max-rows)\n"
+    table = CliRunner().invoke(cli, ["sql", query, "--max-rows", "2", "--format", "table"], env=env)
+    assert table.stdout.splitlines()[-1] == "(2 rows; truncated at 2 rows (raise it with --max-rows))"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sql_support import libpq, member_of, reader, seed, snapshot
 from sqlalchemy import create_engine, text
 
+from tests.support.sql import libpq, member_of, reader, seed, snapshot
 from vigil.errors import QueryRefused
 from vigil.migrate import upgrade
 from vigil.settings import DatabaseSettings

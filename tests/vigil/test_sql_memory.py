@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sql_support import reader, seed
+
+from tests.support.sql import reader, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_MB = 300

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from sql_support import drop_role, libpq, member_of, seed, snapshot
 from sqlalchemy.engine import make_url
 
+from tests.support.sql import drop_role, libpq, member_of, seed, snapshot
 from vigil.cli import cli
 from vigil.errors import QueryRefused
 from vigil.settings import DatabaseSettings

@@ -28,6 +28,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if key.startswith("VIGIL_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'vigil.db'}")
+    monkeypatch.setenv("VIGIL_STORAGE__DATA_DIR", str(tmp_path / "vigil-data"))
     return tmp_path
 
 
@@ -86,7 +88,9 @@ def test_changing_images_is_a_new_prompt_version(workdir: Path) -> None:
     assert row.prompt_version == 3 and row.images == []
 
 
-def test_config_file_images_are_relative_to_it(workdir: Path) -> None:
+def test_config_file_images_are_relative_to_it(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("VIGIL_DATABASE__URL", "VIGIL_STORAGE__DATA_DIR"):  # the file says where, this time
+        monkeypatch.delenv(key)
     conf_dir = workdir / "conf"
     (conf_dir / "refs").mkdir(parents=True)
     write_image(conf_dir / "refs" / "van.png", size=(120, 90))

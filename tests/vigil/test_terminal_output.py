@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alerting_support import add_analysis, add_media, dispose_engines, factory_for, make_settings
 from click.testing import CliRunner
 
+from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, make_settings
 from vigil.cli import cli
 from vigil.db import write_session
 from vigil.logs import configure_logging

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sql_support import reader
 from sqlalchemy import Engine, inspect, text
 
+from tests.support.sql import reader
 from vigil.db import is_sqlite, make_engine, session_factory, write_session
 from vigil.migrate import alembic_config
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target

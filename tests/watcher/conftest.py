@@ -4,47 +4,33 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.celery_app import make_celery
 from vigil.db import make_engine, session_factory
 from vigil.enqueue import Enqueuer
 from vigil.migrate import upgrade
-from vigil.schema import Media
 from vigil.settings import (
     BrokerSettings,
     DatabaseSettings,
     Settings,
     SourceSettings,
     StorageSettings,
+    TargetSettings,
     WatchSettings,
     WorkSettings,
 )
 from watcher.service import WatcherService
 from workers.testing.clips import write_clip_mp4v
 
-UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 _unique = itertools.count()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll until `predicate()` is truthy; fail with a clear message at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +87,11 @@ def broker_url(tmp_path: Path) -> str:
 @pytest.fixture
 def make_settings(db_url: str, broker_url: str, drop: Path, tmp_path: Path) -> Callable[..., Settings]:
     def make(
-        *, sources: list[SourceSettings] | None = None, broker: str | None = None, **watch: Any
+        *,
+        sources: list[SourceSettings] | None = None,
+        broker: str | None = None,
+        targets: list[TargetSettings] | None = None,
+        **watch: Any,
     ) -> Settings:
         watch.setdefault("settle_s", 0.3)
         watch.setdefault("ready_deadline_s", 5.0)
@@ -111,6 +101,7 @@ def make_settings(db_url: str, broker_url: str, drop: Path, tmp_path: Path) -> C
             broker=BrokerSettings(url=broker or broker_url),
             watch=WatchSettings(sources=sources or [SourceSettings(name="drop", path=drop)], **watch),
             work=WorkSettings(reconcile_interval_s=60.0, requeue_after_s=60.0),
+            targets=targets or [],
             storage=StorageSettings(data_dir=tmp_path / "data"),
         )
 
@@ -155,12 +146,3 @@ def start_watcher(
     yield start
     for service in started:
         service.stop()
-
-
-def media_rows(factory: sessionmaker[Session]) -> list[Media]:
-    with factory() as session:
-        return list(session.scalars(select(Media).order_by(Media.id)))
-
-
-def rows_for(factory: sessionmaker[Session], rel_path: str) -> list[Media]:
-    return [m for m in media_rows(factory) if m.rel_path == rel_path]

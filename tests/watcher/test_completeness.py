@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.watcher.conftest import media_rows, wait_for
+from tests.support.watching import media_rows, wait_for
 from vigil.settling import SettlingReport, read_report, settling_line, write_report
 from watcher.service import WatcherService
 from watcher.writers import OpenWriters, walk_descriptors

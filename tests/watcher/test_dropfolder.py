@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.watcher.conftest import media_rows, wait_for
+from tests.support.watching import media_rows, wait_for
 from vigil.db import write_session
 from vigil.dropfolder import finalize_file, move_no_clobber
 from vigil.registry import register_file, sync_sources

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.watcher.conftest import media_rows, wait_for
+from tests.support.watching import media_rows, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.watcher.conftest import UNREACHABLE_BROKER, media_rows
+from tests.support.watching import UNREACHABLE_BROKER, media_rows
 from vigil.celery_app import make_celery
 from vigil.db import make_engine, session_factory
 from vigil.enqueue import Enqueuer

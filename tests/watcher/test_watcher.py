@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
-from tests.watcher.conftest import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
+from tests.support.watching import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
 from vigil.contracts import GPU_QUEUE
 from vigil.reconciler import reconcile_media
-from vigil.settings import SourceSettings
+from vigil.settings import SourceSettings, TargetSettings
 from watcher.service import WatcherService, default_observer
 
 Maker = Callable[..., Path]
@@ -262,7 +262,8 @@ def test_several_sources_with_their_own_targets(
     ]
     for s in sources:
         s.path.mkdir()
-    start_watcher(make_settings(sources=sources))
+    person = TargetSettings(name="person", description="a person")
+    start_watcher(make_settings(sources=sources, targets=[person]))
     make_clip(tmp_path / "front" / "f.mp4")
     make_clip(tmp_path / "back" / "b.mp4")
     rows = wait_for(lambda: len(media_rows(factory)) == 2 and media_rows(factory))

@@ -3,23 +3,12 @@ The browser (`browser`, `page`) comes from tests/conftest.py."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.web.web_support import Seeded, seed_review, start_web, stop
-
-
-@dataclass
-class Review:
-    base: str
-    db_url: str
-    seeded: Seeded
-    process: subprocess.Popen[bytes]
-    log: Path
+from tests.support.web import Review, seed_review, start_web, stop
 
 
 @pytest.fixture

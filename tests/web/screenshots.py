@@ -15,7 +15,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.web.web_support import bulk_detections, judge_bulk, seed_review, start_web, stop
+from tests.support.web import bulk_detections, judge_bulk, seed_review, start_web, stop
 from vigil.migrate import upgrade
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.web.conftest import Review
-from tests.web.web_support import bulk_detections, judge_bulk, start_web, stop
+from tests.support.web import Review, bulk_detections, judge_bulk, start_web, stop
 
 TRAVERSALS = [
     "/media/../../../../etc/passwd",

@@ -7,9 +7,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
 
-from tests.process_support import wait_for
-from tests.web.conftest import Review
-from tests.web.web_support import bulk_detections
+from tests.support.processes import wait_for
+from tests.support.web import Review, bulk_detections
 
 
 def rows(url: str, sql: str) -> list[tuple[object, ...]]:

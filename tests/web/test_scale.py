@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.web_support import bulk_detections, seed_review, start_web, stop
+from tests.support.web import bulk_detections, seed_review, start_web, stop
 
 ROWS = 100_000
 BUDGET_MS = 3_000

@@ -11,9 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alerting_support import Receiver, Reply, add_analysis, add_media, dispose_engines, factory_for, sync_all
 from sqlalchemy import select
 
+from tests.support.alerting import (
+    Receiver,
+    Reply,
+    add_analysis,
+    add_media,
+    dispose_engines,
+    factory_for,
+    sync_all,
+)
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.celery_app import make_celery
 from vigil.db import write_session

@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from vigil.contracts import AnalyzePayload
 from vigil.db import write_session
+from vigil.declared import apply_settings
 from vigil.media import probe
-from vigil.registry import ensure_source, register_file, sync_targets
+from vigil.registry import ensure_source, register_file
 from vigil.schema import Alert, Detection, Target
 from vigil.settings import Settings, TargetSettings
 from workers.runner import analyze_media
@@ -43,16 +44,12 @@ def runtime(
 
 
 def test_an_image_target_is_scored_evidenced_and_alerted(runtime: WorkerRuntime, tmp_path: Path) -> None:
-    from vigil.alerts.sync import sync_rules
-
     drop = tmp_path / "drop"
     drop.mkdir()
     clip = write_clip_mp4v(drop / "a.mp4", seconds=2, fps=10, size=(96, 72))
+    apply_settings(runtime.factory, runtime.settings)  # as the worker does at start
     with write_session(runtime.factory) as session:
-        folder = runtime.settings.storage.references_dir
-        sync_targets(session, runtime.settings.targets, references_dir=folder)
         source_id = ensure_source(session, "drop", drop).id
-        sync_rules(session, runtime.settings)
     for original in runtime.settings.targets[0].images:
         original.unlink()  # the stored copies are what the worker reads
     info = probe(clip)

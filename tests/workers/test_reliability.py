@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.process_support import Stack, child_pids, wait_for
+from tests.support.processes import Stack, child_pids, wait_for
 from vigil.celery_app import make_celery
 from vigil.contracts import ANALYZE, GPU_QUEUE, AnalyzePayload
 from vigil.db import make_engine, session_factory, write_session

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from vigil.alerts.sync import sync_rules
 from vigil.contracts import AnalyzePayload, Recognition, Recognizer, TargetSpec
 from vigil.db import write_session
+from vigil.declared import apply_settings
 from vigil.media import MediaInfo, probe
-from vigil.registry import ensure_source, file_mtime, register_file, sync_targets
+from vigil.registry import ensure_source, file_mtime, register_file
 from vigil.schema import Alert, Analysis, Media, MediaStatus
 from vigil.settings import Settings
 from workers.runner import analyze_media
@@ -48,13 +48,9 @@ def drop(tmp_path: Path) -> Path:
 
 
 def register(runtime: WorkerRuntime, drop: Path, path: Path) -> int:
+    apply_settings(runtime.factory, runtime.settings)
     with write_session(runtime.factory) as session:
-        sync_targets(
-            session, runtime.settings.targets, references_dir=runtime.settings.storage.references_dir
-        )
         source_id = ensure_source(session, "drop", drop).id
-        session.flush()
-        sync_rules(session, runtime.settings)
     registration = register_file(runtime.factory, source_id=source_id, root=drop, path=path, info=probe(path))
     return registration.media_id
 

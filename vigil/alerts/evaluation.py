@@ -1,4 +1,4 @@
-"""Alert rules: validated from settings into `alert_rules`, matched against detections, turned into alerts.
+"""Evaluating the rules against one analysis (`evaluate_analysis`), and explaining one (`explain_rule`).
 
 A rule fires for a run of at least `min_consecutive` consecutive windows of one target in one clip whose
 P(yes) reaches its minimum score (default: the target's threshold) and whose wall-clock time (media mtime +
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from vigil.alerts.compiled import CompiledRule, compile_rule, load_rules
 from vigil.alerts.guard import Guard
 from vigil.alerts.matching import (
-    Candidate,
+    FiringRun,
     WindowCheck,
     check_windows,
     find_candidates,
@@ -56,7 +56,7 @@ def evaluate_analysis(
     if not candidates:
         return []
     guard = Guard.load(session, candidates, ctx, now=now)
-    fired: list[tuple[Candidate, Alert]] = []
+    fired: list[tuple[FiringRun, Alert]] = []
     for candidate in candidates:
         if guard.blocked(candidate) is None:
             guard.fired(candidate, now)
@@ -87,7 +87,7 @@ class Explanation:
     source: str
     source_ok: bool
     checks: list[WindowCheck]
-    outcomes: list[tuple[Candidate, str | None]]  # None: would fire; else why not
+    outcomes: list[tuple[FiringRun, str | None]]  # None: would fire; else why not
 
 
 def explain_rule(session: Session, name: str, media_id: int, *, now: datetime | None = None) -> Explanation:
@@ -102,7 +102,7 @@ def explain_rule(session: Session, name: str, media_id: int, *, now: datetime | 
     by_target = check_windows(rule, ctx, every_window=True) if source_ok else {}
     checks = [check for pairs in by_target.values() for _det, check in pairs]
     candidates = find_candidates(rule, ctx) if source_ok else []
-    outcomes: list[tuple[Candidate, str | None]] = []
+    outcomes: list[tuple[FiringRun, str | None]] = []
     if candidates:
         guard = Guard.load(session, candidates, ctx, now=now or utcnow(), lock=False)
         for candidate in candidates:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.alerts.matching import (
-    Candidate,
     Context,
+    FiringRun,
 )
 from vigil.schema import (
     Alert,
@@ -33,7 +33,7 @@ class Guard:
 
     @classmethod
     def load(
-        cls, session: Session, candidates: list[Candidate], ctx: Context, *, now: datetime, lock: bool = True
+        cls, session: Session, candidates: list[FiringRun], ctx: Context, *, now: datetime, lock: bool = True
     ) -> Guard:
         rule_ids = sorted({c.rule.id for c in candidates})
         if lock:  # serialise evaluations per rule across workers (PostgreSQL); SQLite's write lock does
@@ -54,7 +54,7 @@ class Guard:
         ).all()
         return cls(existing, {rule_id: _aware(fired) for rule_id, fired in last}, now)
 
-    def blocked(self, candidate: Candidate) -> str | None:
+    def blocked(self, candidate: FiringRun) -> str | None:
         if candidate.dedup_key in self.existing:
             return f"already fired as alert {self.existing[candidate.dedup_key]}"
         last = self.last_fired.get(candidate.rule.id)
@@ -63,7 +63,7 @@ class Guard:
             return f"cooldown: last alert of this rule for this source at {last.isoformat()}"
         return None
 
-    def fired(self, candidate: Candidate, now: datetime) -> None:
+    def fired(self, candidate: FiringRun, now: datetime) -> None:
         self.existing[candidate.dedup_key] = -1
         self.last_fired[candidate.rule.id] = now
 

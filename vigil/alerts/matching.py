@@ -48,7 +48,7 @@ class WindowCheck:
 
 
 @dataclass
-class Candidate:
+class FiringRun:
     """A run of passing windows long enough to fire a rule."""
 
     rule: CompiledRule
@@ -127,11 +127,11 @@ def _runs(pairs: list[tuple[Detection, WindowCheck]]) -> list[list[tuple[Detecti
     return runs
 
 
-def find_candidates(rule: CompiledRule, ctx: Context) -> list[Candidate]:
+def find_candidates(rule: CompiledRule, ctx: Context) -> list[FiringRun]:
     """Each run of passing windows at least `min_consecutive` long, in clip order."""
     targets = {target.id: target for _det, target in ctx.detections}
     found = [
-        Candidate(rule, targets[target_id], run)
+        FiringRun(rule, targets[target_id], run)
         for target_id, pairs in check_windows(rule, ctx).items()
         for run in _runs(pairs)
         if len(run) >= rule.min_consecutive
@@ -142,7 +142,7 @@ def find_candidates(rule: CompiledRule, ctx: Context) -> list[Candidate]:
     return found
 
 
-def dedup_key(candidate: Candidate, ctx: Context) -> str:
+def dedup_key(candidate: FiringRun, ctx: Context) -> str:
     content = f"sha256:{ctx.media.sha256}" if ctx.media.sha256 else f"media:{ctx.media.id}"
     first = candidate.windows[0][1].window_index
     rule, source, target = candidate.rule.id, ctx.source.id, candidate.target.id

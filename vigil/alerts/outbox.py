@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from vigil.alerts.channels import LOG_CHANNEL
 from vigil.alerts.matching import (
-    Candidate,
     Context,
+    FiringRun,
 )
 from vigil.alerts.template import render
 from vigil.schema import (
@@ -29,7 +29,7 @@ from vigil.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def message_values(candidate: Candidate, ctx: Context) -> dict[str, str | float]:
+def message_values(candidate: FiringRun, ctx: Context) -> dict[str, str | float]:
     det, check = candidate.best
     return {
         "rule": candidate.rule.name,
@@ -49,7 +49,7 @@ def message_values(candidate: Candidate, ctx: Context) -> dict[str, str | float]
     }
 
 
-def new_alert(candidate: Candidate, ctx: Context, *, now: datetime) -> Alert:
+def new_alert(candidate: FiringRun, ctx: Context, *, now: datetime) -> Alert:
     """The alert row for a candidate (not added to the session); its payload is the JSON sent out."""
     det, check = candidate.best
     values = message_values(candidate, ctx)
@@ -71,7 +71,7 @@ def new_alert(candidate: Candidate, ctx: Context, *, now: datetime) -> Alert:
     return alert
 
 
-def alert_payload(alert: Alert, candidate: Candidate, ctx: Context) -> dict[str, Any]:
+def alert_payload(alert: Alert, candidate: FiringRun, ctx: Context) -> dict[str, Any]:
     det, check = candidate.best
     return {
         "type": "vigil.alert",
@@ -135,7 +135,7 @@ def idempotency_key(dedup: str, channel: str) -> str:
 
 
 def add_deliveries(
-    session: Session, fired: list[tuple[Candidate, Alert]], channels: ChannelState, *, now: datetime
+    session: Session, fired: list[tuple[FiringRun, Alert]], channels: ChannelState, *, now: datetime
 ) -> list[int]:
     """One outbox row per alert and channel, in one flush. Returns the ids of those to send."""
     rows = []

@@ -1,5 +1,6 @@
-"""Configured rules into `alert_rules`: validated first (unknown targets or channels, schedules, templates),
-then upserted by name."""
+"""Rules into `alert_rules`: one rule upserted by name, and the checks `vigil rules add` makes of a rule
+typed on the command line. Settings files are applied by `vigil.declared.apply_settings`, whose checks are
+the settings model's own (`vigil.config_checks`)."""
 
 from __future__ import annotations
 
@@ -45,22 +46,6 @@ def known_names(session: Session, settings: Settings) -> tuple[set[str], set[str
     targets = {t.name for t in settings.targets} | set(session.scalars(select(Target.name)))
     channels = {c.name for c in settings.alerts.channels} | {LOG_CHANNEL}
     return targets, channels
-
-
-def sync_rules(session: Session, settings: Settings) -> dict[str, AlertRule]:
-    """Validate the configured rules, then upsert them by name. Rules added by `vigil rules add` stay."""
-    names = [r.name for r in settings.alerts.rules]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"alerts.rules: rule names must be unique, repeated: {', '.join(dupes)}")
-    targets, channels = known_names(session, settings)
-    for conf in settings.alerts.rules:
-        validate_rule(conf, targets=targets, channels=channels)
-    existing = {r.name: r for r in session.scalars(select(AlertRule))}
-    for conf in settings.alerts.rules:
-        existing[conf.name] = upsert_rule(session, conf, existing.get(conf.name))
-    session.flush()
-    return existing
 
 
 def upsert_rule(session: Session, conf: RuleSettings, row: AlertRule | None = None) -> AlertRule:

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "vigil.cli.rules",
     "vigil.cli.alerts",
     "vigil.cli.health",
+    "vigil.cli.fleet",
     "vigil.cli.review",
     "vigil.cli.homeassistant",
 ]

@@ -26,7 +26,7 @@ def alerts_group() -> None:
 @pass_app
 def alerts_list(app: AppContext, limit: int, status: str | None) -> None:
     """The latest alerts, newest first, with each channel's delivery status."""
-    app.require_migrated()
+    app.require_migrated(initialise=False)
     query = select(Alert, AlertRule.name).join(AlertRule, AlertRule.id == Alert.rule_id)
     if status:
         query = query.where(Alert.id.in_(select(Delivery.alert_id).where(Delivery.status == status)))
@@ -50,7 +50,7 @@ def alerts_list(app: AppContext, limit: int, status: str | None) -> None:
 @pass_app
 def alerts_show(app: AppContext, alert_id: int) -> None:
     """One alert in full: rule, media, window, message and every delivery attempt's state."""
-    app.require_migrated()
+    app.require_migrated(initialise=False)
     with app.factory() as session:
         alert = session.get(Alert, alert_id, options=[selectinload(Alert.deliveries)])
         if alert is None:

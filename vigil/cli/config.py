@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -17,16 +18,46 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_app
 def config_check(app: AppContext) -> None:
-    """Validate the settings; print each problem with its key."""
+    """Validate the settings; print each problem with its key, and warnings about missing paths."""
     settings = app.settings
     from vigil.settings import config_path
 
     path = config_path(app.config)
+    for warning in settings.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    _check_targets_against_database(app)
     click.echo(
         f"ok: {path or 'no config file (defaults and environment)'}: "
         f"{len(settings.watch.sources)} source(s), {len(settings.targets)} target(s), "
         f"{len(settings.alerts.rules)} rule(s), model {settings.model.id}"
     )
+
+
+def _check_targets_against_database(app: AppContext) -> None:
+    """Rules may name targets made with `vigil targets add`: the same check `apply_settings` makes."""
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vigil.config_checks import missing_targets, refuse
+    from vigil.db import is_sqlite, schema_revision
+    from vigil.schema import Target
+
+    settings = app.settings
+    if not missing_targets(settings, ()):
+        return
+    url = settings.database.url
+    names: list[str] = []
+    database = make_url(url).database
+    if not is_sqlite(url) or (database and Path(database).is_file()):
+        try:
+            if schema_revision(app.engine) is not None:
+                with app.factory() as session:
+                    names = list(session.scalars(select(Target.name)))
+        except SQLAlchemyError as exc:
+            click.echo(f"warning: targets not checked against the database (unreachable: {exc})", err=True)
+            return
+    refuse(missing_targets(settings, names))
 
 
 @config_group.command("show")

@@ -60,25 +60,25 @@ class AppContext:
             engine.dispose()
 
     def open_database(self) -> None:
-        """Check the schema, then mirror the sources and targets of the settings into their tables."""
-        from vigil.alerts.sync import sync_rules
-        from vigil.db import write_session
-        from vigil.registry import sync_sources, sync_targets
+        """Check the schema, then apply the settings (the one path every process takes: vigil.declared)."""
+        from vigil.declared import apply_settings
 
         self.require_migrated()
-        with write_session(self.factory) as session:
-            sync_sources(session, self.settings.watch.sources)
-            sync_targets(session, self.settings.targets, references_dir=self.settings.storage.references_dir)
-            sync_rules(session, self.settings)
+        apply_settings(self.factory, self.settings)
 
     def require_migrated(self, *, initialise: bool = True) -> None:
         """Refuse to work on a database at another schema revision than the code's.
 
-        A brand-new embedded SQLite database is created on the spot (the one-machine default needs no
-        separate step); any other database must be migrated explicitly with `vigil db upgrade`.
+        A brand-new embedded SQLite database is created on the spot by commands that write (the
+        one-machine default needs no separate step); commands that only read (`initialise=False`) create
+        nothing and say so. Any other database must be migrated explicitly with `vigil db upgrade`.
         """
-        from vigil.db import is_sqlite, schema_revision
+        from vigil.db import is_sqlite, missing_sqlite_file, no_database_message, schema_revision
         from vigil.migrate import head_revision, upgrade
+
+        missing = missing_sqlite_file(self.settings.database.url)
+        if missing is not None and not initialise:
+            raise ConfigError(no_database_message(missing))
 
         current, head = schema_revision(self.engine), head_revision()
         if current is None and initialise and is_sqlite(self.settings.database.url):

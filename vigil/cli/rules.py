@@ -7,19 +7,18 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from vigil.alerts.evaluation import Explanation, explain_rule
-from vigil.alerts.sync import known_names, sync_rules, upsert_rule, validate_rule
+from vigil.alerts.sync import known_names, upsert_rule, validate_rule
 from vigil.cli.context import AppContext, pass_app
 from vigil.db import write_session
+from vigil.declared import refuse_declared
 from vigil.errors import ConfigError
 from vigil.schema import AlertRule
 from vigil.settings import RuleSettings, format_validation_error
 
 
 def open_rules(app: AppContext) -> None:
-    """Open the database and mirror the configured rules (validated) into `alert_rules`."""
+    """Open the database with the settings applied (the file's rules included)."""
     app.open_database()
-    with write_session(app.factory) as session:
-        sync_rules(session, app.settings)
 
 
 @click.group("rules")
@@ -57,9 +56,9 @@ def rules_add(app: AppContext, name: str, **options: object) -> None:
         targets, channels = known_names(session, app.settings)
         validate_rule(conf, targets=targets, channels=channels)
         row = session.scalar(select(AlertRule).where(AlertRule.name == name))
+        if row is not None:
+            refuse_declared(row, f"rule {name}")
         upsert_rule(session, conf, row)
-    if name in {r.name for r in app.settings.alerts.rules}:
-        click.echo(f"note: rule {name} is also in the settings file, which wins at the next start", err=True)
     click.echo(f"{'updated' if row else 'added'} rule {name}")
 
 
@@ -96,16 +95,18 @@ def rules_list(app: AppContext) -> None:
 @pass_app
 def rules_remove(app: AppContext, name: str, yes: bool) -> None:
     """Delete a rule and its alerts."""
-    app.require_migrated()
-    if name in {r.name for r in app.settings.alerts.rules}:
-        raise ConfigError(f"rule {name} is defined in the settings file: remove it there")
+    open_rules(app)
+    with app.factory() as session:
+        found = session.scalar(select(AlertRule).where(AlertRule.name == name))
+    if found is None:
+        raise ConfigError(f"no rule named {name!r}")
+    refuse_declared(found, f"rule {name}")
     if not yes:
         click.confirm(f"delete rule {name} and its alerts?", abort=True)
     with write_session(app.factory) as session:
         row = session.scalar(select(AlertRule).where(AlertRule.name == name))
-        if row is None:
-            raise ConfigError(f"no rule named {name!r}")
-        session.delete(row)
+        if row is not None:
+            session.delete(row)
     click.echo(f"removed rule {name}")
 
 

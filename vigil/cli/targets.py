@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from vigil.cli.context import AppContext, pass_app
 from vigil.db import write_session
+from vigil.declared import refuse_declared
 from vigil.errors import ConfigError
 from vigil.registry import upsert_target
 from vigil.schema import Target
@@ -26,7 +27,7 @@ def targets_group() -> None:
 @targets_group.command("add")
 @click.argument("name")
 @click.argument("description")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="P(yes) at which it matches.")
+@click.option("--threshold", type=float, help="P(yes) at which it matches (new target: 0.5; else unchanged).")
 @click.option(
     "--image",
     "images",
@@ -36,29 +37,43 @@ def targets_group() -> None:
 )
 @pass_app
 def targets_add(
-    app: AppContext, name: str, description: str, threshold: float, images: tuple[Path, ...]
+    app: AppContext, name: str, description: str, threshold: float | None, images: tuple[Path, ...]
 ) -> None:
     """Add a target, e.g. `vigil targets add van "a white delivery van"`, or by example:
-    `vigil targets add mycar "my car" --image front.jpg --image side.jpg`. An existing name is updated
-    (its images are replaced by the ones given)."""
-    try:
-        conf = TargetSettings(name=name, description=description, threshold=threshold, images=list(images))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
-    app.require_migrated()
+    `vigil targets add mycar "my car" --image front.jpg --image side.jpg`. An existing name is updated:
+    its threshold and on/off state are kept unless given, its images replaced by the ones given."""
+    open_targets(app)
     with write_session(app.factory) as session:
-        row = session.scalar(select(Target).where(Target.name == conf.name))
+        row = session.scalar(select(Target).where(Target.name == name))
+        if row is not None:
+            refuse_declared(row, f"target {name}")
+            threshold = row.threshold if threshold is None else threshold
+        try:
+            conf = TargetSettings(
+                name=name,
+                description=description,
+                threshold=0.5 if threshold is None else threshold,
+                enabled=True if row is None else row.enabled,
+                images=list(images),
+            )
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc)) from exc
         created = upsert_target(session, conf, row, references_dir=app.settings.storage.references_dir)
     shown = f", {len(conf.images)} reference image(s)" if conf.images else ""
     verb = "added" if created else "updated"
     click.echo(f"{verb} target {conf.name}: {conf.description!r} (threshold {conf.threshold}{shown})")
 
 
+def open_targets(app: AppContext) -> None:
+    """The database with the settings applied, so file-owned targets are known (and refused) by name."""
+    app.open_database()
+
+
 @targets_group.command("list")
 @pass_app
 def targets_list(app: AppContext) -> None:
     """List targets."""
-    app.open_database()
+    open_targets(app)
     with app.factory() as session:
         rows = session.scalars(select(Target).order_by(Target.name)).all()
     if not rows:
@@ -68,7 +83,8 @@ def targets_list(app: AppContext) -> None:
     folder = app.settings.storage.references_dir
     for t in rows:
         state = "on " if t.enabled else "off"
-        click.echo(safe(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}"))
+        owner = f"  (from {t.declared_in})" if t.declared_in else ""
+        click.echo(safe(f"{t.name:<{width}}  {state}  threshold {t.threshold:.2f}  {t.description}{owner}"))
         for image in t.images or []:
             stored = folder / image["file"]
             missing = "" if stored.is_file() else "  (missing!)"
@@ -76,10 +92,21 @@ def targets_list(app: AppContext) -> None:
             click.echo(safe(f"{'':<{width}}  image {image['name']} {size}  {stored}{missing}"))
 
 
-def _set_enabled(app: AppContext, name: str, enabled: bool) -> None:
-    app.require_migrated()
-    with write_session(app.factory) as session:
+def _existing(app: AppContext, name: str) -> Target:
+    """The CLI-owned target `name`; a missing or file-owned one is refused before anything is asked."""
+    open_targets(app)
+    with app.factory() as session:
         row = session.scalar(select(Target).where(Target.name == name))
+    if row is None:
+        raise ConfigError(f"no target named {name!r}")
+    refuse_declared(row, f"target {name}")
+    return row
+
+
+def _set_enabled(app: AppContext, name: str, enabled: bool) -> None:
+    target_id = _existing(app, name).id
+    with write_session(app.factory) as session:
+        row = session.get(Target, target_id)
         if row is None:
             raise ConfigError(f"no target named {name!r}")
         row.enabled = enabled
@@ -108,14 +135,13 @@ def targets_disable(app: AppContext, name: str) -> None:
 @pass_app
 def targets_remove(app: AppContext, name: str, yes: bool) -> None:
     """Delete a target with its detections and alerts (use `disable` to keep them)."""
-    app.require_migrated()
+    target_id = _existing(app, name).id
     if not yes:
         click.confirm(f"delete target {name} and all its detections and alerts?", abort=True)
     with write_session(app.factory) as session:
-        row = session.scalar(select(Target).where(Target.name == name))
-        if row is None:
-            raise ConfigError(f"no target named {name!r}")
-        session.delete(row)
+        row = session.get(Target, target_id)
+        if row is not None:
+            session.delete(row)
     click.echo(f"removed target {name}")
 
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
+from vigil.db import no_database_message
 from vigil.errors import ConfigError, QueryRefused
 from vigil.sql.caps import Caps, Collected, Deadline, collect, value_size
 from vigil.sql.lexer import first_word, is_empty
@@ -61,7 +62,7 @@ def sqlite_readonly_uri(url: str) -> str:
         raise ConfigError(f"database {url}: `vigil sql` needs a SQLite database file")
     path = Path(database).expanduser()
     if not path.is_file():
-        raise ConfigError(f"database file not found: {path}")
+        raise ConfigError(no_database_message(path))
     return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alerting_support import Receiver
 from sqlalchemy import create_engine, text
 
+from tests.support.alerting import Receiver
+from tests.support.services import free_port
 from vigil.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,10 +260,6 @@ class Deployment:
         return sorted({k for k in seen if seen.count(k) > 1})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TcpProxy:

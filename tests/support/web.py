@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import cv2
 import httpx
 from sqlalchemy import insert, select
 
+from tests.support.services import free_port
 from vigil.db import make_engine, session_factory, write_session
 from vigil.feedback import record_verdict
 from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
@@ -170,10 +170,6 @@ def bulk_detections(url: str, count: int, *, per_media: int = 10, seed: int = 5)
     engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_web(
@@ -223,6 +219,15 @@ def wait_answering(base: str, process: subprocess.Popen[bytes], log: Path, *, ti
             if time.monotonic() > deadline:
                 raise AssertionError(f"the review page did not answer in {timeout:.0f} s") from None
             time.sleep(0.2)
+
+
+@dataclass
+class Review:
+    base: str
+    db_url: str
+    seeded: Seeded
+    process: subprocess.Popen[bytes]
+    log: Path
 
 
 def judge_bulk(url: str, *, count: int = 500, seed: int = 2) -> None:

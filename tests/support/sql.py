@@ -102,8 +102,8 @@ def member_of(pg_url: str, dangerous: str) -> Iterator[str]:
 
 def drop_role(pg_url: str, role: str) -> None:
     with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role]
-        )
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+            return
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
         conn.execute(f'DROP OWNED BY "{role}"'.encode())
         conn.execute(f'DROP ROLE "{role}"'.encode())

@@ -1,7 +1,6 @@
 """Real Vigil processes for tests: one installation's environment (`VIGIL_*`), its children, its rows.
 
-Shared by the end-to-end tests and the reliability tests; imported as `process_support` (tests/ is on
-sys.path, as for `alerting_support`).
+Shared by the end-to-end tests and the reliability tests.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +16,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from tests.support.services import free_port
+
 DEADLINE_S = 180.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float = DEADLINE_S, what: str = "") -> None:

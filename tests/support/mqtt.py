@@ -5,7 +5,6 @@ Mosquitto of a test's own on a free port, for tests that stop and start the brok
 from __future__ import annotations
 
 import getpass
-import os
 import shutil
 import socket
 import subprocess
@@ -17,17 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.services import free_port, missing_service
 
 BROKER = ("127.0.0.1", 1883)
-
-
-def missing(reason: str) -> None:
-    """Skip, or fail with VIGIL_REQUIRE_SERVICES=1 as CI sets (decided here: importing `conftest` is
-    ambiguous when tests of several folders with their own conftest.py run together)."""
-    if os.environ.get("VIGIL_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def require_broker() -> None:
@@ -35,13 +26,9 @@ def require_broker() -> None:
         with socket.create_connection(BROKER, timeout=2):
             pass
     except OSError as exc:
-        missing(f"Mosquitto at {BROKER[0]}:{BROKER[1]}: {exc}")
+        missing_service(f"Mosquitto at {BROKER[0]}:{BROKER[1]}: {exc}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Mosquitto:
@@ -56,7 +43,7 @@ class Mosquitto:
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
-            missing("mosquitto is not installed")
+            missing_service("mosquitto is not installed")
         conf = self.workdir / "mosquitto.conf"
         # run as whoever runs the tests: as root, mosquitto would switch to its own user, which cannot
         # read a password file in pytest's private temporary folder

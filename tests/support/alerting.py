@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.alerts.sync import sync_rules
 from vigil.db import make_engine, session_factory, write_session
+from vigil.declared import apply_settings
 from vigil.schema import Analysis, Detection, Media, Source, Target
 from vigil.settings import (
     AlertSettings,
@@ -67,18 +67,13 @@ def make_settings(
 def sync_all(
     factory: sessionmaker[Session], settings: Settings, sources: tuple[str, ...] = ("cam1",)
 ) -> None:
-    """Mirror targets and sources, then the rules, as the application does at start."""
+    """Ad-hoc sources (as `vigil scan` makes them), then the settings applied as every process does."""
     with write_session(factory) as session:
-        existing = {t.name for t in session.scalars(select(Target))}
-        for conf in settings.targets:
-            if conf.name not in existing:
-                session.add(Target(name=conf.name, description=conf.description, threshold=conf.threshold))
         names = set(session.scalars(select(Source.name)))
         for name in sources:
             if name not in names:
                 session.add(Source(name=name, path=f"/srv/{name}", target_names=None))
-        session.flush()
-        sync_rules(session, settings)
+    apply_settings(factory, settings)
 
 
 def add_media(
