@@ -44,17 +44,31 @@ PG_BOMBS = [
 ]
 
 
+# The child's own peak, read from /proc/self/status at exit. Not ``wait4``'s ru_maxrss: Linux carries the
+# forking parent's high-water mark into the child across exec, so inside a large pytest process every child
+# would report the parent's RSS (1.7 GB in a full run).
+_PEAK_AT_EXIT = (
+    "import atexit, runpy, sys\n"
+    "out = sys.argv.pop(1)\n"
+    "def report():\n"
+    "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+    "    open(out, 'w').write(hwm.split()[1])\n"
+    "atexit.register(report)\n"
+    "sys.argv[0] = 'vigil'\n"
+    "runpy.run_module('vigil', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def peak_rss_mb(env: dict[str, str], query: str, cwd: Path) -> tuple[int, float, str]:
     """Exit status, peak RSS in MB and stderr of `vigil sql QUERY` in a child process."""
-    err = cwd / "stderr.txt"
+    err, peak = cwd / "stderr.txt", cwd / "peak_kb.txt"
     with open(os.devnull, "wb") as out, open(err, "wb") as errors:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "vigil", "sql", "--timeout", "60", "--format", "csv", query],
-            cwd=cwd, env=env, stdout=out, stderr=errors,
+        child = subprocess.run(
+            [sys.executable, "-c", _PEAK_AT_EXIT, str(peak),
+             "sql", "--timeout", "60", "--format", "csv", query],
+            cwd=cwd, env=env, stdout=out, stderr=errors, check=False,
         )  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, usage.ru_maxrss / 1024, err.read_text()
+    return child.returncode, int(peak.read_text()) / 1024, err.read_text()
 
 
 def child_env(**extra: str) -> dict[str, str]:
