@@ -121,7 +121,7 @@ class Rig:
     def wait_terminal(self, ids: list[int], *, timeout: float = DEADLINE_S) -> dict[int, MediaState]:
         try:
             wait_for(
-                lambda: all(self.state(i).status in ("done", "failed") for i in ids),
+                lambda: all(self.state(i).status in ("done", "failed", "superseded") for i in ids),
                 timeout=timeout,
                 what=f"media {ids} terminal",
             )
@@ -300,9 +300,10 @@ def test_the_same_task_delivered_twice_analyses_once(rig: Rig) -> None:
 # -- 4. a corrupt file ------------------------------------------------------------------------------
 
 
-def test_a_corrupt_file_fails_at_once_and_the_worker_goes_on(rig: Rig) -> None:
-    """A file registered healthy and damaged before analysis: failed on its first attempt, with the reason,
-    and the clip queued after it is analysed by the same worker."""
+def test_a_file_damaged_after_registration_is_superseded_and_the_worker_goes_on(rig: Rig) -> None:
+    """A file registered healthy and overwritten with junk before analysis: the worker sees that it is not the
+    version it claimed, ends the row `superseded` on its first attempt without analysing it (the new content
+    is the watcher's to register), and the clip queued after it is analysed by the same worker."""
     broken = rig.clip("broken.mp4", seconds=1)
     broken_id = rig.register(broken)
     write_corrupt(broken, "text")
@@ -311,8 +312,8 @@ def test_a_corrupt_file_fails_at_once_and_the_worker_goes_on(rig: Rig) -> None:
     rig.reconciler()
     worker = rig.worker("worker")
     states = rig.wait_terminal([broken_id, good_id])
-    failed = states[broken_id]
-    assert failed.status == "failed" and failed.attempts == 1 and failed.analyses == 0, failed
-    assert failed.error, failed
+    damaged = states[broken_id]
+    assert damaged.status == "superseded" and damaged.attempts == 1 and damaged.analyses == 0, damaged
+    assert damaged.error and "changed since registration" in damaged.error, damaged
     assert_once(states[good_id], windows=2)
     assert worker.poll() is None  # type: ignore[attr-defined]
