@@ -60,7 +60,7 @@ def check_broker(settings: Settings, *, timeout_s: float = 3.0) -> Check:
 
     url = settings.broker.url
     connection = Connection(url, connect_timeout=timeout_s, transport_options={"socket_timeout": timeout_s})
-    shown = connection.as_uri()
+    shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
     try:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s)
     except Exception as exc:

@@ -42,6 +42,11 @@ def run_worker(
         argv.append("--without-heartbeat")
     if name:
         argv += ["-n", name]
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from workers.analyze import set_worker_name
+
+    set_worker_name(host_format(default_nodename(name)))
     serve_worker_metrics(settings, queue)
     app.worker_main(argv)
 

@@ -22,7 +22,14 @@ from workers.version import FileRead
 
 log = logging.getLogger(__name__)
 
+# analyses.worker: the Celery node name (`--name gpu0@%h`) once `set_worker_name` ran, else host:pid.
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def set_worker_name(node: str) -> None:
+    """Called by the worker's entry point before the pool forks, so every child stores the node name."""
+    global WORKER_NAME
+    WORKER_NAME = node
 
 # Called inside the results transaction; returns ids of delivery rows to send after commit.
 AfterResults = Callable[[Session, Analysis], list[int]]

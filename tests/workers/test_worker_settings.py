@@ -4,6 +4,7 @@ Real processes: a watcher with no file, a gpu and a cpu worker with `--config so
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,5 +72,7 @@ cooldown_s = 0
     assert stack.rows("SELECT r.name FROM alerts a JOIN alert_rules r ON r.id = a.rule_id") == [("so",)]
     ((key, status),) = stack.rows("SELECT idempotency_key, status FROM deliveries")
     assert (hook.requests[0].headers["webhook-id"], status) == (key, "delivered")
+    # analyses.worker is the worker's --name, not host:pid
+    assert stack.rows("SELECT worker FROM analyses") == [(f"gpu@{socket.gethostname()}",)]
     log = (tmp_path / "gpu.log").read_text(errors="replace")
     assert "settings differ from the database" not in log
