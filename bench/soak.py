@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -136,8 +137,9 @@ class Soak:
     def drop(self, index: int) -> None:
         staged = self.staging / f"c{index:05d}.mp4"
         write_clip_mp4v(staged, seconds=2, fps=5, size=(64, 48))
-        with staged.open("ab") as out:
-            out.write(f"soak-{index}".encode())
+        tag = f"soak-{index}".encode()
+        with staged.open("ab") as out:  # a `free` box makes each file unique and keeps the MP4 whole
+            out.write(struct.pack(">I4s", 8 + len(tag), b"free") + tag)
         staged.rename(self.inbox / staged.name)
 
     def rows(self, sql: str) -> list[tuple[object, ...]]:
