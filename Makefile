@@ -22,6 +22,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vigil watcher workers tests bench migrations
+	$(BIN)/ruff format --check vigil watcher workers tests bench migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

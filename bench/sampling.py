@@ -172,16 +172,23 @@ def length_scaling(root: Path, real: dict[str, Path]) -> dict[str, float]:
 
 
 def long_1080p(root: Path) -> dict[str, float]:
-    minute = _cached(root / "x264-1080p-1min.mp4", lambda p: write_camera_clip(
-        p, seconds=60, fps=25, size=(1920, 1080), gop_s=2, cut_s=20))
+    minute = _cached(
+        root / "x264-1080p-1min.mp4",
+        lambda p: write_camera_clip(p, seconds=60, fps=25, size=(1920, 1080), gop_s=2, cut_s=20),
+    )
     path = _cached(root / "x264-1080p-10min.mp4", lambda p: concat_stream_copy([minute] * 10, p, gap_s=0.04))
     began = time.perf_counter()
     frames = sequential(path)
     seq = time.perf_counter() - began
     took, decoded = analysis_decode_s(path)
     print(f"1080p 10 min: sequential {seq:.1f} s ({frames} frames), analysis {took:.1f} s", file=sys.stderr)
-    return {"long_1080p_sequential_ms": seq * 1000, "long_1080p_analysis_ms": took * 1000,
-            "long_1080p_frames": frames, "long_1080p_decoded": decoded, "long_1080p_ratio": took / seq}
+    return {
+        "long_1080p_sequential_ms": seq * 1000,
+        "long_1080p_analysis_ms": took * 1000,
+        "long_1080p_frames": frames,
+        "long_1080p_decoded": decoded,
+        "long_1080p_ratio": took / seq,
+    }
 
 
 def main() -> None:
@@ -193,32 +200,56 @@ def main() -> None:
     root = args.keep or Path(tempfile.gettempdir()) / "vigil-bench-sampling"
     load_before = Path("/proc/loadavg").read_text().split()[0]
     paths = clips(root)
-    threads = {t: best_of(args.repeat, lambda t=t: sequential(paths["real-bikes-concat"], t)) * 1000
-               for t in ("SLICE", "FRAME")}
+    threads = {
+        t: best_of(args.repeat, lambda t=t: sequential(paths["real-bikes-concat"], t)) * 1000
+        for t in ("SLICE", "FRAME")
+    }
     rows = [per_clip(name, path, args.repeat) for name, path in paths.items()]
     scaling = length_scaling(root, real_sample_clips())
     long = {} if args.no_long else long_1080p(root)
-    print(f"{'clip':26} {'size':>9} {'seq ms':>7} | {'seed ms 8/32':>13} | {'exact 8/32':>11} | "
-          f"{'keyframe 8/32':>13} | {'exact/seq 8/32':>14}")
+    print(
+        f"{'clip':26} {'size':>9} {'seq ms':>7} | {'seed ms 8/32':>13} | {'exact 8/32':>11} | "
+        f"{'keyframe 8/32':>13} | {'exact/seq 8/32':>14}"
+    )
     for r in rows:
-        print(f"{r['clip']:26} {r['size']:>9} {r['sequential_ms']:7.0f} | "
-              f"{r['seed_ms_8']:6.0f}/{r['seed_ms_32']:<6.0f} | "
-              f"{r['exact_ratio_8']:4.1f}x/{r['exact_ratio_32']:4.1f}x | {r['keyframe_ratio_8']:5.1f}x/"
-              f"{r['keyframe_ratio_32']:5.1f}x | "
-              f"{r['exact_vs_sequential_8']:5.2f} / {r['exact_vs_sequential_32']:5.2f}")
-    print(f"sequential decode, real 640x272 H.264 joined: slice threads {threads['SLICE']:.0f} ms, "
-          f"frame threads {threads['FRAME']:.0f} ms")
+        print(
+            f"{r['clip']:26} {r['size']:>9} {r['sequential_ms']:7.0f} | "
+            f"{r['seed_ms_8']:6.0f}/{r['seed_ms_32']:<6.0f} | "
+            f"{r['exact_ratio_8']:4.1f}x/{r['exact_ratio_32']:4.1f}x | {r['keyframe_ratio_8']:5.1f}x/"
+            f"{r['keyframe_ratio_32']:5.1f}x | "
+            f"{r['exact_vs_sequential_8']:5.2f} / {r['exact_vs_sequential_32']:5.2f}"
+        )
+    print(
+        f"sequential decode, real 640x272 H.264 joined: slice threads {threads['SLICE']:.0f} ms, "
+        f"frame threads {threads['FRAME']:.0f} ms"
+    )
     s = scaling
-    print(f"default analysis: 1 min {s['analysis_1min_ms']:.0f} ms, 3 min {s['analysis_3min_ms']:.0f} ms, "
-          f"10 min {s['analysis_10min_ms']:.0f} ms: length_scaling_10x = {s['length_scaling_10x']:.2f}")
+    print(
+        f"default analysis: 1 min {s['analysis_1min_ms']:.0f} ms, 3 min {s['analysis_3min_ms']:.0f} ms, "
+        f"10 min {s['analysis_10min_ms']:.0f} ms: length_scaling_10x = {s['length_scaling_10x']:.2f}"
+    )
     if long:
         analysis, seq = long["long_1080p_analysis_ms"] / 1000, long["long_1080p_sequential_ms"] / 1000
-        print(f"10 min 1080p H.264: analysis {analysis:.1f} s vs one sequential decode {seq:.1f} s "
-              f"({long['long_1080p_ratio']:.2f}x)")
+        print(
+            f"10 min 1080p H.264: analysis {analysis:.1f} s vs one sequential decode {seq:.1f} s "
+            f"({long['long_1080p_ratio']:.2f}x)"
+        )
     load_after = Path("/proc/loadavg").read_text().strip()
     print(f"load average before {load_before}, at the end {load_after} (2 cores, shared)")
-    print(json.dumps({"bench": "sampling", "repeat": args.repeat, "rows": rows, "threads_ms": threads,
-                      **scaling, **long, "load_before": load_before, "load_after": load_after}))
+    print(
+        json.dumps(
+            {
+                "bench": "sampling",
+                "repeat": args.repeat,
+                "rows": rows,
+                "threads_ms": threads,
+                **scaling,
+                **long,
+                "load_before": load_before,
+                "load_after": load_after,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

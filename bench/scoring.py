@@ -39,15 +39,30 @@ from workers.scoring import (
 from workers.testing.models import cached_tiny_model
 
 DESCRIPTIONS = [
-    "a person walking a dog", "a red car", "smoke", "a delivery van", "a cat on a wall", "a bicycle",
-    "someone climbing a fence", "a package at the door", "a child running", "a truck reversing",
-    "fire", "a person carrying a ladder", "a dog in the yard", "headlights at night", "rain", "snow",
+    "a person walking a dog",
+    "a red car",
+    "smoke",
+    "a delivery van",
+    "a cat on a wall",
+    "a bicycle",
+    "someone climbing a fence",
+    "a package at the door",
+    "a child running",
+    "a truck reversing",
+    "fire",
+    "a person carrying a ladder",
+    "a dog in the yard",
+    "headlights at night",
+    "rain",
+    "snow",
 ]
 
 
 def _descriptions(n: int) -> list[str]:
-    return [DESCRIPTIONS[i % len(DESCRIPTIONS)] + ("" if i < len(DESCRIPTIONS) else f" number {i}")
-            for i in range(n)]
+    return [
+        DESCRIPTIONS[i % len(DESCRIPTIONS)] + ("" if i < len(DESCRIPTIONS) else f" number {i}")
+        for i in range(n)
+    ]
 
 
 def _best(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -63,8 +78,9 @@ def _best(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return best, result
 
 
-def seed_recipe(loaded: LoadedModel, rgb: np.ndarray, fps: float, descriptions: list[str],
-                max_new_tokens: int) -> list[int]:
+def seed_recipe(
+    loaded: LoadedModel, rgb: np.ndarray, fps: float, descriptions: list[str], max_new_tokens: int
+) -> list[int]:
     """One full greedy generate per question, as the seed did; returns tokens generated per question."""
     produced = []
     with torch.inference_mode():
@@ -103,21 +119,40 @@ def image_case(loaded: LoadedModel, rgb: np.ndarray, fps: float, repeats: int, s
         refs = _reference_images(Path(folder), 4, side)
         references = [[refs[i // 2]] if i % 2 else [] for i in range(8)]
         loaded.suffixes.clear()  # start cold: nothing cached in this process
-        t_cold, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
-                                                references=references), 1)
-        t_ours, ours = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
-                                                   references=references), repeats)
-        t_crop, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
-                                                references=references, strategy="crop"), repeats)
-        t_batch, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs,
-                                                 references=references, strategy="batched"), repeats)
+        t_cold, _ = _best(
+            lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs, references=references), 1
+        )
+        t_ours, ours = _best(
+            lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs, references=references), repeats
+        )
+        t_crop, _ = _best(
+            lambda: score_targets(
+                loaded, rgb, fps=fps, descriptions=descs, references=references, strategy="crop"
+            ),
+            repeats,
+        )
+        t_batch, _ = _best(
+            lambda: score_targets(
+                loaded, rgb, fps=fps, descriptions=descs, references=references, strategy="batched"
+            ),
+            repeats,
+        )
         t_words, _ = _best(lambda: score_targets(loaded, rgb, fps=fps, descriptions=descs), repeats)
-        t_naive, naive = _best(lambda: score_targets_naive(loaded, rgb, fps=fps, descriptions=descs,
-                                                           references=references), 1)
+        t_naive, naive = _best(
+            lambda: score_targets_naive(loaded, rgb, fps=fps, descriptions=descs, references=references), 1
+        )
         suffix_tokens = max(loaded.suffixes.lengths())
     diff = float(np.max(np.abs(np.array(ours) - np.array(naive))))
-    return {"ours_s": t_ours, "cold_s": t_cold, "crop_s": t_crop, "batched_s": t_batch, "words_s": t_words,
-            "naive_s": t_naive, "image_suffix_tokens": suffix_tokens, "max_abs_diff_vs_naive": diff}
+    return {
+        "ours_s": t_ours,
+        "cold_s": t_cold,
+        "crop_s": t_crop,
+        "batched_s": t_batch,
+        "words_s": t_words,
+        "naive_s": t_naive,
+        "image_suffix_tokens": suffix_tokens,
+        "max_abs_diff_vs_naive": diff,
+    }
 
 
 def main() -> None:
@@ -139,59 +174,96 @@ def main() -> None:
     rgb = np.random.default_rng(0).integers(0, 255, (args.frames, side, side * 4 // 3, 3), dtype=np.uint8)
     fps = 4.0
     prefix_len = _prefix_tokens(loaded, rgb, fps)
-    print(f"model {model_dir} ({loaded.model_type}) on {loaded.device} {loaded.dtype}; "
-          f"{args.frames} frames {rgb.shape[2]}x{rgb.shape[1]}; prefix {prefix_len} tokens")
+    print(
+        f"model {model_dir} ({loaded.model_type}) on {loaded.device} {loaded.dtype}; "
+        f"{args.frames} frames {rgb.shape[2]}x{rgb.shape[1]}; prefix {prefix_len} tokens"
+    )
 
     score_targets(loaded, rgb, fps=fps, descriptions=["warm up"])  # first-call costs out of the way
     rows, figures = [], {}
     for n in [int(x) for x in args.targets.split(",")]:
         descs = _descriptions(n)
-        t_ours, ours = _best(lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d),
-                             args.repeats)
-        t_batch, _ = _best(lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d,
-                                                          strategy="batched"), args.repeats)
-        t_crop, _ = _best(lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d,
-                                                         strategy="crop"), args.repeats)
-        t_naive, naive = _best(lambda d=descs: score_targets_naive(loaded, rgb, fps=fps, descriptions=d),
-                               1 if n > 8 else args.repeats)
+        t_ours, ours = _best(
+            lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d), args.repeats
+        )
+        t_batch, _ = _best(
+            lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d, strategy="batched"),
+            args.repeats,
+        )
+        t_crop, _ = _best(
+            lambda d=descs: score_targets(loaded, rgb, fps=fps, descriptions=d, strategy="crop"), args.repeats
+        )
+        t_naive, naive = _best(
+            lambda d=descs: score_targets_naive(loaded, rgb, fps=fps, descriptions=d),
+            1 if n > 8 else args.repeats,
+        )
         diff = float(np.max(np.abs(np.array(ours) - np.array(naive))))
         t_seed, produced = _best(lambda d=descs: seed_recipe(loaded, rgb, fps, d, args.seed_tokens), 1)
         t_seed3, _ = _best(lambda d=descs: seed_recipe(loaded, rgb, fps, d, 3), 1)
-        figures[n] = {"ours_s": t_ours, "batched_s": t_batch, "crop_s": t_crop, "naive_s": t_naive,
-                      "seed_s": t_seed, "seed3_s": t_seed3, "max_abs_diff_vs_naive": diff,
-                      "seed_tokens_generated": sorted(set(produced))}
+        figures[n] = {
+            "ours_s": t_ours,
+            "batched_s": t_batch,
+            "crop_s": t_crop,
+            "naive_s": t_naive,
+            "seed_s": t_seed,
+            "seed3_s": t_seed3,
+            "max_abs_diff_vs_naive": diff,
+            "seed_tokens_generated": sorted(set(produced)),
+        }
         rows.append((n, t_ours, t_batch, t_crop, t_naive, t_seed, t_seed3, produced, diff))
 
     base = figures[min(figures)]["ours_s"]
-    print(f"{'targets':>7} {'ours':>8} {'batched':>8} {'crop':>8} {'naive':>8} {'seed':>9} {'seed-3':>8} "
-          f"{'vs 1 tgt':>8} {'naive/ours':>10} {'seed/ours':>9} {'seed3/ours':>10} {'max|diff|':>9}")
+    print(
+        f"{'targets':>7} {'ours':>8} {'batched':>8} {'crop':>8} {'naive':>8} {'seed':>9} {'seed-3':>8} "
+        f"{'vs 1 tgt':>8} {'naive/ours':>10} {'seed/ours':>9} {'seed3/ours':>10} {'max|diff|':>9}"
+    )
     for n, t_ours, t_batch, t_crop, t_naive, t_seed, t_seed3, produced, diff in rows:
-        print(f"{n:>7} {t_ours*1e3:>6.0f}ms {t_batch*1e3:>6.0f}ms {t_crop*1e3:>6.0f}ms {t_naive*1e3:>6.0f}ms "
-              f"{t_seed*1e3:>7.0f}ms {t_seed3*1e3:>6.0f}ms {t_ours/base:>8.2f} {t_naive/t_ours:>10.1f} "
-              f"{t_seed/t_ours:>9.1f} {t_seed3/t_ours:>10.1f} {diff:>9.1e}")
-        print(f"        seed recipe generated {sorted(set(produced))} new tokens per question "
-              f"(max_new_tokens={args.seed_tokens})")
+        print(
+            f"{n:>7} {t_ours * 1e3:>6.0f}ms {t_batch * 1e3:>6.0f}ms {t_crop * 1e3:>6.0f}ms "
+            f"{t_naive * 1e3:>6.0f}ms "
+            f"{t_seed * 1e3:>7.0f}ms {t_seed3 * 1e3:>6.0f}ms {t_ours / base:>8.2f} {t_naive / t_ours:>10.1f} "
+            f"{t_seed / t_ours:>9.1f} {t_seed3 / t_ours:>10.1f} {diff:>9.1e}"
+        )
+        print(
+            f"        seed recipe generated {sorted(set(produced))} new tokens per question "
+            f"(max_new_tokens={args.seed_tokens})"
+        )
     img = image_case(loaded, rgb, fps, args.repeats, side)
-    print(f"8 targets, 4 with a reference image ({img['image_suffix_tokens']} tokens in an image suffix): "
-          f"ours {img['ours_s']*1e3:.0f} ms (cold {img['cold_s']*1e3:.0f}, crop {img['crop_s']*1e3:.0f}, "
-          f"batched {img['batched_s']*1e3:.0f}); 8 word-only {img['words_s']*1e3:.0f} ms; "
-          f"naive {img['naive_s']*1e3:.0f} ms; max|diff| {img['max_abs_diff_vs_naive']:.1e}")
-    print(f"image_targets_vs_words {img['ours_s'] / img['words_s']:.2f}  "
-          f"image_targets_vs_naive {img['ours_s'] / img['naive_s']:.2f}")
+    print(
+        f"8 targets, 4 with a reference image ({img['image_suffix_tokens']} tokens in an image suffix): "
+        f"ours {img['ours_s'] * 1e3:.0f} ms (cold {img['cold_s'] * 1e3:.0f}, crop {img['crop_s'] * 1e3:.0f}, "
+        f"batched {img['batched_s'] * 1e3:.0f}); 8 word-only {img['words_s'] * 1e3:.0f} ms; "
+        f"naive {img['naive_s'] * 1e3:.0f} ms; max|diff| {img['max_abs_diff_vs_naive']:.1e}"
+    )
+    print(
+        f"image_targets_vs_words {img['ours_s'] / img['words_s']:.2f}  "
+        f"image_targets_vs_naive {img['ours_s'] / img['naive_s']:.2f}"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     print(f"peak RSS {peak_mb:.0f} MB")
     n8 = figures.get(8, figures[max(figures)])
-    print(json.dumps({
-        "bench": "scoring", "model": loaded.model_type, "device": str(loaded.device),
-        "frames": args.frames, "prefix_tokens": prefix_len,
-        "baseline_s": n8["seed_s"], "ours_s": n8["ours_s"], "ratio": n8["seed_s"] / n8["ours_s"],
-        "eight_vs_one": n8["ours_s"] / base,
-        "per_targets": {str(k): v for k, v in figures.items()}, "peak_rss_mb": round(peak_mb, 1),
-        "image_targets_vs_words": img["ours_s"] / img["words_s"],
-        "image_targets_vs_naive": img["ours_s"] / img["naive_s"], "image_targets": img,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "scoring",
+                "model": loaded.model_type,
+                "device": str(loaded.device),
+                "frames": args.frames,
+                "prefix_tokens": prefix_len,
+                "baseline_s": n8["seed_s"],
+                "ours_s": n8["ours_s"],
+                "ratio": n8["seed_s"] / n8["ours_s"],
+                "eight_vs_one": n8["ours_s"] / base,
+                "per_targets": {str(k): v for k, v in figures.items()},
+                "peak_rss_mb": round(peak_mb, 1),
+                "image_targets_vs_words": img["ours_s"] / img["words_s"],
+                "image_targets_vs_naive": img["ours_s"] / img["naive_s"],
+                "image_targets": img,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

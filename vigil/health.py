@@ -21,6 +21,7 @@ from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Check:
     name: str

@@ -39,8 +39,13 @@ class ReferenceInfo:
     height: int
 
     def as_row(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "file": self.file, "name": self.name, "width": self.width,
-                "height": self.height}
+        return {
+            "sha256": self.sha256,
+            "file": self.file,
+            "name": self.name,
+            "width": self.width,
+            "height": self.height,
+        }
 
 
 def check_reference(path: Path) -> ReferenceInfo:

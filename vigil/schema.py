@@ -318,9 +318,7 @@ class Feedback(TimestampMixin, Base):
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    detection_id: Mapped[int] = mapped_column(
-        ForeignKey("detections.id", ondelete="CASCADE"), unique=True
-    )
+    detection_id: Mapped[int] = mapped_column(ForeignKey("detections.id", ondelete="CASCADE"), unique=True)
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
     verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
     note: Mapped[str | None] = mapped_column(Text)

@@ -402,6 +402,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
                 return conf
         raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
+
     # The TOML file these settings were read from (set by load_settings); it owns what it declares.
     _config_file: Path | None = PrivateAttr(default=None)
 

@@ -53,15 +53,43 @@ def partial(family: str, reason: str) -> Verdict:
 
 
 ISO_TOP_BOXES = frozenset(
-    {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"moof", b"mfra", b"styp",
-     b"sidx", b"meta", b"pdin", b"emsg", b"prft", b"ssix", b"junk"}
+    {
+        b"ftyp",
+        b"moov",
+        b"mdat",
+        b"free",
+        b"skip",
+        b"wide",
+        b"pnot",
+        b"uuid",
+        b"moof",
+        b"mfra",
+        b"styp",
+        b"sidx",
+        b"meta",
+        b"pdin",
+        b"emsg",
+        b"prft",
+        b"ssix",
+        b"junk",
+    }
 )
 TS_PACKET = 188
 M2TS_PACKET = 192
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 FAMILY_KIND = {
-    "mp4": "video", "avi": "video", "mpeg-ts": "video", "matroska": "video", "flv": "video", "asf": "video",
-    "mpeg-ps": "video", "jpeg": "image", "png": "image", "webp": "image", "bmp": "image", "tiff": "image",
+    "mp4": "video",
+    "avi": "video",
+    "mpeg-ts": "video",
+    "matroska": "video",
+    "flv": "video",
+    "asf": "video",
+    "mpeg-ps": "video",
+    "jpeg": "image",
+    "png": "image",
+    "webp": "image",
+    "bmp": "image",
+    "tiff": "image",
 }
 UNCHECKED = frozenset({"flv", "asf", "mpeg-ps", "tiff"})
 

@@ -96,8 +96,13 @@ class OpenWriters:
         if not self.available:
             return None
         snapshot = self._snapshot(fresh_after)
-        pids = sorted({pid for pid, fd in snapshot.holders.get((st.st_dev, st.st_ino), []) if
-                       opened_for_writing(self.proc, pid, fd)})
+        pids = sorted(
+            {
+                pid
+                for pid, fd in snapshot.holders.get((st.st_dev, st.st_ino), [])
+                if opened_for_writing(self.proc, pid, fd)
+            }
+        )
         if pids or snapshot.blind == 0:
             return pids
         return None
@@ -111,6 +116,7 @@ class OpenWriters:
                     self._warned_blind = True
                     log.info(
                         "open-writer check: %d process(es) hide their open files from this user; files "
-                        "they may write are judged by settle time and structure alone", self._map.blind
+                        "they may write are judged by settle time and structure alone",
+                        self._map.blind,
                     )
             return self._map

@@ -31,6 +31,7 @@ def set_worker_name(node: str) -> None:
     global WORKER_NAME
     WORKER_NAME = node
 
+
 # Called inside the results transaction; returns ids of delivery rows to send after commit.
 AfterResults = Callable[[Session, Analysis], list[int]]
 

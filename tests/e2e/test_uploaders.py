@@ -152,8 +152,17 @@ def run(argv: list[str]) -> None:
 
 def build_cases(staging: Path) -> list[Case]:
     cases, salt = [], 0
-    writers = ["ftp-stor", "ftp-stall", "ftp-rename", "ftp-mkd", "curl-ftp", "rsync", "rsync-inplace",
-               "rsync-partial-dir", "rsync-delay-updates"]
+    writers = [
+        "ftp-stor",
+        "ftp-stall",
+        "ftp-rename",
+        "ftp-mkd",
+        "curl-ftp",
+        "rsync",
+        "rsync-inplace",
+        "rsync-partial-dir",
+        "rsync-delay-updates",
+    ]
     for writer in writers:
         for fmt in FORMATS:
             salt += 1

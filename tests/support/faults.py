@@ -260,8 +260,6 @@ class Deployment:
         return sorted({k for k in seen if seen.count(k) > 1})
 
 
-
-
 class TcpProxy:
     """A loopback TCP proxy in front of a server; `cut()` refuses and drops every connection until
     `restore()`, as a network partition or a database restart looks from the client."""

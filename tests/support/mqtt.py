@@ -29,8 +29,6 @@ def require_broker() -> None:
         missing_service(f"Mosquitto at {BROKER[0]}:{BROKER[1]}: {exc}")
 
 
-
-
 class Mosquitto:
     """A broker of the test's own, on a free port, that can be stopped and started again."""
 

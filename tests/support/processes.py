@@ -21,8 +21,6 @@ from tests.support.services import free_port
 DEADLINE_S = 180.0
 
 
-
-
 def wait_for(predicate: Callable[[], bool], *, timeout: float = DEADLINE_S, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,22 +58,26 @@ class Stack:
         self.logs: list[Path] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         sources = [{"name": "inbox", "path": str(self.inbox)}] if watch_inbox else []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
-            "VIGIL_DATABASE__URL": db_url,
-            "VIGIL_BROKER__URL": broker_url,
-            "VIGIL_MODEL__ID": str(model_dir),
-            "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
-            "VIGIL_MODEL__WINDOW_S": "1.0",
-            "VIGIL_WATCH__SOURCES": json.dumps(sources),
-            "VIGIL_WATCH__SETTLE_S": "0.3",
-            "VIGIL_WATCH__READY_DEADLINE_S": "3",
-            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
-            "VIGIL_LOG__FORMAT": "text",
-            "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
-            # `vigil run` starts the review page: a port of its own, never a parallel run's 8765.
-            "VIGIL_WEB__PORT": str(free_port()),
-            "PYTHONUNBUFFERED": "1",
-        } | (extra_env or {})
+        self.env = (
+            {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+            | {
+                "VIGIL_DATABASE__URL": db_url,
+                "VIGIL_BROKER__URL": broker_url,
+                "VIGIL_MODEL__ID": str(model_dir),
+                "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
+                "VIGIL_MODEL__WINDOW_S": "1.0",
+                "VIGIL_WATCH__SOURCES": json.dumps(sources),
+                "VIGIL_WATCH__SETTLE_S": "0.3",
+                "VIGIL_WATCH__READY_DEADLINE_S": "3",
+                "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
+                "VIGIL_LOG__FORMAT": "text",
+                "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
+                # `vigil run` starts the review page: a port of its own, never a parallel run's 8765.
+                "VIGIL_WEB__PORT": str(free_port()),
+                "PYTHONUNBUFFERED": "1",
+            }
+            | (extra_env or {})
+        )
 
     def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

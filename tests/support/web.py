@@ -170,8 +170,6 @@ def bulk_detections(url: str, count: int, *, per_media: int = 10, seed: int = 5)
     engine.dispose()
 
 
-
-
 def start_web(
     root: Path, db_url: str, *, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str, Path]:

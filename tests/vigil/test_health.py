@@ -79,7 +79,11 @@ def vigil_health(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     return subprocess.run(
         [sys.executable, "-m", "vigil", "health", *args],
-        cwd=tmp_path, env=clean | env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -94,7 +98,9 @@ def test_the_command_exits_0_when_healthy_and_1_with_one_line_per_check(
     healthy = vigil_health(tmp_path, env, "--component", "worker")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert [line.split()[:2] for line in healthy.stdout.splitlines()] == [
-        ["ok", "database"], ["ok", "broker"], ["ok", "model"],
+        ["ok", "database"],
+        ["ok", "broker"],
+        ["ok", "model"],
     ]
     sick = vigil_health(tmp_path, env | {"VIGIL_BROKER__URL": UNREACHABLE_REDIS}, "--component", "watcher")
     assert sick.returncode == 1

@@ -158,7 +158,10 @@ def test_prefork_children_are_summed_by_the_parent_through_the_multiprocess_fold
     (stale / "counter_1.db").write_bytes(b"x")
     result = subprocess.run(
         [sys.executable, "-c", MULTIPROCESS_SCRIPT, str(tmp_path), str(free_port())],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "vigil_frames_decoded_total 12.0" in result.stdout

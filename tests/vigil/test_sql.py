@@ -183,9 +183,7 @@ def invoke(settings: DatabaseSettings, *args: str, **env: str) -> Any:
 
 
 def test_cli_prints_csv_when_piped_and_binds_params(seeded_url: str, reading: DatabaseSettings) -> None:
-    result = invoke(
-        reading, "SELECT rel_path, size_bytes FROM media WHERE status = :s", "--param", "s=done"
-    )
+    result = invoke(reading, "SELECT rel_path, size_bytes FROM media WHERE status = :s", "--param", "s=done")
     assert result.exit_code == 0, result.output
     assert result.stdout == "rel_path,size_bytes\nc0.mp4,100\n"
 

@@ -24,21 +24,31 @@ BYTES_CAP = "vigil sql: truncated at"
 TOO_BIG = "error: refused: a value passes the byte cap"
 # (query, how its stderr starts)
 SQLITE_BOMBS = [
-    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5000000) SELECT n FROM r",
-     ROWS_CAP),
+    (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5000000) SELECT n FROM r",
+        ROWS_CAP,
+    ),
     ("SELECT zeroblob(1000000000)", TOO_BIG),
     ("SELECT printf('%.*c', 100000000, 'x')", ""),  # SQLite returns NULL at its length limit
-    ("WITH RECURSIVE r(s, n) AS (SELECT 'x', 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) "
-     "SELECT s FROM r",
-     TOO_BIG),
-    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 100000) "
-     "SELECT randomblob(900000), randomblob(900000) FROM r", BYTES_CAP),
+    (
+        "WITH RECURSIVE r(s, n) AS (SELECT 'x', 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) "
+        "SELECT s FROM r",
+        TOO_BIG,
+    ),
+    (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 100000) "
+        "SELECT randomblob(900000), randomblob(900000) FROM r",
+        BYTES_CAP,
+    ),
 ]
 PG_BOMBS = [
     ("SELECT generate_series(1, 5000000)", ROWS_CAP),
     ("SELECT repeat('x', 300000000)", BYTES_CAP),
-    ("WITH RECURSIVE r(s, n) AS (SELECT 'x'::text, 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 29) "
-     "SELECT s FROM r", BYTES_CAP),
+    (
+        "WITH RECURSIVE r(s, n) AS (SELECT 'x'::text, 1 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 29) "
+        "SELECT s FROM r",
+        BYTES_CAP,
+    ),
     ("SELECT repeat('x', 100000) FROM generate_series(1, 100000)", BYTES_CAP),
     ("SELECT repeat('x', 900000) AS a, repeat('y', 900000) AS b FROM generate_series(1, 1000)", BYTES_CAP),
 ]

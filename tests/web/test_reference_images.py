@@ -27,8 +27,13 @@ def test_targets_page_shows_reference_images_and_serves_only_them(sqlite_url: st
     image = client.get("/targets/mycar/images/0")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     assert image.content == front.read_bytes()
-    for path in ["/targets/mycar/images/1", "/targets/mycar/images/-1", "/targets/nobody/images/0",
-                 "/targets/mycar/images/..%2f..%2fetc%2fpasswd", "/targets/..%2fmycar/images/0"]:
+    for path in [
+        "/targets/mycar/images/1",
+        "/targets/mycar/images/-1",
+        "/targets/nobody/images/0",
+        "/targets/mycar/images/..%2f..%2fetc%2fpasswd",
+        "/targets/..%2fmycar/images/0",
+    ]:
         assert client.get(path).status_code in (404, 422), path
     stored = next((tmp_path / "data" / "references").iterdir())
     stored.unlink()

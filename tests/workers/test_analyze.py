@@ -239,7 +239,6 @@ def test_store_results_is_atomic(runtime: WorkerRuntime, drop: Path) -> None:
     assert counts(runtime, media_id) == (0, 0)
 
 
-
 def test_caption_is_stored_when_configured(settings: Settings, drop: Path) -> None:
     settings.model.caption = True
     settings.model.caption_max_tokens = 6

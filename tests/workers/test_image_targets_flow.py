@@ -22,9 +22,7 @@ from workers.testing.models import FAMILIES
 
 
 @pytest.fixture(params=FAMILIES)
-def runtime(
-    request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path, tiny_model_dir
-) -> WorkerRuntime:
+def runtime(request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path, tiny_model_dir) -> WorkerRuntime:
     refs = tmp_path / "refs"
     refs.mkdir()
     front = write_image(refs / "front.jpg", size=(120, 90))

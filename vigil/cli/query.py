@@ -139,9 +139,10 @@ def reader_command(app: AppContext, password: bool) -> None:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             role, secret = create_reader(conn, password=password)
         readonly = reader_url(url, role, secret)
-        with psycopg.connect(make_url(readonly).set(drivername="postgresql").render_as_string(
-            hide_password=False
-        ), autocommit=True) as conn:
+        with psycopg.connect(
+            make_url(readonly).set(drivername="postgresql").render_as_string(hide_password=False),
+            autocommit=True,
+        ) as conn:
             reasons = unsafe_reasons(conn)
     except psycopg.Error as exc:
         raise ConfigError(f"cannot create the reader role: {' '.join(str(exc).split())}") from exc

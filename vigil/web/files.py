@@ -52,9 +52,7 @@ def thumbnail_file(session: Session, detection_id: int, thumbnails_dir: Path) ->
     return _inside(Path(detection.thumbnail_path), thumbnails_dir)
 
 
-def reference_file(
-    session: Session, name: str, index: int, references_dir: Path
-) -> tuple[Path, str] | None:
+def reference_file(session: Session, name: str, index: int, references_dir: Path) -> tuple[Path, str] | None:
     """The stored copy of a target's reference image number ``index`` and its content type, or None."""
     target = session.scalar(select(Target).where(Target.name == name))
     images = (target.images or []) if target is not None else []

@@ -255,9 +255,8 @@ def target_histograms(session: Session) -> list[TargetScores]:
     )
     for target_id, b, n in session.execute(every):
         counts[target_id]["unlabelled"][min(BINS - 1, max(0, int(b)))] += n
-    judged = (
-        select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict)
-        .join(Feedback, Feedback.detection_id == Detection.id)
+    judged = select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict).join(
+        Feedback, Feedback.detection_id == Detection.id
     )
     for target_id, score, matched, verdict in session.execute(judged):
         slot = min(BINS - 1, max(0, int(score * BINS)))

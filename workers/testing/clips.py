@@ -113,8 +113,17 @@ def write_clip_h264(
         "bf": str(bframes),
         "crf": "23",
     }
-    out = _write_av(path, "libx264", seconds=seconds, fps=fps, size=size, gop=gop, bframes=bframes,
-                    options=options, pattern=pattern)
+    out = _write_av(
+        path,
+        "libx264",
+        seconds=seconds,
+        fps=fps,
+        size=size,
+        gop=gop,
+        bframes=bframes,
+        options=options,
+        pattern=pattern,
+    )
     log.debug("wrote %s (%sx%s, h264 gop=%d bframes=%d)", out, *size, gop, bframes)
     return out
 
@@ -132,9 +141,18 @@ def write_clip_mpeg4(
     """Write an MPEG-4 Part 2 (``mp4v``) clip with a keyframe exactly every ``gop`` frames, using PyAV.
     ``faststart`` puts the MP4 index before the data (so a cut file still has its whole index)."""
     options = {"sc_threshold": "1000000000", "keyint_min": str(gop)}  # no scene-cut keyframes
-    out = _write_av(path, "mpeg4", seconds=seconds, fps=fps, size=size, gop=gop, bframes=0,
-                    options=options, pattern=pattern,
-                    container_options={"movflags": "faststart"} if faststart else None)
+    out = _write_av(
+        path,
+        "mpeg4",
+        seconds=seconds,
+        fps=fps,
+        size=size,
+        gop=gop,
+        bframes=0,
+        options=options,
+        pattern=pattern,
+        container_options={"movflags": "faststart"} if faststart else None,
+    )
     log.debug("wrote %s (%sx%s, mpeg4 gop=%d)", out, *size, gop)
     return out
 
@@ -344,8 +362,14 @@ def write_camera_clip(
 def _encoder_options(codec: Codec, *, gop: int, bframes: int, rate: Fraction) -> dict[str, str]:
     min_gop = str(max(1, round(rate)))  # scene-cut keyframes no closer than 1 s, as camera encoders do
     if codec == "libx264":
-        return {"preset": "veryfast", "bf": str(bframes), "b_pyramid": "normal", "keyint_min": min_gop,
-                "sc_threshold": "40", "crf": "26"}
+        return {
+            "preset": "veryfast",
+            "bf": str(bframes),
+            "b_pyramid": "normal",
+            "keyint_min": min_gop,
+            "sc_threshold": "40",
+            "crf": "26",
+        }
     if codec == "libx265":
         params = f"keyint={gop}:min-keyint={min_gop}:bframes={bframes}:b-pyramid=1:scenecut=40"
         params += ":log-level=error"
