@@ -37,7 +37,8 @@ import cv2
 from vigil.media import probe
 from workers.decode_av import THREAD_TYPE
 from workers.frames import FrameRequest, open_media, plan_windows, sample_frames
-from workers.testing.clips import concat_stream_copy, real_sample_clips, write_camera_clip
+from workers.testing.clips import write_camera_clip
+from workers.testing.recordings import concat_stream_copy, real_sample_clips
 
 SECONDS, SIZE = 60, (640, 360)
 KINDS: dict[str, dict[str, object]] = {

@@ -21,14 +21,13 @@ from vigil.errors import UnreadableMedia, UnsupportedMedia
 from vigil.media import MediaInfo, probe, unreadable_from_cv2
 from workers.frames import FrameRequest, open_media, plan_windows, sample_frames, sampled_fps, wanted_times
 from workers.testing.clips import (
-    concat_stream_copy,
-    real_sample_clips,
     write_camera_clip,
     write_clip_mp4v,
     write_clip_mpeg4,
     write_corrupt,
     write_image,
 )
+from workers.testing.recordings import concat_stream_copy, real_sample_clips
 
 SIZE = (160, 96)
 VFR_STEPS = (0.033, 0.1, 0.25, 0.016)
