@@ -60,8 +60,8 @@ def test_llava_image_only_config_is_unsupported(tmp_path):
         load_model(str(tmp_path), device="cpu")
 
 
-def test_missing_directory_is_unavailable(tmp_path):
-    with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE"):
+def test_missing_directory_is_named_as_such(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no such model directory.*vigil selftest.*--model DIR"):
         load_model(str(tmp_path / "nowhere"), device="cpu")
 
 
