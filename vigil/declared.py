@@ -20,6 +20,7 @@ Ownership is a column, `declared_in`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -53,19 +54,24 @@ class Applied:
         return "settings differ from the database: " + "; ".join(self.disagreements)
 
 
-def apply_settings(factory: sessionmaker[Session], settings: Settings) -> Applied:
-    """Upsert what the settings declare, retire what their file no longer declares, report disagreements."""
+def apply_settings(
+    factory: sessionmaker[Session], settings: Settings, *, pending_targets: Collection[str] = ()
+) -> Applied:
+    """Upsert what the settings declare, retire what their file no longer declares, report disagreements.
+
+    `pending_targets` are names the calling command is about to create (`vigil targets add`), so a rule in
+    the file that names a CLI target does not stop the one command that would make it."""
     try:
-        return _apply_once(factory, settings)
+        return _apply_once(factory, settings, pending_targets)
     except IntegrityError:  # another process inserted the same name first: its row is ours to update now
-        return _apply_once(factory, settings)
+        return _apply_once(factory, settings, pending_targets)
 
 
-def _apply_once(factory: sessionmaker[Session], settings: Settings) -> Applied:
+def _apply_once(factory: sessionmaker[Session], settings: Settings, pending: Collection[str]) -> Applied:
     owner = str(settings.config_file) if settings.config_file else None
     applied = Applied()
     with write_session(factory) as session:
-        refuse(missing_targets(settings, session.scalars(select(Target.name))))
+        refuse(missing_targets(settings, [*session.scalars(select(Target.name)), *pending]))
         sources = _apply_sources(session, settings.watch.sources, owner, applied)
         _apply_targets(session, settings, owner, applied)
         _apply_rules(session, settings, owner, applied)

@@ -59,12 +59,12 @@ class AppContext:
         if engine is not None:
             engine.dispose()
 
-    def open_database(self) -> None:
+    def open_database(self, *, pending_targets: tuple[str, ...] = ()) -> None:
         """Check the schema, then apply the settings (the one path every process takes: vigil.declared)."""
         from vigil.declared import apply_settings
 
         self.require_migrated()
-        apply_settings(self.factory, self.settings)
+        apply_settings(self.factory, self.settings, pending_targets=pending_targets)
 
     def require_migrated(self, *, initialise: bool = True) -> None:
         """Refuse to work on a database at another schema revision than the code's.

@@ -42,7 +42,7 @@ def targets_add(
     """Add a target, e.g. `vigil targets add van "a white delivery van"`, or by example:
     `vigil targets add mycar "my car" --image front.jpg --image side.jpg`. An existing name is updated:
     its threshold and on/off state are kept unless given, its images replaced by the ones given."""
-    open_targets(app)
+    app.open_database(pending_targets=(name,))  # a rule in the file may name the target this command makes
     with write_session(app.factory) as session:
         row = session.scalar(select(Target).where(Target.name == name))
         if row is not None:
