@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from vigil.settings import LogSettings
-from vigil.terminal import safe
+from vigil.terminal import safe, safe_lines
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -24,6 +25,13 @@ class TextFormatter(logging.Formatter):
             return super().formatMessage(record)
         finally:
             record.message = message
+
+    def formatException(self, ei: Any) -> str:
+        # A traceback quotes exception messages, which may hold file names: escaped line by line.
+        return safe_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return safe_lines(super().formatStack(stack_info))
 
 
 class JsonFormatter(logging.Formatter):

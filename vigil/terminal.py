@@ -27,3 +27,9 @@ def _escape(match: re.Match[str]) -> str:
 def safe(text: object) -> str:
     """``text`` as one line with every control character shown escaped (``\\x1b``, ``\\r``, ``\\u202e``)."""
     return _UNSAFE.sub(_escape, str(text))
+
+
+def safe_lines(text: object) -> str:
+    """Like :func:`safe`, but keeping the newlines of a message made of several lines (a traceback, the
+    problems of a settings file): each line is escaped on its own."""
+    return "\n".join(safe(line) for line in str(text).split("\n"))

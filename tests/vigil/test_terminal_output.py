@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, make_settings
+from tests.support.sql import reader
 from vigil.cli import cli
 from vigil.db import write_session
 from vigil.logs import configure_logging
@@ -100,6 +101,48 @@ def test_text_log_escapes_the_message_json_keeps_it(capsys: pytest.CaptureFixtur
         configure_logging(LogSettings(format="json"))
         logging.getLogger("vigil.test").warning("queued %s", HOSTILE)
         assert "\\u001b]0;owned" in capsys.readouterr().err
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_an_error_line_escapes_the_name_it_quotes(sqlite_url: str, tmp_path: Path) -> None:
+    """`error: ...` quotes file names and values (here a reference image that does not exist)."""
+    missing = tmp_path / f"{HOSTILE}.jpg"
+    got = CliRunner().invoke(
+        cli,
+        ["targets", "add", "evil", "a thing", "--image", str(missing)],
+        env={"VIGIL_DATABASE__URL": sqlite_url},
+    )
+    assert got.exit_code == 2, got.output
+    assert got.stderr.startswith("error: ") and "no such file" in got.stderr
+    assert_escaped(got.stderr)
+
+
+def test_a_postgresql_error_quoting_a_value_is_escaped(pg_url: str) -> None:
+    """The server's message quotes the value it could not read: a file name reaches stderr escaped."""
+    with reader(pg_url) as readonly_url:
+        got = CliRunner().invoke(
+            cli, ["sql", "SELECT CAST(:v AS integer)", "-p", f"v={HOSTILE}"],
+            env={"VIGIL_DATABASE__URL": pg_url, "VIGIL_DATABASE__READONLY_URL": readonly_url},
+        )  # fmt: skip
+    assert got.exit_code == 2, got.output
+    assert got.stderr.startswith("error: query failed: invalid input syntax for type integer")
+    assert_escaped(got.stderr)
+
+
+def test_text_log_escapes_a_traceback_line_by_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(LogSettings(format="text"))
+        try:
+            raise FileNotFoundError(f"no such file: {HOSTILE}")
+        except FileNotFoundError:
+            logging.getLogger("vigil.test").exception("probe failed")
+        err = capsys.readouterr().err
+        assert_escaped(err)
+        assert "Traceback (most recent call last):\n" in err  # still one line per frame
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import Settings, format_validation_error, load_settings
+from vigil.terminal import safe_lines
 
 
 class AppContext:
@@ -94,7 +95,8 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def fail(message: str, *, code: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    # An error may quote a file name or a value (a server's "invalid input syntax: ..."): escaped.
+    click.echo(f"error: {safe_lines(message)}", err=True)
     sys.exit(code)
 
 

@@ -172,7 +172,8 @@ def _modify_operation(node: Any) -> str | None:
 
 
 def _server_refusal(state: str, message: str) -> QueryRefused:
-    first = message.strip().splitlines()[0] if message.strip() else "error"
+    # The first line only; splitlines() would also cut at a \r or \x1c inside a quoted value.
+    first = message.strip().split("\n")[0] if message.strip() else "error"
     if state == "57014":
         return QueryRefused("query stopped at the time limit (change it with --timeout)")
     if state in {"25006", "42501"}:
