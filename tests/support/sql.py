@@ -56,7 +56,13 @@ def snapshot(url: str) -> tuple[object, ...]:
         if engine.dialect.name == "postgresql":
             server = (
                 conn.execute(text("SELECT COUNT(*) FROM pg_largeobject_metadata")).scalar_one(),
-                sorted(r[0] for r in conn.execute(text("SELECT rolname FROM pg_roles"))),
+                # Roles are cluster-wide: those of other tests' databases (vigil_test_*), made and dropped
+                # by tests running beside this one, are not this database's change.
+                sorted(
+                    r[0]
+                    for r in conn.execute(text("SELECT rolname FROM pg_roles"))
+                    if not r[0].startswith("vigil_test_")
+                ),
                 conn.execute(text("SELECT pg_conf_load_time()")).scalar_one(),
                 conn.execute(text("SELECT COUNT(*) FROM pg_prepared_xacts")).scalar_one(),
             )
