@@ -17,7 +17,12 @@ Tiny random models answer about 0.5 everywhere, so thresholds are chosen from a 
 (also the warm-up): per target, the middle of the widest gap between its window scores, so that some
 windows match and the decision does not hang on a score's last digits.
 
-Usage: PYTHONPATH=. python bench/throughput_gate.py [--keep DIR] [--repeat 2]. Ends with one JSON line.
+``--measures`` instead compares candidate difference measures on the same clip's windows (against window
+0, frames at 112 px): for each, the largest value among unchanged windows, the smallest among windows with
+activity, and their ratio (the margin a threshold has to sit in; the gate uses ``grid16_max``).
+
+Usage: PYTHONPATH=. python bench/throughput_gate.py [--keep DIR] [--repeat 2] [--measures]. Ends with one
+JSON line.
 """
 
 from __future__ import annotations
@@ -27,13 +32,19 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from vigil.contracts import Recognition, TargetSpec
 from vigil.media import probe
 from vigil.settings import ModelSettings
+from workers.frames import FrameRequest, open_media, plan_windows
 from workers.models import load_model
 from workers.pipeline import WindowRecognizer
+from workers.static_gate import difference, signature
 from workers.testing.clips import write_camera_clip
 from workers.testing.models import cached_tiny_model
 from workers.testing.scenes import StaticScene
@@ -117,11 +128,61 @@ def measure(keep: Path | None = None, repeat: int = 2) -> dict[str, float]:
     }
 
 
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32).mean(axis=-1)
+
+
+def _hash_bits(rgb: np.ndarray, kind: str) -> np.ndarray:
+    bits = []
+    for frame in rgb:
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        if kind == "dhash":
+            small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA)
+            bits.append(small[:, 1:] > small[:, :-1])
+        else:
+            low = cv2.dct(cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA))[:8, :8]
+            bits.append(low > np.median(low))
+    return np.array(bits)
+
+
+def compare_measures(keep: Path | None = None) -> dict[str, float]:
+    """Each candidate measure's margin between unchanged windows and windows with activity."""
+    measures: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "grid16_max": lambda a, b: difference(signature(a), signature(b)),
+        "mean_abs_diff": lambda a, b: float(np.abs(_grey(a) - _grey(b)).mean()),
+        "dhash_bits": lambda a, b: float(
+            (_hash_bits(a, "dhash") != _hash_bits(b, "dhash")).sum((1, 2)).max()
+        ),
+        "phash_bits": lambda a, b: float(
+            (_hash_bits(a, "phash") != _hash_bits(b, "phash")).sum((1, 2)).max()
+        ),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = camera_clip(keep or Path(tmp))
+        with open_media(clip) as media:
+            windows = plan_windows(media.timed_info, window_s=10.0, frames_per_window=8)
+            requests = [FrameRequest(8, start_s=a, end_s=b, max_side=112) for a, b in windows]
+            rgb = [frames.rgb for _, frames in media.frames(requests)]
+    active = [a < ACTIVE_S[1] and b > ACTIVE_S[0] for a, b in windows]
+    got: dict[str, float] = {}
+    for name, measure in measures.items():
+        values = [measure(rgb[0], window) for window in rgb[1:]]
+        quiet = max(v for v, busy in zip(values, active[1:], strict=True) if not busy)
+        busy = min(v for v, busy in zip(values, active[1:], strict=True) if busy)
+        got |= {f"{name}_unchanged_max": quiet, f"{name}_active_min": busy, f"{name}_margin": busy / quiet}
+        print(f"{name:14} unchanged <= {quiet:6.2f}   activity >= {busy:6.2f}   margin {busy / quiet:5.1f}x")
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="cache the clip and the tiny model here")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per case; the best is kept")
+    parser.add_argument("--measures", action="store_true", help="compare difference measures instead")
     args = parser.parse_args()
+    if args.measures:
+        print(json.dumps({"bench": "throughput_gate.measures", **compare_measures(args.keep)}))
+        return
     got = measure(args.keep, args.repeat)
     active = f"{ACTIVE_S[0]:g}-{ACTIVE_S[1]:g} s"
     print(f"{SECONDS // 60}-minute camera clip, {got['windows']:.0f} windows, activity {active}")
