@@ -89,7 +89,7 @@ class SourceSettings(Section):
     after_analysis: Literal["leave", "move"] = "leave"
     sidecar: bool = False
     # Static-scene gate (workers/static_gate.py): a window whose picture moved less than this many grey
-    # levels anywhere inherits the last scored window's scores; 0 is off. Typical cameras: 6 to 10.
+    # levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
     static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
 
 

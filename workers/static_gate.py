@@ -5,15 +5,15 @@ frames (already decoded at the model's size) are compared with those of the **la
 same file; when no part of the picture moved by ``threshold`` grey levels or more, the window inherits that
 window's scores per target (same P(yes), same matched decision, same evidence) marked ``inherited``.
 
-The measure, chosen by measurement (10-minute 160x96 camera clip, sensor noise sigma 3, libx264, 30 s of a
-person-sized box walking through, frames at 112 px): each frame is reduced to the mean grey level of the
-cells of a ``GRID``-wide grid, and the measure is the largest change of one cell between frames at the same
-position in the two windows. Unchanged windows measured 1.8-2.1, windows with the box 50-56. A global mean
-absolute difference dilutes a small object over the whole picture (1.7 unchanged vs 2.4-2.7 with the box),
-and 64-bit perceptual hashes left a margin of a few bits (dHash: unchanged 0-2 bits, the box 4-8; pHash:
-2-4 vs 8-14): both all but blind to what a camera watches for, something small entering a still view.
-Averaging over cells cancels the sensor noise; the maximum keeps a local change whole. One window's grid
-(8 frames) took 0.7 ms.
+The measure, chosen by measurement (``python bench/throughput_gate.py --measures``: a 10-minute 160x96
+camera clip, sensor noise sigma 3, libx264, 30 s of a person-sized box walking through, frames at 112 px,
+each window against the first): each frame is reduced to the mean grey level of the cells of a
+``GRID``-wide grid, and the measure is the largest change of one cell between frames at the same position
+in the two windows. Unchanged windows measured at most 3.1, windows with the box at least 49: a margin of
+15.6x for the threshold to sit in. A global mean absolute difference dilutes a small object over the
+whole picture (1.7 vs 2.4: 1.4x); 64-bit perceptual hashes did worse than the grid (dHash 3 vs 3 bits: no
+margin; pHash 2 vs 10 bits: 5x). Averaging over cells cancels the sensor noise; the maximum keeps a local
+change whole. One window's grid (8 frames) took 0.7 ms.
 
 Why the last scored window and not the previous one: comparing with the previous window would let a slow
 drift (a shadow, dusk) pass in steps each under the threshold while the scores, inherited down the chain,
