@@ -2,9 +2,10 @@
 
 A frame's score is the target's P(yes) for that frame alone, shown as a one-frame video (the score a
 window would get if it were that frame). All frames of the window are encoded as one batch of one-frame
-prefixes (one vision pass, one prefill), then each target's question is fed to all of them at once and
-cropped back. The picks equal scoring each frame as its own video one at a time, which costs a vision pass
-and a prefill per frame (tests/workers/test_best_frame.py keeps that as the reference).
+prefixes (one vision pass, one prefill), then the targets' questions of all frames are fed as one batch
+over the repeated cache (a question with reference images alone over the frames, cropped back after).
+The picks equal scoring each frame as its own video one at a time, which costs a vision pass and a
+prefill per frame (tests/workers/test_best_frame.py keeps that as the reference).
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def best_frames(
         return [0] * len(descriptions)
     questions = [question_for(d, len(r)) for d, r in zip(descriptions, references, strict=True)]
     head, _ = loaded.adapter.question_parts(questions[0], images=len(references[0]))
+    words = sum(1 for r in references if not r)  # questions batched over a repeated cache
     with torch.inference_mode(), device_memory_guard(f"finding the best of {len(rgb)} frames"):
         scores = np.concatenate(
             [
                 _frame_scores(loaded, inputs, head, questions, references)
-                for inputs in _one_frame_batches(loaded, rgb, head)
+                for inputs in _one_frame_batches(loaded, rgb, head, words)
             ]
         )
     return [int(i) for i in scores.argmax(axis=0)]
@@ -61,22 +63,30 @@ def _frame_scores(
     questions: list[str],
     references: Sequence[Sequence[ReferenceImage]],
 ) -> np.ndarray:
-    """P(yes) of every (frame, question) pair: one prefill of the frames, one suffix pass per question."""
+    """P(yes) of every (frame, question) pair: one prefill of the frames, then the word questions of all
+    frames as one batch over the repeated cache; a question with images (far longer) goes alone over the
+    frames and is cropped back first, so the batch is not padded to it."""
     prefix = encode_inputs(loaded, inputs)
     frames = int(inputs["input_ids"].shape[0])
     rows = question_suffixes(loaded, prefix, head, questions, list(references))
     out = np.empty((frames, len(rows)))
-    for j, row in enumerate(rows):
-        out[:, j] = p_yes(loaded, forward_suffixes(loaded, prefix, [row] * frames))
-        prefix.cache.crop(-len(row.ids))
+    for j in (j for j, row in enumerate(rows) if row.features is not None):
+        out[:, j] = p_yes(loaded, forward_suffixes(loaded, prefix, [rows[j]] * frames))
+        prefix.cache.crop(-len(rows[j].ids))
+    text = [j for j, row in enumerate(rows) if row.features is None]
+    if text:
+        if len(text) > 1:
+            prefix.cache.batch_repeat_interleave(len(text))  # row f * len(text) + i: frame f, question i
+        logits = forward_suffixes(loaded, prefix, [rows[j] for j in text] * frames)
+        out[:, text] = np.array(p_yes(loaded, logits)).reshape(frames, len(text))
     return out
 
 
-def _one_frame_batches(loaded: LoadedModel, rgb: np.ndarray, head: str) -> list[dict[str, Any]]:
-    """Processor inputs of every frame as its own one-frame video, in batches of at most
-    ``BATCH_TOKEN_BUDGET`` prefix tokens (all frames in one batch unless the budget is passed)."""
+def _one_frame_batches(loaded: LoadedModel, rgb: np.ndarray, head: str, repeats: int) -> list[dict[str, Any]]:
+    """Processor inputs of every frame as its own one-frame video, in batches whose prefixes, repeated
+    ``repeats`` times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed)."""
     everything = _inputs(loaded, rgb, head)
-    tokens = int(everything["input_ids"].shape[1])
+    tokens = int(everything["input_ids"].shape[1]) * max(1, repeats)
     per_batch = max(1, BATCH_TOKEN_BUDGET // tokens)
     if per_batch >= len(rgb):
         return [everything]
