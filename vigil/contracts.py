@@ -62,6 +62,8 @@ class WindowResult:
     matched: bool
     evidence: str | None = None
     thumbnail_path: str | None = None
+    # Copied from the last scored window: the scene had not changed (the static-scene gate); no model run.
+    inherited: bool = False
 
 
 @dataclass
@@ -87,4 +89,5 @@ class Recognizer(Protocol):
         *,
         media_id: int,
         frames_per_window: int | None = None,
+        static_gate: float = 0.0,
     ) -> Recognition: ...

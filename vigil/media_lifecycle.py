@@ -119,6 +119,7 @@ class Claim:
     attempts: int
     last_error: str | None
     registered: Registered
+    static_gate: float = 0.0  # the media's source's gate threshold (0: off)
 
 
 def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> Claim | None:
@@ -157,8 +158,9 @@ def claim(factory: sessionmaker[Session], media_id: int, *, lease_s: float) -> C
             codec=None,
         )
         registered = Registered(media.size_bytes, media.mtime, media.sha256)
+        gate = session.get_one(Source, media.source_id).static_gate
         return Claim(
-            media_id, token, Path(media.path), info, targets, media.attempts, media.error, registered
+            media_id, token, Path(media.path), info, targets, media.attempts, media.error, registered, gate
         )
 
 

@@ -45,18 +45,25 @@ def sync_sources(session: Session, sources: list[SourceSettings]) -> dict[str, S
     for conf in sources:
         row = existing.get(conf.name)
         if row is None:
-            row = Source(name=conf.name, path=str(conf.path.resolve()), target_names=conf.targets)
+            row = Source(
+                name=conf.name,
+                path=str(conf.path.resolve()),
+                target_names=conf.targets,
+                static_gate=conf.static_gate,
+            )
             session.add(row)
             existing[conf.name] = row
         else:
             row.path = str(conf.path.resolve())
             row.target_names = conf.targets
+            row.static_gate = conf.static_gate
     session.flush()
     return existing
 
 
 def ensure_source(session: Session, name: str, path: Path) -> Source:
-    """The source named `name`, created for an ad-hoc folder (e.g. `vigil scan DIR`) when missing."""
+    """The source named `name`, created for an ad-hoc folder (e.g. `vigil scan DIR`) when missing (with
+    the static-scene gate off: only a configured source turns it on)."""
     row = session.scalar(select(Source).where(Source.name == name))
     if row is None:
         row = Source(name=name, path=str(path.resolve()), target_names=None)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -104,6 +105,8 @@ class Source(DeclaredMixin, TimestampMixin, Base):
     path: Mapped[str] = mapped_column(Text)
     # Target names asked about for this source; NULL means every enabled target.
     target_names: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The static-scene gate's threshold for this source's media (settings: watch.sources[].static_gate).
+    static_gate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
     media: Mapped[list[Media]] = relationship(back_populates="source")
 
@@ -214,6 +217,7 @@ class Detection(Base):
     end_s: Mapped[float]
     p_yes: Mapped[float]
     matched: Mapped[bool]
+    inherited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     evidence: Mapped[str | None] = mapped_column(Text)
     thumbnail_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -29,6 +29,7 @@ COLUMN_NOTES: dict[str, str] = {
     "media.lease_until": "a running row whose lease ran out was lost with its worker and is queued again",
     "media.pending_target_ids": "re-analysis asks only these target ids; NULL asks every target that applies",
     "sources.target_names": "target names asked about here; NULL means every enabled target",
+    "sources.static_gate": "the static-scene gate's threshold for this source (0: off; see README)",
     "sources.declared_in": "the settings file that declares this source; NULL: made by a command",
     "targets.declared_in": "the settings file that owns this target (edit it there); NULL: made with the CLI",
     "alert_rules.declared_in": "the settings file that owns this rule; NULL: made with `vigil rules add`",
@@ -41,6 +42,8 @@ COLUMN_NOTES: dict[str, str] = {
     "analyses.total_ms": "wall time of the analysis in milliseconds (decode_ms + model_ms + overhead)",
     "detections.p_yes": "the model's probability of 'yes' for the target in this window (0..1)",
     "detections.matched": "p_yes >= the target's threshold at the time of the analysis",
+    "detections.inherited": "true: the window's scene had not changed since the last scored window of the "
+    "analysis, whose scores (and evidence) it copies without a model run (the static-scene gate)",
     "detections.start_s": "window start, seconds from the beginning of the file",
     "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
@@ -77,6 +80,7 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
             "'YYYY-MM-DD HH:MM:SS.SSS' in UTC",
             "score": "P(yes) for the target in this window (0..1)",
             "matched": "score at or above the target's threshold",
+            "inherited": "true when the score was copied from the last scored window (unchanged scene)",
             "start_s": "window start, seconds into the file",
             "end_s": "window end, seconds into the file",
             "thumbnail": "absolute path of a JPEG of the window's best frame at source resolution "

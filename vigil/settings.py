@@ -88,6 +88,9 @@ class SourceSettings(Section):
     poll_interval_s: Seconds = 5.0
     after_analysis: Literal["leave", "move"] = "leave"
     sidecar: bool = False
+    # Static-scene gate (workers/static_gate.py): a window whose picture moved less than this many grey
+    # levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
+    static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
 
 
 class WatchSettings(Section):

@@ -9,7 +9,9 @@ read in one forward pass (``workers.frames.open_media``). Windows are scored as 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
 generation and best-frame search run only for windows above a target's threshold. Evidence continues
 from the window's kept encoding (all matched targets as one batched greedy decode); the best frame comes
-from one batched pass over the window's frames as one-frame videos.
+from one batched pass over the window's frames as one-frame videos. With the source's static-scene gate
+on, a window whose picture has not changed inherits the last scored window's results without a model run
+(``workers.static_gate``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from workers.generation import window_evidence
 from workers.models import LoadedModel
 from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, score_window
+from workers.static_gate import StaticGate, inherit
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
 log = logging.getLogger(__name__)
@@ -75,9 +78,12 @@ class WindowRecognizer:
         *,
         media_id: int,
         frames_per_window: int | None = None,
+        static_gate: float = 0.0,
     ) -> Recognition:
         per_window = frames_per_window or self.settings.frames_per_window
         timer = _Timer()
+        gate = StaticGate(static_gate)
+        scored: dict[int, list[WindowResult]] = {}  # by window index, what later windows may inherit
         thumbnails = ThumbnailWriter(self.thumbnails_dir / str(media_id))
         results: list[WindowResult] = []
         caption_frames: Frames | None = None
@@ -94,8 +100,14 @@ class WindowRecognizer:
             for index, frames in _timed(media.frames(requests), timer):
                 if index < len(windows):
                     start_s, end_s = windows[index]
-                    scored = self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer)
-                    results.extend(scored)
+                    reference = gate.reference(index, frames)
+                    if reference is not None:  # an unchanged scene: no model run
+                        results.extend(inherit(scored[reference], frames, index, start_s, end_s, thumbnails))
+                        continue
+                    scored[index] = self._score_window(
+                        frames, targets, index, start_s, end_s, thumbnails, timer
+                    )
+                    results.extend(scored[index])
                 else:
                     caption_frames = frames
             decoded = media.decoded
@@ -111,6 +123,7 @@ class WindowRecognizer:
                 "window_s": self.settings.window_s,
                 "sampling": self.settings.sampling,
                 "frame_side": self.loaded.frame_side,
+                "static_gate": static_gate,
             },
             caption=caption,
         )

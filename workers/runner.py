@@ -68,6 +68,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
                 taken.targets,
                 media_id=taken.media_id,
                 frames_per_window=payload.frames_per_window,
+                static_gate=taken.static_gate,
             )
         check_after(taken.path, read)
         analysis_id, deliveries = store_results(

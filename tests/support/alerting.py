@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,8 +110,10 @@ def add_analysis(
     *,
     window_s: float = 10.0,
     thumbnail: str | None = None,
+    inherited: Collection[int] = (),
 ) -> Analysis:
-    """An analysis of `media` with one detection per target per window (scores in window order)."""
+    """An analysis of `media` with one detection per target per window (scores in window order); the
+    windows in `inherited` are marked as the static-scene gate marks them."""
     targets = {t.name: t for t in session.scalars(select(Target))}
     analysis = Analysis(media_id=media.id, model_id="tiny", prompt_version=1, target_ids=[])
     session.add(analysis)
@@ -131,6 +133,7 @@ def add_analysis(
                     matched=p >= target.threshold,
                     evidence=f"{name} in window {index}",
                     thumbnail_path=thumbnail,
+                    inherited=index in inherited,
                 )
             )
     session.flush()

@@ -103,7 +103,7 @@ def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, rec
     factory = factory_for(url)
     with write_session(factory) as session:
         media = add_media(session, mtime=datetime(2026, 6, 1, 20, 0, 0, tzinfo=UTC))  # 22:00 in Paris
-        analysis = add_analysis(session, media, {"person": [0.9, 0.2]})
+        analysis = add_analysis(session, media, {"person": [0.9, 0.2, 0.2]}, inherited={2})
         ids = evaluate_analysis(session, analysis, settings=settings)
     why = vigil(config, "rules", "test", "night", "--media", str(media.id))
     assert why.exit_code == 0, why.output
@@ -111,6 +111,7 @@ def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, rec
         "person window 0 (0-10 s): score 0.90 >= 0.50; Mon 2026-06-01 22:00:00 CEST in schedule" in why.output
     )
     assert "person window 1 (10-20 s): score 0.20 <  0.50" in why.output
+    assert "person window 2 inherited (20-30 s): score 0.20 <  0.50" in why.output  # the static-scene gate
     assert "=> person windows 0-0: blocked: already fired as alert" in why.output
     receiver.reply = lambda _n, _r: Reply(400)
     for delivery_id in ids:

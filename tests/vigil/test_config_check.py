@@ -52,7 +52,7 @@ def check(workdir: Path, text: str, env: dict[str, str] | None = None):  # type:
 
 
 def test_good_settings_are_ok(workdir: Path) -> None:
-    result = check(workdir, GOOD)
+    result = check(workdir, GOOD.replace('path = "{folder}"', 'path = "{folder}"\nstatic_gate = 8.5'))
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: vigil.toml: 1 source(s), 1 target(s), 1 rule(s)")
     assert "warning" not in result.output
@@ -77,6 +77,21 @@ BAD = [
     ("[[alerts.rules]]", '[[alerts.rules]]\nname = "r"\n[[alerts.rules]]', "rule names must be unique"),
     ("[[alerts.channels]]", '[[targets]]\nname = "van"\ndescription = "a van"\n[[alerts.channels]]', DUPE),
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nstatic_gate = -1',
+        "watch.sources.0.static_gate: Input should be",
+    ),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nstatic_gate = 300',
+        "watch.sources.0.static_gate: Input should be",
+    ),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nstatic_gate = "on"',
+        "watch.sources.0.static_gate: Input should be",
+    ),
 ]
 
 

@@ -178,6 +178,7 @@ class Failing:
         *,
         media_id: int,
         frames_per_window: int | None = None,
+        static_gate: float = 0.0,
     ) -> Recognition:
         self.frames_seen.append(frames_per_window)
         raise self.error

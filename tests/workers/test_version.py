@@ -122,9 +122,15 @@ class RewritesDuringDecode:
         *,
         media_id: int,
         frames_per_window: int | None = None,
+        static_gate: float = 0.0,
     ) -> Recognition:
         result = self.real.recognize(
-            path, info, targets, media_id=media_id, frames_per_window=frames_per_window
+            path,
+            info,
+            targets,
+            media_id=media_id,
+            frames_per_window=frames_per_window,
+            static_gate=static_gate,
         )
         with path.open("ab") as handle:
             handle.write(b"\0" * 4096)

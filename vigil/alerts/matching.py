@@ -41,6 +41,7 @@ class WindowCheck:
     score_ok: bool
     schedule_ok: bool
     run: int = 0  # length of the run of passing windows this one belongs to (0 when it does not pass)
+    inherited: bool = False  # scores copied from the last scored window (the static-scene gate)
 
     @property
     def passes(self) -> bool:
@@ -82,7 +83,8 @@ def check_windows(
 ) -> dict[int, list[tuple[Detection, WindowCheck]]]:
     """Per target (matching the rule): its detections in window order with their checks and run lengths.
 
-    Windows below the minimum score are left out unless `every_window` (they can never be in a run).
+    Windows below the minimum score are left out unless `every_window` (they can never be in a run). An
+    inherited window (the static-scene gate) counts exactly as the scored window it copies (docs/alerts.md).
     """
     by_target: dict[int, list[tuple[Detection, WindowCheck]]] = defaultdict(list)
     for det, target in ctx.detections:
@@ -104,6 +106,7 @@ def check_windows(
             local,
             score_ok=det.p_yes >= minimum,
             schedule_ok=rule.in_schedule(local),
+            inherited=det.inherited,
         )
         by_target[target.id].append((det, check))
     for pairs in by_target.values():

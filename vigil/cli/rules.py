@@ -129,8 +129,10 @@ def rules_test(app: AppContext, name: str, media_id: int) -> None:
         score = f"score {c.score:.2f} {'>=' if c.score_ok else '< '} {c.min_score:.2f}"
         when = f"{c.local_time:%a %Y-%m-%d %H:%M:%S %Z} {'in' if c.schedule_ok else 'outside'} schedule"
         run = f"run {c.run}/{why.rule.min_consecutive}" if c.run else "no run"
+        inherited = " inherited" if c.inherited else ""
         click.echo(
-            f"  {c.target} window {c.window_index} ({c.start_s:g}-{c.end_s:g} s): {score}; {when}; {run}"
+            f"  {c.target} window {c.window_index}{inherited} ({c.start_s:g}-{c.end_s:g} s): "
+            f"{score}; {when}; {run}"
         )
     if not why.outcomes:
         click.echo("  => would not fire")

@@ -55,6 +55,7 @@ class TimelineRow:
     has_thumbnail: bool
     verdict: str | None
     note: str | None
+    inherited: bool  # the static-scene gate copied this window's scores from the last scored one
     alerts: list[AlertView] = field(default_factory=list)
 
 
@@ -69,7 +70,7 @@ def timeline_query(
         select(
             d.id, d.media_id, Target.name, Source.name, Media.rel_path, Media.mtime, Media.duration_s,
             d.p_yes, d.matched, d.start_s, d.end_s, d.evidence, d.thumbnail_path, Feedback.verdict,
-            Feedback.note,
+            Feedback.note, d.inherited,
         )
         .join(Media, Media.id == d.media_id)
         .join(Source, Source.id == Media.source_id)
@@ -130,11 +131,11 @@ def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], in
 
 def _row(r: Any) -> TimelineRow:
     (detection_id, media_id, target, source, rel_path, mtime, duration, score, matched, start, end,
-     evidence, thumbnail, verdict, note) = r  # fmt: skip
+     evidence, thumbnail, verdict, note, inherited) = r  # fmt: skip
     seen_at = mtime + timedelta(seconds=start - (duration or 0.0))
     return TimelineRow(
         detection_id, media_id, target, source, rel_path, seen_at, score, matched, start, end, evidence,
-        thumbnail is not None, verdict, note,
+        thumbnail is not None, verdict, note, inherited,
     )  # fmt: skip
 
 
@@ -176,6 +177,7 @@ class MediaPage:
     analysis: Analysis | None  # the one shown in the grid (newest by default)
     targets: list[Target]
     windows: list[tuple[int, float, float]]  # index, start, end
+    inherited: set[int]  # windows whose scores the static-scene gate copied from the last scored window
     cells: dict[tuple[int, int], Detection]  # (window, target id) -> detection
     verdicts: dict[int, Feedback]
     alerts: list[tuple[Alert, str, str, list[Delivery]]]  # alert, rule, target, deliveries
@@ -220,6 +222,7 @@ def media_page(session: Session, media_id: int, analysis_id: int | None = None) 
         analysis=chosen,
         targets=targets,
         windows=windows,
+        inherited={d.window_index for d in detections if d.inherited},
         cells={(d.window_index, d.target_id): d for d in detections},
         verdicts=verdicts,
         alerts=alerts,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -82,7 +82,7 @@ def write_clip_mp4v(
     """Write an MPEG-4 Part 2 (``mp4v``) clip with OpenCV (OpenCV 5: a keyframe every ~2 frames)."""
     out = Path(path)
     count = max(1, round(seconds * fps))
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write mp4v to {out}")
     try:
@@ -178,6 +178,7 @@ def _write_av(
     count = max(1, round(seconds * fps))
     with av.open(str(out), mode="w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=int(fps))
+        assert isinstance(stream, av.VideoStream)  # narrows the stream type for every PyAV release's stubs
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = gop
@@ -255,7 +256,9 @@ def write_clip_vfr(
         stream.time_base = Fraction(1, 1000)
         pts = 0
         for i, bgr in enumerate(iter_frames(frames, size)):
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8), format="rgb24"
+            )
             frame.pts, frame.time_base = pts, Fraction(1, 1000)
             pts += (33, 100, 250, 16)[i % 4]
             for packet in stream.encode(frame):  # type: ignore[union-attr]
@@ -272,7 +275,7 @@ def write_zero_fps_avi(
     import struct
 
     out = Path(path)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
     for frame in iter_frames(frames, size):
         writer.write(frame)
     writer.release()
@@ -290,6 +293,7 @@ def write_zero_fps_avi(
 
 Codec = Literal["libx264", "libx265", "mjpeg", "mpeg4"]
 Muxer = Literal["mp4", "mpegts", "avi", "matroska", "fmp4"]
+SceneFrame = Callable[[int, float, tuple[int, int]], np.ndarray]  # (index, t, (w, h)) -> BGR frame
 
 
 def camera_frame(index: int, t: float, size: tuple[int, int], *, cut_s: float) -> np.ndarray:
@@ -323,11 +327,13 @@ def write_camera_clip(
     cut_s: float = 3.1,
     start_s: float = 0.0,
     times_s: list[float] | None = None,
+    frame: SceneFrame | None = None,
 ) -> Path:
     """Write a clip as a camera would: ``codec`` in ``muxer`` (``fmp4``: fragmented MP4 as cameras stream
     it), a keyframe at least every ``gop_s`` seconds plus the encoder's own scene-cut keyframes, a B-pyramid
     of ``bframes``, the first frame at ``start_s``. ``times_s`` gives every frame's timestamp instead of a
-    regular ``1/fps`` (variable frame rate, dropped frames)."""
+    regular ``1/fps`` (variable frame rate, dropped frames). ``frame(index, t, size)`` draws the picture
+    instead of ``camera_frame`` (e.g. ``workers.testing.scenes``)."""
     import av
 
     out = Path(path)
@@ -351,9 +357,10 @@ def write_camera_clip(
         if codec == "mpeg4":
             stream.codec_context.bit_rate = max(200_000, int(size[0] * size[1] * float(rate) * 0.15))
         for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(camera_frame(i, float(t), size, cut_s=cut_s), format="bgr24")
-            frame.pts, frame.time_base = round((t + Fraction(start_s)) / tb), tb
-            container.mux(stream.encode(frame))
+            picture = frame(i, float(t), size) if frame else camera_frame(i, float(t), size, cut_s=cut_s)
+            video_frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+            video_frame.pts, video_frame.time_base = round((t + Fraction(start_s)) / tb), tb
+            container.mux(stream.encode(video_frame))
         container.mux(stream.encode(None))
     log.debug("wrote %s (%s in %s, %d frames)", out, codec, muxer, len(times))
     return out
