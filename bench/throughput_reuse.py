@@ -18,7 +18,7 @@ Keys of the JSON line: matched_vs_unmatched_no_evidence (goal <= 2.0; 6.5 before
 best_frame_speedup. ``--recognize-only`` measures the first three keys alone, so the same file can time
 older code (PYTHONPATH=<old checkout>).
 
-    PYTHONPATH=. python bench/throughput_reuse.py [--repeats 3] [--recognize-only]
+    PYTHONPATH=. python bench/throughput_reuse.py [--repeats 7] [--recognize-only]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def reuse_figures(loaded: Any, clip: Path, repeats: int) -> dict[str, float]:
 
 
 def measure(
-    repeats: int = 3, *, recognize_only: bool = False, cache_dir: Path | None = None, threads: int = 1
+    repeats: int = 7, *, recognize_only: bool = False, cache_dir: Path | None = None, threads: int = 1
 ) -> dict[str, float]:
     """The figures, measured in one run on this machine (ratios are what to compare between machines).
     One torch thread by default: on a shared, loaded CPU intra-op threads spin against each other and
@@ -202,7 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--recognize-only", action="store_true", help="only the recognize ratios")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
