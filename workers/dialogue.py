@@ -14,16 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.generation import answer_token_ids, decode_text, greedy_continue
 from workers.models import LoadedModel, Prefix
 from workers.references import ReferenceImage
-from workers.scoring import (
-    answer_token_ids,
-    decode_text,
-    device_memory_guard,
-    encode_prefix,
-    forward_text,
-    greedy_continue,
-)
+from workers.scoring import device_memory_guard, encode_prefix, forward_text
 
 log = logging.getLogger(__name__)
 

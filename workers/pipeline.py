@@ -7,9 +7,11 @@ and, for thumbnails, at source resolution capped; the caption's frames) is plann
 read in one forward pass (``workers.frames.open_media``). Windows are scored as the pass produces them.
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
-generation and best-frame search run only for windows above a target's threshold; with the source's
-static-scene gate on, a window whose picture has not changed inherits the last scored window's results
-without a model run (``workers.static_gate``).
+generation and best-frame search run only for windows above a target's threshold. Evidence continues
+from the window's kept encoding (all matched targets as one batched greedy decode); the best frame comes
+from one batched pass over the window's frames as one-frame videos. With the source's static-scene gate
+on, a window whose picture has not changed inherits the last scored window's results without a model run
+(``workers.static_gate``).
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
+from workers.best_frame import best_frames
 from workers.dialogue import describe
 from workers.frames import FrameRequest, Frames, open_media, plan_windows
+from workers.generation import window_evidence
 from workers.models import LoadedModel
 from workers.references import ReferenceImage
-from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
+from workers.scoring import PROMPT_VERSION, score_window
 from workers.static_gate import StaticGate, inherit
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
@@ -158,53 +160,46 @@ class WindowRecognizer:
         if not targets:
             return []
         began = time.perf_counter()
-        scores = score_targets(
+        references = [self.references(t) for t in targets]
+        window = score_window(
             self.loaded,
             frames.rgb,
             fps=frames.fps,
             descriptions=[t.description for t in targets],
-            references=[self.references(t) for t in targets],
+            references=references,
         )
         results = [
             WindowResult(t.id, index, start_s, end_s, float(p), matched=bool(p >= t.threshold))
-            for t, p in zip(targets, scores, strict=True)
+            for t, p in zip(targets, window.scores, strict=True)
         ]
-        matched = [(t, r) for t, r in zip(targets, results, strict=True) if r.matched]
-        best = self._best_frames(frames, [t for t, _ in matched]) if matched else []
-        if self.settings.evidence:
-            for target, result in matched:
-                result.evidence = generate_evidence(
-                    self.loaded,
-                    frames.rgb,
-                    fps=frames.fps,
-                    description=target.description,
-                    references=self.references(target),
-                    max_new_tokens=self.settings.evidence_max_tokens,
-                ).strip()
+        hits = [i for i, r in enumerate(results) if r.matched]
+        descriptions = [targets[i].description for i in hits]
+        hit_references = [references[i] for i in hits]
+        best = self._best_frames(frames, descriptions, hit_references)
+        if self.settings.evidence and hits:
+            texts = window_evidence(
+                self.loaded,
+                window,
+                descriptions,
+                hit_references,
+                max_new_tokens=self.settings.evidence_max_tokens,
+            )
+            for i, text in zip(hits, texts, strict=True):
+                results[i].evidence = text
         timer.model_ms += (time.perf_counter() - began) * 1000
         full = frames.full if frames.full is not None else frames.rgb
-        for (target, result), frame_index in zip(matched, best, strict=True):
-            name = f"w{index:04d}-t{target.id}.jpg"
-            result.thumbnail_path = str(thumbnails.write(name, full[frame_index]))
+        for i, frame_index in zip(hits, best, strict=True):
+            name = f"w{index:04d}-t{targets[i].id}.jpg"
+            results[i].thumbnail_path = str(thumbnails.write(name, full[frame_index]))
         return results
 
-    def _best_frames(self, frames: Frames, targets: list[TargetSpec]) -> list[int]:
-        """For each target, the frame of the window it is most visible in (one frame scored at a time)."""
-        if len(frames.rgb) == 1:
-            return [0] * len(targets)
-        per_frame = np.array(
-            [
-                score_targets(
-                    self.loaded,
-                    frames.rgb[i : i + 1],
-                    fps=1.0,
-                    descriptions=[t.description for t in targets],
-                    references=[self.references(t) for t in targets],
-                )
-                for i in range(len(frames.rgb))
-            ]
-        )
-        return [int(i) for i in per_frame.argmax(axis=0)]
+    def _best_frames(
+        self, frames: Frames, descriptions: list[str], references: list[list[ReferenceImage]]
+    ) -> list[int]:
+        """For each matched target, the frame of the window it is most visible in."""
+        if not descriptions:
+            return []
+        return best_frames(self.loaded, frames.rgb, descriptions=descriptions, references=references)
 
 
 def _timed(frames: Iterator[tuple[int, Frames]], timer: _Timer) -> Iterator[tuple[int, Frames]]:

@@ -130,7 +130,7 @@ def _build(loaded: LoadedModel, text: str, images: list[np.ndarray]) -> Suffix:
     inputs = loaded.processor(
         text=[text], return_tensors="pt", add_special_tokens=False, **adapter.image_kwargs(images)
     )
-    tensors = _on_device(loaded, dict(inputs))
+    tensors = on_device(loaded, dict(inputs))
     text_keys = ("input_ids", "attention_mask", "mm_token_type_ids")
     vision = {k: v for k, v in tensors.items() if k not in text_keys}
     with torch.inference_mode():
@@ -153,7 +153,8 @@ def _build(loaded: LoadedModel, text: str, images: list[np.ndarray]) -> Suffix:
     )
 
 
-def _on_device(loaded: LoadedModel, inputs: dict[str, Any]) -> dict[str, Any]:
+def on_device(loaded: LoadedModel, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Processor outputs on the model's device, floating point ones in its dtype."""
     out: dict[str, Any] = {}
     for key, value in inputs.items():
         if isinstance(value, torch.Tensor):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -25,8 +26,8 @@ import torch
 
 from vigil.errors import OutOfMemory
 from workers.models import LoadedModel, Prefix
-from workers.prompts import evidence_question, question_for
-from workers.references import ReferenceImage, Suffix, image_suffix
+from workers.prompts import question_for
+from workers.references import ReferenceImage, Suffix, image_suffix, on_device
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ PROMPT_VERSION = 1
 BATCH_TOKEN_BUDGET = 64 * 1024
 
 Strategy = Literal["auto", "batched", "crop"]
-# Removed from generated text: control characters other than newline and tab (NUL breaks PostgreSQL text).
-_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 
 
 @contextmanager
@@ -61,15 +60,7 @@ def video_inputs(
     loaded: LoadedModel, rgb: np.ndarray, fps: float, text: str, images: Sequence[np.ndarray] = ()
 ) -> dict[str, Any]:
     """Processor inputs for one prompt text holding one video token (then ``images``), on the device."""
-    inputs = loaded.adapter.full_inputs(text, _check_frames(rgb), fps, list(images))
-    out: dict[str, Any] = {}
-    for key, value in inputs.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(loaded.device)
-            if value.is_floating_point():
-                value = value.to(loaded.dtype)
-        out[key] = value
-    return out
+    return on_device(loaded, loaded.adapter.full_inputs(text, _check_frames(rgb), fps, list(images)))
 
 
 def _prefix_cut(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
@@ -83,7 +74,12 @@ def _prefix_cut(loaded: LoadedModel, input_ids: torch.Tensor) -> int:
 
 def encode_prefix(loaded: LoadedModel, rgb: np.ndarray, *, fps: float, head_text: str) -> Prefix:
     """Run the video prefix (``head_text`` ends with the video token) once and keep its cache."""
-    inputs = video_inputs(loaded, rgb, fps, head_text)
+    return encode_inputs(loaded, video_inputs(loaded, rgb, fps, head_text))
+
+
+def encode_inputs(loaded: LoadedModel, inputs: dict[str, Any]) -> Prefix:
+    """Run processed prompts that end with a video (one row, or rows of the same length) and keep the
+    cache of what comes up to the last vision token."""
     cut = _prefix_cut(loaded, inputs["input_ids"])
     trailing = loaded.tokenizer.decode(inputs["input_ids"][0, cut:].tolist(), skip_special_tokens=False)
     for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
@@ -192,6 +188,20 @@ def _suffixes(
     ]
 
 
+def question_suffixes(
+    loaded: LoadedModel,
+    prefix: Prefix,
+    head: str,
+    questions: list[str],
+    references: list[Sequence[ReferenceImage]],
+) -> list[Suffix]:
+    """The suffix of each question (after its reference images) over a prefix encoded from ``head``."""
+    q_head, tails = _tails(loaded, [(q, len(r)) for q, r in zip(questions, references, strict=True)])
+    if q_head != head:
+        raise ValueError("these questions do not share the prefix the video was encoded with")
+    return _suffixes(loaded, prefix, tails, references)
+
+
 def _pick(strategy: Strategy, n: int, prefix_len: int) -> Literal["batched", "crop"]:
     if strategy != "auto":
         return strategy
@@ -222,6 +232,44 @@ def _batched(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.T
     return torch.cat([t for t in out if t is not None])
 
 
+@dataclass(frozen=True)
+class ScoredWindow:
+    """The scores of one window and the encoding they came from, kept for the matched targets' evidence.
+
+    ``prefix.cache`` may still hold scoring rows past the prefix (several rows after a batched pass);
+    whoever continues from it crops back to ``prefix.length`` first (workers.generation does)."""
+
+    scores: list[float]
+    prefix: Prefix
+    head: str  # the prompt text up to the video token, shared by every question about this window
+
+
+def score_window(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    fps: float,
+    descriptions: list[str],
+    references: References | None = None,
+    strategy: Strategy = "auto",
+) -> ScoredWindow:
+    """P(yes) per description (with its reference images, if any), encoding the video once; the
+    encoding is kept so that evidence continues from it instead of encoding the video again."""
+    if not descriptions:
+        raise ValueError("no descriptions to score")
+    refs = _per_target(descriptions, references)
+    questions = [(question_for(d, len(r)), len(r)) for d, r in zip(descriptions, refs, strict=True)]
+    head, tails = _tails(loaded, questions)
+    with torch.inference_mode(), device_memory_guard(f"scoring {len(descriptions)} targets"):
+        prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
+        rows = _suffixes(loaded, prefix, tails, refs)
+        chosen = _pick(strategy, len(rows), prefix.length)
+        logits = _batched(loaded, prefix, rows) if chosen == "batched" else _cropped(loaded, prefix, rows)
+        scores = p_yes(loaded, logits)
+    log.debug("scored %d targets over %d prefix tokens (%s)", len(rows), prefix.length, chosen)
+    return ScoredWindow(scores=scores, prefix=prefix, head=head)
+
+
 def score_targets(
     loaded: LoadedModel,
     rgb: np.ndarray,
@@ -234,17 +282,10 @@ def score_targets(
     """P(yes) per description (with its reference images, if any), encoding the video once."""
     if not descriptions:
         return []
-    refs = _per_target(descriptions, references)
-    questions = [(question_for(d, len(r)), len(r)) for d, r in zip(descriptions, refs, strict=True)]
-    head, tails = _tails(loaded, questions)
-    with torch.inference_mode(), device_memory_guard(f"scoring {len(descriptions)} targets"):
-        prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
-        rows = _suffixes(loaded, prefix, tails, refs)
-        chosen = _pick(strategy, len(rows), prefix.length)
-        logits = _batched(loaded, prefix, rows) if chosen == "batched" else _cropped(loaded, prefix, rows)
-        scores = p_yes(loaded, logits)
-    log.debug("scored %d targets over %d prefix tokens (%s)", len(rows), prefix.length, chosen)
-    return scores
+    window = score_window(
+        loaded, rgb, fps=fps, descriptions=descriptions, references=references, strategy=strategy
+    )
+    return window.scores
 
 
 def score_targets_naive(
@@ -265,109 +306,3 @@ def score_targets_naive(
             out = loaded.model(**inputs, logits_to_keep=1)
             scores.extend(p_yes(loaded, out.logits[:, -1].float()))
     return scores
-
-
-def greedy_continue(
-    loaded: LoadedModel,
-    prefix: Prefix,
-    first_logits: torch.Tensor,
-    *,
-    past: int,
-    max_new_tokens: int,
-    on_token: Any = None,
-    shift: int = 0,
-) -> tuple[list[int], int]:
-    """Greedy decoding over a one-row cache; returns (new token ids, tokens added to the cache)."""
-    tokens: list[int] = []
-    logits = first_logits
-    added = 0
-    eos = set(loaded.eos_ids)
-    tok = loaded.tokenizer
-    shown = ""
-    for _ in range(max_new_tokens):
-        nxt = int(logits[0].argmax().item())
-        if nxt in eos:
-            break
-        tokens.append(nxt)
-        if on_token is not None:
-            text = tok.decode(tokens, skip_special_tokens=True)
-            if len(text) > len(shown) and not text.endswith("\ufffd"):
-                on_token(text[len(shown) :].translate(_CONTROL))
-                shown = text
-        if len(tokens) == max_new_tokens:
-            break
-        logits = forward_text(loaded, prefix, [[nxt]], past=past + added, shift=shift)
-        added += 1
-    if on_token is not None:
-        text = tok.decode(tokens, skip_special_tokens=True)
-        if len(text) > len(shown):
-            on_token(text[len(shown) :].translate(_CONTROL))
-    return tokens, added
-
-
-def answer_token_ids(
-    loaded: LoadedModel,
-    rgb: np.ndarray,
-    *,
-    fps: float,
-    question: str,
-    references: Sequence[ReferenceImage] = (),
-    max_new_tokens: int = 48,
-    on_token: Any = None,
-) -> list[int]:
-    """Greedy answer token ids to one question about the video (after its reference images, if any)."""
-    n = len(references)
-    head, tail = loaded.adapter.question_parts(question, images=n)
-    with torch.inference_mode(), device_memory_guard("answering a question"):
-        prefix = encode_prefix(loaded, rgb, fps=fps, head_text=head)
-        row = _suffixes(loaded, prefix, [tail], [references])[0]
-        logits = forward_suffixes(loaded, prefix, [row])
-        tokens, _ = greedy_continue(
-            loaded,
-            prefix,
-            logits,
-            past=len(row.ids),
-            shift=row.span - len(row.ids),
-            max_new_tokens=max_new_tokens,
-            on_token=on_token,
-        )
-    return tokens
-
-
-def evidence_token_ids(
-    loaded: LoadedModel,
-    rgb: np.ndarray,
-    *,
-    fps: float,
-    description: str,
-    references: Sequence[ReferenceImage] = (),
-    max_new_tokens: int = 48,
-) -> list[int]:
-    """Greedy answer token ids (at most ``max_new_tokens``) to the evidence question."""
-    question = evidence_question(description, len(references))
-    return answer_token_ids(
-        loaded, rgb, fps=fps, question=question, references=references, max_new_tokens=max_new_tokens
-    )
-
-
-def generate_evidence(
-    loaded: LoadedModel,
-    rgb: np.ndarray,
-    *,
-    fps: float,
-    description: str,
-    references: Sequence[ReferenceImage] = (),
-    max_new_tokens: int = 48,
-) -> str:
-    """A short text about where and how ``description`` (shown by ``references``) appears; run only for
-    matched windows."""
-    tokens = evidence_token_ids(
-        loaded, rgb, fps=fps, description=description, references=references, max_new_tokens=max_new_tokens
-    )
-    return decode_text(loaded, tokens)
-
-
-def decode_text(loaded: LoadedModel, tokens: list[int]) -> str:
-    """Generated text fit to store and print: control characters (NUL included, which PostgreSQL's text
-    type refuses) are removed; byte-level tokenizers can produce them from any model, not only random ones."""
-    return loaded.tokenizer.decode(tokens, skip_special_tokens=True).translate(_CONTROL).strip()

@@ -100,9 +100,9 @@ def test_ask_about_a_reference_image(env: dict[str, str], clip: Path, tmp_path: 
     """`--image` puts the example after the clip: the answer is the greedy answer to that very prompt."""
     from vigil.references import check_reference
     from workers.clip import load_clip
+    from workers.generation import answer_token_ids, decode_text
     from workers.models import load_model
     from workers.references import ReferenceImage
-    from workers.scoring import answer_token_ids, decode_text
 
     front = write_image(tmp_path / "front.jpg", size=(120, 90))
     answer = invoke(["ask", str(clip), "Is this my car?", "--image", str(front), "--max-tokens", "5"], env)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from workers.generation import evidence_token_ids
+from workers.prompts import evidence_question
 from workers.references import ReferenceImage
 from workers.scoring import (
-    evidence_question,
-    evidence_token_ids,
     question_for,
     score_targets,
     score_targets_naive,

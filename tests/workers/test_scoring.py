@@ -3,10 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from workers.generation import decode_text, evidence_token_ids
 from workers.scoring import (
     PROMPT_VERSION,
-    evidence_token_ids,
-    generate_evidence,
     question_for,
     score_targets,
     score_targets_naive,
@@ -81,8 +80,8 @@ CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 
 def test_evidence_is_bounded_text(loaded_models, family, clip):
     loaded = loaded_models(family)
-    text = generate_evidence(loaded, clip, fps=4.0, description="a dog", max_new_tokens=6)
     ids = evidence_token_ids(loaded, clip, fps=4.0, description="a dog", max_new_tokens=6)
+    text = decode_text(loaded, ids)
     longer = evidence_token_ids(loaded, clip, fps=4.0, description="a dog", max_new_tokens=9)
     assert isinstance(text, str)
     assert 0 < len(ids) <= 6
@@ -109,8 +108,6 @@ def test_evidence_matches_generate(loaded_models, family, clip):
 
 
 def test_generated_text_never_holds_control_characters(loaded_models) -> None:
-    from workers.scoring import decode_text
-
     loaded = loaded_models("llava_next_video")
     ids = loaded.tokenizer.encode("a\x00b\x07c\nd", add_special_tokens=False)
     assert decode_text(loaded, ids) == "abc\nd"

@@ -37,9 +37,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Counts the recogniser's model calls: scoring passes and evidence generations."""
+    """Counts the recogniser's model calls: scoring passes, best-frame passes and evidence generations."""
     counted: Counter[str] = Counter()
-    for name in ("score_targets", "generate_evidence"):
+    for name in ("score_window", "best_frames", "window_evidence"):
         real = getattr(pipeline, name)
 
         def counting(*args: object, _real=real, _name=name, **kwargs: object) -> object:
@@ -72,10 +72,10 @@ def test_unchanged_windows_inherit_the_last_scored_window_without_a_model_call(
     calls.clear()
     off = recognise(loaded_models, tmp_path, clip)
     assert off.windows == on.windows == 6
-    # Off: one scoring pass per window + the best-frame search (4 one-frame passes) per matched window, and
-    # one evidence per matched window. On: the same for the three scored windows only.
-    assert dict(calls) == {"score_targets": 6 * 5, "generate_evidence": 6}
-    assert on_calls == {"score_targets": 3 * 5, "generate_evidence": 3}
+    # Off: one scoring pass, one best-frame pass and one evidence generation per (matched) window. On: the
+    # same for the three scored windows only.
+    assert dict(calls) == {"score_window": 6, "best_frames": 6, "window_evidence": 6}
+    assert on_calls == {"score_window": 3, "best_frames": 3, "window_evidence": 3}
     person, van = by_window(on, 1), by_window(on, 2)
     assert [w for w, r in sorted(person.items()) if r.inherited] == INHERITED  # type: ignore[attr-defined]
     assert [w for w, r in sorted(van.items()) if r.inherited] == INHERITED  # type: ignore[attr-defined]
@@ -101,7 +101,7 @@ def test_the_gate_is_off_by_default_and_the_first_window_is_always_scored(
     # a gate so loose that every window is "unchanged" still scores the first one
     loose = recognise(loaded_models, tmp_path, clip, static_gate=255.0)
     assert sorted({r.window_index for r in loose.results if not r.inherited}) == [0]
-    assert calls["score_targets"] == (6 + 1) * 5
+    assert calls["score_window"] == 6 + 1
 
 
 @pytest.fixture

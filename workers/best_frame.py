@@ -1,0 +1,107 @@
+"""The best frame of a matched window: the frame each matched target is most visible in.
+
+A frame's score is the target's P(yes) for that frame alone, shown as a one-frame video (the score a
+window would get if it were that frame). All frames of the window are encoded as one batch of one-frame
+prefixes (one vision pass, one prefill), then the targets' questions of all frames are fed as one batch
+over the repeated cache (a question with reference images alone over the frames, cropped back after).
+The picks equal scoring each frame as its own video one at a time, which costs a vision pass and a
+prefill per frame (tests/workers/test_best_frame.py keeps that as the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.models import LoadedModel
+from workers.prompts import question_for
+from workers.references import ReferenceImage, on_device
+from workers.scoring import (
+    BATCH_TOKEN_BUDGET,
+    device_memory_guard,
+    encode_inputs,
+    forward_suffixes,
+    p_yes,
+    question_suffixes,
+)
+
+ONE_FRAME_FPS = 1.0  # a one-frame video has no rate; the value the single-frame scores always used
+
+
+def best_frames(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    descriptions: list[str],
+    references: Sequence[Sequence[ReferenceImage]],
+) -> list[int]:
+    """For each description, the index of the frame of ``rgb`` (T, H, W, 3) with the highest P(yes)."""
+    if len(references) != len(descriptions):
+        raise ValueError(f"{len(references)} reference lists for {len(descriptions)} descriptions")
+    if len(rgb) == 1 or not descriptions:
+        return [0] * len(descriptions)
+    questions = [question_for(d, len(r)) for d, r in zip(descriptions, references, strict=True)]
+    head, _ = loaded.adapter.question_parts(questions[0], images=len(references[0]))
+    words = sum(1 for r in references if not r)  # questions batched over a repeated cache
+    with torch.inference_mode(), device_memory_guard(f"finding the best of {len(rgb)} frames"):
+        scores = np.concatenate(
+            [
+                _frame_scores(loaded, inputs, head, questions, references)
+                for inputs in _one_frame_batches(loaded, rgb, head, words)
+            ]
+        )
+    return [int(i) for i in scores.argmax(axis=0)]
+
+
+def _frame_scores(
+    loaded: LoadedModel,
+    inputs: dict[str, Any],
+    head: str,
+    questions: list[str],
+    references: Sequence[Sequence[ReferenceImage]],
+) -> np.ndarray:
+    """P(yes) of every (frame, question) pair: one prefill of the frames, then the word questions of all
+    frames as one batch over the repeated cache; a question with images (far longer) goes alone over the
+    frames and is cropped back first, so the batch is not padded to it."""
+    prefix = encode_inputs(loaded, inputs)
+    frames = int(inputs["input_ids"].shape[0])
+    rows = question_suffixes(loaded, prefix, head, questions, list(references))
+    out = np.empty((frames, len(rows)))
+    for j in (j for j, row in enumerate(rows) if row.features is not None):
+        out[:, j] = p_yes(loaded, forward_suffixes(loaded, prefix, [rows[j]] * frames))
+        prefix.cache.crop(-len(rows[j].ids))
+    text = [j for j, row in enumerate(rows) if row.features is None]
+    if text:
+        if len(text) > 1:
+            prefix.cache.batch_repeat_interleave(len(text))  # row f * len(text) + i: frame f, question i
+        logits = forward_suffixes(loaded, prefix, [rows[j] for j in text] * frames)
+        out[:, text] = np.array(p_yes(loaded, logits)).reshape(frames, len(text))
+    return out
+
+
+def _one_frame_batches(loaded: LoadedModel, rgb: np.ndarray, head: str, repeats: int) -> list[dict[str, Any]]:
+    """Processor inputs of every frame as its own one-frame video, in batches whose prefixes, repeated
+    ``repeats`` times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed)."""
+    everything = _inputs(loaded, rgb, head)
+    tokens = int(everything["input_ids"].shape[1]) * max(1, repeats)
+    per_batch = max(1, BATCH_TOKEN_BUDGET // tokens)
+    if per_batch >= len(rgb):
+        return [everything]
+    return [_inputs(loaded, rgb[i : i + per_batch], head) for i in range(0, len(rgb), per_batch)]
+
+
+def _inputs(loaded: LoadedModel, rgb: np.ndarray, head: str) -> dict[str, Any]:
+    frames = [np.ascontiguousarray(rgb[i : i + 1], dtype=np.uint8) for i in range(len(rgb))]
+    parts = [loaded.adapter.video_kwargs(frame, ONE_FRAME_FPS) for frame in frames]
+    kwargs = {
+        key: [item for part in parts for item in part[key]] if isinstance(value, list) else value
+        for key, value in parts[0].items()
+    }
+    inputs = loaded.processor(text=[head] * len(frames), return_tensors="pt", **kwargs)
+    mask = inputs.get("attention_mask")
+    if mask is not None and not bool(mask.all()):
+        raise ValueError("one-frame prompts of different lengths cannot share a batch")
+    return on_device(loaded, dict(inputs))
