@@ -80,6 +80,15 @@ def seed(factory: sessionmaker[Session]) -> dict[str, int]:
         }
         for name, media in rows.items():
             media.rel_path, media.path, media.kind, media.size_bytes = name, f"/x/{name}", "video", 1
+        # Failed at registration: no attempt began, its reason is the probe's.
+        rows["unreadable"] = Media(
+            source=cam1,
+            status="failed",
+            mtime=NOW - timedelta(hours=1),
+            error="not a readable video container",
+        )
+        unreadable = rows["unreadable"]
+        unreadable.rel_path, unreadable.path, unreadable.kind, unreadable.size_bytes = "u", "/x/u", "video", 1
         s.add_all(rows.values())
         s.flush()
         return {**{k: m.id for k, m in rows.items()}, "van": van.id, "person": person.id}
@@ -109,8 +118,11 @@ def test_reanalysis_marks_only_that_targets_analysed_media(factory: sessionmaker
         ("queued", "queued"),
         ("skipped", "skipped"),
         ("other_source", "done"),
+        ("unreadable", "failed"),
     ]:
         assert (rows[ids[name]].status, rows[ids[name]].pending_target_ids) == (status, None)
+    # Its real error is kept: a worker would have replaced it with "window [0.0, 0.0) s holds no frame".
+    assert rows[ids["unreadable"]].error == "not a readable video container"
 
 
 def test_reanalysis_refuses_what_cannot_be_asked(factory: sessionmaker[Session]) -> None:
@@ -288,7 +300,7 @@ def test_status_command(sqlite_url: str, factory: sessionmaker[Session], broker_
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "media: 5 queued, 0 running, 0 done, 0 failed, 1 skipped, 0 superseded"
+    assert lines[0] == "media: 5 queued, 0 running, 0 done, 1 failed, 1 skipped, 0 superseded"
     assert lines[1].startswith("queue: 5 queued (oldest queued ")
     assert lines[2] == "broker queue gpu: 2 message(s)"
     assert lines[3] == "alerts: 0 waiting for 0 delivery(ies)"
