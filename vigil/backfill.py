@@ -154,6 +154,10 @@ def source_settings_for_scan(
         return conf
     if folder is None:
         known = ", ".join(sorted(by_name)) or "none configured"
+        if name is None:
+            raise ConfigError(
+                f"nothing to scan: give a folder, or --source NAME of a configured source ({known})"
+            )
         raise ConfigError(f"no configured source named {name!r} ({known}); give a folder to scan")
     if not folder.is_dir():
         raise ConfigError(f"not a folder: {folder}")

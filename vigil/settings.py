@@ -34,7 +34,7 @@ from vigil import config_checks as checks
 from vigil.errors import ConfigError
 from vigil.media_types import MEDIA_EXTENSIONS
 from vigil.settings_alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
-from vigil.settings_base import NAME_PATTERN, Name, Seconds, Section
+from vigil.settings_base import NAME_PATTERN, Name, Seconds, Section, error_message
 from vigil.settings_services import (
     HomeAssistantSettings,
     LogSettings,
@@ -299,7 +299,7 @@ def format_validation_error(exc: ValidationError, path: Path | None = None) -> s
     lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
+        message = error_message(err)
         if key:
             lines.append(f"  {key}: {message}")
         else:  # a whole-tree check: each line already names its key

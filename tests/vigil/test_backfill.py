@@ -288,6 +288,8 @@ def test_scan_uses_a_configured_sources_rules_and_refuses_name_clashes(
     assert source_settings_for_scan(None, "cams", [conf]) is conf
     with pytest.raises(ConfigError, match="is the folder"):
         source_settings_for_scan(tmp_path, "cams", [conf])
+    with pytest.raises(ConfigError, match=r"^nothing to scan: give a folder, or --source NAME .*\(cams\)$"):
+        source_settings_for_scan(None, None, [conf])  # it said "no configured source named None"
     adhoc = source_settings_for_scan(camera_folder / "day1", None, [conf])
     assert (adhoc.name, adhoc.path) == ("day1", (camera_folder / "day1").resolve())
 
