@@ -82,7 +82,7 @@ def write_clip_mp4v(
     """Write an MPEG-4 Part 2 (``mp4v``) clip with OpenCV (OpenCV 5: a keyframe every ~2 frames)."""
     out = Path(path)
     count = max(1, round(seconds * fps))
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write mp4v to {out}")
     try:
@@ -178,6 +178,7 @@ def _write_av(
     count = max(1, round(seconds * fps))
     with av.open(str(out), mode="w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=int(fps))
+        assert isinstance(stream, av.VideoStream)  # narrows the stream type for every PyAV release's stubs
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = gop
@@ -255,7 +256,9 @@ def write_clip_vfr(
         stream.time_base = Fraction(1, 1000)
         pts = 0
         for i, bgr in enumerate(iter_frames(frames, size)):
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8), format="rgb24"
+            )
             frame.pts, frame.time_base = pts, Fraction(1, 1000)
             pts += (33, 100, 250, 16)[i % 4]
             for packet in stream.encode(frame):  # type: ignore[union-attr]
@@ -272,7 +275,7 @@ def write_zero_fps_avi(
     import struct
 
     out = Path(path)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
     for frame in iter_frames(frames, size):
         writer.write(frame)
     writer.release()

@@ -85,7 +85,7 @@ def write_mkv(path: PathArg, *, frames: int = 20, size: Size = SMALL, salt: int 
 def write_mjpeg_avi(path: PathArg, *, frames: int = 20, size: Size = SMALL, salt: int = 0) -> Path:
     """Motion-JPEG AVI as OpenCV (and many IP cameras) write it."""
     out = Path(path)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, size)
     for frame in _frames(frames, size, salt):
         writer.write(frame)
     writer.release()
@@ -112,7 +112,7 @@ def write_large_mjpeg_avi(path: PathArg, *, megabytes: float = 50, salt: int = 0
     """A 1280x720 MJPEG AVI of about `megabytes` (noise at quality 95: ~0.65 MB a frame, 10 fps)."""
     out = Path(path)
     size = (1280, 720)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, size)
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     for written, frame in enumerate(_frames(10_000, size, salt), start=1):
         writer.write(frame)
