@@ -22,7 +22,7 @@ from vigil.celery_app import EMBEDDED_SCHEME, INFO_COMMAND, is_embedded, make_ce
 from vigil.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class LiveWorker:
     name: str
     queue: str
