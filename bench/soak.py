@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -32,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-
+from tests.support.processes import Stack  # noqa: E402
 from vigil.migrate import upgrade  # noqa: E402
 from workers.testing.clips import write_clip_mp4v  # noqa: E402
 
@@ -77,62 +75,50 @@ def scrape(port: int, name: str, labels: str = "") -> float | None:
     return sum(values) if values else None
 
 
-class Soak:
+class Soak(Stack):
+    """The installation under load: the tests' deployment harness (tests.support.processes.Stack) with a
+    watcher and a gpu worker, ports for their metrics, and a staging folder files are written in first."""
+
     def __init__(self, root: Path, model: Path) -> None:
-        self.root = root
-        self.inbox, self.staging = root / "inbox", root / "staging"
-        self.inbox.mkdir(parents=True)
-        self.staging.mkdir()
-        self.db_url = f"sqlite:///{root / 'vigil.db'}"
+        root.mkdir(parents=True)
         self.watcher_port, self.worker_port = free_port(), free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
-            "VIGIL_DATABASE__URL": self.db_url,
-            "VIGIL_BROKER__URL": f"sqla+sqlite:///{root / 'broker.db'}",
-            "VIGIL_MODEL__ID": str(model),
-            "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
-            "VIGIL_MODEL__WINDOW_S": "2.0",
-            "VIGIL_MODEL__EVIDENCE": "false",
-            "VIGIL_TARGETS": json.dumps(
-                [
-                    {"name": "person", "description": "a person walking", "threshold": 0.5},
-                    {"name": "van", "description": "a white van", "threshold": 0.5},
-                ]
-            ),
-            "VIGIL_WATCH__SOURCES": json.dumps([{"name": "soak", "path": str(self.inbox)}]),
-            "VIGIL_WATCH__SETTLE_S": "0.3",
-            "VIGIL_WORK__RECONCILE_INTERVAL_S": "5",
-            "VIGIL_STORAGE__DATA_DIR": str(root / "data"),
-            "VIGIL_LOG__FORMAT": "json",
-            "VIGIL_LOG__LEVEL": "WARNING",
-            "VIGIL_METRICS__WATCHER_PORT": str(self.watcher_port),
-            "VIGIL_METRICS__WORKER_PORT": str(self.worker_port),
-            "PYTHONPATH": str(ROOT),
-            "HF_HUB_OFFLINE": "1",
-        }
+        super().__init__(
+            root,
+            db_url=f"sqlite:///{root / 'vigil.db'}",
+            broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
+            model_dir=model,
+            extra_env={
+                "VIGIL_MODEL__FRAMES_PER_WINDOW": "4",
+                "VIGIL_MODEL__WINDOW_S": "2.0",
+                "VIGIL_MODEL__EVIDENCE": "false",
+                "VIGIL_TARGETS": json.dumps(
+                    [
+                        {"name": "person", "description": "a person walking", "threshold": 0.5},
+                        {"name": "van", "description": "a white van", "threshold": 0.5},
+                    ]
+                ),
+                "VIGIL_WATCH__SOURCES": json.dumps([{"name": "soak", "path": str(root / "inbox")}]),
+                "VIGIL_WATCH__READY_DEADLINE_S": "600",
+                "VIGIL_WORK__RECONCILE_INTERVAL_S": "5",
+                "VIGIL_LOG__FORMAT": "json",
+                "VIGIL_LOG__LEVEL": "WARNING",
+                "VIGIL_METRICS__WATCHER_PORT": str(self.watcher_port),
+                "VIGIL_METRICS__WORKER_PORT": str(self.worker_port),
+                "PYTHONPATH": str(ROOT),
+                "HF_HUB_OFFLINE": "1",
+            },
+        )
+        self.staging = root / "staging"
+        self.staging.mkdir()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         upgrade(self.db_url)
 
     def start(self) -> None:
         for name, argv in [("worker", ["-m", "workers", "--queue", "gpu"]), ("watcher", ["-m", "watcher"])]:
-            with (self.root / f"{name}.log").open("ab") as log:
-                self.procs[name] = subprocess.Popen(
-                    [sys.executable, *argv],
-                    cwd=self.root,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            self.procs[name] = self.spawn(name, *argv, new_session=True)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:  # the main process only: Celery stops its pool children itself
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        self.stop_all(timeout=60)
 
     def drop(self, index: int) -> None:
         staged = self.staging / f"c{index:05d}.mp4"
@@ -141,14 +127,6 @@ class Soak:
         with staged.open("ab") as out:  # a `free` box makes each file unique and keeps the MP4 whole
             out.write(struct.pack(">I4s", 8 + len(tag), b"free") + tag)
         staged.rename(self.inbox / staged.name)
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        engine = create_engine(self.db_url)
-        try:
-            with engine.connect() as conn:
-                return [tuple(r) for r in conn.execute(text(sql))]
-        finally:
-            engine.dispose()
 
     def done(self) -> int:
         return int(self.rows("SELECT COUNT(*) FROM media WHERE status = 'done'")[0][0])  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.media_lifecycle import REANALYZABLE, requeue_for_target
+from vigil.media_lifecycle import reanalyzable, requeue_for_target
 from vigil.schema import Media, Source, Target, utcnow
 from vigil.settings import SourceSettings, format_validation_error
 
@@ -106,7 +106,7 @@ def mark_for_reanalysis(
     """
     with write_session(factory) as session:
         target, source_ids = _target_and_sources(session, target_name, source_name)
-        query = select(Media.id).where(Media.status.in_(REANALYZABLE), Media.source_id.in_(source_ids))
+        query = select(Media.id).where(reanalyzable(), Media.source_id.in_(source_ids))
         if since is not None:
             query = query.where(Media.mtime >= since)
         ids = list(session.scalars(query.order_by(Media.id)))
@@ -154,6 +154,10 @@ def source_settings_for_scan(
         return conf
     if folder is None:
         known = ", ".join(sorted(by_name)) or "none configured"
+        if name is None:
+            raise ConfigError(
+                f"nothing to scan: give a folder, or --source NAME of a configured source ({known})"
+            )
         raise ConfigError(f"no configured source named {name!r} ({known}); give a folder to scan")
     if not folder.is_dir():
         raise ConfigError(f"not a folder: {folder}")

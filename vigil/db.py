@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,9 +57,28 @@ def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(f"database.url: cannot use {parsed.render_as_string()}: {exc}") from exc
+    _forget_connections_across_fork(engine)
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms=int(settings.busy_timeout_s * 1000))
     return engine
+
+
+def _forget_connections_across_fork(engine: Engine) -> None:
+    """A forked child starts with an empty pool: it never uses a connection its parent opened.
+
+    A prefork worker applies its settings in the parent, then forks its pool children with that connection
+    pooled: two children writing on one socket garbled each other's replies (a claim's COMMIT answered
+    EMPTY_QUERY, its row stayed running and was claimed a second time once the lease ran out). Dropped, not
+    closed (SQLAlchemy's fork recipe): closing would end the session the parent still holds on that socket.
+    """
+    ref = weakref.ref(engine)
+
+    def after_fork_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:

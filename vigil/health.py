@@ -3,8 +3,8 @@
 - `database`: reachable and at the migrations' head revision (a SQLite file that does not exist is reported,
   never created);
 - `broker`: a kombu connection established within a short timeout;
-- the worker's `model` check lives with the composition root (`vigil.cli.health`): the core never
-  imports the workers.
+- the `workers` and `model` checks live with the composition root (`vigil.cli.health`): the model check
+  imports the workers, which the core never does.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def check_broker(settings: Settings, *, timeout_s: float = 3.0) -> Check:
 
     url = settings.broker.url
     connection = Connection(url, connect_timeout=timeout_s, transport_options={"socket_timeout": timeout_s})
-    shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    shown = url_for_display(url)
     try:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s)
     except Exception as exc:
@@ -69,6 +69,14 @@ def check_broker(settings: Settings, *, timeout_s: float = 3.0) -> Check:
     finally:
         connection.release()
     return Check("broker", True, f"{shown}: reachable")
+
+
+def url_for_display(url: str) -> str:
+    """A database or broker URL with its password as `***`; one without a password is shown as it is."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not in the form SQLAlchemy parses: shown only up to its host part
+        return url.split("@")[-1] if "@" in url else url
 
 
 CORE_CHECKS: list[Callable[[Settings], Check]] = [check_database, check_broker]

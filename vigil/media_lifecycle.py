@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.contracts import TargetSpec
@@ -36,7 +36,13 @@ from vigil.schema import Media, MediaStatus, Source, Target, utcnow
 
 log = logging.getLogger(__name__)
 
-REANALYZABLE = (MediaStatus.DONE, MediaStatus.FAILED)
+
+def reanalyzable() -> ColumnElement[bool]:
+    """Rows a target may be asked about again: done, or failed by an attempt; never a file that failed at
+    registration (no attempt began): a worker could only replace its real reason with a decode error."""
+    return (Media.status == MediaStatus.DONE) | ((Media.status == MediaStatus.FAILED) & (Media.attempts > 0))
+
+
 CHUNK = 500
 
 
@@ -323,11 +329,11 @@ def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: i
 
 def requeue_for_target(session: Session, media_ids: Sequence[int], target_id: int, *, now: datetime) -> None:
     """Done/failed rows back to `queued`, asking only `target_id`, with a fresh attempt count; inside the
-    caller's transaction. Rows in any other status are left alone."""
+    caller's transaction. Rows in any other status, or never probed, are left alone (`reanalyzable`)."""
     for start in range(0, len(media_ids), CHUNK):
         session.execute(
             update(Media)
-            .where(Media.id.in_(media_ids[start : start + CHUNK]), Media.status.in_(REANALYZABLE))
+            .where(Media.id.in_(media_ids[start : start + CHUNK]), reanalyzable())
             .values(
                 status=MediaStatus.QUEUED,
                 pending_target_ids=[target_id],

@@ -3,25 +3,23 @@
 Nested keys use a double underscore in the environment: ``VIGIL_DATABASE__URL``, ``VIGIL_MODEL__ID``.
 The TOML file is ``--config PATH``, else ``$VIGIL_CONFIG``, else ``./vigil.toml`` when it exists.
 Unknown keys are rejected everywhere, so a typo is an error with its location, never a silent default.
+
+Here: the root, the sections of watching and analysis, the checks across sections and the loading. The
+sections of targets and alerts are in `vigil.settings_alerts`, those of storage and services in
+`vigil.settings_services`; every name is re-exported from here.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
-    SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,23 +33,50 @@ from pydantic_settings import (
 from vigil import config_checks as checks
 from vigil.errors import ConfigError
 from vigil.media_types import MEDIA_EXTENSIONS
+from vigil.settings_alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
+from vigil.settings_base import NAME_PATTERN, Name, Seconds, Section, error_message
+from vigil.settings_services import (
+    HomeAssistantSettings,
+    LogSettings,
+    MetricsSettings,
+    StorageSettings,
+    WebSettings,
+    default_data_dir,
+    is_loopback,
+)
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-Seconds = Annotated[float, Field(gt=0)]
+# Every section is importable from here, where it always was.
+__all__ = [
+    "CONFIG_DIR",
+    "NAME_PATTERN",
+    "AlertSettings",
+    "BrokerSettings",
+    "ChannelSettings",
+    "DatabaseSettings",
+    "HomeAssistantSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "ModelSettings",
+    "Name",
+    "RuleSettings",
+    "Seconds",
+    "Section",
+    "Settings",
+    "SourceSettings",
+    "StorageSettings",
+    "TargetSettings",
+    "WatchSettings",
+    "WebSettings",
+    "WorkSettings",
+    "config_path",
+    "default_data_dir",
+    "format_validation_error",
+    "is_loopback",
+    "load_settings",
+]
 
 DEFAULT_INCLUDE = [f"*{ext}" for ext in sorted(MEDIA_EXTENSIONS)]  # patterns match case-insensitively
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def default_data_dir() -> Path:
-    """Where the embedded database, broker and thumbnails live unless set: $XDG_DATA_HOME/vigil."""
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "vigil"
 
 
 class DatabaseSettings(Section):
@@ -141,225 +166,6 @@ class ModelSettings(Section):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
         return value
-
-
-# The folder of the TOML file being loaded: relative reference-image paths are relative to it.
-CONFIG_DIR: ContextVar[Path | None] = ContextVar("vigil_config_dir", default=None)
-
-
-class TargetSettings(Section):
-    name: Name
-    description: Annotated[str, Field(min_length=3, max_length=500)]
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    enabled: bool = True
-    # Reference images ("this car"): paths relative to the config file; checked here, copied into
-    # <data_dir>/references under their content hash when the target is stored.
-    images: list[Path] = Field(default_factory=list)
-
-    @field_validator("images")
-    @classmethod
-    def _readable_images(cls, images: list[Path]) -> list[Path]:
-        from vigil.references import check_references
-
-        base = CONFIG_DIR.get() or Path.cwd()
-        resolved = [(p if p.is_absolute() else base / p).absolute() for p in images]
-        try:
-            check_references(resolved)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        return resolved
-
-
-class ChannelSettings(Section):
-    name: Name
-    kind: Literal["log", "webhook", "email", "mqtt", "command"]
-    # webhook
-    url: str | None = None
-    secret: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: Seconds = 10.0
-    # email
-    smtp_host: str | None = None
-    smtp_port: int | None = None
-    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    mail_from: str | None = None
-    mail_to: list[str] = Field(default_factory=list)
-    # mqtt
-    mqtt_host: str | None = None
-    mqtt_port: int = 1883
-    mqtt_topic: str = "vigil/{source}/{target}"
-    mqtt_retain: bool = False
-    mqtt_user: str | None = None
-    mqtt_password: SecretStr | None = None
-    # command: argv, never a shell
-    argv: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _required_per_kind(self) -> ChannelSettings:
-        required = {
-            "webhook": ["url"],
-            "email": ["smtp_host", "mail_from", "mail_to"],
-            "mqtt": ["mqtt_host"],
-            "command": ["argv"],
-            "log": [],
-        }[self.kind]
-        missing = [key for key in required if not getattr(self, key)]
-        if missing:
-            raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
-        return self
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("kind") == "webhook":
-            checks.check_webhook_url(value)
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            checks.check_webhook_secret(value.get_secret_value())
-        return value
-
-
-class RuleSettings(Section):
-    name: Name
-    targets: list[Name] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=lambda: ["*"])
-    min_score: Annotated[float, Field(ge=0, le=1)] | None = None
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
-    hours: str | None = None  # "22-06" wraps midnight
-    timezone: str = "UTC"
-    min_consecutive: Annotated[int, Field(ge=1)] = 1
-    cooldown_s: Annotated[float, Field(ge=0)] = 300.0
-    severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = "{target} seen at {source} ({score:.2f}) in {path}"
-    channels: list[Name] = Field(default_factory=lambda: ["log"])
-    enabled: bool = True
-
-    @field_validator("hours")
-    @classmethod
-    def _hours(cls, value: str | None) -> str | None:
-        return None if value is None else checks.check_hours(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        return checks.check_timezone(value)
-
-    @field_validator("message")
-    @classmethod
-    def _message(cls, value: str) -> str:
-        return checks.check_template_text(value)
-
-
-class AlertSettings(Section):
-    channels: list[ChannelSettings] = Field(default_factory=list)
-    rules: list[RuleSettings] = Field(default_factory=list)
-    retry_horizon_s: Seconds = 24 * 3600.0
-    retry_base_s: Seconds = 5.0
-    retry_max_s: Seconds = 3600.0
-
-    @field_validator("channels")
-    @classmethod
-    def _unique_channels(cls, channels: list[ChannelSettings]) -> list[ChannelSettings]:
-        return checks.require_unique_names(channels, "channel")
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_rules(cls, rules: list[RuleSettings]) -> list[RuleSettings]:
-        return checks.require_unique_names(rules, "rule")
-
-
-class StorageSettings(Section):
-    data_dir: Path = Field(default_factory=default_data_dir)
-
-    @property
-    def thumbnails_dir(self) -> Path:
-        return self.data_dir / "thumbnails"
-
-    @property
-    def references_dir(self) -> Path:
-        """Targets' reference images, one file per content hash."""
-        return self.data_dir / "references"
-
-
-class LogSettings(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["auto", "text", "json"] = "auto"
-
-
-class MetricsSettings(Section):
-    """Prometheus endpoints: the watcher serves `watcher_port`; the gpu worker `worker_port`, the cpu worker
-    `worker_port + 1`. Port 0 turns a process's endpoint off. Prefork workers aggregate their children
-    through prometheus_client's multiprocess mode in `multiproc_dir` (a fresh temporary folder when unset).
-    """
-
-    enabled: bool = True
-    watcher_port: Annotated[int, Field(ge=0, le=65535)] = 9464
-    worker_port: Annotated[int, Field(ge=0, le=65534)] = 9465
-    multiproc_dir: Path | None = None
-
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class WebSettings(Section):
-    """The review page (`vigil web`, started by `vigil run` when enabled). Off the loopback interface it
-    needs a password (HTTP Basic, any user name): the pages show every clip and accept feedback."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8765
-    # Public address of the pages, e.g. https://vigil.example.org: alert payloads link to it when set.
-    base_url: str | None = None
-    password: SecretStr | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError("must be an http:// or https:// address without query or fragment")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _password_off_loopback(self) -> WebSettings:
-        if not is_loopback(self.host) and not (self.password and self.password.get_secret_value()):
-            raise ValueError(f"host {self.host} is not a loopback address: set web.password to bind it")
-        return self
-
-
-MQTT_TOPIC_PATTERN = r"^[^/+#\s\x00]+(/[^/+#\s\x00]+)*$"  # levels without wildcards, no empty level
-
-
-class HomeAssistantSettings(Section):
-    """Home Assistant over MQTT (`vigil homeassistant`, started by `vigil run` when enabled): discovery
-    messages for a binary sensor, a score sensor and an image per source x target, state from the matching
-    detections, and an availability topic with a last will. Broker and credentials come from `channel`."""
-
-    enabled: bool = False
-    # An alerts.channels entry of kind mqtt; may be left out when exactly one mqtt channel is configured.
-    channel: Name | None = None
-    discovery_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "homeassistant"
-    # Root of the state, score, image and availability topics, and the device id: one per Vigil install.
-    topic_prefix: Annotated[str, Field(pattern=MQTT_TOPIC_PATTERN)] = "vigil"
-    # A binary sensor turns off this long after its last matching detection.
-    off_after_s: Seconds = 60.0
-    poll_interval_s: Seconds = 1.0
 
 
 class Settings(BaseSettings):
@@ -496,7 +302,7 @@ def format_validation_error(exc: ValidationError, path: Path | None = None) -> s
     lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
+        message = error_message(err)
         if key:
             lines.append(f"  {key}: {message}")
         else:  # a whole-tree check: each line already names its key

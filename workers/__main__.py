@@ -44,9 +44,13 @@ def run_worker(
         argv += ["-n", name]
     from celery.utils.nodenames import default_nodename, host_format
 
+    from vigil.live_workers import announce
     from workers.analyze import set_worker_name
 
-    set_worker_name(host_format(default_nodename(name)))
+    node = host_format(default_nodename(name))
+    set_worker_name(node)  # analyses.worker
+    # `vigil health` and `vigil workers` find it (on the embedded broker, which has no remote control).
+    announce(settings, name=node, queue=queue, model=settings.model.id if queue == GPU_QUEUE else None)
     serve_worker_metrics(settings, queue)
     app.worker_main(argv)
 

@@ -116,15 +116,24 @@ class Stack:
     def statuses(self) -> dict[str, str]:
         return {str(path): str(status) for path, status in self.rows("SELECT rel_path, status FROM media")}
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, timeout: float = 40) -> None:
+        """SIGTERM to each main process (Celery stops its pool children itself), SIGKILL after `timeout`:
+        to the whole group of one started in its own session, so no pool child is left behind."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
-                process.wait(timeout=40)
+                process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                process.kill()
+                try:
+                    leads_group = os.getpgid(process.pid) == process.pid
+                except ProcessLookupError:
+                    leads_group = False
+                if leads_group:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
                 process.wait()
 
     def dump_logs(self) -> str:

@@ -80,6 +80,15 @@ def seed(factory: sessionmaker[Session]) -> dict[str, int]:
         }
         for name, media in rows.items():
             media.rel_path, media.path, media.kind, media.size_bytes = name, f"/x/{name}", "video", 1
+        # Failed at registration: no attempt began, its reason is the probe's.
+        rows["unreadable"] = Media(
+            source=cam1,
+            status="failed",
+            mtime=NOW - timedelta(hours=1),
+            error="not a readable video container",
+        )
+        unreadable = rows["unreadable"]
+        unreadable.rel_path, unreadable.path, unreadable.kind, unreadable.size_bytes = "u", "/x/u", "video", 1
         s.add_all(rows.values())
         s.flush()
         return {**{k: m.id for k, m in rows.items()}, "van": van.id, "person": person.id}
@@ -109,8 +118,11 @@ def test_reanalysis_marks_only_that_targets_analysed_media(factory: sessionmaker
         ("queued", "queued"),
         ("skipped", "skipped"),
         ("other_source", "done"),
+        ("unreadable", "failed"),
     ]:
         assert (rows[ids[name]].status, rows[ids[name]].pending_target_ids) == (status, None)
+    # Its real error is kept: a worker would have replaced it with "window [0.0, 0.0) s holds no frame".
+    assert rows[ids["unreadable"]].error == "not a readable video container"
 
 
 def test_reanalysis_refuses_what_cannot_be_asked(factory: sessionmaker[Session]) -> None:
@@ -276,6 +288,8 @@ def test_scan_uses_a_configured_sources_rules_and_refuses_name_clashes(
     assert source_settings_for_scan(None, "cams", [conf]) is conf
     with pytest.raises(ConfigError, match="is the folder"):
         source_settings_for_scan(tmp_path, "cams", [conf])
+    with pytest.raises(ConfigError, match=r"^nothing to scan: give a folder, or --source NAME .*\(cams\)$"):
+        source_settings_for_scan(None, None, [conf])  # it said "no configured source named None"
     adhoc = source_settings_for_scan(camera_folder / "day1", None, [conf])
     assert (adhoc.name, adhoc.path) == ("day1", (camera_folder / "day1").resolve())
 
@@ -288,7 +302,7 @@ def test_status_command(sqlite_url: str, factory: sessionmaker[Session], broker_
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "media: 5 queued, 0 running, 0 done, 0 failed, 1 skipped, 0 superseded"
+    assert lines[0] == "media: 5 queued, 0 running, 0 done, 1 failed, 1 skipped, 0 superseded"
     assert lines[1].startswith("queue: 5 queued (oldest queued ")
     assert lines[2] == "broker queue gpu: 2 message(s)"
     assert lines[3] == "alerts: 0 waiting for 0 delivery(ies)"

@@ -67,9 +67,23 @@ def test_config_check_summarises_good_settings(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["targets", "add", "van", "x"], "description"),
-        (["targets", "add", "bad name", "a white van"], "name"),
-        (["targets", "add", "van", "a white van", "--threshold", "1.5"], "threshold"),
+        (["targets", "add", "van", "x"], "error: DESCRIPTION: String should have at least 3 characters\n"),
+        # Worded as the arguments, not as settings with a regular expression (issue 11).
+        (
+            ["targets", "add", "bad name", "a white van"],
+            "error: NAME: 'bad name' is not a name: 1 to 64 letters, digits, '_', '.' or '-', starting "
+            "with a letter or digit\n",
+        ),
+        (
+            ["targets", "add", "van", "a white van", "--threshold", "1.5"],
+            "error: --threshold: Input should be less than or equal to 1\n",
+        ),
+        (
+            ["rules", "add", "r", "--cooldown", "-1"],
+            "error: --cooldown: Input should be greater than or equal to 0\n",
+        ),
+        (["rules", "add", "r", "--hours", "25-99"], "error: --hours: '25-99'"),
+        (["scan"], "error: nothing to scan: give a folder, or --source NAME of a configured source"),
         (["targets", "disable", "nothing"], "no target named 'nothing'"),
         (["run", "--watch", "/does/not/exist"], "not a directory"),
         (["--config", "missing.toml", "config", "check"], "config file not found"),
@@ -80,6 +94,36 @@ def test_bad_input_gets_a_clear_error(workdir: Path, args: list[str], message: s
     assert result.exit_code == 2
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_help_summaries_are_not_cut_at_an_example(workdir: Path) -> None:
+    """Click ended a summary at "e.g." before a quote: `ask  Answer a free QUESTION about MEDIA, e.g.`."""
+    top = vigil("--help", cwd=workdir).stdout
+    assert "  ask            Answer a free QUESTION about MEDIA.\n" in top
+    assert "  sql            Run one read-only SQL query.\n" in top
+    for group in ([], ["targets"], ["rules"]):
+        listing = vigil(*group, "--help", cwd=workdir).stdout
+        assert not [line for line in listing.splitlines() if line.rstrip().endswith(("e.g.", "i.e."))], (
+            listing
+        )
+
+
+def test_the_settings_file_may_follow_the_command(workdir: Path) -> None:
+    """`-c` worked only before the sub-command; `rules add` keeps `-c` for --channel and takes --config."""
+    conf = workdir / "elsewhere.toml"
+    conf.write_text('[[targets]]\nname = "van"\ndescription = "a white van"\n')
+    checked = vigil("config", "check", "-c", str(conf), cwd=workdir)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"ok: {conf}: 0 source(s), 1 target(s)")
+    env = {"VIGIL_DATABASE__URL": f"sqlite:///{workdir / 'v.db'}"}
+    added = CliRunner().invoke(
+        cli, ["rules", "add", "r", "-t", "van", "--config", str(conf), "-c", "log"], env=env
+    )
+    assert added.exit_code == 0, added.output
+    listed = CliRunner().invoke(cli, ["rules", "list", "--config", str(conf)], env=env)
+    assert "targets=van" in listed.output and "-> log" in listed.output, listed.output
+    missing = CliRunner().invoke(cli, ["targets", "list", "--config", "nowhere.toml"], env=env)
+    assert missing.exit_code == 2 and "config file not found: nowhere.toml" in missing.output
 
 
 def test_a_database_at_an_old_revision_is_refused(workdir: Path) -> None:

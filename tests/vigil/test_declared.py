@@ -4,6 +4,8 @@ process; what the CLI makes is owned by the database. Each test reproduces a rep
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for
+from tests.support.processes import wait_for
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
 from vigil.db import write_session
@@ -184,3 +187,39 @@ def test_applying_twice_changes_nothing(home: Path) -> None:
     with factory() as session:
         after = [(r.name, r.updated_at) for r in session.scalars(select(AlertRule))]
     assert before == after and applied.retired == [] and applied.disagreement_line() is None
+
+
+@pytest.mark.slow
+def test_a_worker_whose_settings_disagree_says_so_at_start_in_one_line(home: Path) -> None:
+    """A real (delivery) worker started with another file than the one that declared rule r."""
+    main = write(home, TARGETS + RULE)
+    vigil("db", "upgrade")
+    apply_settings(factory_for(f"sqlite:///{home / 'vigil.db'}"), load_settings(main))
+    other = home / "other.toml"
+    other.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
+        "VIGIL_DATABASE__URL": f"sqlite:///{home / 'vigil.db'}",
+        "VIGIL_BROKER__URL": f"sqla+sqlite:///{home / 'broker.db'}",
+        "VIGIL_METRICS__ENABLED": "false",
+        "VIGIL_LOG__FORMAT": "text",
+    }
+    log = home / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--queue", "cpu", "--config", str(other)],
+            cwd=home,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "ready." in log.read_text(errors="replace"), what="worker ready", timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    lines = [line for line in log.read_text().splitlines() if "settings differ from the database" in line]
+    assert len(lines) == 1, log.read_text()
+    assert lines[0].endswith(
+        f"settings differ from the database: rule r is declared in {main.resolve()}, not here; "
+        "rule r sends to ops, a channel these settings do not configure"
+    )

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 
 from tests.support.sql import reader, seed, snapshot
 from vigil.cli import cli
-from vigil.db import is_sqlite
+from vigil.db import is_sqlite, make_engine, session_factory, write_session
 from vigil.errors import QueryRefused
+from vigil.schema import Target
 from vigil.settings import DatabaseSettings
 from vigil.sql import QueryResult, render, run_query
 
@@ -273,3 +275,16 @@ def test_cli_caps_rows_and_says_so(sqlite_url: str) -> None:
     assert piped.stderr == "vigil sql: truncated at 3 rows (raise it with --max-rows)\n"
     table = CliRunner().invoke(cli, ["sql", query, "--max-rows", "2", "--format", "table"], env=env)
     assert table.stdout.splitlines()[-1] == "(2 rows; truncated at 2 rows (raise it with --max-rows))"
+
+
+def test_booleans_print_true_false_on_both_databases(seeded_url: str, reading: DatabaseSettings) -> None:
+    """SQLite stores 0/1; the docs say true/false, and PostgreSQL already printed that."""
+    engine = make_engine(DatabaseSettings(url=seeded_url))
+    with write_session(session_factory(engine)) as session:
+        session.add_all([Target(name="van", description="a van"), Target(name="cat", description="a cat")])
+        session.flush()
+        session.execute(update(Target).where(Target.name == "cat").values(enabled=False))
+    engine.dispose()
+    result = invoke(reading, "SELECT name, enabled FROM targets ORDER BY name")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "name,enabled\ncat,false\nvan,true\n"

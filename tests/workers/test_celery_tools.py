@@ -166,3 +166,23 @@ def test_vigil_workers_says_when_none_answers(env: dict[str, str]) -> None:
     )
     assert listed.returncode == 1
     assert "no worker answered within 1 s" in listed.stderr
+
+
+def test_vigil_health_asks_redis_which_workers_run(env: dict[str, str], worker: str) -> None:
+    """Over Redis the running workers answer `vigil_info`: the named delivery worker passes; with no analysis
+    worker running, `workers` fails (it used to say ok for a worker that was not running)."""
+
+    def health(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "health", "--component", "worker", "--timeout", "10", *args],
+            env=env | {"HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    named = health("--name", "cpu1@%h")
+    assert f"ok   workers  {worker} running, queue cpu" in named.stdout, named.stdout + named.stderr
+    anyone = health()
+    assert anyone.returncode == 1
+    assert "FAIL workers  no analysis (gpu) worker is running (asked redis://" in anyone.stdout, anyone.stdout

@@ -7,6 +7,7 @@ Commands that need torch (ask, describe, chat, selftest, worker) import it insid
 from __future__ import annotations
 
 import importlib
+import re
 
 import click
 
@@ -48,8 +49,50 @@ def cli(ctx: click.Context, config: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
+def summarise_without_examples(group: click.Group) -> None:
+    """A command's one-line summary in `--help` leaves out its example: Click ends a summary at a period
+    before a capital or a quote, so `Add a target, e.g. `vigil targets add ...`` was listed as "Add a
+    target, e.g."."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            summarise_without_examples(command)
+        if command.help and command.short_help is None:
+            first = " ".join(command.help.partition("\n\n")[0].split())
+            example = re.search(r",?\s+(e\.g\.|i\.e\.)\s", first)
+            if example:
+                command.short_help = re.split(r"(?<=\.)\s", first[: example.start()] + ".")[0]
+
+
+def _use_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(AppContext).use_config(value)  # type: ignore[union-attr]
+
+
+def accept_config_after_the_command(group: click.Group) -> None:
+    """`vigil targets list -c FILE` as well as `vigil -c FILE targets list`: every command takes the
+    settings file too (`--config` only where `-c` means something else, as in `rules add`)."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            accept_config_after_the_command(command)
+            continue
+        taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        names = [n for n in ("--config", "-c") if n not in taken]
+        command.params.append(
+            click.Option(
+                names,
+                type=click.Path(dir_okay=False),
+                expose_value=False,
+                is_eager=True,
+                callback=_use_config,
+                help="Settings file (TOML), as `vigil --config` takes it.",
+            )
+        )
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(cli)
+summarise_without_examples(cli)
+accept_config_after_the_command(cli)
 
 
 def main() -> None:

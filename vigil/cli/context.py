@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import Settings, format_validation_error, load_settings
+from vigil.settings_base import error_message
 from vigil.terminal import safe_lines
 
 
@@ -21,6 +22,11 @@ class AppContext:
     def __init__(self, config: str | None) -> None:
         self.config = config
         self.overrides: dict[str, dict[str, Any]] = {}
+
+    def use_config(self, config: str) -> None:
+        """The settings file named after the command (`vigil targets list -c FILE`)."""
+        self.config = config
+        self.__dict__.pop("settings", None)
 
     def override(self, section: str, **values: Any) -> None:
         """Apply command-line options (e.g. --model) on top of file and environment settings."""
@@ -92,6 +98,23 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def from_arguments(section: type[SectionT], arguments: dict[str, str], **values: Any) -> SectionT:
+    """A settings section built from a command's arguments; invalid values are reported as the arguments
+    they came from (`arguments` maps a field to its argument; the rest are options of the same name), in
+    words, on one line."""
+    try:
+        return section(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            where = arguments.get(field, f"--{field.replace('_', '-')}" if field else "")
+            problems.append(f"{where}: {error_message(error)}" if where else error_message(error))
+        raise ConfigError("; ".join(problems)) from exc
 
 
 def fail(message: str, *, code: int = 2) -> NoReturn:

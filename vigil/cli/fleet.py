@@ -1,39 +1,29 @@
-"""`vigil workers`: the live Celery workers, asked over the broker, with their queue and model."""
+"""`vigil workers`: the running workers with their queue and model (`vigil.live_workers` finds them)."""
 
 from __future__ import annotations
 
 import click
 
 from vigil.cli.context import AppContext, pass_app
-from vigil.errors import ConfigError
 
 
 @click.command("workers")
 @click.option("--timeout", type=float, default=2.0, show_default=True, help="Seconds to wait for replies.")
 @pass_app
 def workers_command(app: AppContext, timeout: float) -> None:
-    """List live workers: name, queue, model. Exits 1 when none answers."""
-    from vigil.celery_app import INFO_COMMAND, is_embedded, make_celery
+    """List running workers: name, queue, model. Exits 1 when there is none."""
+    from vigil.health import url_for_display
+    from vigil.live_workers import is_embedded, live_workers
 
     settings = app.settings
-    if is_embedded(settings):
-        raise ConfigError(
-            "the embedded broker has no remote control: `vigil workers` needs a Redis or RabbitMQ broker "
-            "(`vigil health` checks the embedded one)"
-        )
-    celery = make_celery(settings)
-    try:
-        replies = celery.control.inspect(timeout=timeout)._request(INFO_COMMAND) or {}
-    finally:
-        celery.close()
-    if not replies:
-        click.echo(f"no worker answered within {timeout:g} s on {settings.broker.url}", err=True)
+    found = live_workers(settings, timeout_s=timeout)
+    if not found:
+        how = "is running" if is_embedded(settings) else f"answered within {timeout:g} s"
+        click.echo(f"no worker {how} on {url_for_display(settings.broker.url)}", err=True)
         raise SystemExit(1)
-    width = max(len(name) for name in replies)
-    for name, info in sorted(replies.items()):
-        queue = info.get("queue", "?") if isinstance(info, dict) else "?"
-        model = (info.get("model") if isinstance(info, dict) else None) or "-"
-        click.echo(f"{name:<{width}}  queue {queue}  model {model}")
+    width = max(len(worker.name) for worker in found)
+    for worker in found:
+        click.echo(f"{worker.name:<{width}}  queue {worker.queue}  model {worker.model or '-'}")
 
 
 def register(cli: click.Group) -> None:

@@ -61,6 +61,7 @@ def run_command(
     The default is embedded (SQLite file + serverless broker); with a Redis broker and PostgreSQL set in
     the settings the same command runs against them.
     """
+    from vigil.health import url_for_display
     from vigil.migrate import upgrade
     from vigil.supervisor import ChildSpec, Supervisor
 
@@ -96,8 +97,8 @@ def run_command(
         "vigil running: %s; model %s; database %s; broker %s; review page %s",
         ", ".join(f"{s.name}={s.path}" for s in sources),
         settings.model.id,
-        settings.database.url,
-        settings.broker.url,
+        url_for_display(settings.database.url),
+        url_for_display(settings.broker.url),
         f"http://{settings.web.host}:{settings.web.port}" if settings.web.enabled else "off",
     )
     supervisor = Supervisor(specs, env=env)

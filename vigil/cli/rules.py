@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import click
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from vigil.alerts.evaluation import Explanation, explain_rule
 from vigil.alerts.sync import known_names, upsert_rule, validate_rule
-from vigil.cli.context import AppContext, pass_app
+from vigil.cli.context import AppContext, from_arguments, pass_app
 from vigil.db import write_session
 from vigil.declared import refuse_declared
 from vigil.errors import ConfigError
 from vigil.schema import AlertRule
-from vigil.settings import RuleSettings, format_validation_error
+from vigil.settings import RuleSettings
 
 
 def open_rules(app: AppContext) -> None:
@@ -24,6 +23,16 @@ def open_rules(app: AppContext) -> None:
 @click.group("rules")
 def rules_group() -> None:
     """Manage alert rules: which targets, where, how sure, when, and which channels."""
+
+
+# Each field of a rule, as the argument or option of `rules add` that sets it.
+RULE_ARGUMENTS = {
+    "name": "NAME",
+    "targets": "--target",
+    "sources": "--source",
+    "cooldown_s": "--cooldown",
+    "channels": "--channel",
+}
 
 
 @rules_group.command("add")
@@ -47,10 +56,7 @@ def rules_add(app: AppContext, name: str, **options: object) -> None:
         values["days"] = [d.strip().lower() for d in str(values["days"]).split(",") if d.strip()]
     if "cooldown" in values:
         values["cooldown_s"] = values.pop("cooldown")
-    try:
-        conf = RuleSettings(name=name, **values)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
+    conf = from_arguments(RuleSettings, RULE_ARGUMENTS, name=name, **values)
     open_rules(app)
     with write_session(app.factory) as session:
         targets, channels = known_names(session, app.settings)

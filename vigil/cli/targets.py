@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 from sqlalchemy import select
 
-from vigil.cli.context import AppContext, pass_app
+from vigil.cli.context import AppContext, from_arguments, pass_app
 from vigil.db import write_session
 from vigil.declared import refuse_declared
 from vigil.errors import ConfigError
 from vigil.registry import upsert_target
 from vigil.schema import Target
-from vigil.settings import TargetSettings, format_validation_error
+from vigil.settings import TargetSettings
 from vigil.terminal import safe
 
 
@@ -48,16 +47,15 @@ def targets_add(
         if row is not None:
             refuse_declared(row, f"target {name}")
             threshold = row.threshold if threshold is None else threshold
-        try:
-            conf = TargetSettings(
-                name=name,
-                description=description,
-                threshold=0.5 if threshold is None else threshold,
-                enabled=True if row is None else row.enabled,
-                images=list(images),
-            )
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc)) from exc
+        conf = from_arguments(
+            TargetSettings,
+            {"name": "NAME", "description": "DESCRIPTION", "threshold": "--threshold", "images": "--image"},
+            name=name,
+            description=description,
+            threshold=0.5 if threshold is None else threshold,
+            enabled=True if row is None else row.enabled,
+            images=list(images),
+        )
         created = upsert_target(session, conf, row, references_dir=app.settings.storage.references_dir)
     shown = f", {len(conf.images)} reference image(s)" if conf.images else ""
     verb = "added" if created else "updated"

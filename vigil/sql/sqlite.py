@@ -39,6 +39,8 @@ SAFE_PRAGMAS = TABLE_PRAGMAS | frozenset(
 ALLOWED_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
+# Booleans read as true/false on SQLite too (it stores 0/1): columns declared BOOLEAN, through views as well.
+sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b""))
 PROGRESS_STEPS = 1000
 MAX_COLUMNS = 200
 HEAP_LIMIT = 200 * 1024 * 1024
@@ -82,7 +84,14 @@ def run_sqlite(
     check_first_word(sql)
     uri = sqlite_readonly_uri(url)
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=busy_s, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=busy_s,
+            isolation_level=None,
+            check_same_thread=False,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+        )
     except sqlite3.Error as exc:
         raise QueryRefused(f"cannot open {uri} read-only: {exc}") from exc
     heap_before = conn.execute("PRAGMA hard_heap_limit").fetchone()[0]
