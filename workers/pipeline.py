@@ -4,7 +4,11 @@ are too small to look at).
 
 One decode session per media: every frame the analysis needs (each window's frames at the model's size
 and, for thumbnails, at source resolution capped; the caption's frames) is planned before decoding and
-read in one forward pass (``workers.frames.open_media``). Windows are scored as the pass produces them.
+read in one forward pass (``workers.frames.open_media``). The pass runs in a background thread
+``prefetch_windows`` windows ahead of the model (``workers.prefetch``), so decoding window k+1 overlaps
+scoring window k; ``decode_ms`` is the time the model waited for frames and ``params.decode_busy_ms`` the
+decoder's own time. With ``window_batch_tokens`` consecutive windows are scored as one batch
+(``workers.window_batches``).
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
 generation and best-frame search run only for windows above a target's threshold.

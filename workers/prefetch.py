@@ -174,3 +174,15 @@ class InlineStream(Generic[T]):
 def frame_stream(items: Iterator[T], *, depth: int) -> Prefetcher[T] | InlineStream[T]:
     """``items`` decoded up to ``depth`` ahead in a thread, or in line when ``depth`` is 0."""
     return Prefetcher(items, depth=depth) if depth > 0 else InlineStream(items)
+
+
+def model_threads(cores: int | None, *, prefetch: int) -> int:
+    """Torch intra-op threads for a worker whose decoder runs beside the model: every core but one, so the
+    decoder thread keeps one (FFmpeg's own frame threads, ``decode_av.THREAD_COUNT`` 0, fill what is left).
+
+    Measured on this 2-core machine shared at load ~15 (bench/throughput_overlap.py's clips, one window):
+    scoring took 116 ms with 1 torch thread and 556 ms with 2 (OpenMP threads wait on each other whenever
+    another thread holds a core), while FFmpeg decoded a 960x540 window in 80 ms with its automatic thread
+    count and 179 ms with 1 thread, so FFmpeg keeps its automatic count and torch gives up the core."""
+    cores = cores or 1
+    return max(1, cores - 1) if prefetch > 0 else cores

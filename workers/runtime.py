@@ -43,9 +43,15 @@ class WorkerRuntime:
             return self._recognizer
 
     def _load(self) -> Recognizer:
+        import os
+
+        import torch
+
         from workers.models import load_configured_model
         from workers.pipeline import WindowRecognizer
+        from workers.prefetch import model_threads
 
+        torch.set_num_threads(model_threads(os.cpu_count(), prefetch=self.settings.model.prefetch_windows))
         loaded = load_configured_model(self.settings.model)
         storage = self.settings.storage
         return WindowRecognizer(
