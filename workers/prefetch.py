@@ -109,13 +109,6 @@ class Prefetcher(Generic[T]):
         self._slots.release()
         return item
 
-    def take_ready(self) -> list[T]:
-        """The items already decoded, without waiting (the end, or an error, stays for ``next``)."""
-        out: list[T] = []
-        while self.ready > 0:
-            out.append(next(self))
-        return out
-
     def close(self) -> None:
         """Stop the producer and wait for it (it finishes the item it is decoding, then closes the
         iterator). Safe to call more than once."""

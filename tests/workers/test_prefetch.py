@@ -3,8 +3,10 @@ the consumer as they did, and no decoder thread left behind after success, error
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from vigil.errors import UnreadableMedia
 from vigil.media import probe
 from vigil.settings import ModelSettings
 from workers.frames import FrameRequest, open_media
-from workers.prefetch import THREAD_NAME, InlineStream, Prefetcher, frame_stream
+from workers.prefetch import THREAD_NAME, InlineStream, Prefetcher, frame_stream, model_threads
 from workers.testing.clips import write_clip_h264, write_clip_mpeg4
 
 
@@ -124,6 +126,34 @@ def test_the_prefetched_frames_equal_the_in_line_ones(tmp_path: Path) -> None:
     for (_, rgb, full, stamps), (_, rgb0, full0, stamps0) in zip(got, expected, strict=True):
         assert np.array_equal(rgb, rgb0) and np.array_equal(full, full0) and stamps == stamps0
     assert ahead.busy_ms > 0 and not prefetch_threads()
+
+
+def test_real_windows_alive_stay_within_the_bound(tmp_path: Path) -> None:
+    clip = write_clip_h264(tmp_path / "c.mp4", seconds=10, fps=10, size=(160, 96), gop=20)
+    requests = [FrameRequest(4, start_s=s, end_s=s + 1, max_side=64, full_side=160) for s in range(10)]
+    made: list[weakref.ref[object]] = []  # every Frames the decoder made; alive while someone holds it
+
+    def tracked(items: Iterator[tuple[int, object]]) -> Iterator[tuple[int, object]]:
+        for index, frames in items:
+            made.append(weakref.ref(frames))
+            yield index, frames
+
+    most = 0
+    with open_media(clip) as media, Prefetcher(tracked(media.frames(requests)), depth=2) as stream:
+        for _, frames in stream:
+            time.sleep(0.05)  # the model is slower: the decoder would run far ahead without the bound
+            gc.collect()
+            most = max(most, sum(ref() is not None for ref in made))
+            del frames
+    assert stream.max_ready == 2
+    assert len(made) == 10 and most <= 3  # two ready, one being scored
+
+
+def test_torch_leaves_the_decoder_a_core_when_it_decodes_ahead() -> None:
+    assert model_threads(2, prefetch=2) == 1
+    assert model_threads(16, prefetch=2) == 15
+    assert model_threads(2, prefetch=0) == 2
+    assert model_threads(None, prefetch=2) == model_threads(1, prefetch=2) == 1
 
 
 def headless_clip(tmp_path: Path) -> Path:
