@@ -5,9 +5,9 @@ runs where nothing can be downloaded) with random weights in bf16, fed by the re
 (``WindowRecognizer.recognize``) on synthetic 1280x720 H.264 clips: 32 frames a window, 8 targets with
 thresholds of 1 (scores only, no evidence). Each model runs three ways on the same clips: decoding in line
 (``prefetch_windows`` 0, the old flow), decoding ahead (2), and ahead with windows batched
-(``window_batch_tokens`` = four windows). The processors are the families' real processor classes with the
-checkpoints' sizes and a small tokenizer holding their special tokens (random weights make the vocabulary
-irrelevant; the model keeps its real vocabulary size).
+(``window_batch_tokens`` = four windows' prefixes). The processors are the families' real processor classes
+with the checkpoints' sizes and a small tokenizer holding their special tokens (random weights make the
+vocabulary irrelevant; the model keeps its real vocabulary size).
 
 GPU busy share: CUDA events recorded on entering and leaving every forward of the model (the prefix and the
 suffix passes), summed, ÷ the wall time of the run. It counts launch gaps inside a forward as busy, so it is
@@ -195,7 +195,8 @@ def video_tokens(processor: Any, frames: int, size: tuple[int, int]) -> int:
     return int((out["input_ids"] == processor.tokenizer.convert_tokens_to_ids(token)).sum())
 
 
-def _loaded(family: str) -> Any:
+def _loaded(family: str, device: str = "cuda") -> Any:
+    """The model with random weights on ``device`` (the tests build it on ``meta``), as a LoadedModel."""
     import torch
 
     from workers.models import ADAPTERS, NO_VARIANTS, YES_VARIANTS, LoadedModel, _single_token_ids
@@ -203,7 +204,7 @@ def _loaded(family: str) -> Any:
     processor = processor_for(family)
     config = config_for(family, processor)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = model_class(family)._from_config(config, dtype=torch.bfloat16).eval()
     adapter_cls = next(a for a in ADAPTERS if config.model_type in a.model_types)
     adapter = adapter_cls(processor, model.config)
@@ -216,7 +217,7 @@ def _loaded(family: str) -> Any:
         adapter=adapter,
         yes_ids=_single_token_ids(tok, YES_VARIANTS),
         no_ids=_single_token_ids(tok, NO_VARIANTS),
-        device=torch.device("cuda"),
+        device=torch.device(device),
         dtype=torch.bfloat16,
         frame_side=adapter.frame_side(),
         eos_ids=(int(tok.eos_token_id),),
@@ -264,6 +265,7 @@ def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
     from vigil.contracts import TargetSpec
     from vigil.media import probe
     from vigil.settings import ModelSettings
+    from workers.frames import fit_size
     from workers.pipeline import WindowRecognizer
 
     loaded = _loaded(family)
@@ -271,7 +273,8 @@ def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
     targets = [TargetSpec(i + 1, f"t{i}", f"a person with a {c} bag", 1.0) for i, c in enumerate("abcdefgh")]
     targets = targets[:TARGET_COUNT]
     rows = []
-    for name, depth, budget in (("in line", 0, 0), ("ahead", 2, 0), ("ahead+batch", 4, 4 * 5000)):
+    window_tokens = video_tokens(loaded.processor, FRAMES, fit_size(CLIP_SIZE, loaded.frame_side)) + 128
+    for name, depth, budget in (("in line", 0, 0), ("ahead", 2, 0), ("ahead+batch", 4, 4 * window_tokens)):
         settings = ModelSettings(
             frames_per_window=FRAMES,
             window_s=WINDOW_S,

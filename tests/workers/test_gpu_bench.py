@@ -62,3 +62,12 @@ def test_the_real_size_models_and_their_token_counts(gpu: ModuleType, family: st
     frame = fit_size(gpu.CLIP_SIZE, adapter.frame_side())  # as the decode pass delivers them
     assert gpu.video_tokens(processor, gpu.FRAMES, frame) == tokens
     assert gpu.FRAMES == 32 and gpu.TARGET_COUNT == 8
+
+
+def test_the_bench_assembles_a_loaded_model_the_recogniser_can_use(gpu: ModuleType) -> None:
+    loaded = gpu._loaded("qwen2_5_vl", device="meta")
+    assert loaded.dtype == torch.bfloat16 and loaded.yes_ids and loaded.no_ids and loaded.eos_ids
+    assert (
+        loaded.frame_side == 1097
+    )  # sqrt(2 x 602,112): frames are decoded no larger than the processor keeps
+    assert loaded.image_token_id == loaded.tokenizer.convert_tokens_to_ids("<|image_pad|>")

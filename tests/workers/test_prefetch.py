@@ -4,6 +4,7 @@ the consumer as they did, and no decoder thread left behind after success, error
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -210,3 +211,28 @@ def test_an_unreadable_clip_fails_the_same_way_and_leaves_no_thread(
         recognizer_for(prefetch_windows=depth).recognize(clip, probe(clip), TARGETS, media_id=1)
     assert str(raised.value) == f"{clip}: no decodable frame"
     assert not prefetch_threads()
+
+
+def test_the_worker_applies_the_rule_when_it_loads_its_model(tiny_llava: Path, tmp_path: Path) -> None:
+    import sys
+
+    import torch
+
+    from vigil.settings import Settings
+    from workers.prefetch import GIL_SWITCH_INTERVAL_S
+    from workers.runtime import WorkerRuntime
+
+    before = torch.get_num_threads(), sys.getswitchinterval()
+    settings = Settings(
+        database={"url": f"sqlite:///{tmp_path / 'v.db'}"},
+        broker={"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"},
+        model={"id": str(tiny_llava), "device": "cpu", "prefetch_windows": 2},
+        storage={"data_dir": tmp_path / "data"},
+    )
+    try:
+        WorkerRuntime(settings).recognizer()
+        assert torch.get_num_threads() == model_threads(os.cpu_count(), prefetch=2)
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+    finally:
+        torch.set_num_threads(before[0])
+        sys.setswitchinterval(before[1])
