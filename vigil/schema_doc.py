@@ -39,6 +39,8 @@ COLUMN_NOTES: dict[str, str] = {
     "analyses.target_ids": "the targets this run asked about",
     "analyses.size_bytes": "size of the file this analysis read (always the media row's version)",
     "analyses.file_mtime": "modification time of the file this analysis read",
+    "analyses.decode_ms": "milliseconds the model waited for decoded frames (opening the file included); "
+    "the decoder's own busy time, overlapped with the model, is params.decode_busy_ms",
     "analyses.total_ms": "wall time of the analysis in milliseconds (decode_ms + model_ms + overhead)",
     "detections.p_yes": "the model's probability of 'yes' for the target in this window (0..1)",
     "detections.matched": "p_yes >= the target's threshold at the time of the analysis",

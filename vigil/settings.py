@@ -159,6 +159,12 @@ class ModelSettings(Section):
     # Also caption every analysed file (stored in media.caption); costs one generation per file.
     caption: bool = False
     caption_max_tokens: Annotated[int, Field(ge=1, le=1024)] = 96
+    # Windows decoded ahead of the model in a background thread (frames of at most this many windows wait
+    # in memory besides the ones being scored); 0 decodes in line, one window at a time.
+    prefetch_windows: Annotated[int, Field(ge=0, le=64)] = 2
+    # Score consecutive windows of a file as one batch while their video prefixes total at most this many
+    # tokens (LLaVA-NeXT-Video-7B: 144 a frame); 0 scores window by window. Costs memory, helps a GPU.
+    window_batch_tokens: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("device")
     @classmethod

@@ -49,6 +49,9 @@ EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of 
 # threads), so such plans use SLICE.
 THREAD_TYPE = "FRAME"
 KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
+# FFmpeg decoding threads (0: FFmpeg's choice, one per core plus one for frame threads). See
+# bench/throughput_overlap.py for why this stays 0 while the decoder runs beside the model.
+THREAD_COUNT = 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class VideoSession:
         self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
         only_keys = all(p.key is not None for p in points)
         self.stream.thread_type = KEYFRAMES_ONLY_THREAD_TYPE if only_keys else THREAD_TYPE
+        self.stream.thread_count = THREAD_COUNT
         run = _Run(self, points)
         try:
             yield from run.frames()

@@ -4,7 +4,11 @@ are too small to look at).
 
 One decode session per media: every frame the analysis needs (each window's frames at the model's size
 and, for thumbnails, at source resolution capped; the caption's frames) is planned before decoding and
-read in one forward pass (``workers.frames.open_media``). Windows are scored as the pass produces them.
+read in one forward pass (``workers.frames.open_media``). The pass runs in a background thread
+``prefetch_windows`` windows ahead of the model (``workers.prefetch``), so decoding window k+1 overlaps
+scoring window k; ``decode_ms`` is the time the model waited for frames and ``params.decode_busy_ms`` the
+decoder's own time. With ``window_batch_tokens`` consecutive windows are scored as one batch
+(``workers.window_batches``).
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
 generation and best-frame search run only for windows above a target's threshold. Evidence continues
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +33,12 @@ from workers.dialogue import describe
 from workers.frames import FrameRequest, Frames, open_media, plan_windows
 from workers.generation import window_evidence
 from workers.models import LoadedModel
+from workers.prefetch import frame_stream
 from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, score_window
 from workers.static_gate import StaticGate, inherit
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
+from workers.window_batches import prefix_tokens, score_windows, window_groups
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class WindowRecognizer:
         self.thumbnails_dir = thumbnails_dir
         self.references_dir = references_dir
         self.model_id = loaded.name
+        self._prefix_tokens: dict[tuple[object, ...], int] = {}  # by frame shape and rate
 
     def references(self, target: TargetSpec) -> list[ReferenceImage]:
         """The target's stored reference images (the file name is the content hash)."""
@@ -97,20 +103,16 @@ class WindowRecognizer:
                 max_windows=self.settings.max_windows,
             )
             requests = self._requests(windows, per_window)
-            for index, frames in _timed(media.frames(requests), timer):
-                if index < len(windows):
-                    start_s, end_s = windows[index]
-                    reference = gate.reference(index, frames)
-                    if reference is not None:  # an unchanged scene: no model run
-                        results.extend(inherit(scored[reference], frames, index, start_s, end_s, thumbnails))
-                        continue
-                    scored[index] = self._score_window(
-                        frames, targets, index, start_s, end_s, thumbnails, timer
-                    )
-                    results.extend(scored[index])
-                else:
-                    caption_frames = frames
+            # the decoder thread must stop before the file closes: this block ends before open_media's
+            with frame_stream(media.frames(requests), depth=self.settings.prefetch_windows) as stream:
+                for group, caption in window_groups(stream, len(windows), self._windows_per_batch):
+                    caption_frames = caption or caption_frames
+                    if group:
+                        results.extend(
+                            self._gated_group(group, gate, scored, windows, targets, thumbnails, timer)
+                        )
             decoded = media.decoded
+        timer.decode_ms += stream.wait_ms
         caption = self._caption(caption_frames, timer) if caption_frames is not None else None
         return Recognition(
             results=results,
@@ -124,9 +126,87 @@ class WindowRecognizer:
                 "sampling": self.settings.sampling,
                 "frame_side": self.loaded.frame_side,
                 "static_gate": static_gate,
+                "prefetch_windows": self.settings.prefetch_windows,
+                "decode_busy_ms": round(stream.busy_ms, 1),
             },
             caption=caption,
         )
+
+    def _gated_group(
+        self,
+        group: list[tuple[int, Frames]],
+        gate: StaticGate,
+        scored: dict[int, list[WindowResult]],
+        windows: list[tuple[float, float]],
+        targets: list[TargetSpec],
+        thumbnails: ThumbnailWriter,
+        timer: _Timer,
+    ) -> list[WindowResult]:
+        """The group's windows whose picture changed are scored (as one batch, ``_score_group``); the
+        others inherit the last scored window's results, which may be in this very group, with no model run.
+        ``scored`` keeps each scored window's results for the windows after it."""
+        references = {index: gate.reference(index, frames) for index, frames in group}
+        changed = [(index, frames) for index, frames in group if references[index] is None]
+        for index, _ in changed:
+            scored[index] = []
+        if changed:
+            for result in self._score_group(changed, windows, targets, thumbnails, timer):
+                scored[result.window_index].append(result)
+        results: list[WindowResult] = []
+        for index, frames in group:
+            reference = references[index]
+            if reference is None:
+                results.extend(scored[index])
+            else:  # an unchanged scene
+                results.extend(inherit(scored[reference], frames, index, *windows[index], thumbnails))
+        return results
+
+    def _score_group(
+        self,
+        group: list[tuple[int, Frames]],
+        windows: list[tuple[float, float]],
+        targets: list[TargetSpec],
+        thumbnails: ThumbnailWriter,
+        timer: _Timer,
+    ) -> list[WindowResult]:
+        """Windows scored as one batch; a window where some target matched is scored again on its own
+        (``_score_window``), so its evidence and best frame come from its own encoding."""
+        if len(group) == 1 or not targets:
+            return [
+                r
+                for index, frames in group
+                for r in self._score_window(frames, targets, index, *windows[index], thumbnails, timer)
+            ]
+        began = time.perf_counter()
+        scores = score_windows(
+            self.loaded,
+            [(frames.rgb, frames.fps) for _, frames in group],
+            descriptions=[t.description for t in targets],
+            references=[self.references(t) for t in targets],
+            token_budget=self.settings.window_batch_tokens,
+        )
+        timer.model_ms += (time.perf_counter() - began) * 1000
+        results: list[WindowResult] = []
+        for (index, frames), window_scores in zip(group, scores, strict=True):
+            start_s, end_s = windows[index]
+            if any(p >= t.threshold for t, p in zip(targets, window_scores, strict=True)):
+                results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer))
+            else:
+                results.extend(
+                    WindowResult(t.id, index, start_s, end_s, float(p), matched=False)
+                    for t, p in zip(targets, window_scores, strict=True)
+                )
+        return results
+
+    def _windows_per_batch(self, frames: Frames) -> int:
+        """How many windows like ``frames`` fit the batch token budget (1: no batching)."""
+        budget = self.settings.window_batch_tokens
+        if budget <= 0:
+            return 1
+        key = (frames.rgb.shape, round(frames.fps, 3))
+        if key not in self._prefix_tokens:
+            self._prefix_tokens[key] = prefix_tokens(self.loaded, frames.rgb, frames.fps)
+        return max(1, budget // self._prefix_tokens[key])
 
     def _requests(self, windows: list[tuple[float, float]], per_window: int) -> list[FrameRequest]:
         """Each window's frames (with thumbnail candidates at source resolution), then the caption's."""
@@ -200,14 +280,3 @@ class WindowRecognizer:
         if not descriptions:
             return []
         return best_frames(self.loaded, frames.rgb, descriptions=descriptions, references=references)
-
-
-def _timed(frames: Iterator[tuple[int, Frames]], timer: _Timer) -> Iterator[tuple[int, Frames]]:
-    """The decode pass's items, its time (not the consumer's) added to ``timer.decode_ms``."""
-    while True:
-        began = time.perf_counter()
-        item = next(frames, None)
-        timer.decode_ms += (time.perf_counter() - began) * 1000
-        if item is None:
-            return
-        yield item

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from vigil import metrics
 from vigil.alerts.evaluation import evaluate_analysis
-from vigil.contracts import AnalyzePayload
+from vigil.contracts import AnalyzePayload, Recognition, Recognizer
 from vigil.dropfolder import finalize_file
 from vigil.errors import MediaError, ModelError, OutOfMemory, TransientError
 from vigil.media_lifecycle import (
+    Claim,
     LeaseKeeper,
     LostClaim,
     claim,
@@ -22,7 +24,7 @@ from vigil.media_lifecycle import (
 )
 from workers.analyze import store_results
 from workers.runtime import WorkerRuntime
-from workers.version import VersionChanged, check_after, check_before
+from workers.version import FileRead, VersionChanged, check_after, check_before
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +62,8 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
         return AnalysisOutcome("retry", retry_in_s=60.0)
     try:
-        read = check_before(taken.path, taken.registered)
         with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):
-            recognition = recognizer.recognize(
-                taken.path,
-                taken.info,
-                taken.targets,
-                media_id=taken.media_id,
-                frames_per_window=payload.frames_per_window,
-                static_gate=taken.static_gate,
-            )
+            recognition, read = _recognize_checked(recognizer, taken, payload)
         check_after(taken.path, read)
         analysis_id, deliveries = store_results(
             runtime.factory,
@@ -121,6 +115,29 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
         (time.perf_counter() - began) * 1000,
     )
     return AnalysisOutcome("done", analysis_id=analysis_id)
+
+
+def _recognize_checked(
+    recognizer: Recognizer, taken: Claim, payload: AnalyzePayload
+) -> tuple[Recognition, FileRead | None]:
+    """Recognise while the file's version is checked beside it (hashing up to 64 MiB), so decoding starts
+    as soon as the claim is taken. A changed file is superseded whatever its decoding said, as when the
+    check ran first; only the model work on a file that turns out changed is wasted, and that is rare."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-version-check") as pool:
+        checked = pool.submit(check_before, taken.path, taken.registered)
+        try:
+            recognition = recognizer.recognize(
+                taken.path,
+                taken.info,
+                taken.targets,
+                media_id=taken.media_id,
+                frames_per_window=payload.frames_per_window,
+                static_gate=taken.static_gate,
+            )
+        except BaseException:
+            checked.result()  # raises VersionChanged first, when the file is not the claimed version
+            raise
+        return recognition, checked.result()
 
 
 def _finalize(runtime: WorkerRuntime, media_id: int) -> None:

@@ -43,9 +43,19 @@ class WorkerRuntime:
             return self._recognizer
 
     def _load(self) -> Recognizer:
+        import os
+        import sys
+
+        import torch
+
         from workers.models import load_configured_model
         from workers.pipeline import WindowRecognizer
+        from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads
 
+        prefetch = self.settings.model.prefetch_windows
+        torch.set_num_threads(model_threads(os.cpu_count(), prefetch=prefetch))
+        if prefetch > 0:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         loaded = load_configured_model(self.settings.model)
         storage = self.settings.storage
         return WindowRecognizer(

@@ -148,3 +148,17 @@ def test_a_file_that_changes_while_it_is_analysed_stores_nothing_and_fires_nothi
     assert "while it was analysed" in (row(runtime, media_id).error or "")
     assert alerts_and_analyses(runtime, media_id) == (0, 0)
     assert analyze_media(runtime, AnalyzePayload(media_id=media_id)).status == "skipped"  # terminal
+
+
+def test_a_rewrite_that_no_longer_decodes_is_superseded_not_failed(settings: Settings, drop: Path) -> None:
+    """Decoding starts beside the version check; when both fail, the check's verdict wins, as when it ran
+    first (a new version is not this file's fault)."""
+    runtime = WorkerRuntime(settings)
+    path = write_clip_mp4v(drop / "a.mp4", seconds=1, fps=10, size=SIZE)
+    media_id = register(runtime, drop, path)
+    st = os.stat(path)
+    path.write_bytes(b"\0" * st.st_size)  # same size, unreadable
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert analyze_media(runtime, AnalyzePayload(media_id=media_id)).status == "superseded"
+    assert "sha256" in (row(runtime, media_id).error or "")
+    assert alerts_and_analyses(runtime, media_id) == (0, 0)
