@@ -104,6 +104,24 @@ def test_the_gate_is_off_by_default_and_the_first_window_is_always_scored(
     assert calls["score_window"] == 6 + 1
 
 
+def test_the_gate_decides_each_window_of_a_batched_group(loaded_models, tmp_path: Path, clip: Path) -> None:
+    """With consecutive windows scored as one batch, the changed windows of a group are batched and the
+    unchanged ones inherit, from a window of the same group too: the same rows as window by window."""
+
+    def rows(batch_tokens: int) -> list[tuple[int, int, float, bool, bool]]:
+        model = ModelSettings(id="tiny", frames_per_window=4, window_s=1.0, window_batch_tokens=batch_tokens)
+        recognizer = WindowRecognizer(
+            loaded_models("llava_next_video"), model, thumbnails_dir=tmp_path / "th"
+        )
+        targets = [TargetSpec(1, "van", "a white delivery van", threshold=1.0)]  # no match: batches stay
+        got = recognizer.recognize(clip, probe(clip), targets, media_id=8, static_gate=GATE)
+        return [(r.window_index, r.target_id, round(r.p_yes, 4), r.matched, r.inherited) for r in got.results]
+
+    alone, batched = rows(0), rows(1_000_000)
+    assert [w for w, *_, inherited in batched if inherited] == INHERITED
+    assert batched == alone
+
+
 @pytest.fixture
 def settings(sqlite_url: str, tmp_path: Path, tiny_llava: Path) -> Settings:
     return Settings(
