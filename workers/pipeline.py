@@ -24,7 +24,7 @@ from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
 from workers.dialogue import describe
-from workers.frames import FrameRequest, Frames, open_media, plan_windows
+from workers.frames import Frames, analysis_requests, open_media, plan_windows
 from workers.models import LoadedModel
 from workers.references import ReferenceImage
 from workers.scoring import PROMPT_VERSION, generate_evidence, score_targets
@@ -88,7 +88,14 @@ class WindowRecognizer:
                 frames_per_window=per_window,
                 max_windows=self.settings.max_windows,
             )
-            requests = self._requests(windows, per_window)
+            requests = analysis_requests(
+                windows,
+                per_window,
+                mode=self.settings.sampling,
+                max_side=self.loaded.frame_side,
+                full_side=THUMBNAIL_MAX_SIDE,
+                caption=self.settings.caption,
+            )
             for index, frames in _timed(media.frames(requests), timer):
                 if index < len(windows):
                     start_s, end_s = windows[index]
@@ -112,17 +119,6 @@ class WindowRecognizer:
             },
             caption=caption,
         )
-
-    def _requests(self, windows: list[tuple[float, float]], per_window: int) -> list[FrameRequest]:
-        """Each window's frames (with thumbnail candidates at source resolution), then the caption's."""
-        mode, side, thumb = self.settings.sampling, self.loaded.frame_side, THUMBNAIL_MAX_SIDE
-        requests = [
-            FrameRequest(per_window, start_s=a, end_s=b, mode=mode, max_side=side, full_side=thumb)
-            for a, b in windows
-        ]
-        if self.settings.caption:
-            requests.append(FrameRequest(per_window, mode=mode, max_side=side))
-        return requests
 
     def _caption(self, frames: Frames, timer: _Timer) -> str:
         """A few sentences about the whole clip, from frames spread over all of it."""
