@@ -100,12 +100,25 @@ def test_files_that_can_never_be_media_fail_as_soon_as_their_writer_closes(
     start_watcher: Callable[..., WatcherService], make_settings, factory, drop: Path, tmp_path: Path
 ) -> None:
     start_watcher(make_settings(settle_s=5.0, ready_deadline_s=600))
-    began = time.monotonic()
-    (drop / "zero.mp4").write_bytes(b"")
-    (drop / "text.mp4").write_text("not a video\n" * 50)
-    (drop / "photo.mp4").write_bytes(write_jpeg(tmp_path / "p.jpg").read_bytes())
-    rows = wait_for(lambda: len(media_rows(factory)) == 3 and media_rows(factory), timeout=20)
-    assert time.monotonic() - began < 5.0, "waited for settle_s although the writer had closed them"
+    contents = {
+        "zero.mp4": b"",
+        "text.mp4": b"not a video\n" * 50,
+        "photo.mp4": write_jpeg(tmp_path / "p.jpg").read_bytes(),
+    }
+    closed = {}
+    for name, data in contents.items():
+        (drop / name).write_bytes(data)  # write_bytes closes the file before it returns
+        closed[name] = time.monotonic()
+    failed_after: dict[str, float] = {}
+    while len(failed_after) < len(contents) and time.monotonic() - closed["zero.mp4"] < 20:
+        for row in media_rows(factory):
+            failed_after.setdefault(row.rel_path, time.monotonic() - closed[row.rel_path])
+        time.sleep(0.05)
+    print("failed after close: " + ", ".join(f"{name} {s:.2f} s" for name, s in failed_after.items()))
+    assert set(failed_after) == set(contents) and max(failed_after.values()) < 5.0, (
+        f"waited for settle_s (5 s) although the writer had closed them: {failed_after}"
+    )
+    rows = media_rows(factory)
     errors = {r.rel_path: (r.status, r.error) for r in rows}
     assert errors["zero.mp4"] == ("failed", "empty file")
     assert errors["text.mp4"][0] == "failed" and "not a media container" in str(errors["text.mp4"][1])
