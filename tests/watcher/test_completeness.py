@@ -10,7 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from tests.support.watching import media_rows, wait_for
+from vigil.metrics import SETTLING_FILES, SETTLING_OLDEST, watch_settling
 from vigil.settling import SettlingReport, read_report, settling_line, write_report
 from watcher.service import WatcherService
 from watcher.writers import OpenWriters, walk_descriptors
@@ -72,7 +75,11 @@ def test_a_writer_that_stalls_longer_than_settle_is_registered_once_when_it_clos
         assert (report.count, report.writing) == (1, 1)
         line = settling_line(report)
         assert line and line.startswith("settling: 1 file(s), oldest ") and "1 held open by a writer" in line
-        assert service._settling_numbers()[:2] == (1, 1)  # what the metrics collector reads
+        registry = CollectorRegistry()  # the watcher's metric, scraped from its live tracker
+        watch_settling(service._settling_numbers, registry)
+        assert registry.get_sample_value(SETTLING_FILES, {"waiting": "writer"}) == 1.0
+        assert registry.get_sample_value(SETTLING_FILES, {"waiting": "other"}) == 0.0
+        assert (registry.get_sample_value(SETTLING_OLDEST) or 0.0) >= 1.5
         handle.write(data[len(data) // 2 :])
     (row,) = wait_for(lambda: media_rows(factory), timeout=15)
     assert (row.size_bytes, row.status) == (len(data), "queued")
