@@ -361,3 +361,17 @@ def test_h264_non_reference_pictures_before_a_point_are_not_decoded() -> None:
         assert media.skipped > 0 and media.decoded + media.skipped <= len(ref.times)
     for j, stamp in enumerate(frames.timestamps_s):
         assert np.array_equal(frames.rgb[j], ref.rgb[ref.at(stamp)])
+
+
+def test_video_is_decoded_by_pyav_only() -> None:
+    """One decoder (issue 12): no module of the worker opens video with OpenCV (OpenCV stays for images;
+    the probe in vigil/media.py may use it). The test writers in workers/testing are not the worker."""
+    root = Path(__file__).resolve().parents[2] / "workers"
+    sources = [p for p in root.rglob("*.py") if "testing" not in p.relative_to(root).parts]
+    assert len(sources) > 10
+    offenders = [
+        str(p.relative_to(root))
+        for p in sources
+        if any(word in p.read_text() for word in ("VideoCapture", "open_capture", "CAP_PROP"))
+    ]
+    assert offenders == []
