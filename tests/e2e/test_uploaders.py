@@ -305,7 +305,7 @@ def test_every_real_uploader_gives_one_complete_row_per_file(stack: Stack, tmp_p
     try:
         wait_for(
             lambda: stack.statuses() == dict.fromkeys(expected, "done"),
-            timeout=900,
+            timeout=1800,  # 446 s at load ~10, 793 s at load ~18 on 2 shared cores: 65 files, one CPU model
             what="every upload analysed",
         )
     except AssertionError:
