@@ -20,6 +20,7 @@ once (``redecoded`` counts exceptions: a demuxer landing after the point, correc
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,15 +39,13 @@ SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter 
 # pipeline (about cores + 1 frames in flight) and flushes the decoder, so shorter gaps are cheaper decoded
 JUMP_MIN_FRAMES = 8
 EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
-# Threads, measured here (bench/sampling.py prints the sequential case) on 60 s of real 640x272 x264 footage
-# joined by stream copy, on this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with
-# slice threads (x264 writes one slice a frame, so one thread works) and 2,203 ms with frame threads;
-# 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759 ms with frame threads; lone keyframes
-# (keyframe mode, 8 / 32) 31 / 222 against 35 / 112 ms. Frame threads keep frames in flight that a jump
+# Threads, measured here (bench/sampling.py) on 60 s of real 640x272 x264 footage joined by stream copy, on
+# this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with slice threads (x264 writes
+# one slice a frame, so one thread works) and 2,203 ms with frame threads; 8 / 32 exact frames 462 / 2,005
+# ms with slice threads, 180 / 759 ms with frame threads. Frame threads keep frames in flight that a jump
 # drains, but that costs less than decoding on one core, so they are used around seeks too. A plan of lone
-# keyframes only (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off
-# is pure latency (a keyframe took 30-50 ms with frame threads at load 10, against 10 ms for 8 with slice
-# threads), so such plans use SLICE.
+# keyframes (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off is
+# pure latency (a keyframe took 30-50 ms with frame threads at load 10, 10 ms for 8 with slice threads).
 THREAD_TYPE = "FRAME"
 KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
 # FFmpeg decoding threads (0: FFmpeg's choice, one per core plus one for frame threads). See
@@ -91,12 +90,6 @@ class VideoSession:
         if getattr(self, "container", None) is not None:
             self.container.close()
 
-    def __enter__(self) -> VideoSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def size(self) -> tuple[int, int]:
         return self.stream.codec_context.width, self.stream.codec_context.height
@@ -116,22 +109,22 @@ class VideoSession:
     def _resolve(self, ordinals: Iterable[int]) -> None:
         """Replace the index's estimated times of these keyframes by their packets' real timestamps (the
         index holds decode times; their offset to presentation times varies with a variable frame rate).
-        A second handle seeks to each and reads one packet: about 0.1 ms each on MP4."""
+        The demuxer seeks to each and reads one packet (about 0.1 ms each on MP4), before the pass starts;
+        a second handle would cost one more open, which parses the whole index (20 ms on 60 s of 720p)."""
         todo = [o for o in ordinals if o not in self._resolved and self.keyframes[o].pos >= 0]
         if not todo or not self.seekable:
             return
-        with av.open(str(self.path)) as twin:
-            stream = _video_stream(twin, self.path)
-            for o in todo:
-                key = self.keyframes[o]
-                self._resolved.add(o)
-                twin.seek(self.origin + round(key.t / self.tb), stream=stream, backward=True, any_frame=False)
-                for n, packet in enumerate(twin.demux(stream)):
-                    if packet.pos == key.pos and packet.pts is not None:
-                        self.keyframes[o] = Keyframe(self.seconds(packet.pts), key.pos)
-                        break
-                    if n > 512 or (packet.pos is not None and packet.pos > key.pos):
-                        break
+        for o in todo:
+            key = self.keyframes[o]
+            self._resolved.add(o)
+            self.seek_to(key)
+            for n, packet in enumerate(self._packets):
+                if packet.pos == key.pos and packet.pts is not None:
+                    self.keyframes[o] = Keyframe(self.seconds(packet.pts), key.pos)
+                    break
+                if n > 512 or (packet.pos is not None and packet.pos > key.pos):
+                    break
+        self.rewind()
 
     def _index_keys(self, fallback_duration_s: float) -> None:
         """Keyframes, origin and duration: from the demuxer's index when it has one, else by one scan."""
@@ -154,22 +147,40 @@ class VideoSession:
             whole = [e for e in entries if e.pos + e.size <= size]  # a cut file keeps an index of all
             last = max((e.timestamp for e in whole), default=first_pts - offset)
             step = entries[1].timestamp - entries[0].timestamp if len(entries) > 1 else 0
-            self.duration_s = max(self.seconds(last + offset + step), 1e-3)
+            estimate = self.seconds(last + offset + step)  # exact at a constant rate only
+            self.duration_s = max(self._tail_end(keys[-1].timestamp) or estimate, 1e-3)
             self.rewind()
         else:
             self._scan(first, first_pts)
         if self.duration_s <= 0:
             self.duration_s = fallback_duration_s
 
+    def _step(self) -> int:
+        return max(0, round(1 / (_rate(self) * self.tb)))  # a frame, for packets that carry no duration
+
+    def _tail_end(self, last_key_dts: int) -> float | None:
+        """The end of the last frame shown, from the packets after the last keyframe (demuxed, not decoded):
+        at a variable frame rate the index's last decode time plus an offset falls short of it."""
+        end: int | None = None
+        try:
+            self.container.seek(last_key_dts, stream=self.stream, backward=True, any_frame=False)
+            for packet in self.container.demux(self.stream):
+                if packet.pts is not None and packet.size:
+                    stop = packet.pts + (packet.duration or self._step())
+                    end = stop if end is None else max(end, stop)
+        except av.error.FFmpegError as exc:  # a cut file: what was read before the cut stands
+            log.debug("%s: reading the last packets stopped: %s", self.path, reason(exc))
+        return self.seconds(end) if end is not None else None
+
     def _scan(self, first: av.Packet, first_pts: int) -> None:
         """Keyframes and duration by demuxing every packet once (no decoding): streams without an index."""
         keys: list[Keyframe] = []
         last = first_pts
-        for packet in _chain(first, self.container.demux(self.stream)):
+        for packet in itertools.chain([first], self.container.demux(self.stream)):
             pts = packet.pts
             if pts is None:
                 continue
-            last = max(last, pts + (packet.duration or 0))
+            last = max(last, pts + (packet.duration or self._step()))
             if packet.is_keyframe:
                 keys.append(Keyframe(self.seconds(pts), packet.pos if packet.pos is not None else -1))
         self.keyframes = keys or [Keyframe(self.seconds(first_pts), -1)]
@@ -379,11 +390,6 @@ class _Run:
 def _rate(session: VideoSession) -> float:
     rate = session.stream.average_rate or session.stream.guessed_rate
     return float(rate) if rate and float(rate) > 0 else 30.0
-
-
-def _chain(first: av.Packet, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:
-    yield first
-    yield from rest
 
 
 def _video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.VideoStream:

@@ -310,6 +310,26 @@ def _fit_bgr(bgr: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
 
 
+def analysis_requests(
+    windows: Sequence[tuple[float, float]],
+    per_window: int,
+    *,
+    mode: Mode,
+    max_side: int,
+    full_side: int,
+    caption: bool,
+) -> list[FrameRequest]:
+    """Every frame one analysis needs, planned before decoding: each window's frames at the model's side
+    (with thumbnail candidates at source resolution capped to ``full_side``), then the caption's (last)."""
+    requests = [
+        FrameRequest(per_window, start_s=a, end_s=b, mode=mode, max_side=max_side, full_side=full_side)
+        for a, b in windows
+    ]
+    if caption:
+        requests.append(FrameRequest(per_window, mode=mode, max_side=max_side))
+    return requests
+
+
 def plan_windows(
     info: MediaInfo,
     *,

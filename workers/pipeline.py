@@ -30,7 +30,7 @@ from vigil.media import MediaInfo
 from vigil.settings import ModelSettings
 from workers.best_frame import best_frames
 from workers.dialogue import describe
-from workers.frames import FrameRequest, Frames, open_media, plan_windows
+from workers.frames import Frames, analysis_requests, open_media, plan_windows
 from workers.generation import window_evidence
 from workers.models import LoadedModel
 from workers.prefetch import frame_stream
@@ -102,7 +102,14 @@ class WindowRecognizer:
                 frames_per_window=per_window,
                 max_windows=self.settings.max_windows,
             )
-            requests = self._requests(windows, per_window)
+            requests = analysis_requests(
+                windows,
+                per_window,
+                mode=self.settings.sampling,
+                max_side=self.loaded.frame_side,
+                full_side=THUMBNAIL_MAX_SIDE,
+                caption=self.settings.caption,
+            )
             # the decoder thread must stop before the file closes: this block ends before open_media's
             with frame_stream(media.frames(requests), depth=self.settings.prefetch_windows) as stream:
                 for group, caption in window_groups(stream, len(windows), self._windows_per_batch):
@@ -207,17 +214,6 @@ class WindowRecognizer:
         if key not in self._prefix_tokens:
             self._prefix_tokens[key] = prefix_tokens(self.loaded, frames.rgb, frames.fps)
         return max(1, budget // self._prefix_tokens[key])
-
-    def _requests(self, windows: list[tuple[float, float]], per_window: int) -> list[FrameRequest]:
-        """Each window's frames (with thumbnail candidates at source resolution), then the caption's."""
-        mode, side, thumb = self.settings.sampling, self.loaded.frame_side, THUMBNAIL_MAX_SIDE
-        requests = [
-            FrameRequest(per_window, start_s=a, end_s=b, mode=mode, max_side=side, full_side=thumb)
-            for a, b in windows
-        ]
-        if self.settings.caption:
-            requests.append(FrameRequest(per_window, mode=mode, max_side=side))
-        return requests
 
     def _caption(self, frames: Frames, timer: _Timer) -> str:
         """A few sentences about the whole clip, from frames spread over all of it."""

@@ -10,7 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from tests.support.watching import media_rows, wait_for
+from vigil.metrics import SETTLING_FILES, SETTLING_OLDEST, watch_settling
 from vigil.settling import SettlingReport, read_report, settling_line, write_report
 from watcher.service import WatcherService
 from watcher.writers import OpenWriters, walk_descriptors
@@ -72,7 +75,11 @@ def test_a_writer_that_stalls_longer_than_settle_is_registered_once_when_it_clos
         assert (report.count, report.writing) == (1, 1)
         line = settling_line(report)
         assert line and line.startswith("settling: 1 file(s), oldest ") and "1 held open by a writer" in line
-        assert service._settling_numbers()[:2] == (1, 1)  # what the metrics collector reads
+        registry = CollectorRegistry()  # the watcher's metric, scraped from its live tracker
+        watch_settling(service._settling_numbers, registry)
+        assert registry.get_sample_value(SETTLING_FILES, {"waiting": "writer"}) == 1.0
+        assert registry.get_sample_value(SETTLING_FILES, {"waiting": "other"}) == 0.0
+        assert (registry.get_sample_value(SETTLING_OLDEST) or 0.0) >= 1.5
         handle.write(data[len(data) // 2 :])
     (row,) = wait_for(lambda: media_rows(factory), timeout=15)
     assert (row.size_bytes, row.status) == (len(data), "queued")
@@ -100,12 +107,25 @@ def test_files_that_can_never_be_media_fail_as_soon_as_their_writer_closes(
     start_watcher: Callable[..., WatcherService], make_settings, factory, drop: Path, tmp_path: Path
 ) -> None:
     start_watcher(make_settings(settle_s=5.0, ready_deadline_s=600))
-    began = time.monotonic()
-    (drop / "zero.mp4").write_bytes(b"")
-    (drop / "text.mp4").write_text("not a video\n" * 50)
-    (drop / "photo.mp4").write_bytes(write_jpeg(tmp_path / "p.jpg").read_bytes())
-    rows = wait_for(lambda: len(media_rows(factory)) == 3 and media_rows(factory), timeout=20)
-    assert time.monotonic() - began < 5.0, "waited for settle_s although the writer had closed them"
+    contents = {
+        "zero.mp4": b"",
+        "text.mp4": b"not a video\n" * 50,
+        "photo.mp4": write_jpeg(tmp_path / "p.jpg").read_bytes(),
+    }
+    closed = {}
+    for name, data in contents.items():
+        (drop / name).write_bytes(data)  # write_bytes closes the file before it returns
+        closed[name] = time.monotonic()
+    failed_after: dict[str, float] = {}
+    while len(failed_after) < len(contents) and time.monotonic() - closed["zero.mp4"] < 20:
+        for row in media_rows(factory):
+            failed_after.setdefault(row.rel_path, time.monotonic() - closed[row.rel_path])
+        time.sleep(0.05)
+    print("failed after close: " + ", ".join(f"{name} {s:.2f} s" for name, s in failed_after.items()))
+    assert set(failed_after) == set(contents) and max(failed_after.values()) < 5.0, (
+        f"waited for settle_s (5 s) although the writer had closed them: {failed_after}"
+    )
+    rows = media_rows(factory)
     errors = {r.rel_path: (r.status, r.error) for r in rows}
     assert errors["zero.mp4"] == ("failed", "empty file")
     assert errors["text.mp4"][0] == "failed" and "not a media container" in str(errors["text.mp4"][1])

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from vigil.backfill import mark_for_reanalysis
 from vigil.contracts import AnalyzePayload, Recognition, Recognizer, TargetSpec
 from vigil.db import write_session
 from vigil.declared import apply_settings
 from vigil.media import MediaInfo, probe
+from vigil.media_lifecycle import expire_leases
 from vigil.registry import ensure_source, file_mtime, register_file
 from vigil.schema import Alert, Analysis, Media, MediaStatus
 from vigil.settings import Settings
@@ -162,3 +164,33 @@ def test_a_rewrite_that_no_longer_decodes_is_superseded_not_failed(settings: Set
     assert analyze_media(runtime, AnalyzePayload(media_id=media_id)).status == "superseded"
     assert "sha256" in (row(runtime, media_id).error or "")
     assert alerts_and_analyses(runtime, media_id) == (0, 0)
+
+
+def test_no_alert_is_ever_fired_from_a_superseded_version(settings: Settings, drop: Path) -> None:
+    """Neither the worker (again, as a redelivered task), nor a re-analysis for the target (`vigil backfill`)
+    nor the lease reconciler brings a superseded row back: it stays without analysis and without alert,
+    while the next version of the same file alerts once."""
+    runtime = WorkerRuntime(settings)
+    path = write_clip_mp4v(drop / "a.mp4", seconds=1, fps=10, size=SIZE)
+    first = register(runtime, drop, path)
+    write_clip_mp4v(path, seconds=2, fps=10, size=SIZE)
+    assert analyze_media(runtime, AnalyzePayload(media_id=first)).status == "superseded"
+    second = register(runtime, drop, path)
+    assert analyze_media(runtime, AnalyzePayload(media_id=second)).status == "done"
+
+    marked = mark_for_reanalysis(runtime.factory, target_name="person")
+    assert first not in marked.media_ids and second in marked.media_ids
+    expire_leases(runtime.factory, max_attempts=2, batch=100)
+    assert row(runtime, first).status == MediaStatus.SUPERSEDED
+    assert analyze_media(runtime, AnalyzePayload(media_id=first)).status == "skipped"
+    assert analyze_media(runtime, AnalyzePayload(media_id=second)).status == "done"  # the re-analysis
+    with runtime.factory() as session:
+        from_superseded = session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .join(Media, Media.id == Alert.media_id)
+            .where(Media.status == MediaStatus.SUPERSEDED)
+        )
+    assert from_superseded == 0
+    assert alerts_and_analyses(runtime, first) == (0, 0)
+    assert alerts_and_analyses(runtime, second)[0] >= 1
