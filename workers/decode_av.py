@@ -39,18 +39,15 @@ SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter 
 # pipeline (about cores + 1 frames in flight) and flushes the decoder, so shorter gaps are cheaper decoded
 JUMP_MIN_FRAMES = 8
 EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
-# Threads, measured here (bench/sampling.py) on 60 s of real 640x272 x264 footage joined by stream copy, on
-# this shared 2-core machine at load ~8: a sequential decode took 2,733 ms with slice threads (x264 writes
-# one slice a frame, so one thread works) and 2,203 ms with frame threads; 8 / 32 exact frames 462 / 2,005
-# ms with slice threads, 180 / 759 ms with frame threads. Frame threads keep frames in flight that a jump
-# drains, but that costs less than decoding on one core, so they are used around seeks too. A plan of lone
-# keyframes (keyframe mode) decodes one packet and drains each time: there a frame thread's hand-off is
-# pure latency (a keyframe took 30-50 ms with frame threads at load 10, 10 ms for 8 with slice threads).
+# Threads, measured here (bench/sampling.py) on 60 s of real 640x272 x264 footage joined by stream copy, at
+# load ~8: a sequential decode took 2,733 ms with slice threads (x264 writes one slice a frame: one thread
+# works) and 2,203 ms with frame threads; 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759
+# ms with frame threads. Frame threads keep frames in flight that a jump drains, which costs less than
+# decoding on one core, so they are used around seeks too. Lone keyframes (keyframe mode) decode one packet
+# and drain: a frame thread's hand-off is pure latency there (30-50 ms a keyframe vs 10 ms for 8 in slices).
 THREAD_TYPE = "FRAME"
 KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
-# FFmpeg decoding threads (0: FFmpeg's choice, one per core plus one for frame threads). See
-# bench/throughput_overlap.py for why this stays 0 while the decoder runs beside the model.
-THREAD_COUNT = 0
+THREAD_COUNT = 0  # FFmpeg's choice (a core each, +1); bench/throughput_overlap.py: why, beside the model
 
 
 @dataclass(frozen=True)
