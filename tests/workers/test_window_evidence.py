@@ -163,8 +163,9 @@ def test_evidence_in_chunks_equals_one_batch(loaded_models, clip, monkeypatch):
 def test_the_recogniser_puts_each_evidence_on_its_own_target(tmp_path: Path, loaded_models) -> None:
     """Through WindowRecognizer: matched targets get the evidence of their own question (equal to the
     per-target path over the same window frames), unmatched ones none."""
-    from workers.frames import open_media, plan_windows
+    from workers.frames import analysis_requests, open_media, plan_windows
     from workers.pipeline import WindowRecognizer
+    from workers.thumbnails import THUMBNAIL_MAX_SIDE
 
     path = write_clip_mp4v(tmp_path / "c.mp4", seconds=2, fps=8)
     loaded = loaded_models("llava_next_video")
@@ -178,7 +179,10 @@ def test_the_recogniser_puts_each_evidence_on_its_own_target(tmp_path: Path, loa
     got = recognizer.recognize(path, probe(path), targets, media_id=1)
     with open_media(path, info=probe(path)) as media:
         windows = plan_windows(media.timed_info, window_s=1.0, frames_per_window=4, max_windows=10)
-        frames = dict(media.frames(recognizer._requests(windows, 4)))
+        requests = analysis_requests(
+            windows, 4, mode="exact", max_side=loaded.frame_side, full_side=THUMBNAIL_MAX_SIDE, caption=False
+        )
+        frames = dict(media.frames(requests))
     assert len(got.results) == 3 * len(windows) == 6
     for result in got.results:
         if result.target_id == 2:
