@@ -53,6 +53,7 @@ test: tools lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
