@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.frame_features import one_frame_prompts
+from workers.frame_features import one_frame_ids, one_frame_prompts
 from workers.models import LoadedModel
 from workers.prompts import question_for
 from workers.references import ReferenceImage, on_device
@@ -92,19 +92,24 @@ def _one_frame_batches(
     loaded: LoadedModel, rgb: np.ndarray, head: str, repeats: int, features: torch.Tensor | None
 ) -> list[dict[str, Any]]:
     """Inputs of every frame as its own one-frame video, in batches whose prefixes, repeated ``repeats``
-    times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed). With kept
-    ``features``, only the first frame's prompt is processed (its ids are every frame's)."""
-    if features is not None and len(features) != len(rgb):
-        raise ValueError(f"features of {len(features)} frames for {len(rgb)} frames")
-    first = _inputs(loaded, rgb[:1], head) if features is not None else _inputs(loaded, rgb, head)
-    tokens = int(first["input_ids"].shape[1]) * max(1, repeats)
-    per_batch = max(1, BATCH_TOKEN_BUDGET // tokens)
-    spans = [(i, min(i + per_batch, len(rgb))) for i in range(0, len(rgb), per_batch)]
+    times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed); from the
+    kept ``features`` where given, without the processor."""
     if features is not None:
-        return [one_frame_prompts(loaded, first, features[a:b]) for a, b in spans]
-    if per_batch >= len(rgb):
-        return [first]
+        if len(features) != len(rgb):
+            raise ValueError(f"features of {len(features)} frames for {len(rgb)} frames")
+        ids = one_frame_ids(loaded, head, int(features.shape[1]))
+        spans = _spans(len(rgb), int(ids.shape[1]), repeats)
+        return [one_frame_prompts(loaded, ids, features[a:b]) for a, b in spans]
+    everything = _inputs(loaded, rgb, head)
+    spans = _spans(len(rgb), int(everything["input_ids"].shape[1]), repeats)
+    if len(spans) == 1:
+        return [everything]
     return [_inputs(loaded, rgb[a:b], head) for a, b in spans]
+
+
+def _spans(frames: int, prompt_tokens: int, repeats: int) -> list[tuple[int, int]]:
+    per_batch = max(1, BATCH_TOKEN_BUDGET // (prompt_tokens * max(1, repeats)))
+    return [(i, min(i + per_batch, frames)) for i in range(0, frames, per_batch)]
 
 
 def _inputs(loaded: LoadedModel, rgb: np.ndarray, head: str) -> dict[str, Any]:

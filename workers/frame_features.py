@@ -3,7 +3,7 @@
 Where a family's vision tower encodes every frame on its own (LLaVA-NeXT-Video: CLIP per frame, then a
 per-frame pooling and projection), a frame shown as a one-frame video gets exactly that frame's slice of
 the window's video features (tests/workers/test_frame_features.py checks it), so the best-frame pass can
-skip the processor's pixels and a second vision pass and only prefill the one-frame prompts. Qwen pairs
+skip the processor and a second vision pass and only prefill the one-frame prompts. Qwen pairs
 frames in time (a one-frame video is the frame paired with itself) and SmolVLM2's reuse is not verified:
 those families encode the one-frame videos again (``keep_video_features`` returns None for them).
 """
@@ -34,17 +34,23 @@ def keep_video_features(loaded: LoadedModel, inputs: dict[str, Any]) -> torch.Te
     return encoded.pooler_output.reshape(frames, -1, encoded.pooler_output.shape[-1])
 
 
-def one_frame_prompts(loaded: LoadedModel, one: dict[str, Any], features: torch.Tensor) -> dict[str, Any]:
-    """The inputs of ``len(features)`` one-frame videos from the processed prompt of one of them
-    (``one``, whose pixels are not used) and each frame's kept features: what the processor and the
-    vision tower would give for those frames, without running either again."""
-    ids = one["input_ids"]
-    video_tokens = int((ids == loaded.model.config.video_token_index).sum())
-    if ids.shape[0] != 1 or video_tokens != features.shape[1]:
-        raise ValueError(
-            f"a one-frame prompt of {video_tokens} video tokens for {features.shape[1]} tokens a frame"
-        )
+def one_frame_ids(loaded: LoadedModel, head: str, tokens: int) -> torch.Tensor:
+    """The ids of ``head`` shown one frame of ``tokens`` video tokens, as the processor expands and
+    tokenizes it (test_frame_features compares them), without processing any pixels."""
+    video = loaded.adapter.video_token
+    if head.count(video) != 1:
+        raise ValueError(f"the prompt holds {head.count(video)} video tokens, not one")
+    text = head.replace(video, video * tokens)
+    ids: torch.Tensor = loaded.tokenizer([text], return_tensors="pt")["input_ids"]
+    return ids.to(loaded.device)
+
+
+def one_frame_prompts(loaded: LoadedModel, ids: torch.Tensor, features: torch.Tensor) -> dict[str, Any]:
+    """The inputs of ``len(features)`` one-frame videos from the ids of one (``one_frame_ids``) and each
+    frame's kept features: what the processor and the vision tower would give for those frames."""
     rows = len(features)
-    inputs = {key: one[key].expand(rows, -1) for key in ("input_ids", "attention_mask") if key in one}
-    inputs[ENCODED] = {"video": BaseModelOutputWithPooling(pooler_output=features)}
-    return inputs
+    return {
+        "input_ids": ids.expand(rows, -1),
+        "attention_mask": torch.ones((rows, ids.shape[1]), dtype=torch.long, device=ids.device),
+        ENCODED: {"video": BaseModelOutputWithPooling(pooler_output=features)},
+    }

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from workers.best_frame import _frame_scores, _inputs
-from workers.frame_features import keep_video_features, one_frame_prompts
+from workers.frame_features import keep_video_features, one_frame_ids, one_frame_prompts
 from workers.prompts import question_for
 from workers.scoring import score_window
 
@@ -37,7 +37,7 @@ def test_one_frame_prefixes_from_kept_features_score_as_the_processed_ones(loade
     kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
     with torch.inference_mode():
         processed = _frame_scores(loaded, _inputs(loaded, clip, head), head, questions, [[]] * 3)
-        built = one_frame_prompts(loaded, _inputs(loaded, clip[:1], head), kept)
+        built = one_frame_prompts(loaded, one_frame_ids(loaded, head, kept.shape[1]), kept)
         reused = _frame_scores(loaded, built, head, questions, [[]] * 3)
     assert processed.shape == (len(clip), len(DESCRIPTIONS))
     np.testing.assert_allclose(reused, processed, rtol=0, atol=1e-5)
@@ -50,13 +50,21 @@ def test_families_whose_frames_are_not_encoded_alone_keep_nothing(loaded_models,
     assert score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features is None
 
 
-def test_features_of_another_frame_count_are_refused(loaded_models, clip):
+def test_one_frame_ids_are_the_processors(loaded_models, clip):
     loaded = loaded_models("llava_next_video")
     head = _head(loaded)
-    kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
-    with pytest.raises(ValueError, match="video tokens"):
-        one_frame_prompts(loaded, _inputs(loaded, clip[:1], head), kept[:, :-1])
+    processed = _inputs(loaded, clip[:1], head)
+    tokens = int((processed["input_ids"] == loaded.model.config.video_token_index).sum())
+    assert tokens > 1
+    assert torch.equal(one_frame_ids(loaded, head, tokens), processed["input_ids"])
+    with pytest.raises(ValueError, match="holds 0 video tokens"):
+        one_frame_ids(loaded, "no video here", tokens)
+
+
+def test_features_of_another_frame_count_are_refused(loaded_models, clip):
     from workers.best_frame import best_frames
 
+    loaded = loaded_models("llava_next_video")
+    kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
     with pytest.raises(ValueError, match="features of 7 frames for 8 frames"):
         best_frames(loaded, clip, descriptions=DESCRIPTIONS, references=[[]] * 3, frame_features=kept[:-1])
