@@ -39,7 +39,7 @@ class Prefix:
     length: int  # tokens in the cache
     next_position: int  # rotary position of the first token after the prefix
     trailing_text: str  # text the processor put after the last vision token (part of every suffix)
-    frame_features: Any = None  # per-frame video features, where the family allows reusing them
+    frame_features: torch.Tensor | None = None  # per-frame video features, where the family allows reuse
 
 
 class FamilyAdapter:
