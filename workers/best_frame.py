@@ -5,7 +5,10 @@ window would get if it were that frame). All frames of the window are encoded as
 prefixes (one vision pass, one prefill), then the targets' questions of all frames are fed as one batch
 over the repeated cache (a question with reference images alone over the frames, cropped back after).
 The picks equal scoring each frame as its own video one at a time, which costs a vision pass and a
-prefill per frame (tests/workers/test_best_frame.py keeps that as the reference).
+prefill per frame (tests/workers/test_best_frame.py keeps that as the reference). Given the window's
+per-frame features from its scoring pass (``Prefix.frame_features``, LLaVA-NeXT-Video), the one-frame
+prefixes take them instead of running the processor's pixels and the vision tower again
+(workers/frame_features.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.frame_features import one_frame_ids, one_frame_prompts
 from workers.models import LoadedModel
 from workers.prompts import question_for
 from workers.references import ReferenceImage, on_device
@@ -37,8 +41,10 @@ def best_frames(
     *,
     descriptions: list[str],
     references: Sequence[Sequence[ReferenceImage]],
+    frame_features: torch.Tensor | None = None,
 ) -> list[int]:
-    """For each description, the index of the frame of ``rgb`` (T, H, W, 3) with the highest P(yes)."""
+    """For each description, the index of the frame of ``rgb`` (T, H, W, 3) with the highest P(yes);
+    ``frame_features``: the per-frame video features of ``rgb`` kept from its scoring, if any."""
     if len(references) != len(descriptions):
         raise ValueError(f"{len(references)} reference lists for {len(descriptions)} descriptions")
     if len(rgb) == 1 or not descriptions:
@@ -50,7 +56,7 @@ def best_frames(
         scores = np.concatenate(
             [
                 _frame_scores(loaded, inputs, head, questions, references)
-                for inputs in _one_frame_batches(loaded, rgb, head, words)
+                for inputs in _one_frame_batches(loaded, rgb, head, words, frame_features)
             ]
         )
     return [int(i) for i in scores.argmax(axis=0)]
@@ -82,15 +88,28 @@ def _frame_scores(
     return out
 
 
-def _one_frame_batches(loaded: LoadedModel, rgb: np.ndarray, head: str, repeats: int) -> list[dict[str, Any]]:
-    """Processor inputs of every frame as its own one-frame video, in batches whose prefixes, repeated
-    ``repeats`` times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed)."""
+def _one_frame_batches(
+    loaded: LoadedModel, rgb: np.ndarray, head: str, repeats: int, features: torch.Tensor | None
+) -> list[dict[str, Any]]:
+    """Inputs of every frame as its own one-frame video, in batches whose prefixes, repeated ``repeats``
+    times, hold at most ``BATCH_TOKEN_BUDGET`` tokens (one batch unless the budget is passed); from the
+    kept ``features`` where given, without the processor."""
+    if features is not None:
+        if len(features) != len(rgb):
+            raise ValueError(f"features of {len(features)} frames for {len(rgb)} frames")
+        ids = one_frame_ids(loaded, head, int(features.shape[1]))
+        spans = _spans(len(rgb), int(ids.shape[1]), repeats)
+        return [one_frame_prompts(loaded, ids, features[a:b]) for a, b in spans]
     everything = _inputs(loaded, rgb, head)
-    tokens = int(everything["input_ids"].shape[1]) * max(1, repeats)
-    per_batch = max(1, BATCH_TOKEN_BUDGET // tokens)
-    if per_batch >= len(rgb):
+    spans = _spans(len(rgb), int(everything["input_ids"].shape[1]), repeats)
+    if len(spans) == 1:
         return [everything]
-    return [_inputs(loaded, rgb[i : i + per_batch], head) for i in range(0, len(rgb), per_batch)]
+    return [_inputs(loaded, rgb[a:b], head) for a, b in spans]
+
+
+def _spans(frames: int, prompt_tokens: int, repeats: int) -> list[tuple[int, int]]:
+    per_batch = max(1, BATCH_TOKEN_BUDGET // (prompt_tokens * max(1, repeats)))
+    return [(i, min(i + per_batch, frames)) for i in range(0, frames, per_batch)]
 
 
 def _inputs(loaded: LoadedModel, rgb: np.ndarray, head: str) -> dict[str, Any]:

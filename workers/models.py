@@ -39,6 +39,7 @@ class Prefix:
     length: int  # tokens in the cache
     next_position: int  # rotary position of the first token after the prefix
     trailing_text: str  # text the processor put after the last vision token (part of every suffix)
+    frame_features: torch.Tensor | None = None  # per-frame video features, where the family allows reuse
 
 
 class FamilyAdapter:
@@ -46,6 +47,7 @@ class FamilyAdapter:
 
     family = "base"
     model_types: tuple[str, ...] = ()
+    frames_encoded_alone = False  # a frame's slice of a video's features equals its one-frame features
 
     def __init__(self, processor: Any, config: Any) -> None:
         self.processor = processor
@@ -122,6 +124,7 @@ class FamilyAdapter:
 class LlavaNextVideoAdapter(FamilyAdapter):
     family = "llava_next_video"
     model_types = ("llava_next_video",)
+    frames_encoded_alone = True  # CLIP, pooling and projection per frame
 
     def question_parts(self, question: str, *, images: int = 0) -> tuple[str, str]:
         # The family's template renders every image before the video; the reference images are put

@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vigil.contracts import Recognition, TargetSpec, WindowResult
 from vigil.media import MediaInfo
@@ -39,6 +40,9 @@ from workers.scoring import PROMPT_VERSION, score_window
 from workers.static_gate import StaticGate, inherit
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 from workers.window_batches import prefix_tokens, score_windows, window_groups
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +255,7 @@ class WindowRecognizer:
         hits = [i for i, r in enumerate(results) if r.matched]
         descriptions = [targets[i].description for i in hits]
         hit_references = [references[i] for i in hits]
-        best = self._best_frames(frames, descriptions, hit_references)
+        best = self._best_frames(frames, descriptions, hit_references, window.prefix.frame_features)
         if self.settings.evidence and hits:
             texts = window_evidence(
                 self.loaded,
@@ -270,9 +274,20 @@ class WindowRecognizer:
         return results
 
     def _best_frames(
-        self, frames: Frames, descriptions: list[str], references: list[list[ReferenceImage]]
+        self,
+        frames: Frames,
+        descriptions: list[str],
+        references: list[list[ReferenceImage]],
+        frame_features: torch.Tensor | None,
     ) -> list[int]:
-        """For each matched target, the frame of the window it is most visible in."""
+        """For each matched target, the frame of the window it is most visible in (from the features the
+        scoring pass kept, where the family allows)."""
         if not descriptions:
             return []
-        return best_frames(self.loaded, frames.rgb, descriptions=descriptions, references=references)
+        return best_frames(
+            self.loaded,
+            frames.rgb,
+            descriptions=descriptions,
+            references=references,
+            frame_features=frame_features,
+        )

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vigil.errors import OutOfMemory
+from workers.frame_features import keep_video_features
 from workers.models import LoadedModel, Prefix
 from workers.prompts import question_for
 from workers.references import ReferenceImage, Suffix, image_suffix, on_device
@@ -86,8 +87,15 @@ def encode_inputs(loaded: LoadedModel, inputs: dict[str, Any]) -> Prefix:
         if key in inputs:
             inputs[key] = inputs[key][:, :cut]
     position_ids, next_position = loaded.adapter.prefix_positions(loaded.model, inputs)
+    features = keep_video_features(loaded, inputs)
     out = loaded.model(**inputs, position_ids=position_ids, use_cache=True, logits_to_keep=1)
-    return Prefix(cache=out.cache, length=cut, next_position=next_position, trailing_text=trailing)
+    return Prefix(
+        cache=out.cache,
+        length=cut,
+        next_position=next_position,
+        trailing_text=trailing,
+        frame_features=features,
+    )
 
 
 def suffix_ids(loaded: LoadedModel, prefix: Prefix, tail_texts: list[str]) -> list[list[int]]:

@@ -15,7 +15,7 @@ from vigil.media import probe
 from workers.best_frame import ONE_FRAME_FPS, best_frames
 from workers.frames import FrameRequest, open_media, plan_windows
 from workers.references import ReferenceImage
-from workers.scoring import score_targets
+from workers.scoring import score_targets, score_window
 from workers.testing.clips import write_camera_clip, write_clip_mp4v
 
 DESCRIPTIONS = ["a dog", "my car", "smoke", "a person walking by the gate"]
@@ -62,13 +62,23 @@ def windows(loaded, path: Path, per_window: int = 6) -> list[np.ndarray]:
 
 
 def test_batched_best_frame_picks_the_frame_one_at_a_time_picked(loaded_models, family, clips, reference):
+    """Both ways the pipeline may call it: encoding the one-frame videos again, and from the per-frame
+    features the window's scoring kept (LLaVA-NeXT-Video; None, so the same path, elsewhere)."""
     loaded = loaded_models(family)
     references = [[], [reference], [], []]
     picked = []
     for path in clips:
         for rgb in windows(loaded, path):
+            expected = one_frame_at_a_time(loaded, rgb, DESCRIPTIONS, references)
             ours = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=references)
-            assert ours == one_frame_at_a_time(loaded, rgb, DESCRIPTIONS, references)
+            assert ours == expected
+            kept = score_window(loaded, rgb, fps=6.0, descriptions=DESCRIPTIONS, references=references)
+            assert (kept.prefix.frame_features is not None) == (family == "llava_next_video")
+            features = kept.prefix.frame_features
+            reused = best_frames(
+                loaded, rgb, descriptions=DESCRIPTIONS, references=references, frame_features=features
+            )
+            assert reused == expected
             picked += ours
     assert len(set(picked)) > 1  # the frames really differ in score: a pick is not always frame 0
 
@@ -81,6 +91,18 @@ def test_frames_over_the_budget_go_in_several_batches(loaded_models, clips, monk
     whole = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4)
     monkeypatch.setattr(workers.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
     assert best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4) == whole
+
+
+def test_kept_features_over_the_budget_go_in_several_batches(loaded_models, clips, monkeypatch):
+    import workers.best_frame
+
+    loaded = loaded_models("llava_next_video")
+    rgb = windows(loaded, clips[1])[0]
+    features = score_window(loaded, rgb, fps=6.0, descriptions=DESCRIPTIONS).prefix.frame_features
+    whole = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4)
+    monkeypatch.setattr(workers.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
+    got = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4, frame_features=features)
+    assert got == whole
 
 
 def test_one_frame_and_no_target(loaded_models, clip):
