@@ -86,7 +86,7 @@ def build(url: str, settings: Settings, analyses: int, seed: int) -> tuple[sessi
             )
             session.add(media)
             session.flush()
-            analysis = Analysis(media_id=media.id, model_id="m", prompt_version=1)
+            analysis = Analysis(media_id=media.id, model_id="m", template_version=1)
             session.add(analysis)
             session.flush()
             for target in targets:

@@ -1,6 +1,7 @@
 """Watcher burst benchmark (a script, not a test): `python bench/watcher_burst.py [--files 2000]`.
 
-1. `python -m watcher` runs as its own process on a fresh SQLite database and embedded broker.
+1. `python -m watcher` runs as its own process on a fresh SQLite database and embedded broker, deployed by
+   the tests' harness (tests.support.processes.Stack), as e2e, the fault tests and bench/soak.py deploy.
 2. A burst of N tiny images (unique content) is written into N/10 brand-new nested camera directories;
    we time until every file has a row, and check each has exactly one.
    Baseline, same run: `scan_source` registering the same files in one pass (no events, no settling).
@@ -17,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,13 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from tests.support.processes import Stack  # noqa: E402
 from vigil.celery_app import make_celery  # noqa: E402
 from vigil.db import make_engine, session_factory  # noqa: E402
 from vigil.enqueue import Enqueuer  # noqa: E402
 from vigil.migrate import upgrade  # noqa: E402
 from vigil.registry import _latest_version  # noqa: E402
 from vigil.schema import Media  # noqa: E402
-from vigil.settings import DatabaseSettings, Settings, SourceSettings  # noqa: E402
+from vigil.settings import DatabaseSettings, ModelSettings, Settings, SourceSettings  # noqa: E402
 from watcher.intake import WatchedSource  # noqa: E402
 from watcher.paths import SourceRules  # noqa: E402
 from watcher.scan import changed_files, scan_source, walk  # noqa: E402
@@ -86,26 +86,29 @@ def wait(pred, timeout: float) -> bool:
     return False
 
 
-def start_watcher(tmp: Path, db_url: str, broker: str, drop: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    config = tmp / "vigil.toml"
-    config.write_text(
-        f'[database]\nurl = "{db_url}"\n[broker]\nurl = "{broker}"\n[log]\nformat = "text"\n'
-        f"[watch]\nsettle_s = 0.5\nrescan_interval_s = 300\n"
-        f'[[watch.sources]]\nname = "drop"\npath = "{drop}"\ninclude = ["*.jpg", "*.mp4"]\n'
+def start_watcher(tmp: Path, db_url: str, broker: str) -> tuple[Stack, subprocess.Popen[bytes]]:
+    """The watcher alone, its source the harness's inbox; its log is <tmp>/watcher.log."""
+    stack = Stack(
+        tmp,
+        db_url=db_url,
+        broker_url=broker,
+        model_dir=Path(ModelSettings().id),  # the watcher loads no model: the default id, untouched
+        extra_env={
+            "VIGIL_WATCH__SOURCES": json.dumps(
+                [{"name": "drop", "path": str(tmp / "inbox"), "include": ["*.jpg", "*.mp4"]}]
+            ),
+            "VIGIL_WATCH__SETTLE_S": "0.5",
+            "VIGIL_WATCH__RESCAN_INTERVAL_S": "300",
+            "VIGIL_WATCH__READY_DEADLINE_S": "600",  # the default: the big file is written for 25 s
+            "PYTHONPATH": str(ROOT),
+        },
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config)],
-        cwd=tmp,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()  # type: ignore[union-attr]
-    if not wait(lambda: any("watcher started" in line for line in lines), 60):
-        proc.kill()
-        raise SystemExit("watcher did not start:\n" + "".join(lines))
-    return proc, lines
+    proc = stack.spawn("watcher", "-m", "watcher", new_session=True)
+    log = tmp / "watcher.log"
+    if not wait(lambda: "watcher started" in log.read_text(errors="replace"), 60):
+        stack.stop_all()
+        raise SystemExit("watcher did not start:\n" + stack.dump_logs())
+    return stack, proc
 
 
 def big_file(path: Path, tmp: Path) -> float:
@@ -150,32 +153,33 @@ def rescan_costs(factory, source_id: int, drop: Path) -> tuple[float, float]:
     return ours, naive
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=2000)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
-    drop, base_drop = tmp / "drop", tmp / "baseline"
-    drop.mkdir()
-    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
-    upgrade(db_url)
-    engine = make_engine(DatabaseSettings(url=db_url))
-    factory = session_factory(engine)
-    blobs = tiny_images(args.files, tmp)
+@dataclass
+class Watched:
+    written: float  # seconds to write the burst
+    burst_s: float  # seconds from the first write until every file had a row
+    rows: int
+    distinct: int
+    big_delay: float  # seconds from the big file's last write to its row
+    after_burst: dict[str, float]  # VmRSS/VmHWM in MB
+    final: dict[str, float]
+    torch_mapped: bool
 
-    proc, lines = start_watcher(tmp, db_url, broker, drop)
-    pid = proc.pid
+
+def watch(stack: Stack, proc: subprocess.Popen[bytes], factory, blobs: list[bytes]) -> Watched:
+    """The burst, then the big file, through the running watcher; its memory and libraries at the end."""
+    drop, files, pid = stack.inbox, len(blobs), proc.pid
     started = burst(drop, blobs)
     written = time.monotonic() - started
-    ok = wait(lambda: count(factory)[0] >= args.files, 600)
+    ok = wait(lambda: count(factory)[0] >= files, 600)
     burst_s = time.monotonic() - started
     time.sleep(2.0)  # anything registered twice would show up now
     rows, distinct = count(factory)
-    assert ok and rows == distinct == args.files, (rows, distinct)
-    status_after_burst = proc_status(pid)
+    assert ok and rows == distinct == files, (rows, distinct)
+    after_burst = proc_status(pid)
 
-    last_write = big_file(drop / "big" / "big.mp4", tmp) if (drop / "big").mkdir() is None else 0.0
-    assert wait(lambda: count(factory)[0] > args.files, 60)
+    (drop / "big").mkdir()
+    last_write = big_file(drop / "big" / "big.mp4", stack.root)
+    assert wait(lambda: count(factory)[0] > files, 60)
     with factory() as s:
         big = s.scalars(select(Media).where(Media.rel_path == "big/big.mp4")).all()
     assert len(big) == 1 and big[0].size_bytes == BIG_MB * 1024 * 1024, [
@@ -183,17 +187,34 @@ def main() -> None:
     ]
     big_delay = big[0].created_at.timestamp() - last_write
     time.sleep(1.0)
-    assert count(factory)[0] == args.files + 1
+    assert count(factory)[0] == files + 1
 
     maps = Path(f"/proc/{pid}/maps").read_text()
     torch_mapped = any(name in maps for name in ("libtorch", "/torch/", "/transformers/"))
-    final_status = proc_status(pid)
-    proc.send_signal(signal.SIGTERM)
-    exit_code = proc.wait(60)
+    return Watched(written, burst_s, rows, distinct, big_delay, after_burst, proc_status(pid), torch_mapped)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=2000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    base_drop = tmp / "baseline"
+    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
+    upgrade(db_url)
+    engine = make_engine(DatabaseSettings(url=db_url))
+    factory = session_factory(engine)
+    blobs = tiny_images(args.files, tmp)
+
+    stack, proc = start_watcher(tmp, db_url, broker)
+    try:
+        watched = watch(stack, proc, factory, blobs)
+    finally:
+        stack.stop_all(timeout=60)  # SIGTERM, as a service manager stops it; SIGKILL only after 60 s
+    exit_code = proc.returncode
     with factory() as s:
         source_id = s.scalar(select(Media.source_id).limit(1))
-    rescan_s, per_file_s = rescan_costs(factory, source_id, drop)
+    rescan_s, per_file_s = rescan_costs(factory, source_id, stack.inbox)
 
     # Baseline: the same files registered by one scan_source pass (no events, no settling).
     burst(
@@ -212,13 +233,16 @@ def main() -> None:
 
     table = [
         ("files in the burst / new directories", f"{args.files} / {args.files // 10}"),
-        ("burst written in", f"{written:.2f} s"),
-        ("watcher: all registered after", f"{burst_s:.2f} s ({args.files / burst_s:.0f} files/s)"),
+        ("burst written in", f"{watched.written:.2f} s"),
+        (
+            "watcher: all registered after",
+            f"{watched.burst_s:.2f} s ({args.files / watched.burst_s:.0f} files/s)",
+        ),
         ("baseline scan_source, same files", f"{baseline_s:.2f} s ({args.files / baseline_s:.0f} files/s)"),
-        ("rows / distinct paths", f"{rows} / {distinct}"),
+        ("rows / distinct paths", f"{watched.rows} / {watched.distinct}"),
         (
             f"{BIG_MB} MB at {RATE_MB_S} MB/s: registered after last write",
-            f"{big_delay:.2f} s (settle 0.5 s)",
+            f"{watched.big_delay:.2f} s (settle 0.5 s)",
         ),
         (
             "rescan of known files: one query / query per file",
@@ -226,10 +250,10 @@ def main() -> None:
         ),
         (
             "watcher RSS after burst / at end / peak",
-            f"{status_after_burst['VmRSS']:.0f} / {final_status['VmRSS']:.0f} / "
-            f"{final_status['VmHWM']:.0f} MB",
+            f"{watched.after_burst['VmRSS']:.0f} / {watched.final['VmRSS']:.0f} / "
+            f"{watched.final['VmHWM']:.0f} MB",
         ),
-        ("torch or transformers mapped in watcher", str(torch_mapped)),
+        ("torch or transformers mapped in watcher", str(watched.torch_mapped)),
         ("watcher exit code on SIGTERM", str(exit_code)),
     ]
     width = max(len(k) for k, _ in table)
@@ -240,15 +264,15 @@ def main() -> None:
             {
                 "files": args.files,
                 "baseline_scan_s": round(baseline_s, 3),
-                "watcher_burst_s": round(burst_s, 3),
-                "ratio": round(burst_s / baseline_s, 2),
-                "files_per_s": round(args.files / burst_s, 1),
-                "big_file_delay_s": round(big_delay, 3),
+                "watcher_burst_s": round(watched.burst_s, 3),
+                "ratio": round(watched.burst_s / baseline_s, 2),
+                "files_per_s": round(args.files / watched.burst_s, 1),
+                "big_file_delay_s": round(watched.big_delay, 3),
                 "rescan_known_s": round(rescan_s, 4),
                 "rescan_per_file_query_s": round(per_file_s, 4),
-                "watcher_rss_mb": round(status_after_burst["VmRSS"], 1),
-                "peak_rss_mb": round(final_status["VmHWM"], 1),
-                "torch_loaded": torch_mapped,
+                "watcher_rss_mb": round(watched.after_burst["VmRSS"], 1),
+                "peak_rss_mb": round(watched.final["VmHWM"], 1),
+                "torch_loaded": watched.torch_mapped,
                 "exit_code": exit_code,
             }
         )

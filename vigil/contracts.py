@@ -79,7 +79,7 @@ class Recognition:
 
 class Recognizer(Protocol):
     model_id: str
-    prompt_version: int
+    template_version: int  # of the recogniser's question templates, stored on each analysis
 
     def recognize(
         self,

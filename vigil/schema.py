@@ -176,7 +176,7 @@ class Analysis(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[str] = mapped_column(Text)
-    prompt_version: Mapped[int]
+    template_version: Mapped[int]
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     target_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
     windows: Mapped[int] = mapped_column(default=0)

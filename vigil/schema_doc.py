@@ -34,8 +34,11 @@ COLUMN_NOTES: dict[str, str] = {
     "targets.declared_in": "the settings file that owns this target (edit it there); NULL: made with the CLI",
     "alert_rules.declared_in": "the settings file that owns this rule; NULL: made with `vigil rules add`",
     "targets.threshold": "P(yes) at or above which a window matches",
-    "targets.prompt_version": "increases when the description or the reference images change",
+    "targets.prompt_version": "the version of this target's own prompt: increases when the description or "
+    "the reference images change (the question templates are versioned apart: analyses.template_version)",
     "targets.images": "reference images (sha256, stored file under data_dir/references, original name, size)",
+    "analyses.template_version": "the version of the recogniser's question templates (TEMPLATE_VERSION in "
+    "workers/prompts.py) used by this run; each target's own prompt is versioned as targets.prompt_version",
     "analyses.target_ids": "the targets this run asked about",
     "analyses.size_bytes": "size of the file this analysis read (always the media row's version)",
     "analyses.file_mtime": "modification time of the file this analysis read",

@@ -42,7 +42,7 @@ def store_results(
     recognition: Recognition,
     *,
     model_id: str,
-    prompt_version: int,
+    template_version: int,
     total_ms: float,
     read: FileRead | None = None,
     after_results: AfterResults | None = None,
@@ -53,7 +53,7 @@ def store_results(
         analysis = Analysis(
             media_id=claim.media_id,
             model_id=model_id,
-            prompt_version=prompt_version,
+            template_version=template_version,
             params=dict(recognition.params),
             target_ids=[t.id for t in claim.targets],
             windows=recognition.windows,

@@ -35,8 +35,9 @@ from workers.frames import Frames, analysis_requests, open_media, plan_windows
 from workers.generation import window_evidence
 from workers.models import LoadedModel
 from workers.prefetch import frame_stream
+from workers.prompts import TEMPLATE_VERSION
 from workers.references import ReferenceImage
-from workers.scoring import PROMPT_VERSION, score_window
+from workers.scoring import score_window
 from workers.static_gate import StaticGate, inherit
 from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 from workers.window_batches import prefix_tokens, score_windows, window_groups
@@ -56,7 +57,7 @@ class _Timer:
 class WindowRecognizer:
     """Implements vigil.contracts.Recognizer over one loaded model."""
 
-    prompt_version = PROMPT_VERSION
+    template_version = TEMPLATE_VERSION
 
     def __init__(
         self,

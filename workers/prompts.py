@@ -1,9 +1,12 @@
 """The words Vigil asks a model: the yes/no question of a target and the evidence question of a match,
-in words alone or about reference images shown after the video (versioned by scoring.PROMPT_VERSION and
-each target's own prompt version)."""
+in words alone or about reference images shown after the video (versioned by TEMPLATE_VERSION here and by
+each target's own `targets.prompt_version`)."""
 
 from __future__ import annotations
 
+# The version of the templates below, stored as analyses.template_version: bump it when their words change.
+# (A target's own description and images are versioned apart, as targets.prompt_version.)
+TEMPLATE_VERSION = 1
 QUESTION_TEMPLATE = "Does this video show {description}? Answer yes or no."
 EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
 IMAGE_QUESTION_TEMPLATE = "Is the {description} shown in {images} in the video? Answer yes or no."
@@ -26,7 +29,7 @@ def _by_example(template: str, description: str, images: int) -> str:
 
 def question_for(description: str, images: int = 0) -> str:
     """The yes/no question asked for one target with ``images`` reference images (versioned by
-    PROMPT_VERSION and the target's own prompt version)."""
+    TEMPLATE_VERSION and the target's own prompt_version)."""
     if images:
         return _by_example(IMAGE_QUESTION_TEMPLATE, description, images)
     return QUESTION_TEMPLATE.format(description=_phrase(description))

@@ -70,7 +70,7 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
             taken,
             recognition,
             model_id=recognizer.model_id,
-            prompt_version=recognizer.prompt_version,
+            template_version=recognizer.template_version,
             total_ms=(time.perf_counter() - began) * 1000,
             read=read,
             after_results=lambda session, analysis: evaluate_analysis(

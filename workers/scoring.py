@@ -32,7 +32,6 @@ from workers.references import ReferenceImage, Suffix, image_suffix, on_device
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = 1
 # Batched scoring repeats the prefix cache once per target; above this many cached tokens
 # (targets x prefix length) "auto" crops back instead.
 BATCH_TOKEN_BUDGET = 64 * 1024

@@ -115,7 +115,7 @@ def add_analysis(
     """An analysis of `media` with one detection per target per window (scores in window order); the
     windows in `inherited` are marked as the static-scene gate marks them."""
     targets = {t.name: t for t in session.scalars(select(Target))}
-    analysis = Analysis(media_id=media.id, model_id="tiny", prompt_version=1, target_ids=[])
+    analysis = Analysis(media_id=media.id, model_id="tiny", template_version=1, target_ids=[])
     session.add(analysis)
     session.flush()
     for name, values in scores.items():

@@ -80,7 +80,7 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
         session.add(media)
         session.flush()
         analysis = Analysis(
-            media_id=media.id, model_id="tiny-llava_next_video", prompt_version=1,
+            media_id=media.id, model_id="tiny-llava_next_video", template_version=1,
             target_ids=[t.id for t in targets.values()], windows=windows, frames_decoded=windows * 8,
             decode_ms=84.0, model_ms=910.0, total_ms=1020.0, worker="gpu@host",
         )  # fmt: skip
@@ -150,7 +150,7 @@ def bulk_detections(url: str, count: int, *, per_media: int = 10, seed: int = 5)
         ]  # fmt: skip
         media_ids = list(session.scalars(insert(Media).returning(Media.id), media_rows))
         analysis_rows = [
-            {"media_id": m, "model_id": "tiny", "prompt_version": 1, "params": {}, "target_ids": target_ids,
+            {"media_id": m, "model_id": "tiny", "template_version": 1, "params": {}, "target_ids": target_ids,
              "windows": per_media, "created_at": T0}
             for m in media_ids
         ]  # fmt: skip

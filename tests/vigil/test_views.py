@@ -82,13 +82,13 @@ def seed(engine: Engine) -> dict[str, Any]:
         s.add_all([m1, m2, m3, m4])
         s.flush()
         first = Analysis(
-            media=m1, model_id="tiny", prompt_version=1, total_ms=2500, decode_ms=500, model_ms=1800
+            media=m1, model_id="tiny", template_version=1, total_ms=2500, decode_ms=500, model_ms=1800
         )
         again = Analysis(
-            media=m1, model_id="tiny", prompt_version=2, total_ms=900, decode_ms=100, model_ms=700
+            media=m1, model_id="tiny", template_version=2, total_ms=900, decode_ms=100, model_ms=700
         )
-        a2 = Analysis(media=m2, model_id="tiny", prompt_version=1, total_ms=4000)
-        a3 = Analysis(media=m3, model_id="tiny", prompt_version=1, total_ms=100)
+        a2 = Analysis(media=m2, model_id="tiny", template_version=1, total_ms=4000)
+        a3 = Analysis(media=m3, model_id="tiny", template_version=1, total_ms=100)
         s.add_all([first, again, a2, a3])
         s.flush()
 
@@ -256,3 +256,28 @@ def test_documented_examples_run_and_answer_right(seeded: tuple[str, dict[str, A
         ("/cams/2/broken.mp4", "no decodable frame", 3)
     ]
     assert [r["total_s"] for r in slowest] == [4.0, 2.5, 0.9, 0.1]
+
+
+def test_template_version_rename_keeps_every_row(seeded: tuple[str, dict[str, Any]]) -> None:
+    """0008 renames analyses.prompt_version to template_version (analyses_v too), both ways, keeping rows."""
+    url, ids = seeded
+
+    def versions(column: str) -> list[tuple[int, int, int]]:
+        engine = make_engine(DatabaseSettings(url=url))
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT v.analysis_id, v.{column}, (SELECT COUNT(*) FROM detections d"
+                    f" WHERE d.analysis_id = v.analysis_id) FROM analyses_v v ORDER BY v.analysis_id"
+                )
+            )
+            found = [(int(a), int(version), int(n)) for a, version, n in rows]
+        engine.dispose()
+        return found
+
+    at_head = versions("template_version")
+    assert (ids["first"], 1, 2) in at_head and (ids["again"], 2, 1) in at_head
+    command.downgrade(alembic_config(url), "0007")
+    assert versions("prompt_version") == at_head
+    command.upgrade(alembic_config(url), "head")
+    assert versions("template_version") == at_head

@@ -32,7 +32,7 @@ def _finish(factory, media_id: int, status: MediaStatus, *, p_yes: float = 0.8) 
         media.status, media.finished_at = status, utcnow()
         if status == MediaStatus.DONE:
             target = Target(name="person", description="a person walking")
-            analysis = Analysis(media_id=media_id, model_id="tiny", prompt_version=1, windows=1)
+            analysis = Analysis(media_id=media_id, model_id="tiny", template_version=1, windows=1)
             session.add_all([target, analysis])
             session.flush()
             session.add(

@@ -128,8 +128,8 @@ def test_a_worker_whose_lease_expired_cannot_store_results(runtime: WorkerRuntim
     assert fresh is not None and fresh.attempts == 2
     empty = Recognition(results=[], windows=1, frames_decoded=4, decode_ms=1, model_ms=1)
     with pytest.raises(LostClaim):
-        store_results(runtime.factory, stale, empty, model_id="m", prompt_version=1, total_ms=1)
-    store_results(runtime.factory, fresh, empty, model_id="m", prompt_version=1, total_ms=1)
+        store_results(runtime.factory, stale, empty, model_id="m", template_version=1, total_ms=1)
+    store_results(runtime.factory, fresh, empty, model_id="m", template_version=1, total_ms=1)
     assert counts(runtime, media_id) == (1, 0)
 
 
@@ -165,7 +165,7 @@ def test_reanalysis_asks_only_the_pending_targets(runtime: WorkerRuntime, drop: 
 class Failing:
     """A recogniser that fails the way a device can: the real one cannot run out of CUDA memory here."""
 
-    model_id, prompt_version = "failing", 1
+    model_id, template_version = "failing", 1
 
     def __init__(self, error: Exception) -> None:
         self.error, self.frames_seen = error, []
@@ -231,7 +231,7 @@ def test_store_results_is_atomic(runtime: WorkerRuntime, drop: Path) -> None:
             taken,
             recognition,
             model_id="m",
-            prompt_version=1,
+            template_version=1,
             total_ms=1,
             after_results=explode,
         )

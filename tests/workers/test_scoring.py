@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from workers.generation import decode_text, evidence_token_ids
+from workers.prompts import TEMPLATE_VERSION
 from workers.scoring import (
-    PROMPT_VERSION,
     question_for,
     score_targets,
     score_targets_naive,
@@ -15,7 +15,7 @@ DESCRIPTIONS = ["a dog", "a red car parked by the gate", "smoke", "a person walk
 
 
 def test_question_is_versioned_yes_no():
-    assert PROMPT_VERSION == 1
+    assert TEMPLATE_VERSION == 1
     assert question_for("a red car.") == "Does this video show a red car? Answer yes or no."
 
 

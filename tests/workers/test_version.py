@@ -114,7 +114,7 @@ class RewritesDuringDecode:
 
     def __init__(self, real: Recognizer) -> None:
         self.real = real
-        self.model_id, self.prompt_version = real.model_id, real.prompt_version
+        self.model_id, self.template_version = real.model_id, real.template_version
 
     def recognize(
         self,
