@@ -140,3 +140,65 @@ def test_whsec_secrets_are_those_the_standard_webhooks_library_accepts() -> None
         with pytest.raises(Exception):  # noqa: B017 - the reference library refuses it too (binascii.Error)
             Webhook(bad).sign("msg_1", __import__("datetime").datetime.now(), "{}")
     assert check_webhook_secret("a plain shared secret") == "a plain shared secret"
+
+
+FULL = """
+[storage]
+data_dir = "{folder}/../data"
+[[watch.sources]]
+name = "cam1"
+path = "{folder}"
+static_gate = 8.0
+[[targets]]
+name = "van"
+description = "a white delivery van"
+threshold = 0.6
+[[alerts.channels]]
+name = "ops"
+kind = "webhook"
+url = "https://hooks.example.com/vigil"
+secret = "whsec_{secret}"
+[[alerts.channels]]
+name = "mail"
+kind = "email"
+smtp_host = "127.0.0.1"
+mail_from = "vigil@example.com"
+mail_to = ["ops@example.com"]
+[[alerts.rules]]
+name = "night-van"
+targets = ["van"]
+sources = ["cam*"]
+days = ["mon", "fri"]
+hours = "22-06"
+timezone = "Europe/Amsterdam"
+min_consecutive = 2
+message = "{{target}} at {{source}}: {{score:.2f}}"
+channels = ["ops", "mail"]
+"""
+
+
+def test_after_ok_no_command_refuses_the_same_settings(workdir: Path) -> None:
+    """The promise of `config check`: settings it calls ok are taken by every command that reads them
+    (each command applies them to the database at start, so a check it made later would refuse here)."""
+    secret = base64.b64encode(b"k" * 24).decode()
+    (workdir / "vigil.toml").write_text(
+        FULL.replace("{folder}", str(workdir / "cams")).replace("{secret}", secret)
+    )
+    runner = CliRunner()
+    checked = runner.invoke(cli, ["config", "check"])
+    assert checked.exit_code == 0 and checked.output.startswith("ok:"), checked.output
+    commands = [
+        ["db", "upgrade"],
+        ["config", "show"],
+        ["targets", "list"],
+        ["rules", "list"],
+        ["alerts", "list"],
+        ["status"],
+        ["sql", "SELECT name, enabled FROM alert_rules"],
+    ]
+    for command in commands:
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 0, (command, result.output)
+        assert "error" not in result.output.lower(), (command, result.output)
+    rules = runner.invoke(cli, ["sql", "--format", "csv", "SELECT name, enabled FROM alert_rules"])
+    assert rules.output.splitlines()[1:] == ["night-van,true"], rules.output
