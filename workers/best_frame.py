@@ -29,6 +29,7 @@ from workers.scoring import (
     encode_inputs,
     forward_suffixes,
     p_yes,
+    per_target,
     question_suffixes,
 )
 
@@ -45,8 +46,7 @@ def best_frames(
 ) -> list[int]:
     """For each description, the index of the frame of ``rgb`` (T, H, W, 3) with the highest P(yes);
     ``frame_features``: the per-frame video features of ``rgb`` kept from its scoring, if any."""
-    if len(references) != len(descriptions):
-        raise ValueError(f"{len(references)} reference lists for {len(descriptions)} descriptions")
+    references = per_target(descriptions, references)
     if len(rgb) == 1 or not descriptions:
         return [0] * len(descriptions)
     questions = [question_for(d, len(r)) for d, r in zip(descriptions, references, strict=True)]

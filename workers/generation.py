@@ -27,6 +27,7 @@ from workers.scoring import (
     encode_prefix,
     forward_suffixes,
     forward_text,
+    per_target,
     question_suffixes,
 )
 
@@ -200,8 +201,7 @@ def window_evidence_ids(
     """Evidence token ids of each given target, continuing from the window's kept encoding (no second
     vision pass, no second prefill of the video): one batched greedy decode, in chunks of at most
     ``BATCH_TOKEN_BUDGET`` cached prefix tokens."""
-    if len(references) != len(descriptions):
-        raise ValueError(f"{len(references)} reference lists for {len(descriptions)} descriptions")
+    references = per_target(descriptions, references)
     if not descriptions:
         return []
     prefix = window.prefix

@@ -177,7 +177,8 @@ def _tails(loaded: LoadedModel, questions: list[tuple[str, int]]) -> tuple[str, 
     return parts[0][0], [tail for _, tail in parts]
 
 
-def _per_target(descriptions: list[str], references: References | None) -> list[Sequence[ReferenceImage]]:
+def per_target(descriptions: list[str], references: References | None) -> list[Sequence[ReferenceImage]]:
+    """Each description's reference images (none when ``references`` is None), one list per description."""
     if references is None:
         return [()] * len(descriptions)
     if len(references) != len(descriptions):
@@ -264,7 +265,7 @@ def score_window(
     encoding is kept so that evidence continues from it instead of encoding the video again."""
     if not descriptions:
         raise ValueError("no descriptions to score")
-    refs = _per_target(descriptions, references)
+    refs = per_target(descriptions, references)
     questions = [(question_for(d, len(r)), len(r)) for d, r in zip(descriptions, refs, strict=True)]
     head, tails = _tails(loaded, questions)
     with torch.inference_mode(), device_memory_guard(f"scoring {len(descriptions)} targets"):
@@ -306,7 +307,7 @@ def score_targets_naive(
     """P(yes) per description with one full forward (video and images included) each: the reference."""
     scores: list[float] = []
     with torch.inference_mode(), device_memory_guard("scoring targets one by one"):
-        for description, refs in zip(descriptions, _per_target(descriptions, references), strict=True):
+        for description, refs in zip(descriptions, per_target(descriptions, references), strict=True):
             n = len(refs)
             head, tail = loaded.adapter.question_parts(question_for(description, n), images=n)
             inputs = video_inputs(loaded, rgb, fps, head + tail, [r.rgb() for r in refs])

@@ -36,12 +36,12 @@ from workers.references import Suffix
 from workers.scoring import (
     BATCH_TOKEN_BUDGET,
     References,
-    _per_target,
     _prefix_cut,
     _tails,
     device_memory_guard,
     forward_suffixes,
     p_yes,
+    per_target,
     score_targets,
     suffix_ids,
     video_inputs,
@@ -81,7 +81,7 @@ def score_windows(
     """P(yes) per window per description, with the prefixes of windows that line up run as one batch."""
     if not descriptions:
         return [[] for _ in windows]
-    refs = _per_target(descriptions, references)
+    refs = per_target(descriptions, references)
     if any(refs):
         return [
             score_targets(loaded, rgb, fps=fps, descriptions=descriptions, references=refs)
@@ -179,8 +179,8 @@ def _score_group(loaded: LoadedModel, group: list[_Encoded], tails: list[str]) -
         flat = p_yes(loaded, logits)
         log.debug("scored %d windows x %d targets in one batch", windows, targets)
         return [flat[w * targets : (w + 1) * targets] for w in range(windows)]
-    per_target = []
+    by_question = []
     for row in rows:  # each question for all windows at once, then the cache cropped back
-        per_target.append(p_yes(loaded, forward_suffixes(loaded, prefix, [row] * windows)))
+        by_question.append(p_yes(loaded, forward_suffixes(loaded, prefix, [row] * windows)))
         prefix.cache.crop(-len(row.ids))
-    return [[per_target[t][w] for t in range(targets)] for w in range(windows)]
+    return [[by_question[t][w] for t in range(targets)] for w in range(windows)]
