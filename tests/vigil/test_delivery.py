@@ -317,3 +317,37 @@ def test_reconciler_resends_lost_and_expired_deliveries(
     assert early.status == "retry" and 25 < early.retry_in_s <= 30  # type: ignore[operator]
     assert row(factory, not_due).attempts == 0
     app.close()
+
+
+def test_reconciler_does_not_pile_messages_onto_a_queue_no_worker_reads(
+    sqlite_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """An alerts worker down for hours: each pending row keeps one message waiting, not one per minute;
+    when messages are lost (the broker's queue emptied), the rows are sent again."""
+    settings, factory = setup(sqlite_url, {"hook": receiver.url})
+    ids = fire(factory, settings, count=3)
+    broker_db = tmp_path / "broker.db"
+    app = make_celery(Settings(broker=BrokerSettings(url=f"sqla+sqlite:///{broker_db}")))
+    enqueuer = Enqueuer(app, factory)
+
+    def overdue() -> None:
+        with write_session(factory) as session:
+            past = utcnow() - timedelta(seconds=120)
+            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(next_attempt_at=past))
+
+    def queued() -> int:
+        with sqlite3.connect(broker_db) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM kombu_message WHERE visible").fetchone()[0])
+
+    overdue()
+    assert reconcile_deliveries(factory, enqueuer, grace_s=60) == 3
+    for _ in range(3):  # three grace periods later, nobody has read the queue
+        overdue()
+        assert reconcile_deliveries(factory, enqueuer, grace_s=60) == 0
+    assert queued() == 3
+    with sqlite3.connect(broker_db) as conn:  # the broker lost them
+        conn.execute("DELETE FROM kombu_message")
+    overdue()
+    assert reconcile_deliveries(factory, enqueuer, grace_s=60) == 3
+    assert queued() == 3
+    app.close()

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil import metrics
 from vigil.alerts.channels import DeliveryFailed, Notification, Sender, build_sender, channel_configs
+from vigil.contracts import DELIVER, TASK_QUEUES
 from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.schema import Alert, Channel, Delivery, DeliveryStatus, utcnow
@@ -256,6 +257,9 @@ def reconcile_deliveries(
     """Re-send pending deliveries whose attempt is overdue by `grace_s` (message lost) or whose lease expired.
 
     Each re-sent row's `next_attempt_at` moves to now, so a row is re-sent at most once per grace period.
+    Nothing is re-sent while the broker's queue holds a message per pending row: with no worker on the
+    queue (an alerts worker down overnight) every row was otherwise sent once more per grace period, and
+    the queue grew by the whole outbox each minute.
     """
     now = utcnow()
     overdue = now - timedelta(seconds=grace_s)
@@ -272,6 +276,9 @@ def reconcile_deliveries(
                 .limit(limit)
             )
         )
+        if ids and _backlog_not_loss(session, enqueuer):
+            log.debug("deliveries: %d overdue, but a message waits for each pending one", len(ids))
+            return 0
         if ids:
             session.execute(
                 update(Delivery)
@@ -284,3 +291,13 @@ def reconcile_deliveries(
     if ids:
         log.info("deliveries reconciled: %d overdue, %d re-sent", len(ids), sent)
     return sent
+
+
+def _backlog_not_loss(session: Session, enqueuer: Enqueuer) -> bool:
+    """True when the deliver queue holds at least one message per pending row: they wait, none was lost.
+    Messages workers hold (a retry's countdown) are not counted, so this errs towards sending again."""
+    waiting = enqueuer.waiting(TASK_QUEUES[DELIVER])
+    if waiting is None:
+        return False
+    pending = session.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.PENDING))
+    return waiting >= (pending or 0)
