@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -65,3 +67,19 @@ def configure_logging(settings: LogSettings, *, process_name: str | None = None)
     # The hub client logs every retry of an unreachable host through its own handler; the final error
     # reaches the user anyway. It reads this when first imported, which is after this point.
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    dump_stacks_on_signal()
+
+
+# `kill -USR2 PID` prints every thread's stack of a daemon to its stderr: how a hung analysis or a stuck
+# watcher is diagnosed in place. Celery's pool children inherit it (fork keeps the handler); Celery itself
+# takes SIGUSR1, so this one is free.
+STACK_DUMP_SIGNAL = signal.SIGUSR2
+
+
+def dump_stacks_on_signal() -> None:
+    try:
+        out = sys.stderr if sys.stderr.fileno() >= 0 else sys.__stderr__
+    except (AttributeError, OSError, ValueError):  # stderr replaced by one without a file (a test's capture)
+        out = sys.__stderr__
+    if out is not None:
+        faulthandler.register(STACK_DUMP_SIGNAL, file=out, all_threads=True, chain=False)

@@ -5,6 +5,7 @@ Shared by the end-to-end tests and the reliability tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,6 +136,20 @@ class Stack:
                 else:
                     process.kill()
                 process.wait()
+
+    def dump_stacks(self) -> None:
+        """Every live Vigil process (and pool child) prints its threads' stacks to its log (`vigil.logs`);
+        other programs (an FTP server) are left alone: the signal would end them."""
+        from vigil.logs import STACK_DUMP_SIGNAL
+
+        for process in self.processes:
+            argv = [str(a) for a in process.args]  # type: ignore[union-attr]
+            ours = any(m in argv[1:3] for m in ("vigil", "workers", "watcher"))
+            if ours and process.poll() is None:
+                for pid in [process.pid, *child_pids(process.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, STACK_DUMP_SIGNAL)
+        time.sleep(1.0)
 
     def dump_logs(self) -> str:
         return "\n".join(f"===== {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)

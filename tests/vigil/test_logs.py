@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,3 +62,47 @@ def test_auto_is_json_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixtur
 def test_the_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
     lines = emit(capsys, LogSettings(format="json", level="ERROR")).splitlines()
     assert [json.loads(line)["level"] for line in lines] == ["ERROR"]
+
+
+STACK_DUMPER = """
+import os, sys, time
+from vigil.logs import configure_logging
+from vigil.settings import LogSettings
+
+def waiting_in_a_named_function():
+    time.sleep(30)
+
+configure_logging(LogSettings(format="text"))
+if os.fork() == 0:  # as Celery's prefork pool makes its children
+    sys.stderr.write("child ready\\n")
+    waiting_in_a_named_function()
+    os._exit(0)
+sys.stderr.write("parent ready\\n")
+os.wait()
+"""
+
+
+def test_sigusr2_prints_every_threads_stack_in_a_daemon_and_its_forked_children() -> None:
+    from tests.support.processes import child_pids
+    from vigil.logs import STACK_DUMP_SIGNAL
+
+    process = subprocess.Popen([sys.executable, "-c", STACK_DUMPER], stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        ready = {process.stderr.readline().strip(), process.stderr.readline().strip()}
+        assert ready == {"child ready", "parent ready"}
+        [child] = child_pids(process.pid)
+        time.sleep(0.5)  # both past their "ready" line, into their waits
+        os.kill(child, STACK_DUMP_SIGNAL)
+        os.kill(process.pid, STACK_DUMP_SIGNAL)
+        time.sleep(1.0)
+        assert process.poll() is None  # a stack dump, not the signal's default (the end of the process)
+        os.kill(child, signal.SIGKILL)
+        process.wait(timeout=10)
+        dumped = process.stderr.read()
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        process.stderr.close()  # type: ignore[union-attr]
+    assert dumped.count("(most recent call first)") == 2, dumped
+    assert "in waiting_in_a_named_function" in dumped, dumped
