@@ -52,7 +52,7 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         task_time_limit=broker.task_time_limit_s,
-        task_soft_time_limit=broker.task_time_limit_s * 0.95,
+        task_soft_time_limit=broker.soft_time_limit_s,
         task_ignore_result=True,
         result_backend=None,
         task_serializer="json",

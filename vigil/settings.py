@@ -94,6 +94,12 @@ class BrokerSettings(Section):
     visibility_timeout_s: Seconds = 4 * 3600.0
     task_time_limit_s: Seconds = 3600.0
 
+    @property
+    def soft_time_limit_s(self) -> float:
+        """When a task is told to stop (SoftTimeLimitExceeded): up to a minute before the hard limit kills
+        its process, time for the analysis to give its row back with the reason."""
+        return self.task_time_limit_s - min(60.0, self.task_time_limit_s * 0.25)
+
     @model_validator(mode="after")
     def _limit_below_visibility(self) -> BrokerSettings:
         if self.task_time_limit_s >= self.visibility_timeout_s:

@@ -7,6 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from vigil import metrics
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.contracts import AnalyzePayload, Recognition, Recognizer
@@ -61,6 +63,8 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
         release(runtime.factory, taken, error=f"model unavailable: {exc}", count_attempt=False)
         log.error("media %d: left queued, model cannot be loaded: %s", taken.media_id, exc)
         return AnalysisOutcome("retry", retry_in_s=60.0)
+    except SoftTimeLimitExceeded:
+        return _over_time(runtime, taken)
     try:
         with LeaseKeeper(runtime.factory, taken, lease_s=work.lease_s):
             recognition, read = _recognize_checked(recognizer, taken, payload)
@@ -98,6 +102,8 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
     except (TransientError, OSError) as exc:
         release(runtime.factory, taken, error=f"transient: {exc}")
         return _retry(taken.attempts)
+    except SoftTimeLimitExceeded:
+        return _over_time(runtime, taken)
     except Exception as exc:  # a bug or an unforeseen library error: retried, then failed with its text
         log.exception("media %d: unexpected error", taken.media_id)
         release(runtime.factory, taken, error=f"{type(exc).__name__}: {exc}")
@@ -146,6 +152,15 @@ def _finalize(runtime: WorkerRuntime, media_id: int) -> None:
         finalize_file(runtime.factory, runtime.settings, media_id)
     except (OSError, TransientError) as exc:
         log.error("media %d: analysed, but the drop-folder step failed: %s", media_id, exc)
+
+
+def _over_time(runtime: WorkerRuntime, taken: Claim) -> AnalysisOutcome:
+    """Celery's soft time limit, raised in this thread: a hung decode or an absurdly long file. The attempt
+    counts, so it is retried and then failed with this reason, and the worker goes on to the next file."""
+    limit = runtime.settings.broker.task_time_limit_s
+    release(runtime.factory, taken, error=f"took longer than broker.task_time_limit_s ({limit:.0f} s)")
+    log.error("media %d: attempt %d stopped at its time limit", taken.media_id, taken.attempts)
+    return _retry(taken.attempts)
 
 
 def _retry(attempts: int, *, frames_per_window: int | None = None) -> AnalysisOutcome:

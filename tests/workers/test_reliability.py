@@ -155,7 +155,13 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, tiny_llava: Path) -> Ite
 
 
 def _rig(
-    tmp_path: Path, model: Path, *, db_url: str, broker_url: str, requeue_after_s: float = 900
+    tmp_path: Path,
+    model: Path,
+    *,
+    db_url: str,
+    broker_url: str,
+    requeue_after_s: float = 900,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Rig]:
     env = {
         "VIGIL_MODEL__WINDOW_S": "0.5",
@@ -163,7 +169,7 @@ def _rig(
         "VIGIL_WORK__RECONCILE_INTERVAL_S": "1",
         "VIGIL_WORK__REQUEUE_AFTER_S": str(requeue_after_s),
         "VIGIL_WORK__MAX_ATTEMPTS": "3",
-    }
+    } | (env or {})
     stack = Stack(
         tmp_path, db_url=db_url, broker_url=broker_url, model_dir=model, watch_inbox=False, extra_env=env
     )
@@ -319,3 +325,44 @@ def test_a_file_damaged_after_registration_is_superseded_and_the_worker_goes_on(
     assert damaged.error and "changed since registration" in damaged.error, damaged
     assert_once(states[good_id], windows=2)
     assert worker.poll() is None  # type: ignore[attr-defined]
+
+
+# -- 5. an analysis that never ends -----------------------------------------------------------------
+
+TIME_LIMIT_S = 8  # Celery's soft limit, 6 s, stops the attempt; the hard one would kill its process
+
+
+@pytest.fixture
+def slow_rig(tmp_path: Path, tiny_llava: Path) -> Iterator[Rig]:
+    db_url, broker_url = f"sqlite:///{tmp_path / 'vigil.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    from vigil.migrate import upgrade
+
+    upgrade(db_url)
+    env = {"VIGIL_BROKER__TASK_TIME_LIMIT_S": str(TIME_LIMIT_S), "VIGIL_MODEL__MAX_WINDOWS": "5000"}
+    yield from _rig(tmp_path, tiny_llava, db_url=db_url, broker_url=broker_url, env=env)
+
+
+def test_an_analysis_over_the_time_limit_is_retried_then_failed_and_the_worker_goes_on(slow_rig: Rig) -> None:
+    """A file whose analysis outlasts `broker.task_time_limit_s` (here 1,200 windows, as a hung decode
+    would): each attempt is stopped at the soft limit and gives its row back with the reason, the row ends
+    `failed` after `max_attempts`, and the worker, never killed, analyses the next file."""
+    rig = slow_rig
+    short_id = rig.register(rig.clip("short.mp4", seconds=1))
+    assert rig.enqueuer.analyze(short_id)
+    rig.reconciler()
+    worker = rig.worker("worker")
+    assert_once(rig.wait_terminal([short_id])[short_id], windows=2)  # the model is loaded: attempts are timed
+    long_id = rig.register(rig.clip("long.mp4", seconds=600))
+    after_id = rig.register(rig.clip("after.mp4", seconds=1))
+    assert rig.enqueuer.analyze(long_id) and rig.enqueuer.analyze(after_id)
+    states = rig.wait_terminal([long_id, after_id], timeout=4 * DEADLINE_S)
+    stopped = states[long_id]
+    # Three timed attempts; the fourth claim finds them used up and ends the row with the last reason.
+    assert stopped.status == "failed" and stopped.attempts == 4 and stopped.analyses == 0, stopped
+    reason = f"took longer than broker.task_time_limit_s ({TIME_LIMIT_S} s)"
+    assert stopped.error == f"gave up after 3 attempts: {reason}", stopped
+    assert_once(states[after_id], windows=2)
+    assert worker.poll() is None  # type: ignore[attr-defined]
+    log = (rig.stack.root / "worker.log").read_text()
+    assert log.count("stopped at its time limit") == 3, log
+    assert "WorkerLostError" not in log and "Hard time limit" not in log, log  # never killed
