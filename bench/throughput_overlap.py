@@ -39,7 +39,7 @@ from workers import decode_av
 from workers.frames import FrameRequest, open_media, plan_windows
 from workers.models import LoadedModel, load_model
 from workers.pipeline import WindowRecognizer
-from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads
+from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads, usable_cores
 from workers.scoring import score_targets
 from workers.testing.clips import write_clip_h264
 from workers.testing.models import cached_tiny_model
@@ -131,7 +131,7 @@ def measure(
     *, torch_threads: int | None = None, ffmpeg_threads: int | None = None, rounds: int = 3
 ) -> dict[str, float]:
     # the worker's rule (workers/runtime.py), for both runs: the same threads in line and ahead
-    torch.set_num_threads(torch_threads or model_threads(os.cpu_count(), prefetch=2))
+    torch.set_num_threads(torch_threads or model_threads(usable_cores(), prefetch=2))
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if ffmpeg_threads is not None:
         decode_av.THREAD_COUNT = ffmpeg_threads

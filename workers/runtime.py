@@ -43,17 +43,16 @@ class WorkerRuntime:
             return self._recognizer
 
     def _load(self) -> Recognizer:
-        import os
         import sys
 
         import torch
 
         from workers.models import load_configured_model
         from workers.pipeline import WindowRecognizer
-        from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads
+        from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads, usable_cores
 
         prefetch = self.settings.model.prefetch_windows
-        torch.set_num_threads(model_threads(os.cpu_count(), prefetch=prefetch))
+        torch.set_num_threads(model_threads(usable_cores(), prefetch=prefetch))
         if prefetch > 0:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         loaded = load_configured_model(self.settings.model)
