@@ -1,6 +1,6 @@
 """Benchmark: many targets over one video prefix vs one forward per target vs the seed recipe.
 
-A tiny LLaVA-NeXT-Video of the real architecture at real resolution (336 px, 32 frames → 1,152 video
+A tiny LLaVA-NeXT-Video of the real architecture at real resolution (336 px, 32 frames → 4,608 video
 tokens) unless --model names a real checkpoint. For 1, 8 and 32 targets it times:
   ours        score_targets (video encoded once; auto strategy), also batched and crop-back separately
   naive       one full forward (video included) per target, reading the first answer token

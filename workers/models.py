@@ -48,6 +48,7 @@ class FamilyAdapter:
     family = "base"
     model_types: tuple[str, ...] = ()
     frames_encoded_alone = False  # a frame's slice of a video's features equals its one-frame features
+    references_as_frames = False  # reference images encoded as one-frame videos (workers.pooled_references)
 
     def __init__(self, processor: Any, config: Any) -> None:
         self.processor = processor
@@ -125,6 +126,7 @@ class LlavaNextVideoAdapter(FamilyAdapter):
     family = "llava_next_video"
     model_types = ("llava_next_video",)
     frames_encoded_alone = True  # CLIP, pooling and projection per frame
+    references_as_frames = True  # 144 tokens each, as a frame of the clip, not anyres's 1,393-2,900
 
     def question_parts(self, question: str, *, images: int = 0) -> tuple[str, str]:
         # The family's template renders every image before the video; the reference images are put

@@ -4,9 +4,11 @@ each target's own `targets.prompt_version`)."""
 
 from __future__ import annotations
 
-# The version of the templates below, stored as analyses.template_version: bump it when their words change.
-# (A target's own description and images are versioned apart, as targets.prompt_version.)
-TEMPLATE_VERSION = 1
+# The version of the templates below, stored as analyses.template_version: bump it when their words change,
+# or how reference images are shown in them. (A target's own description and images are versioned apart,
+# as targets.prompt_version.) 2: LLaVA-NeXT-Video shows a reference image as a one-frame video (144 tokens,
+# workers.pooled_references), no longer through its anyres image path (1,393-2,900 tokens).
+TEMPLATE_VERSION = 2
 QUESTION_TEMPLATE = "Does this video show {description}? Answer yes or no."
 EVIDENCE_TEMPLATE = "Describe briefly where and how {description} appears."
 IMAGE_QUESTION_TEMPLATE = "Is the {description} shown in {images} in the video? Answer yes or no."

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Image tokens kept in one process's cache; the least recently used suffixes go first beyond it
-# (LLaVA-NeXT-Video-7B: ~2,900 tokens x 4,096 x 2 bytes ≈ 24 MB per image).
+# (Qwen2.5-VL-7B, a 1,280 x 960 image: ~1,600 tokens x 3,584 x 2 bytes ≈ 11 MB; LLaVA-NeXT-Video: 144 tokens).
 CACHE_TOKEN_BUDGET = 64 * 1024
 
 
@@ -127,6 +127,11 @@ def image_suffix(
 
 def _build(loaded: LoadedModel, text: str, images: list[np.ndarray]) -> Suffix:
     adapter = loaded.adapter
+    if adapter.references_as_frames:
+        from workers import pooled_references
+
+        ids, pooled = pooled_references.suffix(loaded, text, images)
+        return Suffix(ids=ids, features=pooled, span=len(ids))
     inputs = loaded.processor(
         text=[text], return_tensors="pt", add_special_tokens=False, **adapter.image_kwargs(images)
     )

@@ -59,7 +59,11 @@ def _check_frames(rgb: np.ndarray) -> np.ndarray:
 def video_inputs(
     loaded: LoadedModel, rgb: np.ndarray, fps: float, text: str, images: Sequence[np.ndarray] = ()
 ) -> dict[str, Any]:
-    """Processor inputs for one prompt text holding one video token (then ``images``), on the device."""
+    """Inputs for one prompt text holding one video token (then ``images``), on the device."""
+    if images and loaded.adapter.references_as_frames:
+        from workers import pooled_references
+
+        return pooled_references.full_prompt_inputs(loaded, _check_frames(rgb), fps, text, images)
     return on_device(loaded, loaded.adapter.full_inputs(text, _check_frames(rgb), fps, list(images)))
 
 
@@ -225,8 +229,9 @@ def _cropped(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.T
 
 
 def _batched(loaded: LoadedModel, prefix: Prefix, rows: list[Suffix]) -> torch.Tensor:
-    """Text rows as one padded batch over a repeated cache. Suffixes with images are far longer (LLaVA:
-    ~1,400 tokens an image) and are cropped back one by one first, so the batch is not padded to them."""
+    """Text rows as one padded batch over a repeated cache. Suffixes with images can be far longer (Qwen:
+    ~1,600 tokens for a 1,280 x 960 image) and are cropped back one by one first, so the batch is not
+    padded to them."""
     out: list[torch.Tensor | None] = [None] * len(rows)
     text = [i for i, row in enumerate(rows) if row.features is None]
     for i in (i for i, row in enumerate(rows) if row.features is not None):

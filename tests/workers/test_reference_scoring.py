@@ -128,3 +128,32 @@ def test_image_suffixes_batch_together_over_a_repeated_cache(loaded_models, fami
         ours = p_yes(loaded, forward_suffixes(loaded, prefix, rows))
     naive = score_targets_naive(loaded, clip, fps=4.0, descriptions=["my car"] * 2, references=references)
     np.testing.assert_allclose(ours, naive, atol=ATOL, rtol=0)
+
+
+def test_llava_shows_a_reference_as_one_frame_of_video_tokens(loaded_models, clip, refs):
+    """LLaVA-NeXT-Video: a reference costs the tokens of one frame of the clip, not its anyres image path's."""
+    from workers.references import image_suffix
+    from workers.scoring import encode_prefix
+
+    loaded = loaded_models("llava_next_video")
+    head, tail = loaded.adapter.question_parts(question_for("my car", 2), images=2)
+    with torch.inference_mode():
+        prefix = encode_prefix(loaded, clip[:1], fps=4.0, head_text=head)
+        suffix = image_suffix(loaded, prefix.trailing_text, tail, [refs[0], refs[1]])
+    one_frame = prefix.frame_features.shape[1]  # type: ignore[union-attr]
+    assert suffix.image_tokens == 2 * one_frame
+    assert suffix.ids.count(loaded.image_token_id) == 2 * one_frame
+
+
+def test_llava_sees_the_whole_of_a_wide_reference(loaded_models, clip, tmp_path):
+    """A 3:1 reference is padded to a square, not center-cropped as the video processor crops frames: two
+    references that differ only in their leftmost sixth score differently."""
+    loaded = loaded_models("llava_next_video")
+    rng = np.random.default_rng(3)
+    wide = rng.integers(0, 255, (60, 180, 3), dtype=np.uint8)
+    other = wide.copy()
+    other[:, :30] = 255 - other[:, :30]
+    a = _write(tmp_path / "a.png", wide)
+    b = _write(tmp_path / "b.png", other)
+    scores = score_targets(loaded, clip, fps=4.0, descriptions=["my car"] * 2, references=[[a], [b]])
+    assert abs(scores[0] - scores[1]) > 1e-6

@@ -15,7 +15,7 @@ DESCRIPTIONS = ["a dog", "a red car parked by the gate", "smoke", "a person walk
 
 
 def test_question_is_versioned_yes_no():
-    assert TEMPLATE_VERSION == 1
+    assert TEMPLATE_VERSION == 2
     assert question_for("a red car.") == "Does this video show a red car? Answer yes or no."
 
 
