@@ -131,7 +131,7 @@ def test_image_suffixes_batch_together_over_a_repeated_cache(loaded_models, fami
 
 
 def test_llava_shows_a_reference_as_one_frame_of_video_tokens(loaded_models, clip, refs):
-    """LLaVA-NeXT-Video: a reference costs the tokens of one frame of the clip, not its anyres image path's."""
+    """LLaVA-NeXT-Video: a reference costs the tokens of one frame of the clip, not anyres tokens."""
     from workers.references import image_suffix
     from workers.scoring import encode_prefix
 
