@@ -33,6 +33,15 @@ def private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "xdg-data" / "vigil"
 
 
+@pytest.fixture(autouse=True)
+def close_alerting_engines() -> Iterator[None]:
+    """The engines `tests.support.alerting` opened during a test are disposed of after it (none: a no-op)."""
+    yield
+    from tests.support.alerting import dispose_engines
+
+    dispose_engines()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database file, fresh for each test."""

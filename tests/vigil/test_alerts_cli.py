@@ -15,7 +15,6 @@ from tests.support.alerting import (
     Reply,
     add_analysis,
     add_media,
-    dispose_engines,
     factory_for,
     make_settings,
 )
@@ -24,12 +23,6 @@ from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
 from vigil.db import write_session
 from vigil.schema import Delivery
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from tests.support.alerting import (
     Reply,
     add_analysis,
     add_media,
-    dispose_engines,
     factory_for,
     make_settings,
     sync_all,
@@ -37,12 +36,6 @@ from vigil.db import write_session
 from vigil.enqueue import Enqueuer
 from vigil.schema import Channel, Delivery, utcnow
 from vigil.settings import AlertSettings, BrokerSettings, Settings
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
 
 
 @pytest.fixture

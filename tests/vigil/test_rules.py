@@ -3,7 +3,6 @@ cooldown and dedup decided from the alerts table. Evaluation runs on SQLite and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from tests.support.alerting import (
     T0,
     add_analysis,
     add_media,
-    dispose_engines,
     factory_for,
     make_settings,
     sync_all,
@@ -27,13 +25,6 @@ from vigil.db import write_session
 from vigil.errors import ConfigError
 from vigil.schema import Alert, Channel, Delivery
 from vigil.settings import format_validation_error
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
-
 
 HOOK = {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x"}
 

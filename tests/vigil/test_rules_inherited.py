@@ -4,17 +4,14 @@ window is the scored one. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from tests.support.alerting import (
     T0,
     add_analysis,
     add_media,
-    dispose_engines,
     factory_for,
     make_settings,
     sync_all,
@@ -22,12 +19,6 @@ from tests.support.alerting import (
 from vigil.alerts.evaluation import evaluate_analysis, explain_rule
 from vigil.db import write_session
 from vigil.schema import Alert, Detection
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
 
 
 def setup(url: str, **rule: Any):  # type: ignore[no-untyped-def]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, make_settings
+from tests.support.alerting import add_analysis, add_media, factory_for, make_settings
 from tests.support.sql import reader
 from vigil.cli import cli
 from vigil.db import write_session
@@ -27,12 +26,6 @@ SHOWN = "x\\x1b]0;owned\\x07\\x1b[2J\\rfake\\x9b1m"
 def assert_escaped(output: str) -> None:
     assert SHOWN in output
     assert not any(c in output for c in "\x1b\x07\r\x9b"), repr(output)
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
 
 
 def test_sql_table_and_markdown_escape_csv_and_json_stay_exact() -> None:

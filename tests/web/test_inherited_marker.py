@@ -4,16 +4,13 @@ on its matches, and on the timeline; scored windows carry no marker."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.alerting import (
     add_analysis,
     add_media,
-    dispose_engines,
     factory_for,
     make_settings,
     sync_all,
@@ -22,12 +19,6 @@ from vigil.db import write_session
 from vigil.web.app import create_app
 
 MARK = "scene unchanged: scores inherited from the last scored window"
-
-
-@pytest.fixture(autouse=True)
-def _close_engines() -> Iterator[None]:
-    yield
-    dispose_engines()
 
 
 def test_inherited_windows_are_marked_where_windows_are_listed(sqlite_url: str, tmp_path: Path) -> None:
