@@ -149,7 +149,7 @@ class Stack:
                 for pid in [process.pid, *child_pids(process.pid)]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, STACK_DUMP_SIGNAL)
-        time.sleep(1.0)
+                    time.sleep(0.3)  # one at a time: a worker and its pool children share one log
 
     def dump_logs(self) -> str:
         return "\n".join(f"===== {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)

@@ -94,8 +94,9 @@ def test_sigusr2_prints_every_threads_stack_in_a_daemon_and_its_forked_children(
         [child] = child_pids(process.pid)
         time.sleep(0.5)  # both past their "ready" line, into their waits
         os.kill(child, STACK_DUMP_SIGNAL)
+        time.sleep(0.5)  # one after the other: both write to the same stderr
         os.kill(process.pid, STACK_DUMP_SIGNAL)
-        time.sleep(1.0)
+        time.sleep(0.5)
         assert process.poll() is None  # a stack dump, not the signal's default (the end of the process)
         os.kill(child, signal.SIGKILL)
         process.wait(timeout=10)
