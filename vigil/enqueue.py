@@ -52,6 +52,13 @@ class Enqueuer:
             log.debug("could not count messages in queue %s: %s", queue, exc)
             return None
 
+    def holds_one_per(self, queue: str, rows: int) -> bool:
+        """True when `queue` holds at least one message per row sent to it: a backlog, nothing lost. The
+        reconcilers' rule before sending again; messages workers hold are not counted, so it errs towards
+        sending again (which the claims make harmless), and a broker that cannot count says False."""
+        waiting = self.waiting(queue)
+        return waiting is not None and waiting >= rows
+
     def deliver(self, delivery_id: int) -> bool:
         return self._send(DELIVER, DeliverPayload(delivery_id=delivery_id))
 

@@ -77,8 +77,9 @@ STACK_DUMP_SIGNAL = signal.SIGUSR2
 
 
 def dump_stacks_on_signal() -> None:
+    out = sys.stderr
     try:
-        out = sys.stderr if sys.stderr.fileno() >= 0 else sys.__stderr__
+        out.fileno()
     except (AttributeError, OSError, ValueError):  # stderr replaced by one without a file (a test's capture)
         out = sys.__stderr__
     if out is not None:

@@ -70,9 +70,7 @@ def _queued_needing_send(factory: sessionmaker[Session], enqueuer: Enqueuer, wor
         sent = session.scalar(
             select(func.count()).where(Media.status == MediaStatus.QUEUED, Media.enqueued_at.is_not(None))
         )
-    waiting = enqueuer.waiting(TASK_QUEUES[ANALYZE])
-    if waiting is not None and waiting >= (sent or 0):
+    if enqueuer.holds_one_per(TASK_QUEUES[ANALYZE], sent or 0):
         # A message waits for every queued row that was sent: the old ones are a backlog, not a loss.
-        # Messages workers hold are not counted, so this errs towards sending again (harmless).
         return [row.id for row in due if row.enqueued_at is None]
     return [row.id for row in due]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from workers.references import on_device
+
 if TYPE_CHECKING:
     from workers.models import LoadedModel
 
@@ -47,18 +49,19 @@ def reference_features(loaded: LoadedModel, images: Sequence[np.ndarray]) -> tor
     return features.reshape(len(videos), -1, features.shape[-1]).to(loaded.dtype)
 
 
-def expand_image_tokens(loaded: LoadedModel, text: str, tokens_per_image: int) -> str:
-    """``text`` with each image token repeated once per feature of its image."""
+def text_ids(loaded: LoadedModel, text: str, tokens_per_image: int) -> list[int]:
+    """The token ids of ``text`` (no special tokens added) with each image token repeated once per feature
+    of its image."""
     token = loaded.processor.image_token
-    return text.replace(token, token * tokens_per_image)
+    expanded = text.replace(token, token * tokens_per_image)
+    ids: list[int] = loaded.tokenizer.encode(expanded, add_special_tokens=False)
+    return ids
 
 
 def suffix(loaded: LoadedModel, text: str, images: Sequence[np.ndarray]) -> tuple[list[int], torch.Tensor]:
     """The token ids of a suffix ``text`` holding ``images`` and the features of its image tokens."""
     features = reference_features(loaded, images)
-    expanded = expand_image_tokens(loaded, text, features.shape[1])
-    ids: list[int] = loaded.tokenizer.encode(expanded, add_special_tokens=False)
-    return ids, features.reshape(-1, features.shape[-1])
+    return text_ids(loaded, text, features.shape[1]), features.reshape(-1, features.shape[-1])
 
 
 def full_prompt_inputs(
@@ -72,13 +75,11 @@ def full_prompt_inputs(
     head, tail = loaded.adapter.split_at_video(text)
     inputs = dict(loaded.processor(text=[head], return_tensors="pt", **loaded.adapter.video_kwargs(rgb, fps)))
     features = reference_features(loaded, images)
-    tail_text = expand_image_tokens(loaded, tail, features.shape[1])
-    tail_ids = torch.tensor([loaded.tokenizer.encode(tail_text, add_special_tokens=False)])
-    tail_ids = tail_ids.to(inputs["input_ids"].dtype)
+    tail_ids = torch.tensor([text_ids(loaded, tail, features.shape[1])], dtype=inputs["input_ids"].dtype)
     inputs["input_ids"] = torch.cat([inputs["input_ids"], tail_ids], dim=1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    inputs = {k: v.to(loaded.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    pixels = inputs.pop("pixel_values_videos").to(loaded.dtype)
+    inputs = on_device(loaded, inputs)
+    pixels = inputs.pop("pixel_values_videos")
     video = loaded.model.model.get_video_features(pixels, return_dict=True)
     inputs["mm_encoder_outputs"] = {
         "video": video,

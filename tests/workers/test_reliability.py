@@ -145,13 +145,19 @@ def assert_once(state: MediaState, *, windows: int) -> None:
 @pytest.fixture(params=["embedded", "redis+postgresql"])
 def rig(request: pytest.FixtureRequest, tmp_path: Path, tiny_llava: Path) -> Iterator[Rig]:
     if request.param == "embedded":
-        db_url, broker_url = f"sqlite:///{tmp_path / 'vigil.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}"
-        from vigil.migrate import upgrade
-
-        upgrade(db_url)
+        db_url, broker_url = _embedded(tmp_path)
     else:
         db_url, broker_url = request.getfixturevalue("pg_url"), request.getfixturevalue("redis_server").url
     yield from _rig(tmp_path, tiny_llava, db_url=db_url, broker_url=broker_url)
+
+
+def _embedded(tmp_path: Path) -> tuple[str, str]:
+    """A migrated SQLite database and the embedded broker, in `tmp_path`: (database URL, broker URL)."""
+    from vigil.migrate import upgrade
+
+    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    upgrade(db_url)
+    return db_url, f"sqla+sqlite:///{tmp_path / 'broker.db'}"
 
 
 def _rig(
@@ -334,10 +340,7 @@ TIME_LIMIT_S = 8  # Celery's soft limit, 6 s, stops the attempt; the hard one wo
 
 @pytest.fixture
 def slow_rig(tmp_path: Path, tiny_llava: Path) -> Iterator[Rig]:
-    db_url, broker_url = f"sqlite:///{tmp_path / 'vigil.db'}", f"sqla+sqlite:///{tmp_path / 'broker.db'}"
-    from vigil.migrate import upgrade
-
-    upgrade(db_url)
+    db_url, broker_url = _embedded(tmp_path)
     env = {"VIGIL_BROKER__TASK_TIME_LIMIT_S": str(TIME_LIMIT_S), "VIGIL_MODEL__MAX_WINDOWS": "5000"}
     yield from _rig(tmp_path, tiny_llava, db_url=db_url, broker_url=broker_url, env=env)
 

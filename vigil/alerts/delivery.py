@@ -294,10 +294,7 @@ def reconcile_deliveries(
 
 
 def _backlog_not_loss(session: Session, enqueuer: Enqueuer) -> bool:
-    """True when the deliver queue holds at least one message per pending row: they wait, none was lost.
-    Messages workers hold (a retry's countdown) are not counted, so this errs towards sending again."""
-    waiting = enqueuer.waiting(TASK_QUEUES[DELIVER])
-    if waiting is None:
-        return False
+    """True when the deliver queue holds at least one message per pending row (a retry's countdown is held
+    by a worker, not counted): they wait, none was lost."""
     pending = session.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.PENDING))
-    return waiting >= (pending or 0)
+    return enqueuer.holds_one_per(TASK_QUEUES[DELIVER], pending or 0)
