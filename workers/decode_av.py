@@ -1,20 +1,13 @@
 """The decoding engine behind ``workers.frames`` (private: use ``workers.frames.open_media``).
 
-One ``VideoSession`` per media file serves a sorted list of wanted points in one forward pass. A point is a
-time in seconds from the stream's first frame; it is served by the first frame whose presentation timestamp
-reaches it (what a player shows from that time on), or by one chosen keyframe (``Point.key``). Timestamps
-come from the frames themselves, never from an average frame rate, so variable frame rates, dropped
-frames, lying counts, edit lists and non-zero start times change nothing.
-
-How the pass moves: the keyframes are known before decoding (the demuxer's index on MP4/MOV/MKV/AVI, else
-one demux-only scan of the packets). To reach a point the decoder must start at the last keyframe at or
-before it; when that keyframe lies ahead of where the decoder is, the packets in between are not decoded:
-the decoder is drained (its last frames come out) and flushed, and the demuxer either seeks to the keyframe
-(indexed containers, gaps over ``SEEK_MIN_GAP_S``) or reads on without decoding. A decoding run started at
-keyframe K trusts only frames shown at or after K (leading pictures of an open GOP reference frames before
-K). A keyframe point is served by decoding its packet alone and draining. H.264 non-reference pictures
-shown before the next point are not decoded at all (``workers/disposable.py``). A frame is decoded at most
-once (``redecoded`` counts exceptions: a demuxer landing after the point, corrected by going back).
+One ``VideoSession`` per media file: its timeline (keyframes, origin, real duration) and one pass that
+serves a sorted list of wanted points (``workers/decode_cursor.py``). Timestamps come from the frames
+themselves, never from an average frame rate, so variable frame rates, dropped frames, lying counts, edit
+lists and non-zero start times change nothing. The keyframes are known before decoding (the demuxer's
+index on MP4/MOV/AVI, else one demux-only scan of the packets). Points that are all chosen keyframes are
+served by the keyframe pass (``workers/keyframe_pass.py``: their packets only); any other list by the
+forward pass (``workers/forward_pass.py``). A frame is decoded at most once (``redecoded`` counts
+exceptions: a demuxer landing after the point, corrected by going back).
 """
 
 from __future__ import annotations
@@ -24,42 +17,26 @@ import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import av
 import av.error
 
 from vigil.errors import UnreadableMedia
-from workers.disposable import disposable, length_size
+from workers.decode_cursor import EPS_S, Keyframe, Point, frame_rate
+from workers.forward_pass import ForwardPass
+from workers.h264_nal import length_size
+from workers.keyframe_pass import KeyframePass
 
 log = logging.getLogger(__name__)
 
-SEEK_MIN_GAP_S = 2.0  # a demuxer seek only for jumps longer than this; shorter ones demux on (~11 us/packet)
-# skip ahead to a keyframe only when that spares at least this many decodes: a jump drains the frame-thread
-# pipeline (about cores + 1 frames in flight) and flushes the decoder, so shorter gaps are cheaper decoded
-JUMP_MIN_FRAMES = 8
-EPS_S = 1e-6  # a frame "reaches" a time it is within this of (float seconds of rational timestamps)
-# Threads, measured here (bench/sampling.py) on 60 s of real 640x272 x264 footage joined by stream copy, at
-# load ~8: a sequential decode took 2,733 ms with slice threads (x264 writes one slice a frame: one thread
-# works) and 2,203 ms with frame threads; 8 / 32 exact frames 462 / 2,005 ms with slice threads, 180 / 759
-# ms with frame threads. Frame threads keep frames in flight that a jump drains, which costs less than
-# decoding on one core, so they are used around seeks too. Lone keyframes (keyframe mode) decode one packet
-# and drain: a frame thread's hand-off is pure latency there (30-50 ms a keyframe vs 10 ms for 8 in slices).
+# Threads of the forward pass, measured here (bench/sampling.py) on 60 s of real 640x272 x264 footage joined
+# by stream copy, at load ~8: a sequential decode took 2,733 ms with slice threads (x264 writes one slice a
+# frame: one thread works) and 2,203 ms with frame threads; 8 / 32 exact frames 462 / 2,005 ms with slice
+# threads, 180 / 759 ms with frame threads. Frame threads keep frames in flight that a jump drains, which
+# costs less than decoding on one core, so they are used around seeks too. The keyframe pass chooses its own
+# (``workers/keyframe_pass.py``).
 THREAD_TYPE = "FRAME"
-KEYFRAMES_ONLY_THREAD_TYPE = "SLICE"
 THREAD_COUNT = 0  # FFmpeg's choice (a core each, +1); bench/throughput_overlap.py: why, beside the model
-
-
-@dataclass(frozen=True)
-class Point:
-    t: float  # seconds from the stream's start
-    key: int | None = None  # keyframe mode: the ordinal of the keyframe that serves this point
-
-
-@dataclass(frozen=True)
-class Keyframe:
-    t: float  # presentation time in seconds from the stream's start (estimated from the index's dts)
-    pos: int  # byte position of its packet, -1 when unknown
 
 
 class VideoSession:
@@ -71,7 +48,8 @@ class VideoSession:
         self.redecoded = 0  # of those, packets that had been decoded before in this session
         self._fed: set[tuple[int | None, int | None]] = set()
         self._resolved: set[int] = set()
-        self.skipped = 0  # non-reference packets left out (``workers/disposable.py``)
+        self.drains = 0  # times the decoder was drained and flushed (each ends a run of decoding)
+        self.skipped = 0  # non-reference packets left out (``workers/h264_nal.py``)
         try:
             self.container = av.open(str(path))
             self.stream = _video_stream(self.container, path)
@@ -153,7 +131,8 @@ class VideoSession:
             self.duration_s = fallback_duration_s
 
     def _step(self) -> int:
-        return max(0, round(1 / (_rate(self) * self.tb)))  # a frame, for packets that carry no duration
+        """One frame's duration in time-base units, for packets that carry none."""
+        return max(0, round(1 / (frame_rate(self.stream) * self.tb)))
 
     def _tail_end(self, last_key_dts: int) -> float | None:
         """The end of the last frame shown, from the packets after the last keyframe (demuxed, not decoded):
@@ -189,14 +168,14 @@ class VideoSession:
         self._packets: Iterator[av.Packet] = self.container.demux(self.stream)
 
     def serve(self, points: Sequence[Point]) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Yield (point index, frame) for every point, in order, from one forward pass."""
+        """Yield (point index, frame) for every point, in order, from one pass over the file."""
         times = [k.t for k in self.keyframes]
         starts = {bisect.bisect_right(times, p.t + EPS_S) - 1 for p in points if p.key is None}
         self._resolve(sorted({k + d for k in starts for d in (-1, 0, 1)} & set(range(len(times)))))
         only_keys = all(p.key is not None for p in points)
-        self.stream.thread_type = KEYFRAMES_ONLY_THREAD_TYPE if only_keys else THREAD_TYPE
-        self.stream.thread_count = THREAD_COUNT
-        run = _Run(self, points)
+        run = KeyframePass(self, points) if only_keys else ForwardPass(self, points)
+        if not only_keys:
+            self.set_threads(THREAD_TYPE)
         try:
             yield from run.frames()
         except av.error.FFmpegError as exc:
@@ -209,6 +188,11 @@ class VideoSession:
         for i in range(run.next, len(points)):  # past the last frame: a player shows the last frame
             yield i, run.last
 
+    def set_threads(self, thread_type: str) -> None:
+        """How the decoder threads (before its first packet: FFmpeg fixes it when the decoder opens)."""
+        self.stream.thread_type = thread_type
+        self.stream.thread_count = THREAD_COUNT
+
     def feed(self, packet: av.Packet) -> list[av.VideoFrame]:
         key = (packet.pos if packet.pos is not None and packet.pos >= 0 else None, packet.dts)
         if key in self._fed:
@@ -218,6 +202,7 @@ class VideoSession:
         return list(self.stream.codec_context.decode(packet))
 
     def drain(self) -> list[av.VideoFrame]:
+        self.drains += 1
         frames = list(self.stream.codec_context.decode(None))
         self.stream.codec_context.flush_buffers()
         return frames
@@ -232,161 +217,6 @@ class VideoSession:
             if packet.size:
                 return packet
         return None
-
-
-class _Run:
-    """The state of one forward pass: where the decoder is, which keyframe its run started at."""
-
-    def __init__(self, session: VideoSession, points: Sequence[Point]) -> None:
-        self.s, self.points = session, points
-        self.next = 0  # the first point not served yet
-        self.last: av.VideoFrame | None = None  # the last trusted frame
-        self.trust: float | None = None  # decoding since the keyframe shown at this time; None: not decoding
-        self.key = -1  # ordinal of the last keyframe packet read (fed or skipped)
-        self.at = -1.0  # presentation time of the last packet read
-        self.ordinal = {k.pos: i for i, k in enumerate(session.keyframes) if k.pos >= 0}
-        self.key_times = [k.t for k in session.keyframes]
-        self.half_frame = 0.5 / _rate(session)
-        self.started = (-1, -1)  # (point, keyframe) of the last run started
-        self.shown: dict[int, float] = {}  # keyframe ordinal -> its packet's real presentation time
-
-    def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
-        while self.next < len(self.points):
-            goal = self._start_for(self.points[self.next])
-            if self.trust is not None and goal > self.key and self._saves(goal):
-                yield from self._served(self.s.drain())  # end this run: what it decoded comes out
-                self.trust = None
-                continue
-            if self.trust is None:
-                if (self.next, goal) == self.started:  # a run at this keyframe did not reach the point
-                    if self.last is None:
-                        return
-                    t = self.points[self.next].t
-                    log.warning("%s: keyframe %d does not reach %.3f s", self.s.path, goal, t)
-                    yield self.next, self.last
-                    self.next += 1
-                    continue
-                self.started = (self.next, goal)
-                started = self._start_run(goal, self.points[self.next])
-                if started is None:
-                    return
-                frames, alone = started
-                yield from self._served(frames)
-                if alone:
-                    self.trust = None
-                continue
-            packet = self.s.next_packet()
-            if packet is None:
-                yield from self._served(self.s.drain())
-                return
-            self._read(packet)
-            if self._skippable(packet):
-                continue
-            yield from self._served(self.s.feed(packet))
-            if self._keyframe_alone(packet):
-                yield from self._served(self.s.drain())
-                self.trust = None
-
-    def _skippable(self, packet: av.Packet) -> bool:
-        """A non-reference picture shown before the next point (and not near the end, where the last
-        frame serves points past it): nothing will show it or refer to it."""
-        if self.s.nal_prefix is None or packet.pts is None or packet.is_keyframe:
-            return False
-        t = self.points[self.next].t
-        if t > self.s.duration_s - 1.0 or self.s.seconds(packet.pts) >= t - EPS_S:
-            return False
-        if not disposable(memoryview(packet), self.s.nal_prefix):
-            return False
-        self.s.skipped += 1
-        return True
-
-    def _start_for(self, point: Point) -> int:
-        """Ordinal of the keyframe a run must start at to serve ``point``."""
-        if point.key is not None:
-            return point.key
-        return max(0, bisect.bisect_right(self.key_times, point.t + EPS_S) - 1)
-
-    def _saves(self, goal: int) -> bool:
-        """Whether jumping to keyframe ``goal`` spares decoding enough frames to be worth a flush."""
-        return (self.key_times[goal] - self.at) * _rate(self.s) >= JUMP_MIN_FRAMES
-
-    def _start_run(self, goal: int, point: Point) -> tuple[list[av.VideoFrame], bool] | None:
-        """Read on (or seek) to keyframe ``goal`` and feed it: its frames, and whether it was decoded alone
-        (the decoder drained after it); None at the end of the stream."""
-        target = self.s.keyframes[goal]
-        if goal <= self.key or (self.s.seekable and target.t - max(self.at, 0.0) > SEEK_MIN_GAP_S):
-            self._seek(goal)
-        while True:
-            packet = self.s.next_packet()
-            if packet is None:
-                return None
-            self._read(packet)
-            if not packet.is_keyframe or self.key < goal:
-                continue
-            shown = self.s.seconds(packet.pts) if packet.pts is not None else 0.0
-            late = self.key > goal or (point.key is None and shown > point.t + EPS_S)
-            if late and self.key > 0:  # the demuxer landed after the point: start one keyframe earlier
-                goal = min(goal, self.key) - 1
-                self._seek(goal)
-                continue
-            self.trust = -float("inf") if self.key == 0 else shown
-            frames = self.s.feed(packet)
-            alone = self._keyframe_alone(packet)
-            return (frames + self.s.drain(), True) if alone else (frames, False)
-
-    def _seek(self, goal: int) -> None:
-        if goal <= 0:
-            self.s.rewind()
-        else:
-            self.s.seek_to(self.s.keyframes[goal])
-        self.key, self.at = goal - 1, -1.0
-
-    def _read(self, packet: av.Packet) -> None:
-        if packet.pts is not None:
-            self.at = max(self.at, self.s.seconds(packet.pts))
-        if packet.is_keyframe:
-            self.key = self._ordinal_of(packet)
-            if packet.pts is not None:
-                self.shown[self.key] = self.key_times[self.key] = self.s.seconds(packet.pts)
-
-    def _ordinal_of(self, packet: av.Packet) -> int:
-        if packet.pos is not None and packet.pos in self.ordinal:
-            return self.ordinal[packet.pos]
-        t = self.s.seconds(packet.pts) if packet.pts is not None else 0.0
-        i = bisect.bisect_left(self.key_times, t - self.half_frame)
-        return max(self.key, min(i, len(self.key_times) - 1))
-
-    def _keyframe_alone(self, packet: av.Packet) -> bool:
-        """This keyframe serves the next point, and no point after it needs the frames that follow."""
-        if not packet.is_keyframe or self.next >= len(self.points) or self.points[self.next].key != self.key:
-            return False
-        after = self.next + 1
-        while after < len(self.points) and self.points[after].key == self.key:
-            after += 1
-        return after >= len(self.points) or self._start_for(self.points[after]) > self.key
-
-    def _served(self, frames: list[av.VideoFrame]) -> Iterator[tuple[int, av.VideoFrame]]:
-        for frame in frames:
-            pts = frame.pts if frame.pts is not None else frame.dts
-            if pts is None or self.trust is None:
-                continue
-            t = self.s.seconds(pts)
-            if t < self.trust - EPS_S:
-                continue  # a leading picture of an open GOP: its references were not decoded
-            self.last = frame
-            while self.next < len(self.points) and self._reaches(self.points[self.next], t):
-                yield self.next, frame
-                self.next += 1
-
-    def _reaches(self, point: Point, t: float) -> bool:
-        if point.key is not None:
-            return t >= self.shown.get(point.key, self.key_times[point.key] - self.half_frame) - EPS_S
-        return t >= point.t - EPS_S
-
-
-def _rate(session: VideoSession) -> float:
-    rate = session.stream.average_rate or session.stream.guessed_rate
-    return float(rate) if rate and float(rate) > 0 else 30.0
 
 
 def _video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.VideoStream:

@@ -7,7 +7,7 @@ has none). ``Frames.timestamps_s`` are the timestamps of the frames really retur
 
 One decode session per media (``open_media``): the analysis plans every frame it needs (all windows, the
 caption, the thumbnail candidates) as ``FrameRequest``s, and ``MediaDecoder.frames`` serves them all from
-one forward pass of ``workers/decode_av.py``, yielding each request's ``Frames`` as soon as its last frame
+one pass of ``workers/decode_av.py``, yielding each request's ``Frames`` as soon as its last frame
 is decoded, so windows are consumed while the file is still being read. A frame wanted by several requests
 is decoded once and converted once per size. Only the frames returned are converted (swscale converts and
 resizes in one step, straight from YUV), so no full-size RGB frame is ever made unless asked for.
@@ -32,7 +32,8 @@ import numpy as np
 from vigil.errors import UnreadableMedia
 from vigil.media import MediaInfo, probe, unreadable_from_cv2
 from vigil.media_types import MediaKind
-from workers.decode_av import Point, VideoSession, reason
+from workers.decode_av import VideoSession, reason
+from workers.decode_cursor import Point
 
 log = logging.getLogger(__name__)
 

@@ -328,12 +328,14 @@ def write_camera_clip(
     start_s: float = 0.0,
     times_s: list[float] | None = None,
     frame: SceneFrame | None = None,
+    slices: int | None = None,
 ) -> Path:
     """Write a clip as a camera would: ``codec`` in ``muxer`` (``fmp4``: fragmented MP4 as cameras stream
     it), a keyframe at least every ``gop_s`` seconds plus the encoder's own scene-cut keyframes, a B-pyramid
     of ``bframes``, the first frame at ``start_s``. ``times_s`` gives every frame's timestamp instead of a
     regular ``1/fps`` (variable frame rate, dropped frames). ``frame(index, t, size)`` draws the picture
-    instead of ``camera_frame`` (e.g. ``workers.testing.scenes``)."""
+    instead of ``camera_frame`` (e.g. ``workers.testing.scenes``). ``slices``: libx264 cuts each picture into
+    that many (hardware encoders often do; by default x264's count follows its thread count)."""
     import av
 
     out = Path(path)
@@ -345,6 +347,8 @@ def write_camera_clip(
     )
     gop = max(1, round(gop_s * rate))
     options = _encoder_options(codec, gop=gop, bframes=bframes, rate=rate)
+    if slices is not None and codec == "libx264":
+        options |= {"slices": str(slices), "threads": "1"}
     fragmented = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
     fmt, container_options = ("mp4", fragmented) if muxer == "fmp4" else (muxer, {})
     tb = 1 / rate if muxer == "avi" else Fraction(1, 90000)  # AVI stores a constant rate, no timestamps

@@ -1,10 +1,15 @@
-"""Which H.264 packets no other frame needs: non-reference pictures (``nal_ref_idc == 0``).
+"""What an H.264 packet's NAL unit headers say about decoding it.
 
-A decode pass that wants the frame shown at time t must decode every reference picture from the keyframe
-before t, but a non-reference picture shown before t is neither shown nor used by anything after it, so
-its packet can be left out (players do this to fast-forward). Only H.264 is judged: its non-reference flag
-is absolute. HEVC's ``_N`` picture types are non-reference only within their temporal sub-layer, so HEVC
-packets are always decoded.
+Non-reference pictures (``nal_ref_idc == 0``, ``disposable``): a decode pass that wants the frame shown
+at time t must decode every reference picture from the keyframe before t, but a non-reference picture
+shown before t is neither shown nor used by anything after it, so its packet can be left out (players do
+this to fast-forward). Only H.264 is judged: its non-reference flag is absolute. HEVC's ``_N`` picture
+types are non-reference only within their temporal sub-layer, so HEVC packets are always decoded.
+
+IDR pictures (``idr_slices``): an IDR picture refers to nothing before it and restarts the picture order,
+so a decoder can be fed one IDR packet after another from anywhere in the file (no flush between) and
+shows each exactly as a sequential decode does. Other keyframes (x264's open-GOP I pictures, recovery
+points) carry on the picture numbering of what came before them, so they are decoded after a flush.
 
 Packets come length-prefixed (MP4, MKV: ``avcC`` extradata gives the prefix size) or with Annex B start
 codes (MPEG-TS).
@@ -13,6 +18,7 @@ codes (MPEG-TS).
 from __future__ import annotations
 
 VCL_TYPES = (1, 5)  # coded slice of a non-IDR / IDR picture
+IDR_TYPE = 5
 SCAN_NALS = 8  # a packet's first few NAL units hold its slices (after AUD/SEI/parameter sets)
 
 
@@ -34,6 +40,13 @@ def disposable(data: bytes | memoryview, prefix: int) -> bool:
                 return False
             seen = True
     return seen
+
+
+def idr_slices(data: bytes | memoryview, prefix: int) -> int:
+    """How many slices this access unit's IDR picture has; 0 when it is not an IDR picture."""
+    types = [header & 0x1F for header in _nal_headers(data, prefix)]
+    slices = [t for t in types if t in VCL_TYPES]
+    return len(slices) if slices and all(t == IDR_TYPE for t in slices) else 0
 
 
 def _nal_headers(data: bytes | memoryview, prefix: int) -> list[int]:

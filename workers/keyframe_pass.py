@@ -1,0 +1,102 @@
+"""The keyframe pass: serves points that are all chosen keyframes (``keyframe`` mode), decoding each
+keyframe's packet and nothing else.
+
+How the packets are decoded was measured here (``bench/sampling.py``, ``keyframe_floor``) on 8-20
+keyframes of 60 s clips, 2 cores:
+* one slice a picture (the real recordings): one keyframe at a time leaves a core idle (slice threads have
+  one slice to share), and a frame thread's hand-off is pure latency when each is drained alone (720p: 79
+  ms for 8, either way). IDR pictures (``workers/h264_nal.py``) refer to nothing before them, so they are
+  fed back to back to frame threads, which decode one on each core, and drained once a batch: 44 ms for
+  the same 8.
+* several slices a picture (the synthetic clips' x264 wrote 2): slice threads already share each picture
+  between the cores; one at a time with slice threads was as fast as, or faster than, frame threads fed
+  back to back (13.0 vs 16.6 ms for 8 at 640x360).
+Keyframes that are not IDR pictures (open-GOP I pictures, HEVC's CRA) and codecs whose headers Vigil does
+not read are decoded one at a time after a flush, as the forward pass does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import av
+
+from workers.decode_cursor import Cursor, Point
+from workers.h264_nal import idr_slices
+
+if TYPE_CHECKING:
+    from workers.decode_av import VideoSession
+
+log = logging.getLogger(__name__)
+
+BACK_TO_BACK_THREAD_TYPE = "FRAME"  # single-slice IDR keyframes, fed without a flush between
+ONE_AT_A_TIME_THREAD_TYPE = "SLICE"  # every other keyframe: decoded alone, the decoder drained after it
+# A demuxer seek flushes the decoder (PyAV), so IDR packets are read first, this many at a time (a few MB
+# at most), then fed back to back and drained once
+BATCH_PACKETS = 8
+
+
+class KeyframePass:
+    """Each wanted keyframe's packet, read in order (seeking or reading on) and decoded once."""
+
+    def __init__(self, session: VideoSession, points: Sequence[Point]) -> None:
+        assert all(p.key is not None for p in points)
+        self.s, self.points = session, points
+        self.c = Cursor(session)
+        self.next = 0  # the first point not served yet
+        self.last: av.VideoFrame | None = None
+        self.back_to_back: bool | None = None  # decided on the first keyframe's packet
+        self.fed: dict[int, int] = {}  # a fed packet's pts -> its keyframe's ordinal
+
+    def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
+        batch: list[av.Packet] = []  # IDR packets read, to be fed back to back
+        for goal in sorted({p.key for p in self.points if p.key is not None}):
+            if goal <= max(self.fed.values(), default=-1):
+                continue  # a stream without this keyframe's packet: the later one fed serves it
+            packet = self._packet_of(goal)
+            if packet is None:
+                break
+            slices = idr_slices(memoryview(packet), self.s.nal_prefix) if self.s.nal_prefix is not None else 0
+            if self.back_to_back is None:
+                self.back_to_back = slices == 1
+                threads = BACK_TO_BACK_THREAD_TYPE if self.back_to_back else ONE_AT_A_TIME_THREAD_TYPE
+                self.s.set_threads(threads)
+            if packet.pts is not None:
+                self.fed[packet.pts] = self.c.key
+            if self.back_to_back and slices:
+                batch.append(packet)
+                if len(batch) >= BATCH_PACKETS:
+                    yield from self._served(self._decoded(batch))
+            else:  # alone, after what was read before it
+                yield from self._served(self._decoded(batch) + self._decoded([packet]))
+        yield from self._served(self._decoded(batch))
+
+    def _packet_of(self, goal: int) -> av.Packet | None:
+        """Keyframe ``goal``'s packet (a later keyframe's when the stream has no packet for it)."""
+        packet = self.c.to_keyframe(goal)
+        while packet is not None and not (packet.is_keyframe and self.c.key >= goal):
+            packet = self.c.next_packet()  # the demuxer landed a keyframe early: read on to the goal
+        return packet
+
+    def _decoded(self, packets: list[av.Packet]) -> list[av.VideoFrame]:
+        """Feed ``packets`` back to back, then drain the decoder; ``packets`` is emptied."""
+        if not packets:
+            return []
+        frames = [frame for packet in packets for frame in self.s.feed(packet)] + self.s.drain()
+        packets.clear()
+        return frames
+
+    def _served(self, frames: list[av.VideoFrame]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Each frame serves the points of its keyframe, and any earlier one that gave no frame."""
+        for frame in frames:
+            pts = frame.pts if frame.pts is not None else frame.dts
+            ordinal = self.fed.get(pts) if pts is not None else None
+            if ordinal is None:
+                log.debug("%s: a frame at pts %s matches no keyframe fed", self.s.path, pts)
+                continue
+            self.last = frame
+            while self.next < len(self.points) and (self.points[self.next].key or 0) <= ordinal:
+                yield self.next, frame
+                self.next += 1
