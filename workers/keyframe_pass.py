@@ -1,8 +1,8 @@
 """The keyframe pass: serves points that are all chosen keyframes (``keyframe`` mode), decoding each
 keyframe's packet and nothing else.
 
-How the packets are decoded was measured here (``bench/sampling.py``, ``keyframe_floor``) on 8-20
-keyframes of 60 s clips, 2 cores:
+How the packets are decoded was measured here, 2 cores, decoding 8-20 keyframes' packets from memory (as
+``bench/sampling.py`` measures its keyframe floor) of its 60 s clips:
 * one slice a picture (the real recordings): one keyframe at a time leaves a core idle (slice threads have
   one slice to share), and a frame thread's hand-off is pure latency when each is drained alone (720p: 79
   ms for 8, either way). IDR pictures (``workers/h264_nal.py``) refer to nothing before them, so they are
@@ -49,11 +49,12 @@ class KeyframePass:
         self.last: av.VideoFrame | None = None
         self.back_to_back: bool | None = None  # decided on the first keyframe's packet
         self.fed: dict[int, int] = {}  # a fed packet's pts -> its keyframe's ordinal
+        self.last_fed = -1  # ordinal of the last keyframe read to be fed
 
     def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
         batch: list[av.Packet] = []  # IDR packets read, to be fed back to back
         for goal in sorted({p.key for p in self.points if p.key is not None}):
-            if goal <= max(self.fed.values(), default=-1):
+            if goal <= self.last_fed:
                 continue  # a stream without this keyframe's packet: the later one fed serves it
             packet = self._packet_of(goal)
             if packet is None:
@@ -63,6 +64,7 @@ class KeyframePass:
                 self.back_to_back = slices == 1
                 threads = BACK_TO_BACK_THREAD_TYPE if self.back_to_back else ONE_AT_A_TIME_THREAD_TYPE
                 self.s.set_threads(threads)
+            self.last_fed = self.c.key
             if packet.pts is not None:
                 self.fed[packet.pts] = self.c.key
             if self.back_to_back and slices:
