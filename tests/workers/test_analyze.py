@@ -18,7 +18,7 @@ from vigil.settings import Settings, TargetSettings
 from workers.analyze import store_results
 from workers.runner import analyze_media
 from workers.runtime import WorkerRuntime
-from workers.testing.clips import write_clip_mp4v, write_corrupt
+from workers.testing.clips import write_camera_clip, write_clip_mp4v, write_corrupt
 
 TARGETS = [
     TargetSettings(name="person", description="a person walking", threshold=0.0),
@@ -251,3 +251,23 @@ def test_caption_is_stored_when_configured(settings: Settings, drop: Path) -> No
     assert isinstance(media.caption, str)
     tokens = runtime.recognizer().loaded.tokenizer.encode(media.caption, add_special_tokens=False)  # type: ignore[attr-defined]
     assert len(tokens) <= 6 + 2  # decoding then re-encoding may merge or split a piece at the edges
+
+
+def test_keyframe_mode_analyses_a_camera_clip_from_keyframes_alone(settings: Settings, drop: Path) -> None:
+    """``sampling = "keyframe"`` through the worker: one-slice IDR keyframes every second (the keyframe
+    pass's back-to-back path), a window each, thumbnails from the keyframes; only keyframes are decoded."""
+    settings.model.sampling = "keyframe"
+    settings.model.caption = True
+    settings.model.caption_max_tokens = 2
+    runtime = WorkerRuntime(settings)
+    clip = write_camera_clip(drop / "cam.mp4", seconds=4, fps=25, gop_s=1, cut_s=0, size=(96, 64), slices=1)
+    media_id = register(runtime, drop, clip)
+    assert analyze_media(runtime, AnalyzePayload(media_id=media_id)).status == "done"
+    with runtime.factory() as session:
+        analysis = session.scalars(select(Analysis).where(Analysis.media_id == media_id)).one()
+        detections = session.scalars(select(Detection).order_by(Detection.window_index)).all()
+    assert analysis.params["sampling"] == "keyframe"
+    assert analysis.frames_decoded == 4  # the 4 keyframes, each once, for the windows and the caption
+    assert sorted({d.window_index for d in detections}) == [0, 1, 2, 3]
+    matched = [d for d in detections if d.matched]
+    assert len(matched) == 4 and all(d.thumbnail_path and Path(d.thumbnail_path).is_file() for d in matched)
