@@ -50,6 +50,7 @@ class VideoSession:
         self._resolved: set[int] = set()
         self.drains = 0  # times the decoder was drained and flushed (each ends a run of decoding)
         self.skipped = 0  # non-reference packets left out (``workers/h264_nal.py``)
+        self.damaged = 0  # packets the decoder refused as invalid data (left out, the pass goes on)
         try:
             self.container = av.open(str(path))
             self.stream = _video_stream(self.container, path)
@@ -199,7 +200,13 @@ class VideoSession:
             self.redecoded += 1
         self._fed.add(key)
         self.decoded += 1
-        return list(self.stream.codec_context.decode(packet))
+        try:
+            return list(self.stream.codec_context.decode(packet))
+        except av.error.InvalidDataError as exc:  # one damaged packet: a player shows what comes after it
+            self.damaged += 1
+            at = self.seconds(packet.pts) if packet.pts is not None else -1.0
+            log.info("%s: a damaged packet at %.3f s was left out: %s", self.path, at, reason(exc))
+            return []
 
     def drain(self) -> list[av.VideoFrame]:
         self.drains += 1

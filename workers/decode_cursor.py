@@ -50,6 +50,10 @@ class Cursor:
         self.key_times = [k.t for k in session.keyframes]
         self.half_frame = 0.5 / frame_rate(session.stream)
         self.shown: dict[int, float] = {}  # keyframe ordinal -> its packet's real presentation time
+        # indexed keyframes whose packets the stream passed without a keyframe flag (damaged: FFmpeg's
+        # parser no longer sees an IDR picture); a run cannot start at them
+        self.missing: set[int] = set()
+        self._landed = True  # False from a seek until the first keyframe read after it
 
     def next_packet(self) -> av.Packet | None:
         packet = self.s.next_packet()
@@ -83,13 +87,22 @@ class Cursor:
             self.s.rewind()
         else:
             self.s.seek_to(self.s.keyframes[goal])
-        self.key, self.at = goal - 1, -1.0
+        self.key, self.at, self._landed = goal - 1, -1.0, False
+
+    def start_at_or_before(self, ordinal: int) -> int:
+        """The last keyframe at or before ``ordinal`` that a decoding run can start at."""
+        while ordinal > 0 and ordinal in self.missing:
+            ordinal -= 1
+        return ordinal
 
     def _read(self, packet: av.Packet) -> None:
         if packet.pts is not None:
             self.at = max(self.at, self.s.seconds(packet.pts))
         if packet.is_keyframe:
-            self.key = self._ordinal_of(packet)
+            ordinal = self._ordinal_of(packet)
+            if self._landed and ordinal > self.key + 1 >= 1:  # read on past indexed keyframes: not there
+                self.missing.update(range(self.key + 1, ordinal))
+            self.key, self._landed = ordinal, True
             if packet.pts is not None:
                 self.shown[self.key] = self.key_times[self.key] = self.s.seconds(packet.pts)
 

@@ -97,7 +97,7 @@ class ForwardPass:
         """Ordinal of the keyframe a run must start at to serve ``point``."""
         if point.key is not None:
             return point.key
-        return max(0, bisect.bisect_right(self.c.key_times, point.t + EPS_S) - 1)
+        return self.c.start_at_or_before(max(0, bisect.bisect_right(self.c.key_times, point.t + EPS_S) - 1))
 
     def _saves(self, goal: int) -> bool:
         """Whether jumping to keyframe ``goal`` spares decoding enough frames to be worth a flush."""
