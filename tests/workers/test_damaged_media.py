@@ -65,3 +65,22 @@ def test_broken_files_are_unreadable_in_both_modes(tmp_path: Path, kind: str, mo
     bad = write_corrupt(tmp_path / "bad.mp4", kind)  # type: ignore[arg-type]
     with pytest.raises(UnreadableMedia), open_media(bad, info=info) as media:
         next(media.frames([FrameRequest(8, mode=mode)]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["exact", "keyframe"])
+def test_a_file_of_nothing_but_damaged_pictures_fails_in_one_line(tmp_path: Path, mode: str) -> None:
+    """Every picture noise behind an intact index: no keyframe is left to start at, nothing is decoded,
+    and the media fails in one line (a terminal state) instead of hanging or crashing the worker."""
+    clip = write_camera_clip(tmp_path / "a.mp4", seconds=4, fps=25, gop_s=2, cut_s=0, slices=1)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        spans = [(p.pos, p.size) for p in container.demux(stream) if p.size]
+    data = bytearray(clip.read_bytes())
+    noise = np.random.default_rng(1)
+    for pos, size in spans:
+        data[pos : pos + size] = noise.integers(0, 256, size, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(UnreadableMedia, match="no decodable frame") as raised, open_media(bad) as media:
+        next(media.frames([FrameRequest(4, mode=mode)]))  # type: ignore[arg-type]
+    assert "\n" not in str(raised.value)
