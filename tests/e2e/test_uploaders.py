@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import Stack, wait_for
+from tests.support.services import free_port
 from vigil.settling import read_report
 from workers.testing.formats import WRITERS, write_large_mjpeg_avi
 
@@ -61,12 +62,6 @@ ISSUE_RSYNC: dict[str, tuple[str, dict[str, dict[str, object]]]] = {
 pytest.importorskip("pyftpdlib")
 if not (shutil.which("rsync") and shutil.which("curl")):
     pytest.skip("rsync and curl are needed (`make tools` installs them)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

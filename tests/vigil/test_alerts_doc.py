@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from tests.support.alerting import (
     sync_all,
 )
 from tests.support.mqtt import MqttRecorder, clear_retained, require_broker, unique_root
+from tests.support.smtp import SmtpHandler, smtp_server
 from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.alerts.homeassistant import HomeAssistantBridge
@@ -65,21 +65,6 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
     if isinstance(value, list):
         return set().union(*(key_paths(item, f"{prefix}[].") for item in value)) if value else set()
     return set()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SmtpHandler:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        self.messages.append(envelope.content)
-        return "250 Message accepted"
 
 
 @dataclass
@@ -137,29 +122,25 @@ def fire_and_deliver(settings: Settings, factory: sessionmaker[Session], thumbna
 
 
 def send_everywhere(url: str, root: str, tmp_path: Path, *, base_url: str | None) -> Sent:
-    from aiosmtpd.controller import Controller
-
-    handler, smtp_port = SmtpHandler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
-    hook = Receiver().start()
-    controller.start()
+    handler = SmtpHandler()
     stdin_file = tmp_path / "stdin.json"
     thumbnail = write_image(tmp_path / "w0001-t1.jpg", size=(320, 180))
-    try:
-        settings = make_settings(
-            url,
-            rules=[{"name": "night", "targets": ["person"], "channels": ["hook", "mail", "mq", "cmd"]}],
-            channels=channels(hook, smtp_port, root, stdin_file),
-        )
-        settings.web = settings.web.model_copy(update={"base_url": base_url})
-        factory = factory_for(url)
-        sync_all(factory, settings)
-        with MqttRecorder(f"{root}/#") as mqtt:
-            fire_and_deliver(settings, factory, thumbnail)
-            message = mqtt.wait_for(lambda ms: ms[-1] if ms else None)
-    finally:
-        controller.stop()
-        hook.stop()
+    with smtp_server(handler) as smtp_port:
+        hook = Receiver().start()
+        try:
+            settings = make_settings(
+                url,
+                rules=[{"name": "night", "targets": ["person"], "channels": ["hook", "mail", "mq", "cmd"]}],
+                channels=channels(hook, smtp_port, root, stdin_file),
+            )
+            settings.web = settings.web.model_copy(update={"base_url": base_url})
+            factory = factory_for(url)
+            sync_all(factory, settings)
+            with MqttRecorder(f"{root}/#") as mqtt:
+                fire_and_deliver(settings, factory, thumbnail)
+                message = mqtt.wait_for(lambda ms: ms[-1] if ms else None)
+        finally:
+            hook.stop()
     assert len(hook.requests) == 1 and len(handler.messages) == 1
     email = message_from_bytes(handler.messages[0], policy=policy.default)
     assert isinstance(email, EmailMessage)

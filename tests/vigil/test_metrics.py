@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.services import free_port
 from vigil import metrics
 from vigil.celery_app import make_celery
 from vigil.db import make_engine, session_factory, write_session
@@ -64,12 +64,6 @@ def enqueuer(tmp_path: Path, factory: sessionmaker[Session]) -> Iterator[Enqueue
     app = make_celery(settings)
     yield Enqueuer(app, factory)
     app.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sample(name: str, **labels: str) -> float:
