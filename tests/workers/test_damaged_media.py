@@ -10,12 +10,11 @@ import av
 import numpy as np
 import pytest
 
+from tests.support.decoding import assert_keyframes_as_decoded, keyframe_sample
 from vigil.errors import UnreadableMedia
 from vigil.media import MediaInfo
 from workers.frames import FrameRequest, open_media
 from workers.testing.clips import write_camera_clip, write_corrupt
-
-from .test_keyframe_pass import assert_sequential_pixels, sampled
 
 
 @pytest.fixture
@@ -38,9 +37,9 @@ def garbled(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_keyframe_mode_serves_a_garbled_keyframe_by_the_next(garbled: tuple[Path, Path]) -> None:
     clip, bad = garbled
-    times, rgb, _, _ = sampled(bad, 6)
+    times, rgb, _, _ = keyframe_sample(bad, 6)
     assert times == [0.0, 2.0, 6.0, 6.0, 8.0, 10.0]
-    assert_sequential_pixels(clip, times, rgb)
+    assert_keyframes_as_decoded(clip, times, rgb)
 
 
 def test_exact_mode_decodes_on_through_a_garbled_keyframe(garbled: tuple[Path, Path]) -> None:

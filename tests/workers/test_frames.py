@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.support.decoding import Reference
 from vigil.errors import UnreadableMedia, UnsupportedMedia
 from vigil.media import MediaInfo, probe, unreadable_from_cv2
 from workers.frames import (
@@ -72,32 +73,6 @@ WRITERS = {
 }
 REAL = {f"real-{k}": v for k, v in real_sample_clips().items() if k in ("bikes", "carphone")}
 CLIPS = [*WRITERS, *REAL]
-
-
-class Reference:
-    """Every frame of a file, decoded in order without a seek: timestamps, pixels, keyframe flags."""
-
-    def __init__(self, path: Path) -> None:
-        self.times: list[float] = []
-        self.rgb: list[np.ndarray] = []
-        self.keys: list[bool] = []
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            origin = stream.start_time
-            for frame in container.decode(stream):
-                origin = frame.pts if origin is None else origin
-                self.times.append(float((frame.pts - origin) * stream.time_base))
-                self.rgb.append(frame.to_ndarray(format="rgb24"))
-                self.keys.append(frame.key_frame)
-
-    def shown_at(self, t: float) -> int:
-        """Index of the frame a player shows from ``t`` on: the first whose timestamp reaches it."""
-        return next((i for i, s in enumerate(self.times) if s >= t - 1e-6), len(self.times) - 1)
-
-    def at(self, stamp: float) -> int:
-        i = min(range(len(self.times)), key=lambda i: abs(self.times[i] - stamp))
-        assert abs(self.times[i] - stamp) < 1e-6, f"no frame has timestamp {stamp}"
-        return i
 
 
 @pytest.fixture(scope="module")

@@ -12,51 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
-from workers.frames import FrameRequest, open_media
+from tests.support.decoding import assert_keyframes_as_decoded, keyframe_sample
 from workers.h264_nal import idr_slices
 from workers.keyframe_pass import BATCH_PACKETS
 from workers.testing.clips import write_camera_clip
 from workers.testing.recordings import concat_stream_copy, real_sample_clips
 
 
-def sequential_keyframes(path: Path) -> dict[float, np.ndarray]:
-    """Every keyframe's picture from one decode of the whole file in order, by its time in seconds."""
-    out: dict[float, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        origin = stream.start_time
-        for frame in container.decode(stream):
-            origin = frame.pts if origin is None else origin
-            if frame.key_frame:
-                t = round(float((frame.pts - origin) * stream.time_base), 6)
-                out[t] = frame.to_ndarray(format="rgb24")
-    return out
-
-
 def keyframe_slices(path: Path) -> list[int]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return [idr_slices(memoryview(p), 4) for p in container.demux(stream) if p.size and p.is_keyframe]
-
-
-def sampled(path: Path, count: int) -> tuple[list[float], np.ndarray, int, int]:
-    """``count`` keyframe-mode frames over the whole file: their times, pixels, decodes and drains."""
-    with open_media(path) as media:
-        frames = next(media.frames([FrameRequest(count, mode="keyframe")]))[1]
-        assert media.redecoded == 0
-        session = media._video
-        assert session is not None
-        return frames.timestamps_s, frames.rgb, session.decoded, session.drains
-
-
-def assert_sequential_pixels(path: Path, times: list[float], rgb: np.ndarray) -> None:
-    reference = sequential_keyframes(path)
-    for j, t in enumerate(times):
-        assert round(t, 6) in reference, f"{t} s is not a keyframe"
-        assert np.array_equal(rgb[j], reference[round(t, 6)]), f"pixels at {t} s"
 
 
 @pytest.fixture(scope="module")
@@ -69,31 +37,31 @@ def single_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_single_slice_idr_keyframes_are_fed_back_to_back_across_seeks(single_slice: Path) -> None:
     assert set(keyframe_slices(single_slice)) == {1}
-    times, rgb, decoded, drains = sampled(single_slice, 2 * BATCH_PACKETS)
+    times, rgb, decoded, drains = keyframe_sample(single_slice, 2 * BATCH_PACKETS)
     assert len(set(times)) == decoded == 2 * BATCH_PACKETS  # distinct keyframes, each decoded once
     assert drains == 2  # one drain a batch, not one a keyframe
-    assert_sequential_pixels(single_slice, times, rgb)
+    assert_keyframes_as_decoded(single_slice, times, rgb)
 
 
 def test_real_footage_keyframes_are_fed_back_to_back() -> None:
     real = real_sample_clips()["bikes"]
     assert set(keyframe_slices(real)) == {1}
-    times, rgb, decoded, drains = sampled(real, 6)
+    times, rgb, decoded, drains = keyframe_sample(real, 6)
     assert decoded == len(set(times)) and drains == 1
-    assert_sequential_pixels(real, times, rgb)
+    assert_keyframes_as_decoded(real, times, rgb)
 
 
 def test_multi_slice_keyframes_are_decoded_one_at_a_time(tmp_path: Path) -> None:
     clip = write_camera_clip(tmp_path / "slices.mp4", seconds=12, fps=25, gop_s=2, cut_s=0, slices=3)
     assert set(keyframe_slices(clip)) == {3}
-    times, rgb, decoded, drains = sampled(clip, 5)
+    times, rgb, decoded, drains = keyframe_sample(clip, 5)
     assert decoded == drains == len(set(times)) == 5
-    assert_sequential_pixels(clip, times, rgb)
+    assert_keyframes_as_decoded(clip, times, rgb)
 
 
 def test_open_gop_hevc_keyframes_are_decoded_one_at_a_time(tmp_path: Path) -> None:
     """x265 writes CRA keyframes (open GOP): they carry on the picture order of what came before."""
     clip = write_camera_clip(tmp_path / "hevc.mp4", codec="libx265", seconds=8, fps=25, gop_s=1, cut_s=0)
-    times, rgb, decoded, drains = sampled(clip, 6)
+    times, rgb, decoded, drains = keyframe_sample(clip, 6)
     assert decoded == drains == len(set(times)) == 6
-    assert_sequential_pixels(clip, times, rgb)
+    assert_keyframes_as_decoded(clip, times, rgb)
