@@ -48,8 +48,8 @@ from vigil.media import probe
 from vigil.settings import ModelSettings
 from workers.decode_av import THREAD_TYPE, VideoSession
 from workers.frames import FrameRequest, Mode, analysis_requests, open_media, plan_windows, sample_frames
-from workers.h264_nal import idr_slices, length_size
-from workers.keyframe_pass import BACK_TO_BACK_THREAD_TYPE, ONE_AT_A_TIME_THREAD_TYPE
+from workers.h264_nal import length_size
+from workers.keyframe_pass import ONE_AT_A_TIME_THREAD_TYPE, keyframe_idr_slices, thread_type_for
 from workers.testing.clips import write_camera_clip
 from workers.testing.recordings import concat_stream_copy, real_sample_clips
 from workers.thumbnails import THUMBNAIL_MAX_SIDE
@@ -111,9 +111,8 @@ def keyframe_packets(path: Path, count: int) -> tuple[list[av.Packet], str, dict
             origin = packet.pts if origin is None else origin
             if packet.is_keyframe and round(float((packet.pts - origin) * stream.time_base), 6) in stamps:
                 packets.append(packet)
-        prefix = length_size(ctx.name, ctx.extradata)
-        one_slice = prefix is not None and bool(packets) and idr_slices(memoryview(packets[0]), prefix) == 1
-        threads = BACK_TO_BACK_THREAD_TYPE if one_slice else ONE_AT_A_TIME_THREAD_TYPE
+        slices = keyframe_idr_slices(packets[0], length_size(ctx.name, ctx.extradata)) if packets else 0
+        threads = thread_type_for(slices)
         return packets, threads, {"codec": ctx.name, "extradata": ctx.extradata}
 
 

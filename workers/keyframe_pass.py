@@ -38,6 +38,16 @@ ONE_AT_A_TIME_THREAD_TYPE = "SLICE"  # every other keyframe: decoded alone, the 
 BATCH_PACKETS = 8
 
 
+def keyframe_idr_slices(packet: av.Packet, nal_prefix: int | None) -> int:
+    """Slices of this keyframe's IDR picture; 0 when it is not one or its codec's headers are not read."""
+    return idr_slices(memoryview(packet), nal_prefix) if nal_prefix is not None else 0
+
+
+def thread_type_for(first_keyframe_slices: int) -> str:
+    """Threads for a file whose first keyframe has this many IDR slices (see the module's measurements)."""
+    return BACK_TO_BACK_THREAD_TYPE if first_keyframe_slices == 1 else ONE_AT_A_TIME_THREAD_TYPE
+
+
 class KeyframePass:
     """Each wanted keyframe's packet, read in order (seeking or reading on) and decoded once."""
 
@@ -59,11 +69,10 @@ class KeyframePass:
             packet = self._packet_of(goal)
             if packet is None:
                 break
-            slices = idr_slices(memoryview(packet), self.s.nal_prefix) if self.s.nal_prefix is not None else 0
+            slices = keyframe_idr_slices(packet, self.s.nal_prefix)
             if self.back_to_back is None:
                 self.back_to_back = slices == 1
-                threads = BACK_TO_BACK_THREAD_TYPE if self.back_to_back else ONE_AT_A_TIME_THREAD_TYPE
-                self.s.set_threads(threads)
+                self.s.set_threads(thread_type_for(slices))
             self.last_fed = self.c.key
             if packet.pts is not None:
                 self.fed[packet.pts] = self.c.key
