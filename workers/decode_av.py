@@ -46,6 +46,7 @@ THREAD_COUNT = 0  # FFmpeg's choice (a core each, +1); bench/throughput_overlap.
 # (tests/workers/test_open_probe.py). Other containers keep the full probe: there the decode can be the only
 # source of the reorder depth, and the longer read of a probe that decodes nothing leaves part of a Matroska
 # cluster index behind, which the index rule in ``_index_keys`` would take for the whole.
+SEEKS_AFTER_SCAN = ("matroska,webm",)  # demuxers that index what a scan read (see ``_scan``)
 LIGHT_PROBE = {"skip_frame": "all"}
 LIGHT_PROBE_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's MP4/MOV demuxer
 
@@ -172,7 +173,12 @@ class VideoSession:
             if packet.is_keyframe:
                 keys.append(Keyframe(self.seconds(pts), packet.pos if packet.pos is not None else -1))
         self.keyframes = keys or [Keyframe(self.seconds(first_pts), -1)]
+        self._resolved = set(range(len(self.keyframes)))  # the packets' own times
         self.duration_s = self.seconds(last)
+        # Matroska's demuxer indexes every keyframe it reads, so after this scan a seek lands on the wanted
+        # keyframe's packet (measured: each of 6 in 60 s, 0.03 ms a seek, where reading on took 3.4 ms for
+        # the file); should one land early, the cursor reads on. MPEG-TS seeks by guessing byte offsets.
+        self.seekable = self.container.format.name in SEEKS_AFTER_SCAN
         self.rewind()
 
     def rewind(self) -> None:

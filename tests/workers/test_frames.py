@@ -57,6 +57,8 @@ WRITERS = {
     "x264-15fps-gop10s-mkv": lambda p: write_camera_clip(
         p / "c.mkv", muxer="matroska", seconds=8, fps=15, gop_s=10, cut_s=0
     ),
+    # 20 s, a keyframe a second: exact mode's jumps are seeks, which Matroska's demuxer makes after the scan
+    "x264-25fps-gop1s-mkv": lambda p: write_camera_clip(p / "k.mkv", muxer="matroska", seconds=20, gop_s=1),
     "x264-mpegts": lambda p: write_camera_clip(p / "d.ts", muxer="mpegts", seconds=6, fps=25, gop_s=2),
     "x264-fragmented-mp4": lambda p: write_camera_clip(p / "e.mp4", muxer="fmp4", seconds=6, fps=25, gop_s=2),
     "mjpeg-avi": lambda p: write_camera_clip(p / "f.avi", codec="mjpeg", muxer="avi", seconds=4, fps=15),

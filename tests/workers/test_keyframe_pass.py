@@ -15,6 +15,8 @@ import av
 import pytest
 
 from tests.support.decoding import assert_keyframes_as_decoded, keyframe_sample
+from workers.decode_av import VideoSession
+from workers.frames import FrameRequest, open_media
 from workers.h264_nal import idr_slices
 from workers.keyframe_pass import BATCH_PACKETS
 from workers.testing.clips import write_camera_clip
@@ -65,3 +67,26 @@ def test_open_gop_hevc_keyframes_are_decoded_one_at_a_time(tmp_path: Path) -> No
     times, rgb, decoded, drains = keyframe_sample(clip, 6)
     assert decoded == drains == len(set(times)) == 6
     assert_keyframes_as_decoded(clip, times, rgb)
+
+
+def test_matroska_keyframes_are_reached_by_seeks_after_the_scan(tmp_path: Path) -> None:
+    """Matroska has no full index: the session scans its packets once, then seeks to each keyframe it
+    wants instead of reading every packet again."""
+    clip = write_camera_clip(tmp_path / "a.mkv", muxer="matroska", seconds=40, fps=15, gop_s=10, cut_s=0)
+    read = 0
+    real_next_packet = VideoSession.next_packet
+
+    def counting(session: VideoSession) -> av.Packet | None:
+        nonlocal read
+        read += 1
+        return real_next_packet(session)
+
+    with open_media(clip) as media:
+        session = media._video
+        assert session is not None and session.seekable and len(session.keyframes) == 4
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(VideoSession, "next_packet", counting)
+            frames = next(media.frames([FrameRequest(4, mode="keyframe")]))[1]
+    assert frames.timestamps_s == [0.0, 10.0, 20.0, 30.0]
+    assert read <= 2 * 4  # a keyframe's packet each (600 packets when read on)
+    assert_keyframes_as_decoded(clip, frames.timestamps_s, frames.rgb)
