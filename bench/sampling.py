@@ -11,12 +11,15 @@ per 132 frames). For 8 and 32 frames, best of ``--repeat``, in the same run:
 * sequential: PyAV decodes every frame once, in order (the cost of "reading it all");
 * exact / keyframe: ``sample_frames`` in each mode;
 * keyframe floor: decoding only the packets of the keyframes ``keyframe`` mode picks, already in memory,
-  with the keyframe pass's threads (no open, seek, index or conversion): what any keyframe sampler pays.
+  with the keyframe pass's threads (no open, seek, index or conversion): what any keyframe sampler pays;
+* locate floor: for a file whose container holds no index of its keyframes (Matroska without cues read at
+  open, MPEG-TS), opening it and demuxing every packet without decoding: what any sampler pays to find
+  the keyframes there (0 for indexed files).
 
 Printed per clip: ``exact_ratio`` and ``keyframe_ratio`` (seed time / ours), ``exact_vs_sequential`` (ours /
-sequential: at most 1.0 is the goal), ``keyframe_ratio_ceiling`` (seed / keyframe floor: where it is under
-a keyframe goal, that goal is out of reach of any sampler on this machine, listed under
-``keyframe_goal_beyond_decode_floor``). Then one analysis with the default settings, its frames planned as the
+sequential: at most 1.0 is the goal), ``keyframe_ratio_ceiling`` (seed / (keyframe floor + locate floor):
+where it is under a keyframe goal, that goal is out of reach of any sampler on this machine, listed under
+``keyframe_goal_beyond_floor``). Then one analysis with the default settings, its frames planned as the
 worker plans them (10 s windows of 8 frames, exact, thumbnail candidates at up to 1280 px), of 1-, 3- and
 10-minute stream-copy recordings of the 640x272 footage (``length_scaling_10x`` = 10 min / 1 min)
 and of a 10-minute 1080p H.264 camera-like recording against one sequential decode of it. Also the
@@ -37,12 +40,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import cv2
+from sampling_corpus import cached, clips, long_1080p_clip  # bench/, beside this script
 
 from vigil.media import probe
 from vigil.settings import ModelSettings
@@ -50,24 +53,12 @@ from workers.decode_av import THREAD_TYPE, VideoSession
 from workers.frames import FrameRequest, Mode, analysis_requests, open_media, plan_windows, sample_frames
 from workers.h264_nal import length_size
 from workers.keyframe_pass import ONE_AT_A_TIME_THREAD_TYPE, keyframe_idr_slices, thread_type_for
-from workers.testing.clips import write_camera_clip
 from workers.testing.recordings import concat_stream_copy, real_sample_clips
 from workers.thumbnails import THUMBNAIL_MAX_SIDE
 
-SECONDS, SIZE = 60, (640, 360)
-KINDS: dict[str, dict[str, object]] = {
-    "x264-25fps-gop4s": {"fps": 25, "gop_s": 4},
-    "x265-29.97fps-gop2s": {"codec": "libx265", "fps": Fraction(30000, 1001), "gop_s": 2},
-    "x264-15fps-gop10s-mkv": {"muxer": "matroska", "fps": 15, "gop_s": 10, "cut_s": 0},
-    "x264-mpegts-gop2s": {"muxer": "mpegts", "fps": 25, "gop_s": 2},
-    "x264-fmp4-gop2s": {"muxer": "fmp4", "fps": 25, "gop_s": 2},
-    "mjpeg-avi-15fps": {"codec": "mjpeg", "muxer": "avi", "fps": 15},
-    "x264-start-3.7s": {"fps": 25, "gop_s": 2, "start_s": 3.7},
-}
 # SmolVLM2's video processor resizes to a longest edge of 512 (``LoadedModel.frame_side`` at run time; the
 # bench loads no model)
 DEFAULT_FRAME_SIDE = 512
-SUFFIX = {"matroska": ".mkv", "mpegts": ".ts", "avi": ".avi"}
 
 
 def seed_sample_frames(path: str, num_frames: int) -> list:
@@ -116,6 +107,16 @@ def keyframe_packets(path: Path, count: int) -> tuple[list[av.Packet], str, dict
         return packets, threads, {"codec": ctx.name, "extradata": ctx.extradata}
 
 
+def locate_keyframes(path: Path) -> int:
+    """Open ``path`` and demux every packet without decoding (how keyframes are found without an index);
+    0 packets where the container indexes its keyframes (nothing to read beyond the open)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if len(stream.index_entries) > 1:
+            return 0
+        return sum(1 for _ in container.demux(stream))
+
+
 def decode_packets(packets: list[av.Packet], threads: str, codec: dict[str, object]) -> int:
     """Decode ``packets`` as the keyframe pass does (back to back, or one at a time and drained)."""
     ctx = av.CodecContext.create(str(codec["codec"]), "r")
@@ -128,47 +129,6 @@ def decode_packets(packets: list[av.Packet], threads: str, codec: dict[str, obje
             decoded += len(ctx.decode(None))
             ctx.flush_buffers()
     return decoded + len(ctx.decode(None))
-
-
-def _cached(path: Path, make: Callable[[Path], object]) -> Path:
-    if not path.exists():
-        print(f"writing {path} ...", file=sys.stderr, flush=True)
-        part = path.with_name("part-" + path.name)
-        make(part)
-        part.rename(path)
-    return path
-
-
-def _times(kind: str) -> list[float]:
-    if kind == "vfr":
-        steps, times = (0.033, 0.1, 0.25, 0.016), [0.0]
-        while times[-1] < SECONDS:
-            times.append(times[-1] + steps[len(times) % 4])
-        return times[:-1]
-    return [i / 25 for i in range(SECONDS * 25) if not (i % 250 < 25 or i % 7 == 3)]  # gaps and drops
-
-
-def clips(root: Path) -> dict[str, Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path] = {}
-    for name, kw in KINDS.items():
-        suffix = SUFFIX.get(str(kw.get("muxer", "mp4")), ".mp4")
-        out[name] = _cached(
-            root / f"{name}{suffix}",
-            lambda p, kw=kw: write_camera_clip(p, seconds=SECONDS, size=SIZE, **kw),  # type: ignore[arg-type]
-        )
-    for kind in ("vfr", "dropped"):
-        out[f"x264-{kind}"] = _cached(
-            root / f"x264-{kind}.mp4",
-            lambda p, k=kind: write_camera_clip(p, size=SIZE, fps=25, gop_s=2, times_s=_times(k)),
-        )
-    real = real_sample_clips()
-    for name, repeats in (("bikes", 6), ("bigbuckbunny", 11)):
-        out[f"real-{name}-concat"] = _cached(
-            root / f"real-{name}-x{repeats}.mp4",
-            lambda p, n=name, r=repeats: concat_stream_copy([real[n]] * r, p),
-        )
-    return out
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -196,6 +156,9 @@ def per_clip(name: str, path: Path, repeat: int) -> dict[str, Any]:
         "sequential_ms": seq * 1000,
         "sequential_cpu_ms": seq_cpu * 1000,
     }
+    located = locate_keyframes(path)
+    locate = best_of(repeat, lambda: locate_keyframes(path))[0] if located else 0.0
+    row["keyframe_locate_ms"] = locate * 1000
     for n in (8, 32):
         packets, threads, codec = keyframe_packets(path, n)
         floor = best_of(repeat, lambda p=packets, t=threads, c=codec: decode_packets(p, t, c))[0]
@@ -211,7 +174,7 @@ def per_clip(name: str, path: Path, repeat: int) -> dict[str, Any]:
             f"exact_ratio_{n}": seed / exact,
             f"keyframe_ratio_{n}": seed / key,
             f"keyframe_floor_ms_{n}": floor * 1000,
-            f"keyframe_ratio_ceiling_{n}": seed / floor,
+            f"keyframe_ratio_ceiling_{n}": seed / (floor + locate),
             f"exact_vs_sequential_{n}": exact / seq,
             f"seed_cpu_ms_{n}": seed_cpu * 1000,
             f"exact_cpu_ms_{n}": exact_cpu * 1000,
@@ -238,7 +201,7 @@ def goals(rows: list[dict[str, Any]], scaling: dict[str, float], long: dict[str,
     worst_seq_cpu = max(r[f"exact_vs_sequential_cpu_{n}"] for r in rows for n in (8, 32))
     worst_exact = min(r[f"exact_ratio_{n}"] for r in rows for n in (8, 32))
     worst_key = {n: min((r[f"keyframe_ratio_{n}"] for r in spaced), default=0.0) for n in (8, 32)}
-    # rows whose goal no keyframe sampler reaches here: decoding the keyframes alone takes longer than that
+    # rows whose goal no keyframe sampler reaches here: finding and decoding the keyframes alone takes longer
     goal_of = {8: 30, 32: 15}
     out_of_reach = [
         f"{r['clip']} at {n} (ceiling {r[f'keyframe_ratio_ceiling_{n}']:.1f}x)"
@@ -264,7 +227,7 @@ def goals(rows: list[dict[str, Any]], scaling: dict[str, float], long: dict[str,
         "keyframe_goal_clips": [r["clip"] for r in spaced],
         "min_keyframe_ratio_8": worst_key[8],
         "min_keyframe_ratio_32": worst_key[32],
-        "keyframe_goal_beyond_decode_floor": out_of_reach,
+        "keyframe_goal_beyond_floor": out_of_reach,
         "length_scaling_10x": scaling["length_scaling_10x"],
         "length_scaling_10x_cpu": scaling["length_scaling_10x_cpu"],
         "met": met,
@@ -301,7 +264,7 @@ def length_scaling(root: Path, real: dict[str, Path], frame_side: int) -> dict[s
     out: dict[str, float] = {}
     for minutes in (1, 3, 10):
         parts = [real["bikes"]] * 6 * minutes
-        path = _cached(root / f"bikes-{minutes}min.mp4", lambda p, parts=parts: concat_stream_copy(parts, p))
+        path = cached(root / f"bikes-{minutes}min.mp4", lambda p, parts=parts: concat_stream_copy(parts, p))
         took, took_cpu, decoded = analysis_decode_s(path, frame_side)
         out[f"analysis_{minutes}min_ms"] = took * 1000
         out[f"analysis_{minutes}min_cpu_ms"] = took_cpu * 1000
@@ -313,11 +276,7 @@ def length_scaling(root: Path, real: dict[str, Path], frame_side: int) -> dict[s
 
 
 def long_1080p(root: Path, frame_side: int) -> dict[str, float]:
-    minute = _cached(
-        root / "x264-1080p-1min.mp4",
-        lambda p: write_camera_clip(p, seconds=60, fps=25, size=(1920, 1080), gop_s=2, cut_s=20),
-    )
-    path = _cached(root / "x264-1080p-10min.mp4", lambda p: concat_stream_copy([minute] * 10, p, gap_s=0.04))
+    path = long_1080p_clip(root)
     counted: list[int] = []
     seq, seq_cpu = timed(lambda: counted.append(sequential(path)))
     frames = counted[0]
@@ -375,12 +334,13 @@ def main() -> None:
             f"{r['exact_vs_sequential_8']:5.2f} / {r['exact_vs_sequential_32']:5.2f} | "
             f"{r['exact_vs_sequential_cpu_8']:5.2f} / {r['exact_vs_sequential_cpu_32']:5.2f}"
         )
-    head = f"{'ours ms 8/32':>13} | {'floor ms 8/32':>13} | {'ratio 8/32':>11} | ceiling 8/32"
+    head = f"{'ours ms 8/32':>13} | {'floor ms 8/32':>13} | {'locate':>6} | {'ratio 8/32':>11} | ceiling 8/32"
     print(f"\n{'keyframe mode':26} {head}")
     for r in rows:
         print(
             f"{r['clip']:26} {r['keyframe_ms_8']:6.1f}/{r['keyframe_ms_32']:<6.1f} | "
             f"{r['keyframe_floor_ms_8']:6.1f}/{r['keyframe_floor_ms_32']:<6.1f} | "
+            f"{r['keyframe_locate_ms']:6.1f} | "
             f"{r['keyframe_ratio_8']:4.1f}x/{r['keyframe_ratio_32']:4.1f}x | "
             f"{r['keyframe_ratio_ceiling_8']:5.1f}x/{r['keyframe_ratio_ceiling_32']:5.1f}x"
         )
