@@ -10,6 +10,7 @@ so a test does not pay for running the migrations.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -34,8 +35,35 @@ def missing_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+# Ports for the servers tests start are drawn below the kernel's ephemeral range: a port the kernel hands out
+# (bind to port 0) can be handed again, to any outgoing connection, before the test's server binds it (CI
+# once saw aiosmtpd fail with EADDRINUSE that way). Below the range only an explicit bind takes a port.
+PORT_FLOOR = 20000
+_given: set[int] = set()
+
+
+def ephemeral_floor() -> int:
+    """The first port of the kernel's ephemeral range (Linux's ``ip_local_port_range``; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port free on 127.0.0.1 now, that no outgoing connection will be given, and not given before."""
+    ceiling = ephemeral_floor()
+    candidates = [p for p in range(PORT_FLOOR, ceiling) if p not in _given]
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # a server of this machine's, or of another test run
+        _given.add(port)
+        return port
+    with socket.socket() as sock:  # no range below the ephemeral one (or all of it taken): the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
