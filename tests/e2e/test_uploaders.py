@@ -195,9 +195,8 @@ def build_cases(staging: Path) -> list[Case]:
             dated = writer == "ftp-mkd"  # a camera's dated folders, made by MKD
             final = f"{writer}/{fmt}/2026-12-01/clip{suffix}" if dated else f"{writer}/{fmt}{suffix}"
             if writer == "rsync-delay-updates":
-                # a folder each: concurrent --delay-updates runs into one folder share its .~tmp~, and one
-                # removing it makes another discard its finished file and still exit 0 (rsync 3.x; lost 4
-                # of 240 files by hand, and once in this test, which then waited for a file never written)
+                # a folder each: concurrent --delay-updates runs into one folder share its .~tmp~; one
+                # removing it makes another discard its finished file yet exit 0 (4 of 240 lost, by hand)
                 final = f"{writer}/{fmt}/clip{suffix}"
             cases.append(Case(writer, fmt, final, source))
     for writer, (_, formats) in ISSUE_RSYNC.items():
@@ -337,9 +336,8 @@ def test_every_real_uploader_gives_one_complete_row_per_file(stack: Stack, tmp_p
     assert "settling: " in status.stdout and "held open by a writer" in status.stdout, status.stdout
 
     expected = {c.final: c for c in everything}
-    # every uploader has exited 0 here: a file missing now was never written, nothing for Vigil to wait for
     never_written = [final for final in expected if not (stack.inbox / final).is_file()]
-    assert not never_written, f"uploaders exited 0 without writing: {never_written}"
+    assert not never_written, f"uploaders exited 0 without writing: {never_written}"  # nothing to wait for
     try:
         wait_for_progress(stack, expected)
     except AssertionError as exc:
