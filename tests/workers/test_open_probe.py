@@ -31,6 +31,7 @@ MP4_FAMILY = {
     "x264-vfr-30000/1001": lambda p: write_camera_clip(
         p / "f.mov", size=SIZE, fps=Fraction(30000, 1001), times_s=[0.0, 0.05, 0.3, 0.31, 0.9, 1.0, 2.2, 2.25]
     ),
+    "x264-after-an-aac-track": lambda p: _audio_then_video(p / "g.mp4"),
     **{f"real-{name}": lambda _p, path=path: path for name, path in real_sample_clips().items()},
 }
 OTHER_CONTAINERS = {
@@ -38,6 +39,26 @@ OTHER_CONTAINERS = {
     "mpegts": lambda p: write_camera_clip(p / "b.ts", muxer="mpegts", size=SIZE, seconds=4),
     "avi": lambda p: write_camera_clip(p / "c.avi", codec="mjpeg", muxer="avi", size=SIZE, seconds=2),
 }
+
+
+def _audio_then_video(path: Path) -> Path:
+    """A camera's MP4 with its AAC track first: the probe options reach every stream, and Vigil reads the
+    video one wherever it is."""
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("aac", rate=16000)
+        video = container.add_stream("libx264", rate=25, options={"bf": "2"})
+        video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"  # type: ignore[union-attr]
+        for i in range(50):
+            picture = np.full((SIZE[1], SIZE[0], 3), i * 5, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(video.encode(frame))
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 640), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 16000, i * 640
+            container.mux(audio.encode(sound))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path
 
 
 def _full_probe(monkeypatch: pytest.MonkeyPatch) -> None:
