@@ -46,9 +46,13 @@ THREAD_COUNT = 0  # FFmpeg's choice (a core each, +1); bench/throughput_overlap.
 # (tests/workers/test_open_probe.py). Other containers keep the full probe: there the decode can be the only
 # source of the reorder depth, and the longer read of a probe that decodes nothing leaves part of a Matroska
 # cluster index behind, which the index rule in ``_index_keys`` would take for the whole.
-SEEKS_AFTER_SCAN = ("matroska,webm",)  # demuxers that index what a scan read (see ``_scan``)
 LIGHT_PROBE = {"skip_frame": "all"}
 LIGHT_PROBE_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's MP4/MOV demuxer
+
+# How FFmpeg's demuxers seek, by format name: MPEG-TS and MPEG-PS by guessing byte offsets (never used to
+# reach a keyframe); Matroska by the keyframes it has read, so precisely once ``_scan`` has read them all.
+GUESSING_SEEK_FORMATS = ("mpegts", "mpeg")
+SEEKS_AFTER_SCAN_FORMATS = ("matroska,webm",)
 
 
 class VideoSession:
@@ -127,7 +131,7 @@ class VideoSession:
         # A sample table (MP4, MOV, AVI) lists every frame; a cue index (MKV) only some keyframes, read
         # lazily; MPEG-TS has none and seeks by guessing byte offsets. Only a full table is trusted.
         full_table = len(keys) < len(entries) or all(e.is_keyframe for e in entries) and len(entries) > 1
-        self.seekable = bool(keys) and full_table and self.container.format.name not in ("mpegts", "mpeg")
+        self.seekable = bool(keys) and full_table and self.container.format.name not in GUESSING_SEEK_FORMATS
         if self.seekable:
             offset = first_pts - keys[0].timestamp  # index timestamps are dts in MP4: shift to pts
             self.keyframes = [Keyframe(self.seconds(e.timestamp + offset), e.pos) for e in keys]
@@ -178,7 +182,7 @@ class VideoSession:
         # Matroska's demuxer indexes every keyframe it reads, so after this scan a seek lands on the wanted
         # keyframe's packet (measured: each of 6 in 60 s, 0.03 ms a seek, where reading on took 3.4 ms for
         # the file); should one land early, the cursor reads on. MPEG-TS seeks by guessing byte offsets.
-        self.seekable = self.container.format.name in SEEKS_AFTER_SCAN
+        self.seekable = self.container.format.name in SEEKS_AFTER_SCAN_FORMATS
         self.rewind()
 
     def rewind(self) -> None:

@@ -1,9 +1,9 @@
 """A real SMTP server (aiosmtpd) on loopback for the email channel's tests.
 
-Its port is chosen free, then bound by the server a moment later; in between, anything binding port 0 (a
-test's HTTP receiver, an outgoing connection's local port) may take it. CI hit that once: the server's
-bind failed, and aiosmtpd left its event loop open, which a later test reported as an unclosed resource.
-So a refused bind closes that loop and tries another port.
+Its port is chosen free, then bound by the server a moment later. ``free_port`` draws below the kernel's
+ephemeral range, so no port-0 bind can take it in between (CI once hit that), but another explicit bind
+still can. When the server's bind fails, aiosmtpd leaves its event loop open, which a later test reports as
+an unclosed resource; so a refused bind closes that loop and tries another port.
 """
 
 from __future__ import annotations
