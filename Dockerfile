@@ -27,7 +27,7 @@ RUN mkdir -p vigil watcher workers \
     && pip install . \
     && pip uninstall -y vigil
 
-# Editable install: migrations/ stays next to the packages, where vigil/migrate.py looks for it.
+# Editable install: migrations/ stays next to the packages, where vigil/store/migrate.py looks for it.
 COPY vigil ./vigil
 COPY watcher ./watcher
 COPY workers ./workers

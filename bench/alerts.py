@@ -28,11 +28,11 @@ from vigil.alerts.compiled import compile_rule
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.alerts.matching import Context, FiringRun, _runs, check_windows, dedup_key, load_context
 from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
-from vigil.db import make_engine, session_factory, write_session
-from vigil.declared import apply_settings
-from vigil.migrate import upgrade
-from vigil.schema import Alert, AlertRule, Analysis, Detection, Media, Source, Target
-from vigil.settings import DatabaseSettings, RuleSettings, Settings, TargetSettings
+from vigil.config.settings import DatabaseSettings, RuleSettings, Settings, TargetSettings
+from vigil.declared.apply import apply_settings
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.migrate import upgrade
+from vigil.store.schema import Alert, AlertRule, Analysis, Detection, Media, Source, Target
 
 TARGETS = [f"t{i}" for i in range(10)]
 SOURCES = ["cam1", "cam2", "cam3", "door-front", "door-back"]

@@ -199,7 +199,7 @@ def _loaded(family: str, device: str = "cuda") -> Any:
     """The model with random weights on ``device`` (the tests build it on ``meta``), as a LoadedModel."""
     import torch
 
-    from workers.models import ADAPTERS, NO_VARIANTS, YES_VARIANTS, LoadedModel, _single_token_ids
+    from workers.model.loading import ADAPTERS, NO_VARIANTS, YES_VARIANTS, LoadedModel, _single_token_ids
 
     processor = processor_for(family)
     config = config_for(family, processor)
@@ -262,11 +262,11 @@ class ForwardTimer:
 def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
     import torch
 
-    from vigil.contracts import TargetSpec
-    from vigil.media import probe
-    from vigil.settings import ModelSettings
-    from workers.frames import fit_size
-    from workers.pipeline import WindowRecognizer
+    from vigil.config.settings import ModelSettings
+    from vigil.formats.probe import probe
+    from vigil.ops.contracts import TargetSpec
+    from workers.analysis.pipeline import WindowRecognizer
+    from workers.decode.frames import fit_size
 
     loaded = _loaded(family)
     timer = ForwardTimer(loaded.model)

@@ -13,7 +13,7 @@ import statistics
 import time
 
 from tests.support.services import PG_ADMIN_URL, pg_database, pg_template
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 
 
 def main() -> None:

@@ -32,15 +32,15 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
 
-from vigil.celery_app import make_celery
-from vigil.contracts import AnalyzePayload
-from vigil.db import make_engine, session_factory, write_session
-from vigil.enqueue import Enqueuer
-from vigil.media import probe
-from vigil.migrate import upgrade
-from vigil.registry import ensure_source, register_file, sync_targets
-from vigil.schema import Analysis, Media
-from vigil.settings import Settings, TargetSettings
+from vigil.config.settings import Settings, TargetSettings
+from vigil.formats.probe import probe
+from vigil.media.registry import ensure_source, register_file, sync_targets
+from vigil.ops.celery_app import make_celery
+from vigil.ops.contracts import AnalyzePayload
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.migrate import upgrade
+from vigil.store.schema import Analysis, Media
 from workers.testing.clips import write_clip_mp4v
 from workers.testing.models import cached_tiny_model
 
@@ -163,8 +163,8 @@ def wait_done(install: Install, ids: list[int], *, timeout: float = 600) -> None
 
 def baseline(install: Install) -> tuple[float, float]:
     """In-process: analyze_media in a loop. Returns (seconds, mean model+decode ms)."""
-    from workers.runner import analyze_media
-    from workers.runtime import WorkerRuntime
+    from workers.analysis.runner import analyze_media
+    from workers.analysis.runtime import WorkerRuntime
 
     runtime = WorkerRuntime(install.settings, app=install.app)
     warm, timed = install.ids[:2], install.ids[2:]

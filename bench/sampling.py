@@ -1,4 +1,4 @@
-"""Frame sampling on real encoders' output: the seed recipe, one sequential decode, and workers.frames.
+"""Frame sampling on real encoders' output: the seed recipe, one sequential decode, and workers.decode.frames.
 
 Clips (written once, cached in ``--keep``): 60 s of each camera-like kind the tests use, from real encoders
 (libx264 and libx265 with scene-cut keyframes and B-pyramids, MJPEG in AVI, MPEG-TS, fragmented MP4, MKV with
@@ -47,14 +47,21 @@ import av
 import cv2
 from sampling_corpus import cached, clips, long_1080p_clip  # bench/, beside this script
 
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.decode_av import THREAD_TYPE, VideoSession
-from workers.frames import FrameRequest, Mode, analysis_requests, open_media, plan_windows, sample_frames
-from workers.h264_nal import length_size
-from workers.keyframe_pass import ONE_AT_A_TIME_THREAD_TYPE, keyframe_idr_slices, thread_type_for
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE
+from workers.decode.frames import (
+    FrameRequest,
+    Mode,
+    analysis_requests,
+    open_media,
+    plan_windows,
+    sample_frames,
+)
+from workers.decode.h264_nal import length_size
+from workers.decode.keyframe_pass import ONE_AT_A_TIME_THREAD_TYPE, keyframe_idr_slices, thread_type_for
+from workers.decode.session import THREAD_TYPE, VideoSession
 from workers.testing.recordings import concat_stream_copy, real_sample_clips
-from workers.thumbnails import THUMBNAIL_MAX_SIDE
 
 # SmolVLM2's video processor resizes to a longest edge of 512 (``LoadedModel.frame_side`` at run time; the
 # bench loads no model)
@@ -78,7 +85,7 @@ def seed_sample_frames(path: str, num_frames: int) -> list:
 
 
 def sequential(path: Path, threads: str = THREAD_TYPE) -> int:
-    """Decode every frame once, in order, with the threads ``workers.decode_av`` uses."""
+    """Decode every frame once, in order, with the threads ``workers.decode.session`` uses."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = threads

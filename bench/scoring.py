@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.models import LoadedModel, load_model
-from workers.references import ReferenceImage
-from workers.scoring import (
+from workers.model.loading import LoadedModel, load_model
+from workers.model.scoring import (
     encode_prefix,
     question_for,
     score_targets,
     score_targets_naive,
     video_inputs,
 )
+from workers.model.suffixes import ReferenceImage
 from workers.testing.models import cached_tiny_model
 
 DESCRIPTIONS = [

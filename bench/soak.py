@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.processes import Stack  # noqa: E402
-from vigil.migrate import upgrade  # noqa: E402
+from vigil.store.migrate import upgrade  # noqa: E402
 from workers.testing.clips import write_clip_mp4v  # noqa: E402
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -84,7 +84,7 @@ class Soak(Stack):
         self.watcher_port, self.worker_port = free_port(), free_port()
         super().__init__(
             root,
-            db_url=f"sqlite:///{root / 'vigil.db'}",
+            db_url=f"sqlite:///{root / 'vigil.store.db'}",
             broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
             model_dir=model,
             extra_env={

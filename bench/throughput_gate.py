@@ -42,13 +42,13 @@ import cv2
 import numpy as np
 import torch
 
-from vigil.contracts import Recognition, TargetSpec
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.frames import FrameRequest, open_media, plan_windows
-from workers.models import load_model
-from workers.pipeline import WindowRecognizer
-from workers.static_gate import difference, signature
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from vigil.ops.contracts import Recognition, TargetSpec
+from workers.analysis.pipeline import WindowRecognizer
+from workers.analysis.static_gate import difference, signature
+from workers.decode.frames import FrameRequest, open_media, plan_windows
+from workers.model.loading import load_model
 from workers.testing.clips import write_camera_clip
 from workers.testing.models import cached_tiny_model
 from workers.testing.scenes import StaticScene

@@ -8,7 +8,8 @@ with 8 frames (12 a clip; the first window of each clip cannot overlap anything)
 LLaVA-NeXT-Video at 280 px frames (100 tokens a frame) scoring 4 targets (thresholds 1: no evidence, so
 model time is scoring only). Both runs use the same threads; rounds alternate in line / ahead and the best
 round of each counts, so other load on the machine hurts both sides alike. Threads follow the worker's rule
-(``workers.prefetch``: torch gets every core but one, the GIL is handed over every 0.5 ms) in both runs. The
+(``workers.decode.prefetch``: torch gets every core but one, the GIL is handed over every 0.5 ms) in both
+runs. The
 figure is noisy on a shared 2-core machine (1.27 and 1.69 in two runs back to back at load ~4): FFmpeg's
 frame threads already use both cores when decoding in line, so overlap gains only the core the model leaves
 idle, and the decoder thread slows the model it runs beside.
@@ -32,18 +33,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vigil.contracts import TargetSpec
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers import decode_av
-from workers.frames import FrameRequest, open_media, plan_windows
-from workers.models import LoadedModel, load_model
-from workers.pipeline import WindowRecognizer
-from workers.prefetch import GIL_SWITCH_INTERVAL_S, model_threads, usable_cores
-from workers.scoring import score_targets
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from vigil.ops.contracts import TargetSpec
+from workers.analysis.pipeline import WindowRecognizer
+from workers.decode import session as decode_av
+from workers.decode.frames import FrameRequest, open_media, plan_windows
+from workers.decode.prefetch import GIL_SWITCH_INTERVAL_S, model_threads, usable_cores
+from workers.model.loading import LoadedModel, load_model
+from workers.model.scoring import score_targets
+from workers.model.window_batches import score_windows
 from workers.testing.clips import write_clip_h264
 from workers.testing.models import cached_tiny_model
-from workers.window_batches import score_windows
 
 CLIP_SIZE = (960, 540)
 CLIP_SECONDS = 24
@@ -130,7 +131,7 @@ def _batched(loaded: LoadedModel, clip: Path) -> tuple[float, float]:
 def measure(
     *, torch_threads: int | None = None, ffmpeg_threads: int | None = None, rounds: int = 3
 ) -> dict[str, float]:
-    # the worker's rule (workers/runtime.py), for both runs: the same threads in line and ahead
+    # the worker's rule (workers/analysis/runtime.py), for both runs: the same threads in line and ahead
     torch.set_num_threads(torch_threads or model_threads(usable_cores(), prefetch=2))
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if ffmpeg_threads is not None:

@@ -42,7 +42,7 @@ DESCRIPTIONS = ["a person walking a dog", "a red car", "smoke rising", "a white 
 
 
 def _setup(cache_dir: Path) -> tuple[Any, Path]:
-    from workers.models import load_model
+    from workers.model.loading import load_model
     from workers.testing.clips import write_clip_mp4v
     from workers.testing.models import cached_tiny_model
 
@@ -52,10 +52,10 @@ def _setup(cache_dir: Path) -> tuple[Any, Path]:
 
 
 def _recognize_ms(loaded: Any, clip: Path, out: Path, *, threshold: float, evidence: bool) -> float:
-    from vigil.contracts import TargetSpec
-    from vigil.media import probe
-    from vigil.settings import ModelSettings
-    from workers.pipeline import WindowRecognizer
+    from vigil.config.settings import ModelSettings
+    from vigil.formats.probe import probe
+    from vigil.ops.contracts import TargetSpec
+    from workers.analysis.pipeline import WindowRecognizer
 
     settings = ModelSettings(
         id="tiny",
@@ -99,8 +99,8 @@ def recognize_figures(loaded: Any, clip: Path, out: Path, repeats: int) -> dict[
 
 
 def _windows(loaded: Any, clip: Path) -> list[Any]:
-    from vigil.media import probe
-    from workers.frames import FrameRequest, open_media, plan_windows
+    from vigil.formats.probe import probe
+    from workers.decode.frames import FrameRequest, open_media, plan_windows
 
     with open_media(clip, info=probe(clip)) as media:
         spans = plan_windows(media.timed_info, window_s=WINDOW_S, frames_per_window=FRAMES, max_windows=360)
@@ -115,10 +115,10 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def reuse_figures(loaded: Any, clip: Path, repeats: int) -> dict[str, float]:
-    from workers.best_frame import ONE_FRAME_FPS, best_frames
-    from workers.generation import evidence_token_ids, greedy_rows, prefill_rows, window_evidence_ids
-    from workers.prompts import evidence_question
-    from workers.scoring import question_suffixes, score_targets, score_window
+    from workers.model.best_frame import ONE_FRAME_FPS, best_frames
+    from workers.model.generation import evidence_token_ids, greedy_rows, prefill_rows, window_evidence_ids
+    from workers.model.prompts import evidence_question
+    from workers.model.scoring import question_suffixes, score_targets, score_window
 
     refs: list[list[Any]] = [[] for _ in DESCRIPTIONS]
     questions = [evidence_question(d) for d in DESCRIPTIONS]

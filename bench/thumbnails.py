@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vigil.media import probe
-from workers.frames import FrameRequest, open_media, plan_windows
+from vigil.formats.probe import probe
+from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
+from workers.decode.frames import FrameRequest, open_media, plan_windows
 from workers.testing.clips import write_clip_h264
-from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 
 SECONDS, FPS, SIZE = 20, 30, (1920, 1080)
 WINDOW_S, FRAMES, MODEL_SIDE = 10.0, 8, 224

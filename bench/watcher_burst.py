@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from tests.support.processes import Stack  # noqa: E402
-from vigil.celery_app import make_celery  # noqa: E402
-from vigil.db import make_engine, session_factory  # noqa: E402
-from vigil.enqueue import Enqueuer  # noqa: E402
-from vigil.migrate import upgrade  # noqa: E402
-from vigil.registry import _latest_version  # noqa: E402
-from vigil.schema import Media  # noqa: E402
-from vigil.settings import DatabaseSettings, ModelSettings, Settings, SourceSettings  # noqa: E402
+from vigil.config.settings import DatabaseSettings, ModelSettings, Settings, SourceSettings  # noqa: E402
+from vigil.media.registry import _latest_version  # noqa: E402
+from vigil.ops.celery_app import make_celery  # noqa: E402
+from vigil.ops.enqueue import Enqueuer  # noqa: E402
+from vigil.store.db import make_engine, session_factory  # noqa: E402
+from vigil.store.migrate import upgrade  # noqa: E402
+from vigil.store.schema import Media  # noqa: E402
 from watcher.intake import WatchedSource  # noqa: E402
 from watcher.paths import SourceRules  # noqa: E402
 from watcher.scan import changed_files, scan_source, walk  # noqa: E402
@@ -200,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     base_drop = tmp / "baseline"
-    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
+    db_url, broker = f"sqlite:///{tmp / 'vigil.store.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
     upgrade(db_url)
     engine = make_engine(DatabaseSettings(url=db_url))
     factory = session_factory(engine)

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.web import bulk_detections, seed_review, start_web, stop
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 
 
 def median_ms(fetch: object, repeat: int) -> float:
@@ -87,7 +87,7 @@ def databases(pg: str | None) -> list[tuple[str, object]]:
 
 def fresh_url(kind: str, admin: object, root: Path) -> tuple[str, object]:
     if kind == "sqlite":
-        return f"sqlite:///{root / 'vigil.db'}", None
+        return f"sqlite:///{root / 'vigil.store.db'}", None
     name = f"vigil_bench_{uuid.uuid4().hex[:8]}"
     engine = create_engine(str(admin), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:

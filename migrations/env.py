@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from vigil.db import is_sqlite, make_engine
-from vigil.schema import Base
-from vigil.settings import DatabaseSettings, load_settings
+from vigil.config.settings import DatabaseSettings, load_settings
+from vigil.store.db import is_sqlite, make_engine
+from vigil.store.schema import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or load_settings().database.url

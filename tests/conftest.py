@@ -23,7 +23,7 @@ from tests.support.services import (
     pg_database,
     pg_template,
 )
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def close_alerting_engines() -> Iterator[None]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database file, fresh for each test."""
-    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     upgrade(url)
     return url
 

@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from vigil.celery_app import make_celery
-from vigil.db import make_engine, session_factory
-from vigil.enqueue import Enqueuer
+from vigil.config.settings import Settings, load_settings
 from vigil.errors import ConfigError
-from vigil.logs import configure_logging
-from vigil.settings import Settings, load_settings
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.ops.logs import configure_logging
+from vigil.store.db import make_engine, session_factory
 from watcher.service import WatcherService, ensure_migrated
 
 log = logging.getLogger("watcher")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from vigil.media_types import media_kind
+from vigil.formats.types import media_kind
 
 
 class State(enum.Enum):

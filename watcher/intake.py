@@ -14,12 +14,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil import metrics
-from vigil.enqueue import Enqueuer
 from vigil.errors import MediaError, UnreadableMedia
-from vigil.media import MediaInfo, probe
-from vigil.registry import Registration, register_file
-from vigil.schema import MediaStatus
+from vigil.formats.probe import MediaInfo, probe
+from vigil.media.registry import Registration, register_file
+from vigil.ops import metrics
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.schema import MediaStatus
 from watcher.paths import SourceRules
 
 log = logging.getLogger(__name__)

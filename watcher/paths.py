@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from vigil.settings import SourceSettings
+from vigil.config.settings import SourceSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.db import write_session
-from vigil.enqueue import Enqueuer
+from vigil.config.settings import SourceSettings, WatchSettings
 from vigil.errors import MediaError
-from vigil.registry import ensure_source, file_mtime, known_versions
-from vigil.settings import SourceSettings, WatchSettings
+from vigil.media.registry import ensure_source, file_mtime, known_versions
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import write_session
 from watcher.intake import Admission, WatchedSource, admit, check_ready
 from watcher.paths import SourceRules
 

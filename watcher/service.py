@@ -6,7 +6,7 @@ Threads (all daemon, all stopped by `stop()`):
 - `settle`: the only thread that registers files (one transaction each), so nothing is registered twice;
 - `rescan`: the startup scan, then one every `watch.rescan_interval_s`;
 - `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`;
-- `report`: the files still settling, written every second for `vigil status` (`vigil.settling`).
+- `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`).
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
-from vigil import metrics
 from vigil.alerts.delivery import reconcile_deliveries
-from vigil.db import schema_revision
-from vigil.declared import apply_settings
-from vigil.dropfolder import finalize_file
-from vigil.enqueue import Enqueuer
+from vigil.config.settings import Settings, SourceSettings
+from vigil.declared.apply import apply_settings
 from vigil.errors import ConfigError, MediaError
-from vigil.media import MediaInfo
-from vigil.migrate import head_revision
-from vigil.reconciler import reconcile_media
-from vigil.settings import Settings, SourceSettings
-from vigil.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
+from vigil.formats.probe import MediaInfo
+from vigil.media.dropfolder import finalize_file
+from vigil.media.reconciler import reconcile_media
+from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
+from vigil.ops import metrics
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import schema_revision
+from vigil.store.migrate import head_revision
 from watcher.events import SourceEventHandler
 from watcher.intake import Admission, WatchedSource, admit
 from watcher.paths import SourceRules

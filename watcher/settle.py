@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from vigil.errors import MediaError, TransientError, UnreadableMedia, UnsupportedMedia
-from vigil.media import MediaInfo
+from vigil.formats.probe import MediaInfo
 from watcher.containers import State, check_file
 from watcher.intake import WatchedSource, check_ready
 from watcher.paths import NotMedia, regular_file_stat

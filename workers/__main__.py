@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vigil.celery_app import is_embedded
-from vigil.contracts import GPU_QUEUE
+from vigil.config.settings import Settings, load_settings
 from vigil.errors import VigilError
-from vigil.logs import configure_logging
-from vigil.metrics_env import prepare_worker_metrics
-from vigil.settings import Settings, load_settings
+from vigil.ops.celery_app import is_embedded
+from vigil.ops.contracts import GPU_QUEUE
+from vigil.ops.logs import configure_logging
+from vigil.ops.metrics_env import prepare_worker_metrics
 
 
 def run_worker(
@@ -18,7 +18,7 @@ def run_worker(
 ) -> None:
     configure_logging(settings.log, process_name=f"worker-{queue}")
     prepare_worker_metrics(settings, queue=queue)  # before anything imports prometheus_client
-    from vigil.metrics import serve_worker_metrics
+    from vigil.ops.metrics import serve_worker_metrics
     from workers.app import build_worker_app
 
     app = build_worker_app(settings, queue=queue)
@@ -44,8 +44,8 @@ def run_worker(
         argv += ["-n", name]
     from celery.utils.nodenames import default_nodename, host_format
 
-    from vigil.live_workers import announce
-    from workers.analyze import set_worker_name
+    from vigil.ops.live_workers import announce
+    from workers.analysis.storing import set_worker_name
 
     node = host_format(default_nodename(name))
     set_worker_name(node)  # analyses.worker

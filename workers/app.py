@@ -6,11 +6,11 @@ import logging
 
 from celery import Celery
 
-from vigil.celery_app import INFO_COMMAND, make_celery
-from vigil.declared import apply_settings
-from vigil.settings import Settings
+from vigil.config.settings import Settings
+from vigil.declared.apply import apply_settings
+from vigil.ops.celery_app import INFO_COMMAND, make_celery
+from workers.analysis.runtime import WorkerRuntime
 from workers.delivery_tasks import register_delivery_tasks
-from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def build_worker_app(settings: Settings, *, queue: str) -> Celery:
     app = make_celery(settings)
     runtime = WorkerRuntime(settings, app=app)
     if queue == "gpu":
-        from workers.models import check_model_supported
+        from workers.model.loading import check_model_supported
 
         check_model_supported(settings.model.id)
     # Like every process, a worker applies its settings at start: the rules of its file fire.

@@ -11,8 +11,8 @@ from typing import Any
 from celery import Celery, Task
 
 from vigil.alerts.delivery import deliver
-from vigil.contracts import DELIVER, DeliverPayload
-from workers.runtime import WorkerRuntime
+from vigil.ops.contracts import DELIVER, DeliverPayload
+from workers.analysis.runtime import WorkerRuntime
 
 
 def register_delivery_tasks(app: Celery, runtime: WorkerRuntime) -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 from celery import Celery, Task
 
-from vigil.contracts import ANALYZE, AnalyzePayload
-from workers.runner import analyze_media
-from workers.runtime import WorkerRuntime
+from vigil.ops.contracts import ANALYZE, AnalyzePayload
+from workers.analysis.runner import analyze_media
+from workers.analysis.runtime import WorkerRuntime
 
 
 def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import vigil.schema
+import vigil.store.schema
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -37,10 +37,10 @@ def upgrade() -> None:
         sa.Column("channel_names", sa.JSON(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
         sa.UniqueConstraint("name", name=op.f("uq_alert_rules_name")),
@@ -51,14 +51,14 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column(
-            "disabled_at", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "disabled_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channels")),
         sa.UniqueConstraint("name", name=op.f("uq_channels_name")),
@@ -70,10 +70,10 @@ def upgrade() -> None:
         sa.Column("path", sa.Text(), nullable=False),
         sa.Column("target_names", sa.JSON(), nullable=True),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("name", name=op.f("uq_sources_name")),
@@ -87,10 +87,10 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("prompt_version", sa.Integer(), nullable=False),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_targets")),
         sa.UniqueConstraint("name", name=op.f("uq_targets_name")),
@@ -104,7 +104,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("mtime", vigil.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("mtime", vigil.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.Column("duplicate_of_id", sa.Integer(), nullable=True),
         sa.Column("duration_s", sa.Double(), nullable=True),
@@ -117,23 +117,23 @@ def upgrade() -> None:
         sa.Column("sends", sa.Integer(), nullable=False),
         sa.Column("claim_token", sa.String(length=36), nullable=True),
         sa.Column(
-            "lease_until", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "lease_until", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column(
-            "enqueued_at", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "enqueued_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
-        sa.Column("started_at", vigil.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column(
-            "finished_at", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "finished_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("caption", sa.Text(), nullable=True),
         sa.Column("pending_target_ids", sa.JSON(), nullable=True),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["duplicate_of_id"],
@@ -179,7 +179,7 @@ def upgrade() -> None:
         sa.Column("total_ms", sa.Double(), nullable=False),
         sa.Column("worker", sa.String(length=255), nullable=True),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["media_id"],
@@ -208,7 +208,7 @@ def upgrade() -> None:
         sa.Column("evidence", sa.Text(), nullable=True),
         sa.Column("thumbnail_path", sa.Text(), nullable=True),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["analysis_id"],
@@ -261,7 +261,7 @@ def upgrade() -> None:
         sa.Column("severity", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("fired_at", vigil.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fired_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["detection_id"],
             ["detections.id"],
@@ -312,20 +312,20 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column(
-            "next_attempt_at", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "next_attempt_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column(
-            "lease_until", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "lease_until", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column(
-            "delivered_at", vigil.schema.UTCDateTime(timezone=True), nullable=True
+            "delivered_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column(
-            "created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False
+            "updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["alert_id"],

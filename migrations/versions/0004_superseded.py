@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import vigil.schema
+import vigil.store.schema
 
 revision: str = "0004"
 down_revision: str | None = "0005"
@@ -33,7 +33,7 @@ READ_COLUMNS = ",\n       an.size_bytes AS read_size_bytes, an.file_mtime AS rea
 
 def upgrade() -> None:
     op.add_column("analyses", sa.Column("size_bytes", sa.BigInteger(), nullable=True))
-    op.add_column("analyses", sa.Column("file_mtime", vigil.schema.UTCDateTime(timezone=True), nullable=True))
+    op.add_column("analyses", sa.Column("file_mtime", vigil.store.schema.UTCDateTime(timezone=True), nullable=True))
     op.execute("DROP VIEW IF EXISTS analyses_v")
     op.execute(f"CREATE VIEW analyses_v AS{ANALYSES_V.format(extra=READ_COLUMNS)}")
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import vigil.schema
+import vigil.store.schema
 
 revision: str = "0005"
 down_revision: str | None = "0006"
@@ -42,8 +42,8 @@ def upgrade() -> None:
         sa.Column("verdict", sa.String(length=8), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("origin", sa.String(length=16), nullable=False),
-        sa.Column("created_at", vigil.schema.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", vigil.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", vigil.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["alert_id"], ["alerts.id"], name=op.f("fk_feedback_alert_id_alerts"), ondelete="SET NULL"
         ),

@@ -31,7 +31,7 @@ import pytest
 
 from tests.support.processes import Stack, wait_for
 from tests.support.services import free_port
-from vigil.settling import read_report
+from vigil.media.settling import read_report
 from workers.testing.formats import WRITERS, write_large_mjpeg_avi
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,7 @@ class Case:
 def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
     stack = Stack(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         model_dir=tiny_llava,
         extra_env={

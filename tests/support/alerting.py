@@ -15,10 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.db import make_engine, session_factory, write_session
-from vigil.declared import apply_settings
-from vigil.schema import Analysis, Detection, Media, Source, Target
-from vigil.settings import (
+from vigil.config.settings import (
     AlertSettings,
     ChannelSettings,
     DatabaseSettings,
@@ -26,6 +23,9 @@ from vigil.settings import (
     Settings,
     TargetSettings,
 )
+from vigil.declared.apply import apply_settings
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Analysis, Detection, Media, Source, Target
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

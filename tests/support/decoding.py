@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from workers.frames import FrameRequest, open_media
+from workers.decode.frames import FrameRequest, open_media
 
 
 class Reference:

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support.alerting import Receiver
 from tests.support.services import free_port
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0

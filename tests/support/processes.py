@@ -138,9 +138,9 @@ class Stack:
                 process.wait()
 
     def dump_stacks(self) -> None:
-        """Every live Vigil process (and pool child) prints its threads' stacks to its log (`vigil.logs`);
+        """Every live Vigil process (and pool child) prints its threads' stacks to its log (`vigil.ops.logs`);
         other programs (an FTP server) are left alone: the signal would end them."""
-        from vigil.logs import STACK_DUMP_SIGNAL
+        from vigil.ops.logs import STACK_DUMP_SIGNAL
 
         for process in self.processes:
             argv = [str(a) for a in process.args]  # type: ignore[union-attr]

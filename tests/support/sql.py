@@ -14,10 +14,10 @@ import psycopg
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from vigil.db import make_engine, session_factory, write_session
-from vigil.schema import Base, Media, Source
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
 from vigil.sql.roles import create_reader, reader_url
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Base, Media, Source
 
 
 def seed(url: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.schema import Media
+from vigil.store.schema import Media
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 

@@ -18,10 +18,10 @@ import httpx
 from sqlalchemy import insert, select
 
 from tests.support.services import free_port
-from vigil.db import make_engine, session_factory, write_session
-from vigil.feedback import record_verdict
-from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
+from vigil.feedback.verdicts import record_verdict
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
 from workers.testing.clips import write_clip_h264
 
 T0 = datetime(2026, 11, 30, 21, 15, tzinfo=UTC)

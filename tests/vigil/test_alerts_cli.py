@@ -21,8 +21,8 @@ from tests.support.alerting import (
 from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.cli import cli
-from vigil.db import write_session
-from vigil.schema import Delivery
+from vigil.store.db import write_session
+from vigil.store.schema import Delivery
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def config(tmp_path: Path, receiver: Receiver) -> Path:
     path.write_text(
         f"""
 [database]
-url = "sqlite:///{tmp_path / "vigil.db"}"
+url = "sqlite:///{tmp_path / "vigil.store.db"}"
 [broker]
 url = "sqla+sqlite:///{tmp_path / "broker.db"}"
 [watch]
@@ -86,7 +86,7 @@ def test_rules_add_list_remove(config: Path) -> None:
 
 def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, receiver: Receiver) -> None:
     assert vigil(config, "rules", "list").exit_code == 0  # creates the database and syncs the rules
-    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     settings = make_settings(
         url,
         rules=[{"name": "night", "targets": ["person"], "hours": "22-06", "channels": ["hook", "log"]}],

@@ -32,8 +32,8 @@ from tests.support.smtp import SmtpHandler, smtp_server
 from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.alerts.homeassistant import HomeAssistantBridge
-from vigil.db import write_session
-from vigil.settings import HomeAssistantSettings, Settings
+from vigil.config.settings import HomeAssistantSettings, Settings
+from vigil.store.db import write_session
 from workers.testing.clips import write_image
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"

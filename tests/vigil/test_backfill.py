@@ -15,16 +15,16 @@ from kombu import Connection
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.backfill import enqueue_all, mark_for_reanalysis, parse_since, source_settings_for_scan
-from vigil.celery_app import make_celery
 from vigil.cli import cli
-from vigil.contracts import GPU_QUEUE
-from vigil.db import make_engine, session_factory, write_session
-from vigil.enqueue import Enqueuer
+from vigil.config.settings import DatabaseSettings, Settings, SourceSettings
 from vigil.errors import ConfigError
-from vigil.progress import Progress, count_statuses, follow
-from vigil.schema import Media, Source, Target
-from vigil.settings import DatabaseSettings, Settings, SourceSettings
+from vigil.media.backfill import enqueue_all, mark_for_reanalysis, parse_since, source_settings_for_scan
+from vigil.media.progress import Progress, count_statuses, follow
+from vigil.ops.celery_app import make_celery
+from vigil.ops.contracts import GPU_QUEUE
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Media, Source, Target
 from workers.testing.clips import write_clip_mp4v, write_image
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from vigil.calibration import Labelled, NotEnoughLabels, fit_threshold, histogram, precision_recall
+from vigil.feedback.calibration import Labelled, NotEnoughLabels, fit_threshold, histogram, precision_recall
 
 # Present scores ~ U(0.5, 1), absent ~ U(0, 0.7), as many of each. Above t in [0.5, 0.7] the present share
 # kept is (1 - t) / 0.5 and the absent share (0.7 - t) / 0.7; precision = p / (p + a).

@@ -37,7 +37,7 @@ from vigil.alerts.channels import (
     parse_retry_after,
     sign,
 )
-from vigil.settings import ChannelSettings
+from vigil.config.settings import ChannelSettings
 
 SECRET_BYTES = b"0123456789abcdef0123456789abcdef"
 WHSEC = "whsec_" + base64.b64encode(SECRET_BYTES).decode()

@@ -41,8 +41,8 @@ def test_db_upgrade_then_targets_add_and_list(workdir: Path, private_data_dir: P
     assert upgraded.returncode == 0, upgraded.stderr
     assert "at revision" in upgraded.stdout
     # The default database lives in the data dir, never in the current directory.
-    assert (private_data_dir / "vigil.db").is_file()
-    assert not (workdir / "vigil.db").exists()
+    assert (private_data_dir / "vigil.store.db").is_file()
+    assert not (workdir / "vigil.store.db").exists()
     added = vigil("targets", "add", "van", "a white delivery van", "--threshold", "0.6", cwd=workdir)
     assert added.returncode == 0, added.stderr
     listed = vigil("targets", "list", cwd=workdir)
@@ -127,7 +127,7 @@ def test_the_settings_file_may_follow_the_command(workdir: Path) -> None:
 
 
 def test_a_database_at_an_old_revision_is_refused(workdir: Path) -> None:
-    from vigil.migrate import upgrade
+    from vigil.store.migrate import upgrade
 
     db = workdir / "old.db"
     upgrade(f"sqlite:///{db}")

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook
 
 from vigil.cli import cli
-from vigil.config_checks import check_webhook_secret
+from vigil.config.checks import check_webhook_secret
 
 GOOD = """
 [[watch.sources]]

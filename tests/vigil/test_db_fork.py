@@ -6,8 +6,8 @@ import os
 
 from sqlalchemy import text
 
-from vigil.db import make_engine
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
+from vigil.store.db import make_engine
 
 
 def _backend_pid_in_child(engine: object) -> int:

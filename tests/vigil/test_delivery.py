@@ -31,11 +31,11 @@ from tests.support.alerting import (
 )
 from vigil.alerts.delivery import backoff_s, deliver, reconcile_deliveries, take_lease
 from vigil.alerts.evaluation import evaluate_analysis
-from vigil.celery_app import make_celery
-from vigil.db import write_session
-from vigil.enqueue import Enqueuer
-from vigil.schema import Channel, Delivery, utcnow
-from vigil.settings import AlertSettings, BrokerSettings, Settings
+from vigil.config.settings import AlertSettings, BrokerSettings, Settings
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import write_session
+from vigil.store.schema import Channel, Delivery, utcnow
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from transformers import BertConfig
 
 from tests.support.processes import Stack, wait_for
 from vigil.cli.health import check_model, worker_checks
-from vigil.health import CORE_CHECKS, check_broker, check_database, run_checks, url_for_display
-from vigil.settings import Settings
+from vigil.config.settings import Settings
+from vigil.ops.health import CORE_CHECKS, check_broker, check_database, run_checks, url_for_display
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -131,7 +131,7 @@ def test_a_worker_counts_only_while_it_runs_and_its_model_is_the_one_vigil_run_w
     """`vigil run --model TINY` with a configured model that cannot be had (a hub id, offline): health checks
     TINY, the model the running worker loads; once `vigil run` stops, `workers` fails. A worker SIGKILLed
     (its announcement left behind) does not count either."""
-    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     stack = Stack(
         tmp_path,
         db_url=db_url,

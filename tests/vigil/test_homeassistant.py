@@ -22,9 +22,9 @@ from tests.support.mqtt import Mosquitto, MqttRecorder, clear_retained, require_
 from vigil.alerts.channels import DeliveryFailed, MqttSender, Notification
 from vigil.alerts.feed import DetectionFeed
 from vigil.alerts.homeassistant import HomeAssistantBridge
-from vigil.db import write_session
-from vigil.schema import Detection, Target
-from vigil.settings import ChannelSettings, Settings, load_settings
+from vigil.config.settings import ChannelSettings, Settings, load_settings
+from vigil.store.db import write_session
+from vigil.store.schema import Detection, Target
 from workers.testing.clips import write_image
 
 NOTE = Notification(

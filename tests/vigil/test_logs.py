@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.logs import configure_logging
-from vigil.settings import LogSettings
+from vigil.config.settings import LogSettings
+from vigil.ops.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +66,8 @@ def test_the_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
 
 STACK_DUMPER = """
 import os, sys, time
-from vigil.logs import configure_logging
-from vigil.settings import LogSettings
+from vigil.ops.logs import configure_logging
+from vigil.config.settings import LogSettings
 
 def waiting_in_a_named_function():
     time.sleep(30)
@@ -84,7 +84,7 @@ os.wait()
 
 def test_sigusr2_prints_every_threads_stack_in_a_daemon_and_its_forked_children() -> None:
     from tests.support.processes import child_pids
-    from vigil.logs import STACK_DUMP_SIGNAL
+    from vigil.ops.logs import STACK_DUMP_SIGNAL
 
     process = subprocess.Popen([sys.executable, "-c", STACK_DUMPER], stderr=subprocess.PIPE, text=True)
     try:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from vigil.config.settings import SourceSettings
 from vigil.errors import UnreadableMedia, UnsupportedMedia
-from vigil.media import probe
-from vigil.media_types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
-from vigil.settings import SourceSettings
+from vigil.formats.probe import probe
+from vigil.formats.types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 from watcher.paths import SourceRules
 from workers.testing.clips import write_clip_mp4v, write_corrupt, write_image
 

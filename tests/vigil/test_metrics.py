@@ -19,14 +19,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.services import free_port
-from vigil import metrics
-from vigil.celery_app import make_celery
-from vigil.db import make_engine, session_factory, write_session
-from vigil.enqueue import Enqueuer
+from vigil.config.settings import DatabaseSettings, Settings, SourceSettings
 from vigil.errors import UnreadableMedia
-from vigil.media import probe
-from vigil.registry import sync_sources
-from vigil.settings import DatabaseSettings, Settings, SourceSettings
+from vigil.formats.probe import probe
+from vigil.media.registry import sync_sources
+from vigil.ops import metrics
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory, write_session
 from watcher.intake import Admission, WatchedSource, admit
 from watcher.paths import SourceRules
 from workers.testing.clips import write_clip_mp4v
@@ -126,10 +126,9 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     """
     import multiprocessing, sys, urllib.request
     from pathlib import Path
-    from vigil.metrics_env import use_multiprocess_dir
+    from vigil.ops.metrics_env import use_multiprocess_dir
     folder = use_multiprocess_dir(Path(sys.argv[1]), queue="gpu")
-    from vigil import metrics
-
+    from vigil.ops import metrics
     def child(n):
         metrics.FRAMES_DECODED.inc(n)
         metrics.ANALYSIS_OUTCOMES.labels(outcome="done").inc()
@@ -184,11 +183,11 @@ def test_a_worker_that_fails_at_start_leaves_no_metrics_folder(tmp_path: Path) -
 def test_a_worker_that_imported_prometheus_too_early_runs_without_metrics(tmp_path: Path) -> None:
     script = (
         "import prometheus_client\n"
-        "from vigil.metrics_env import prepare_worker_metrics\n"
-        "from vigil.settings import Settings\n"
+        "from vigil.ops.metrics_env import prepare_worker_metrics\n"
+        "from vigil.config.settings import Settings\n"
         f"s = Settings(storage={{'data_dir': {str(tmp_path)!r}}})\n"
         "print(prepare_worker_metrics(s, queue='gpu'))\n"
-        "from vigil.metrics import serve_worker_metrics\n"
+        "from vigil.ops.metrics import serve_worker_metrics\n"
         "print(serve_worker_metrics(s, 'gpu'))\n"
     )
     argv = [sys.executable, "-c", script]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect, text
 
-from vigil.db import make_engine, schema_revision
-from vigil.migrate import alembic_config, current_revision, head_revision, upgrade
-from vigil.schema import Base
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
+from vigil.store.db import make_engine, schema_revision
+from vigil.store.migrate import alembic_config, current_revision, head_revision, upgrade
+from vigil.store.schema import Base
 
 
 def test_upgrade_creates_every_table_at_head(db_url: str) -> None:

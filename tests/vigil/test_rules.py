@@ -19,12 +19,12 @@ from tests.support.alerting import (
     sync_all,
 )
 from vigil.alerts.evaluation import evaluate_analysis, explain_rule
-from vigil.alerts.schedule import parse_hours
-from vigil.alerts.template import check_template
-from vigil.db import write_session
+from vigil.config.schedule import parse_hours
+from vigil.config.settings import format_validation_error
+from vigil.config.template import check_template
 from vigil.errors import ConfigError
-from vigil.schema import Alert, Channel, Delivery
-from vigil.settings import format_validation_error
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, Channel, Delivery
 
 HOOK = {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x"}
 
@@ -125,7 +125,7 @@ def test_applying_settings_upserts_rules_by_name(sqlite_url: str) -> None:
     changed = make_settings(sqlite_url, rules=[rule(min_score=0.6)], channels=[HOOK])
     sync_all(factory, changed)
     with factory() as session:
-        from vigil.schema import AlertRule
+        from vigil.store.schema import AlertRule
 
         rows = list(session.scalars(select(AlertRule)))
     assert [(r.name, r.min_score) for r in rows] == [("r1", 0.6)]
@@ -313,13 +313,13 @@ def test_explain_says_why_not(db_url: str) -> None:
 
 def test_rules_added_outside_settings_survive_sync(sqlite_url: str) -> None:
     from vigil.alerts.sync import upsert_rule
-    from vigil.settings import RuleSettings
+    from vigil.config.settings import RuleSettings
 
     settings, factory = setup(sqlite_url, rule())
     with write_session(factory) as session:
         upsert_rule(session, RuleSettings(name="cli-rule", targets=["van"]))
     sync_all(factory, settings)
     with factory() as session:
-        from vigil.schema import AlertRule
+        from vigil.store.schema import AlertRule
 
         assert sorted(session.scalars(select(AlertRule.name))) == ["cli-rule", "r1"]

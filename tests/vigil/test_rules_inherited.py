@@ -17,8 +17,8 @@ from tests.support.alerting import (
     sync_all,
 )
 from vigil.alerts.evaluation import evaluate_analysis, explain_rule
-from vigil.db import write_session
-from vigil.schema import Alert, Detection
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, Detection
 
 
 def setup(url: str, **rule: Any):  # type: ignore[no-untyped-def]

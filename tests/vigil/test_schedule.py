@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from vigil.alerts.compiled import CompiledRule
-from vigil.alerts.schedule import DAYS, Hours, parse_hours, parse_zone
+from vigil.config.schedule import DAYS, Hours, parse_hours, parse_zone
 from vigil.errors import ConfigError
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vigil.schema import Base
-from vigil.schema_doc import EXAMPLES, VIEW_DOCS, generate, view_columns
+from vigil.store.schema import Base
+from vigil.store.schema_doc import EXAMPLES, VIEW_DOCS, generate, view_columns
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 
 
 def test_schema_doc_is_up_to_date() -> None:
     assert DOC.read_text(encoding="utf-8") == generate(), (
-        "docs/schema.md is out of date: run `python -m vigil.schema_doc > docs/schema.md`"
+        "docs/schema.md is out of date: run `python -m vigil.store.schema_doc > docs/schema.md`"
     )
 
 

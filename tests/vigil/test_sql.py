@@ -16,11 +16,11 @@ from sqlalchemy import update
 
 from tests.support.sql import reader, seed, snapshot
 from vigil.cli import cli
-from vigil.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.config.settings import DatabaseSettings
 from vigil.errors import QueryRefused
-from vigil.schema import Target
-from vigil.settings import DatabaseSettings
 from vigil.sql import QueryResult, render, run_query
+from vigil.store.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.store.schema import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 

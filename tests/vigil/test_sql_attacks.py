@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.sql import libpq, member_of, reader, seed, snapshot
+from vigil.config.settings import DatabaseSettings
 from vigil.errors import QueryRefused
-from vigil.migrate import upgrade
-from vigil.settings import DatabaseSettings
 from vigil.sql import Caps, run_query
+from vigil.store.migrate import upgrade
 
 MARK = Path(f"/tmp/vigil-attack-{uuid.uuid4().hex[:10]}")
 ROWS = "^ROWS$"  # runs, returns rows, changes nothing (rolled back, or harmless for this role)
@@ -165,7 +165,7 @@ class Door:
 
 @pytest.fixture(scope="module")
 def sqlite_door(tmp_path_factory: pytest.TempPathFactory) -> Door:
-    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.db'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.store.db'}"
     upgrade(url)
     seed(url)
     return Door("sqlite", DatabaseSettings(url=url), url)

@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from tests.support.sql import drop_role, libpq, member_of, seed, snapshot
 from vigil.cli import cli
+from vigil.config.settings import DatabaseSettings
 from vigil.errors import QueryRefused
-from vigil.settings import DatabaseSettings
 from vigil.sql import run_query
 from vigil.sql.roles import DANGEROUS_ROLES, reader_role_name
 

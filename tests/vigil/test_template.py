@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from vigil.alerts.template import FIELDS, check_template, render
+from vigil.config.template import FIELDS, check_template, render
 from vigil.errors import ConfigError
 
 FILLS = ["", "<", ">", "^", "=", "*^", "x<"]

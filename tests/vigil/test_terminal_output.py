@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from tests.support.alerting import add_analysis, add_media, factory_for, make_settings
 from tests.support.sql import reader
 from vigil.cli import cli
-from vigil.db import write_session
-from vigil.logs import configure_logging
-from vigil.settings import LogSettings
+from vigil.config.settings import LogSettings
+from vigil.ops.logs import configure_logging
 from vigil.sql import QueryResult, render
+from vigil.store.db import write_session
 
 HOSTILE = "x\x1b]0;owned\x07\x1b[2J\rfake\x9b1m"
 SHOWN = "x\\x1b]0;owned\\x07\\x1b[2J\\rfake\\x9b1m"
@@ -47,7 +47,7 @@ def test_sql_command_table_output(sqlite_url: str) -> None:
 
 
 def test_status_targets_and_alerts_escape_names(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     config = tmp_path / "vigil.toml"
     config.write_text(
         f'[database]\nurl = "{url}"\n[broker]\nurl = "sqla+sqlite:///{tmp_path / "broker.db"}"\n'

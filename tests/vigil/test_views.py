@@ -11,12 +11,12 @@ from alembic import command
 from sqlalchemy import Engine, inspect, text
 
 from tests.support.sql import reader
-from vigil.db import is_sqlite, make_engine, session_factory, write_session
-from vigil.migrate import alembic_config
-from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
-from vigil.schema_doc import EXAMPLES, VIEW_DOCS
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
 from vigil.sql import QueryResult, run_query
+from vigil.store.db import is_sqlite, make_engine, session_factory, write_session
+from vigil.store.migrate import alembic_config
+from vigil.store.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
+from vigil.store.schema_doc import EXAMPLES, VIEW_DOCS
 
 VIEWS = set(VIEW_DOCS)
 

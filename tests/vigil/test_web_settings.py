@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from vigil.config.settings import WebSettings, load_settings
 from vigil.errors import ConfigError
-from vigil.settings import WebSettings, load_settings
 from vigil.web.urls import media_links, media_page_path, thumbnail_path
 
 

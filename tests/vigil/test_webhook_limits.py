@@ -14,7 +14,7 @@ import pytest
 
 from vigil.alerts.channels import DeliveryFailed, Notification, WebhookSender, build_sender
 from vigil.alerts.http import BODY_LIMIT, client_for
-from vigil.settings import ChannelSettings
+from vigil.config.settings import ChannelSettings
 
 
 def note() -> Notification:

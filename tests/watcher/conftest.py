@@ -13,11 +13,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.celery_app import make_celery
-from vigil.db import make_engine, session_factory
-from vigil.enqueue import Enqueuer
-from vigil.migrate import upgrade
-from vigil.settings import (
+from vigil.config.settings import (
     BrokerSettings,
     DatabaseSettings,
     Settings,
@@ -27,6 +23,10 @@ from vigil.settings import (
     WatchSettings,
     WorkSettings,
 )
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory
+from vigil.store.migrate import upgrade
 from watcher.service import WatcherService
 from workers.testing.clips import write_clip_mp4v
 
@@ -55,7 +55,7 @@ def make_clip(clip_bytes: bytes) -> Callable[..., Path]:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     upgrade(url)
     return url
 

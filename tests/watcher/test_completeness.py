@@ -13,8 +13,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from tests.support.watching import media_rows, wait_for
-from vigil.metrics import SETTLING_FILES, SETTLING_OLDEST, watch_settling
-from vigil.settling import SettlingReport, read_report, settling_line, write_report
+from vigil.media.settling import SettlingReport, read_report, settling_line, write_report
+from vigil.ops.metrics import SETTLING_FILES, SETTLING_OLDEST, watch_settling
 from watcher.service import WatcherService
 from watcher.writers import OpenWriters, walk_descriptors
 from workers.testing.formats import write_fragmented_mp4, write_jpeg, write_mjpeg_avi

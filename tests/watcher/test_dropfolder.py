@@ -8,11 +8,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tests.support.watching import media_rows, wait_for
-from vigil.db import write_session
-from vigil.dropfolder import finalize_file, move_no_clobber
-from vigil.registry import register_file, sync_sources
-from vigil.schema import Analysis, Detection, Media, MediaStatus, Target, utcnow
-from vigil.settings import Settings, SourceSettings
+from vigil.config.settings import Settings, SourceSettings
+from vigil.media.dropfolder import finalize_file, move_no_clobber
+from vigil.media.registry import register_file, sync_sources
+from vigil.store.db import write_session
+from vigil.store.schema import Analysis, Detection, Media, MediaStatus, Target, utcnow
 from watcher.scan import scan_source
 
 

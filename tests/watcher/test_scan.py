@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.watching import UNREACHABLE_BROKER, media_rows
-from vigil.celery_app import make_celery
-from vigil.db import make_engine, session_factory
-from vigil.enqueue import Enqueuer
-from vigil.migrate import upgrade
-from vigil.settings import DatabaseSettings, Settings, SourceSettings, WatchSettings
+from vigil.config.settings import DatabaseSettings, Settings, SourceSettings, WatchSettings
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory
+from vigil.store.migrate import upgrade
 from watcher.scan import scan_source
 
 NOBODY = 65534
@@ -80,9 +80,9 @@ def test_unreadable_file_fails_with_its_reason(shared_dir: Path, make_clip: Call
     drop = shared_dir / "drop"
     make_clip(drop / "locked.mp4").chmod(0o000)
     drop.chmod(0o755)
-    url = f"sqlite:///{shared_dir / 'vigil.db'}"
+    url = f"sqlite:///{shared_dir / 'vigil.store.db'}"
     upgrade(url)
-    (shared_dir / "vigil.db").chmod(0o666)
+    (shared_dir / "vigil.store.db").chmod(0o666)
     settings = Settings(database=DatabaseSettings(url=url), broker={"url": UNREACHABLE_BROKER})
     app = make_celery(settings)
     read_end, write_end = os.pipe()

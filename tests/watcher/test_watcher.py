@@ -19,9 +19,9 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
 from tests.support.watching import UNREACHABLE_BROKER, media_rows, rows_for, wait_for
-from vigil.contracts import GPU_QUEUE
-from vigil.reconciler import reconcile_media
-from vigil.settings import SourceSettings, TargetSettings
+from vigil.config.settings import SourceSettings, TargetSettings
+from vigil.media.reconciler import reconcile_media
+from vigil.ops.contracts import GPU_QUEUE
 from watcher.service import WatcherService, default_observer
 
 Maker = Callable[..., Path]

@@ -16,7 +16,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from tests.support.web import bulk_detections, judge_bulk, seed_review, start_web, stop
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 
 
 def main(out: Path) -> None:
@@ -24,7 +24,7 @@ def main(out: Path) -> None:
     chromium = shutil.which("chromium")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        url = f"sqlite:///{root / 'vigil.db'}"
+        url = f"sqlite:///{root / 'vigil.store.db'}"
         upgrade(url)
         seeded = seed_review(url, root)
         bulk_detections(url, 2_000)

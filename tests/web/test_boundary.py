@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_web_process_imports_no_torch_side(sqlite_url: str) -> None:
     code = (
         "import sys, vigil.web.__main__\n"
-        "from vigil.db import make_engine, session_factory\n"
-        "from vigil.settings import load_settings\n"
+        "from vigil.store.db import make_engine, session_factory\n"
+        "from vigil.config.settings import load_settings\n"
         "from vigil.web.app import create_app\n"
         "s = load_settings()\n"
         "create_app(s, session_factory(make_engine(s.database)))\n"

@@ -15,7 +15,7 @@ from tests.support.alerting import (
     make_settings,
     sync_all,
 )
-from vigil.db import write_session
+from vigil.store.db import write_session
 from vigil.web.app import create_app
 
 MARK = "scene unchanged: scores inherited from the last scored window"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from vigil.db import make_engine, session_factory, write_session
-from vigil.registry import upsert_target
-from vigil.settings import DatabaseSettings, Settings, TargetSettings
+from vigil.config.settings import DatabaseSettings, Settings, TargetSettings
+from vigil.media.registry import upsert_target
+from vigil.store.db import make_engine, session_factory, write_session
 from vigil.web.app import create_app
 from workers.testing.clips import write_image
 

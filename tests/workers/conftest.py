@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def loaded_models(tiny_model_dir):
     """Return a function family -> LoadedModel (loaded once per session)."""
-    from workers.models import load_model
+    from workers.model.loading import load_model
 
     cache: dict[str, object] = {}
 

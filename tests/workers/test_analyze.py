@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from vigil.contracts import AnalyzePayload, Recognition, TargetSpec
-from vigil.db import write_session
+from vigil.config.settings import Settings, TargetSettings
 from vigil.errors import MediaError, ModelUnavailable, OutOfMemory
-from vigil.media import MediaInfo, probe
-from vigil.media_lifecycle import LostClaim, claim
-from vigil.registry import ensure_source, register_file, sync_targets
-from vigil.schema import Analysis, Detection, Media, MediaStatus, Target, utcnow
-from vigil.settings import Settings, TargetSettings
-from workers.analyze import store_results
-from workers.runner import analyze_media
-from workers.runtime import WorkerRuntime
+from vigil.formats.probe import MediaInfo, probe
+from vigil.media.lifecycle import LostClaim, claim
+from vigil.media.registry import ensure_source, register_file, sync_targets
+from vigil.ops.contracts import AnalyzePayload, Recognition, TargetSpec
+from vigil.store.db import write_session
+from vigil.store.schema import Analysis, Detection, Media, MediaStatus, Target, utcnow
+from workers.analysis.runner import analyze_media
+from workers.analysis.runtime import WorkerRuntime
+from workers.analysis.storing import store_results
 from workers.testing.clips import write_camera_clip, write_clip_mp4v, write_corrupt
 
 TARGETS = [

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from vigil.media import probe
-from workers.best_frame import ONE_FRAME_FPS, best_frames
-from workers.frames import FrameRequest, open_media, plan_windows
-from workers.references import ReferenceImage
-from workers.scoring import score_targets, score_window
+from vigil.formats.probe import probe
+from workers.decode.frames import FrameRequest, open_media, plan_windows
+from workers.model.best_frame import ONE_FRAME_FPS, best_frames
+from workers.model.scoring import score_targets, score_window
+from workers.model.suffixes import ReferenceImage
 from workers.testing.clips import write_camera_clip, write_clip_mp4v
 
 DESCRIPTIONS = ["a dog", "my car", "smoke", "a person walking by the gate"]
@@ -84,23 +84,23 @@ def test_batched_best_frame_picks_the_frame_one_at_a_time_picked(loaded_models, 
 
 
 def test_frames_over_the_budget_go_in_several_batches(loaded_models, clips, monkeypatch):
-    import workers.best_frame
+    import workers.model.best_frame
 
     loaded = loaded_models("qwen2_5_vl")
     rgb = windows(loaded, clips[0])[0]
     whole = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4)
-    monkeypatch.setattr(workers.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
+    monkeypatch.setattr(workers.model.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
     assert best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4) == whole
 
 
 def test_kept_features_over_the_budget_go_in_several_batches(loaded_models, clips, monkeypatch):
-    import workers.best_frame
+    import workers.model.best_frame
 
     loaded = loaded_models("llava_next_video")
     rgb = windows(loaded, clips[1])[0]
     features = score_window(loaded, rgb, fps=6.0, descriptions=DESCRIPTIONS).prefix.frame_features
     whole = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4)
-    monkeypatch.setattr(workers.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
+    monkeypatch.setattr(workers.model.best_frame, "BATCH_TOKEN_BUDGET", 1)  # one frame a batch
     got = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=[[]] * 4, frame_features=features)
     assert got == whole
 

@@ -1,4 +1,4 @@
-"""Celery's own tools against a real worker on a real Redis: `celery -A vigil.celery_app inspect ping`,
+"""Celery's own tools against a real worker on a real Redis: `celery -A vigil.ops.celery_app inspect ping`,
 `control enable_events`, `events`, Flower's workers API, and `vigil workers`."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 
 from tests.support.processes import wait_for
 from tests.support.services import RedisServer, free_port
-from vigil.celery_app import make_celery, task_queues
-from vigil.contracts import CPU_QUEUE, GPU_QUEUE
-from vigil.migrate import upgrade
-from vigil.settings import Settings
+from vigil.config.settings import Settings
+from vigil.ops.celery_app import make_celery, task_queues
+from vigil.ops.contracts import CPU_QUEUE, GPU_QUEUE
+from vigil.store.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'vigil.db'}"
+    db = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     upgrade(db)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     return clean | {
@@ -67,7 +67,11 @@ def worker(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 def celery(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CELERY, "-A", "vigil.celery_app", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [CELERY, "-A", "vigil.ops.celery_app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -100,7 +104,7 @@ def test_celery_events_sees_the_worker_heartbeat(env: dict[str, str], worker: st
     dump = tmp_path / "events.log"
     with dump.open("wb") as out:  # `celery events --dump` runs until stopped
         proc = subprocess.Popen(
-            [CELERY, "-A", "vigil.celery_app", "events", "--dump"],
+            [CELERY, "-A", "vigil.ops.celery_app", "events", "--dump"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -118,7 +122,7 @@ def test_flower_lists_the_worker(env: dict[str, str], worker: str, tmp_path: Pat
     port = free_port()
     log = (tmp_path / "flower.log").open("wb")
     proc = subprocess.Popen(
-        [CELERY, "-A", "vigil.celery_app", "flower", f"--port={port}", "--address=127.0.0.1"],
+        [CELERY, "-A", "vigil.ops.celery_app", "flower", f"--port={port}", "--address=127.0.0.1"],
         env=env | {"FLOWER_UNAUTHENTICATED_API": "true"},  # Flower 2 serves its API only with auth or this
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.decoding import assert_keyframes_as_decoded, keyframe_sample
 from vigil.errors import UnreadableMedia
-from vigil.media import MediaInfo
-from workers.frames import FrameRequest, open_media
+from vigil.formats.probe import MediaInfo
+from workers.decode.frames import FrameRequest, open_media
 from workers.testing.clips import write_camera_clip, write_corrupt
 
 

@@ -23,12 +23,12 @@ from tests.support.alerting import (
     sync_all,
 )
 from vigil.alerts.evaluation import evaluate_analysis
-from vigil.celery_app import make_celery
-from vigil.db import write_session
-from vigil.enqueue import Enqueuer
-from vigil.migrate import upgrade
-from vigil.schema import Delivery
-from vigil.settings import load_settings
+from vigil.config.settings import load_settings
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import write_session
+from vigil.store.migrate import upgrade
+from vigil.store.schema import Delivery
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def worker(tmp_path: Path, receiver: Receiver) -> Iterator[Path]:
     config.write_text(
         f"""
 [database]
-url = "sqlite:///{tmp_path / "vigil.db"}"
+url = "sqlite:///{tmp_path / "vigil.store.db"}"
 [broker]
 url = "sqla+sqlite:///{tmp_path / "broker.db"}"
 [log]
@@ -81,7 +81,7 @@ cooldown_s = 0
 channels = ["hook"]
 """
     )
-    upgrade(f"sqlite:///{tmp_path / 'vigil.db'}")
+    upgrade(f"sqlite:///{tmp_path / 'vigil.store.db'}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(VIGIL_CONFIG=str(config), PYTHONPATH=str(REPO))
     log = (tmp_path / "worker.log").open("wb")

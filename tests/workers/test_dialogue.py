@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from workers.dialogue import Conversation, ask, describe
+from workers.model.dialogue import Conversation, ask, describe
 
 VISION_MODULES = ("vision_tower", "visual", "vision_model")
 
@@ -41,7 +41,7 @@ def test_later_turn_equals_a_fresh_full_encoding(loaded_models, clip):
     chat = Conversation(loaded, clip, fps=4.0)
     chat.ask("What is in the video?", max_new_tokens=4)
     answer = chat.ask("Is there a dog?", max_new_tokens=4)
-    from workers.scoring import video_inputs
+    from workers.model.scoring import video_inputs
 
     text = loaded.adapter.render(chat.history[:-1])
     inputs = video_inputs(loaded, clip, 4.0, text)

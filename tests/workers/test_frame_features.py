@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.best_frame import _frame_scores, _inputs
-from workers.frame_features import keep_video_features, one_frame_ids, one_frame_prompts
-from workers.prompts import question_for
-from workers.scoring import score_window
+from workers.model.best_frame import _frame_scores, _inputs
+from workers.model.frame_features import keep_video_features, one_frame_ids, one_frame_prompts
+from workers.model.prompts import question_for
+from workers.model.scoring import score_window
 
 DESCRIPTIONS = ["a dog", "my car", "smoke"]
 
@@ -62,7 +62,7 @@ def test_one_frame_ids_are_the_processors(loaded_models, clip):
 
 
 def test_features_of_another_frame_count_are_refused(loaded_models, clip):
-    from workers.best_frame import best_frames
+    from workers.model.best_frame import best_frames
 
     loaded = loaded_models("llava_next_video")
     kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features

@@ -19,8 +19,8 @@ import pytest
 
 from tests.support.decoding import Reference
 from vigil.errors import UnreadableMedia, UnsupportedMedia
-from vigil.media import MediaInfo, probe, unreadable_from_cv2
-from workers.frames import (
+from vigil.formats.probe import MediaInfo, probe, unreadable_from_cv2
+from workers.decode.frames import (
     FrameRequest,
     analysis_requests,
     open_media,
@@ -342,7 +342,8 @@ def test_h264_non_reference_pictures_before_a_point_are_not_decoded() -> None:
 
 def test_video_is_decoded_by_pyav_only() -> None:
     """One decoder (issue 12): no module of the worker opens video with OpenCV (OpenCV stays for images;
-    the probe in vigil/media.py may use it). The test writers in workers/testing are not the worker."""
+    the probe in vigil/formats/probe.py may use it). The test writers in workers/testing are not the
+    worker."""
     root = Path(__file__).resolve().parents[2] / "workers"
     sources = [p for p in root.rglob("*.py") if "testing" not in p.relative_to(root).parts]
     assert len(sources) > 10

@@ -13,8 +13,8 @@ from types import ModuleType
 import pytest
 import torch
 
-from workers.frames import fit_size
-from workers.models import ADAPTERS
+from workers.decode.frames import fit_size
+from workers.model.loading import ADAPTERS
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.services import free_port
 from vigil.errors import ModelUnavailable
-from workers.hub import HINT
-from workers.models import check_model_supported
+from workers.model.hub import HINT
+from workers.model.loading import check_model_supported
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from vigil.contracts import AnalyzePayload
-from vigil.db import write_session
-from vigil.declared import apply_settings
-from vigil.media import probe
-from vigil.registry import ensure_source, register_file
-from vigil.schema import Alert, Detection, Target
-from vigil.settings import Settings, TargetSettings
-from workers.runner import analyze_media
-from workers.runtime import WorkerRuntime
+from vigil.config.settings import Settings, TargetSettings
+from vigil.declared.apply import apply_settings
+from vigil.formats.probe import probe
+from vigil.media.registry import ensure_source, register_file
+from vigil.ops.contracts import AnalyzePayload
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, Detection, Target
+from workers.analysis.runner import analyze_media
+from workers.analysis.runtime import WorkerRuntime
 from workers.testing.clips import write_clip_mp4v, write_image
 from workers.testing.models import FAMILIES
 

@@ -15,10 +15,10 @@ import av
 import pytest
 
 from tests.support.decoding import assert_keyframes_as_decoded, keyframe_sample
-from workers.decode_av import VideoSession
-from workers.frames import FrameRequest, open_media
-from workers.h264_nal import idr_slices
-from workers.keyframe_pass import BATCH_PACKETS
+from workers.decode.frames import FrameRequest, open_media
+from workers.decode.h264_nal import idr_slices
+from workers.decode.keyframe_pass import BATCH_PACKETS
+from workers.decode.session import VideoSession
 from workers.testing.clips import write_camera_clip
 from workers.testing.recordings import concat_stream_copy, real_sample_clips
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vigil.errors import ModelUnavailable, UnsupportedModel
-from workers.models import SUPPORTED_MODEL_TYPES, load_model
+from workers.model.loading import SUPPORTED_MODEL_TYPES, load_model
 from workers.testing.models import FAMILIES, build_tiny_model
 
 

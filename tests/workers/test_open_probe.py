@@ -1,5 +1,5 @@
-"""The light stream probe (``workers.decode_av.LIGHT_PROBE``): MP4/MOV files are opened without the probe's
-decoding, and nothing Vigil reads from the stream changes; other containers keep FFmpeg's full probe.
+"""The light stream probe (``workers.decode.session.LIGHT_PROBE``): MP4/MOV files are opened without the
+probe's decoding, and nothing Vigil reads from the stream changes; other containers keep FFmpeg's full probe.
 
 The full probe is the reference: the same file opened with ``av.open``'s defaults, as every player does.
 """
@@ -14,9 +14,9 @@ import av
 import numpy as np
 import pytest
 
-import workers.decode_av as decode_av
-from workers.decode_av import VideoSession, open_container
-from workers.frames import sample_frames
+import workers.decode.session as decode_av
+from workers.decode.frames import sample_frames
+from workers.decode.session import VideoSession, open_container
 from workers.testing.clips import write_camera_clip
 from workers.testing.recordings import real_sample_clips
 

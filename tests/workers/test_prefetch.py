@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vigil.contracts import TargetSpec
+from vigil.config.settings import ModelSettings
 from vigil.errors import UnreadableMedia
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.frames import FrameRequest, open_media
-from workers.prefetch import THREAD_NAME, InlineStream, Prefetcher, frame_stream, model_threads
+from vigil.formats.probe import probe
+from vigil.ops.contracts import TargetSpec
+from workers.decode.frames import FrameRequest, open_media
+from workers.decode.prefetch import THREAD_NAME, InlineStream, Prefetcher, frame_stream, model_threads
 from workers.testing.clips import write_clip_h264, write_clip_mpeg4
 
 
@@ -168,7 +168,7 @@ def headless_clip(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def recognizer_for(loaded_models, tmp_path: Path):
-    from workers.pipeline import WindowRecognizer
+    from workers.analysis.pipeline import WindowRecognizer
 
     def make(**model: object) -> WindowRecognizer:
         settings = ModelSettings(
@@ -218,9 +218,9 @@ def test_the_worker_applies_the_rule_when_it_loads_its_model(tiny_llava: Path, t
 
     import torch
 
-    from vigil.settings import Settings
-    from workers.prefetch import GIL_SWITCH_INTERVAL_S
-    from workers.runtime import WorkerRuntime
+    from vigil.config.settings import Settings
+    from workers.analysis.runtime import WorkerRuntime
+    from workers.decode.prefetch import GIL_SWITCH_INTERVAL_S
 
     before = torch.get_num_threads(), sys.getswitchinterval()
     settings = Settings(

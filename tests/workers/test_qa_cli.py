@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from vigil.cli import cli
-from vigil.db import make_engine, session_factory, write_session
-from vigil.media import probe
-from vigil.registry import ensure_source, register_file
-from vigil.schema import Media
-from vigil.settings import DatabaseSettings
+from vigil.config.settings import DatabaseSettings
+from vigil.formats.probe import probe
+from vigil.media.registry import ensure_source, register_file
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Media
 from workers.testing.clips import write_clip_mp4v, write_image
 
 
@@ -43,7 +43,7 @@ def invoke(args: list[str], env: dict[str, str], stdin: str | None = None) -> st
 
 
 def test_ask_answers_within_the_token_bound(env: dict[str, str], clip: Path) -> None:
-    from workers.models import load_model
+    from workers.model.loading import load_model
 
     tokenizer = load_model(env["VIGIL_MODEL__ID"]).tokenizer
     answer = invoke(["ask", str(clip), "What is moving?", "--max-tokens", "5"], env).strip()
@@ -98,11 +98,11 @@ def test_bad_media_arguments_are_clear_errors(
 
 def test_ask_about_a_reference_image(env: dict[str, str], clip: Path, tmp_path: Path) -> None:
     """`--image` puts the example after the clip: the answer is the greedy answer to that very prompt."""
-    from vigil.references import check_reference
-    from workers.clip import load_clip
-    from workers.generation import answer_token_ids, decode_text
-    from workers.models import load_model
-    from workers.references import ReferenceImage
+    from vigil.formats.reference_images import check_reference
+    from workers.model.clip import load_clip
+    from workers.model.generation import answer_token_ids, decode_text
+    from workers.model.loading import load_model
+    from workers.model.suffixes import ReferenceImage
 
     front = write_image(tmp_path / "front.jpg", size=(120, 90))
     answer = invoke(["ask", str(clip), "Is this my car?", "--image", str(front), "--max-tokens", "5"], env)

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from workers.generation import evidence_token_ids
-from workers.prompts import evidence_question
-from workers.references import ReferenceImage
-from workers.scoring import (
+from workers.model.generation import evidence_token_ids
+from workers.model.prompts import evidence_question
+from workers.model.scoring import (
     question_for,
     score_targets,
     score_targets_naive,
     video_inputs,
 )
+from workers.model.suffixes import ReferenceImage
 
 DESCRIPTIONS = ["a dog", "my car", "smoke", "the neighbour's van"]
 # Tolerance measured on the CPU in float32: the shared prefix and the full forward agree within it.
@@ -113,8 +113,8 @@ def test_image_evidence_matches_generate(loaded_models, family, clip, refs):
 
 def test_image_suffixes_batch_together_over_a_repeated_cache(loaded_models, family, clip, refs):
     """forward_suffixes pads rows with image features like text rows (features scattered row by row)."""
-    from workers.references import image_suffix
-    from workers.scoring import encode_prefix, forward_suffixes, p_yes
+    from workers.model.references import image_suffix
+    from workers.model.scoring import encode_prefix, forward_suffixes, p_yes
 
     loaded = loaded_models(family)
     references = [[refs[0]], [refs[1], refs[2]]]
@@ -132,8 +132,8 @@ def test_image_suffixes_batch_together_over_a_repeated_cache(loaded_models, fami
 
 def test_llava_shows_a_reference_as_one_frame_of_video_tokens(loaded_models, clip, refs):
     """LLaVA-NeXT-Video: a reference costs the tokens of one frame of the clip, not anyres tokens."""
-    from workers.references import image_suffix
-    from workers.scoring import encode_prefix
+    from workers.model.references import image_suffix
+    from workers.model.scoring import encode_prefix
 
     loaded = loaded_models("llava_next_video")
     head, tail = loaded.adapter.question_parts(question_for("my car", 2), images=2)

@@ -21,14 +21,14 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.processes import Stack, child_pids, wait_for
-from vigil.celery_app import make_celery
-from vigil.contracts import ANALYZE, GPU_QUEUE, AnalyzePayload
-from vigil.db import make_engine, session_factory, write_session
-from vigil.enqueue import Enqueuer
-from vigil.media import probe
-from vigil.registry import ensure_source, register_file, sync_targets
-from vigil.schema import Analysis, Detection, Media
-from vigil.settings import Settings, TargetSettings
+from vigil.config.settings import Settings, TargetSettings
+from vigil.formats.probe import probe
+from vigil.media.registry import ensure_source, register_file, sync_targets
+from vigil.ops.celery_app import make_celery
+from vigil.ops.contracts import ANALYZE, GPU_QUEUE, AnalyzePayload
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import make_engine, session_factory, write_session
+from vigil.store.schema import Analysis, Detection, Media
 from workers.testing.clips import write_clip_mp4v, write_corrupt
 
 pytestmark = pytest.mark.slow
@@ -153,9 +153,9 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, tiny_llava: Path) -> Ite
 
 def _embedded(tmp_path: Path) -> tuple[str, str]:
     """A migrated SQLite database and the embedded broker, in `tmp_path`: (database URL, broker URL)."""
-    from vigil.migrate import upgrade
+    from vigil.store.migrate import upgrade
 
-    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     upgrade(db_url)
     return db_url, f"sqla+sqlite:///{tmp_path / 'broker.db'}"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.generation import decode_text, evidence_token_ids
-from workers.prompts import TEMPLATE_VERSION
-from workers.scoring import (
+from workers.model.generation import decode_text, evidence_token_ids
+from workers.model.prompts import TEMPLATE_VERSION
+from workers.model.scoring import (
     question_for,
     score_targets,
     score_targets_naive,
@@ -94,8 +94,8 @@ def test_evidence_matches_generate(loaded_models, family, clip):
     """The manual loop over the prefix cache agrees with transformers' own greedy generate."""
     import torch
 
-    from workers.prompts import EVIDENCE_TEMPLATE
-    from workers.scoring import video_inputs
+    from workers.model.prompts import EVIDENCE_TEMPLATE
+    from workers.model.scoring import video_inputs
 
     loaded = loaded_models(family)
     head, tail = loaded.adapter.question_parts(EVIDENCE_TEMPLATE.format(description="a dog"))

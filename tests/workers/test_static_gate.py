@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vigil.contracts import WindowResult
-from workers.frames import Frames
-from workers.static_gate import StaticGate, difference, inherit, signature
+from vigil.ops.contracts import WindowResult
+from workers.analysis.static_gate import StaticGate, difference, inherit, signature
+from workers.analysis.thumbnails import ThumbnailWriter
+from workers.decode.frames import Frames
 from workers.testing.scenes import StaticScene
-from workers.thumbnails import ThumbnailWriter
 
 SIZE = (112, 64)  # (w, h) of the model's frames
 

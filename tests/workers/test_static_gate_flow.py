@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from vigil.contracts import AnalyzePayload, Recognition, TargetSpec
-from vigil.db import write_session
-from vigil.media import probe
-from vigil.registry import ensure_source, register_file, sync_sources, sync_targets
-from vigil.schema import Analysis, Detection
-from vigil.settings import ModelSettings, Settings, SourceSettings, TargetSettings
-from workers import pipeline
-from workers.pipeline import WindowRecognizer
-from workers.runner import analyze_media
-from workers.runtime import WorkerRuntime
+from vigil.config.settings import ModelSettings, Settings, SourceSettings, TargetSettings
+from vigil.formats.probe import probe
+from vigil.media.registry import ensure_source, register_file, sync_sources, sync_targets
+from vigil.ops.contracts import AnalyzePayload, Recognition, TargetSpec
+from vigil.store.db import write_session
+from vigil.store.schema import Analysis, Detection
+from workers.analysis import pipeline
+from workers.analysis.pipeline import WindowRecognizer
+from workers.analysis.runner import analyze_media
+from workers.analysis.runtime import WorkerRuntime
 from workers.testing.clips import write_camera_clip
 from workers.testing.scenes import StaticScene
 

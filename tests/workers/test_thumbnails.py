@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from vigil.contracts import TargetSpec
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.frames import FrameRequest, open_media
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from vigil.ops.contracts import TargetSpec
+from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter, write_jpeg
+from workers.decode.frames import FrameRequest, open_media
 from workers.testing.clips import iter_frames, write_clip_h264, write_image
-from workers.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter, write_jpeg
 
 FPS = 10
 
@@ -108,7 +108,7 @@ def test_the_recogniser_stores_full_resolution_thumbnails(
     tmp_path: Path, loaded_models, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model sees small frames; the detection's thumbnail is the best frame of its window at 1280 px."""
-    from workers.pipeline import WindowRecognizer
+    from workers.analysis.pipeline import WindowRecognizer
 
     monkeypatch.chdir(tmp_path)
     clip = write_clip_h264(tmp_path / "c.mp4", seconds=2, fps=FPS, size=(1920, 1080), gop=FPS, bframes=2)

@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from vigil.backfill import mark_for_reanalysis
-from vigil.contracts import AnalyzePayload, Recognition, Recognizer, TargetSpec
-from vigil.db import write_session
-from vigil.declared import apply_settings
-from vigil.media import MediaInfo, probe
-from vigil.media_lifecycle import expire_leases
-from vigil.registry import ensure_source, file_mtime, register_file
-from vigil.schema import Alert, Analysis, Media, MediaStatus
-from vigil.settings import Settings
-from workers.runner import analyze_media
-from workers.runtime import WorkerRuntime
+from vigil.config.settings import Settings
+from vigil.declared.apply import apply_settings
+from vigil.formats.probe import MediaInfo, probe
+from vigil.media.backfill import mark_for_reanalysis
+from vigil.media.lifecycle import expire_leases
+from vigil.media.registry import ensure_source, file_mtime, register_file
+from vigil.ops.contracts import AnalyzePayload, Recognition, Recognizer, TargetSpec
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, Analysis, Media, MediaStatus
+from workers.analysis.runner import analyze_media
+from workers.analysis.runtime import WorkerRuntime
+from workers.analysis.version import HASH_CHECK_MAX_BYTES
 from workers.testing.clips import write_clip_mp4v
-from workers.version import HASH_CHECK_MAX_BYTES
 
 SIZE = (96, 72)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vigil.contracts import TargetSpec
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.prompts import question_for
-from workers.scoring import score_targets
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from vigil.ops.contracts import TargetSpec
+from workers.model.prompts import question_for
+from workers.model.scoring import score_targets
+from workers.model.window_batches import _encode, _groups, _tails, prefix_tokens, score_windows
 from workers.testing.clips import write_clip_h264
-from workers.window_batches import _encode, _groups, _tails, prefix_tokens, score_windows
 
 DESCRIPTIONS = ["a person walking", "a red car", "a dog on a lead"]
 
@@ -53,7 +53,7 @@ def test_the_token_budget_splits_the_batch(loaded_models) -> None:
 
 
 def test_many_targets_fall_back_to_cropping_back_the_shared_cache(loaded_models, monkeypatch) -> None:
-    import workers.window_batches as wb
+    import workers.model.window_batches as wb
 
     loaded = loaded_models("qwen2_5_vl")
     batch = windows([0.8] * 3)
@@ -67,7 +67,7 @@ def test_many_targets_fall_back_to_cropping_back_the_shared_cache(loaded_models,
 def test_the_recogniser_batches_windows_with_the_same_results(
     loaded_models, tmp_path: Path, person_threshold: float
 ) -> None:
-    from workers.pipeline import WindowRecognizer
+    from workers.analysis.pipeline import WindowRecognizer
 
     clip = write_clip_h264(tmp_path / "c.mp4", seconds=6, fps=10, size=(160, 96), gop=20)
     # at 0.5 "person" matches (P(yes) ~0.56 on the tiny model): those windows are scored again alone, for

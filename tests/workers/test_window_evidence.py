@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
-from vigil.contracts import TargetSpec
-from vigil.media import probe
-from vigil.settings import ModelSettings
-from workers.generation import decode_text, evidence_token_ids, window_evidence, window_evidence_ids
-from workers.prompts import evidence_question
-from workers.references import ReferenceImage
-from workers.scoring import question_suffixes, score_targets_naive, score_window
+from vigil.config.settings import ModelSettings
+from vigil.formats.probe import probe
+from vigil.ops.contracts import TargetSpec
+from workers.model.generation import decode_text, evidence_token_ids, window_evidence, window_evidence_ids
+from workers.model.prompts import evidence_question
+from workers.model.scoring import question_suffixes, score_targets_naive, score_window
+from workers.model.suffixes import ReferenceImage
 from workers.testing.clips import write_clip_mp4v
 
 DESCRIPTIONS = ["a dog", "my car", "smoke", "the neighbour's white van by the gate"]
@@ -151,21 +151,21 @@ def _per_target_subset(loaded, clip, descriptions, references):
 
 def test_evidence_in_chunks_equals_one_batch(loaded_models, clip, monkeypatch):
     """Past the token budget the rows are decoded in several batches; the tokens do not change."""
-    import workers.generation
+    import workers.model.generation
 
     loaded = loaded_models("qwen2_5_vl")
     window = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS)
     whole = window_evidence_ids(loaded, window, DESCRIPTIONS, [()] * 4, max_new_tokens=6)
-    monkeypatch.setattr(workers.generation, "BATCH_TOKEN_BUDGET", window.prefix.length * 3)
+    monkeypatch.setattr(workers.model.generation, "BATCH_TOKEN_BUDGET", window.prefix.length * 3)
     assert window_evidence_ids(loaded, window, DESCRIPTIONS, [()] * 4, max_new_tokens=6) == whole
 
 
 def test_the_recogniser_puts_each_evidence_on_its_own_target(tmp_path: Path, loaded_models) -> None:
     """Through WindowRecognizer: matched targets get the evidence of their own question (equal to the
     per-target path over the same window frames), unmatched ones none."""
-    from workers.frames import analysis_requests, open_media, plan_windows
-    from workers.pipeline import WindowRecognizer
-    from workers.thumbnails import THUMBNAIL_MAX_SIDE
+    from workers.analysis.pipeline import WindowRecognizer
+    from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE
+    from workers.decode.frames import analysis_requests, open_media, plan_windows
 
     path = write_clip_mp4v(tmp_path / "c.mp4", seconds=2, fps=8)
     loaded = loaded_models("llava_next_video")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.alerting import Receiver
 from tests.support.processes import Stack, wait_for
-from vigil.migrate import upgrade
+from vigil.store.migrate import upgrade
 from workers.testing.clips import write_clip_mp4v
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
-    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
     upgrade(db_url)
     made = Stack(
         tmp_path,

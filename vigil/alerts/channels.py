@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import httpx
 
 from vigil.alerts.http import Answer, DeadlineExceeded, client_for, post
-from vigil.alerts.template import render
+from vigil.config.settings import ChannelSettings, Settings
+from vigil.config.template import render
 from vigil.errors import VigilError
-from vigil.schema import Alert, Delivery
-from vigil.settings import ChannelSettings, Settings
+from vigil.store.schema import Alert, Delivery
 from vigil.web.urls import media_links
 
 log = logging.getLogger(__name__)

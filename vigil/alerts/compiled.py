@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil.alerts.schedule import DAYS, Hours, parse_hours, parse_zone
-from vigil.alerts.template import check_template
+from vigil.config.schedule import DAYS, Hours, parse_hours, parse_zone
+from vigil.config.template import check_template
 from vigil.errors import ConfigError
-from vigil.schema import (
+from vigil.store.schema import (
     AlertRule,
 )
 

@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil import metrics
 from vigil.alerts.channels import DeliveryFailed, Notification, Sender, build_sender, channel_configs
-from vigil.contracts import DELIVER, TASK_QUEUES
-from vigil.db import write_session
-from vigil.enqueue import Enqueuer
-from vigil.schema import Alert, Channel, Delivery, DeliveryStatus, utcnow
-from vigil.settings import AlertSettings, ChannelSettings, Settings
+from vigil.config.settings import AlertSettings, ChannelSettings, Settings
+from vigil.ops import metrics
+from vigil.ops.contracts import DELIVER, TASK_QUEUES
+from vigil.ops.enqueue import Enqueuer
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, Channel, Delivery, DeliveryStatus, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -32,15 +32,15 @@ from vigil.alerts.matching import (
     load_context,
 )
 from vigil.alerts.outbox import ChannelState, add_deliveries, new_alert
+from vigil.config.settings import Settings
 from vigil.errors import ConfigError
-from vigil.schema import (
+from vigil.store.schema import (
     Alert,
     AlertRule,
     Analysis,
     Media,
     utcnow,
 )
-from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 

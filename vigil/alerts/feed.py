@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.schema import Detection, Media, Source, Target
+from vigil.store.schema import Detection, Media, Source, Target
 
 BATCH = 1000
 MAX_GAP_IDS = 10_000  # a larger jump (a sequence that skipped ahead) is not tracked id by id

@@ -15,7 +15,7 @@ from vigil.alerts.matching import (
     Context,
     FiringRun,
 )
-from vigil.schema import (
+from vigil.store.schema import (
     Alert,
     AlertRule,
 )

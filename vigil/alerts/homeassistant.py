@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.alerts.channels import mqtt_client, mqtt_keepalive
 from vigil.alerts.feed import DetectionFeed, SeenDetection
-from vigil.schema import Source, Target
-from vigil.settings import ChannelSettings, HomeAssistantSettings, Settings
+from vigil.config.settings import ChannelSettings, HomeAssistantSettings, Settings
+from vigil.store.schema import Source, Target
 from vigil.web.urls import media_links
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.alerts.compiled import CompiledRule
-from vigil.schema import (
+from vigil.store.schema import (
     Analysis,
     Detection,
     Media,

@@ -17,14 +17,14 @@ from vigil.alerts.matching import (
     Context,
     FiringRun,
 )
-from vigil.alerts.template import render
-from vigil.schema import (
+from vigil.config.settings import Settings
+from vigil.config.template import render
+from vigil.store.schema import (
     Alert,
     Channel,
     Delivery,
     DeliveryStatus,
 )
-from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Rules into `alert_rules`: one rule upserted by name, and the checks `vigil rules add` makes of a rule
-typed on the command line. Settings files are applied by `vigil.declared.apply_settings`, whose checks are
-the settings model's own (`vigil.config_checks`)."""
+typed on the command line. Settings files are applied by `vigil.declared.apply.apply_settings`, whose
+checks are the settings model's own (`vigil.config.checks`)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.alerts.channels import LOG_CHANNEL
-from vigil.alerts.schedule import parse_hours, parse_zone
-from vigil.alerts.template import check_template
+from vigil.config.schedule import parse_hours, parse_zone
+from vigil.config.settings import RuleSettings, Settings
+from vigil.config.template import check_template
 from vigil.errors import ConfigError
-from vigil.schema import (
+from vigil.store.schema import (
     AlertRule,
     Target,
 )
-from vigil.settings import RuleSettings, Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,10 @@
 
 Commands that need torch (ask, describe, chat, selftest, worker) import it inside the command, so
 `vigil --help`, `vigil sql` and the watcher stay light.
+
+The composition root: the only package that wires the core, the watcher and the workers together.
+
+May import: vigil, watcher, workers
 """
 
 from __future__ import annotations

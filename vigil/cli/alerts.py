@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from vigil.cli.context import AppContext, pass_app
-from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.schema import Alert, AlertRule, Channel, Delivery, DeliveryStatus, utcnow
+from vigil.store.db import write_session
+from vigil.store.schema import Alert, AlertRule, Channel, Delivery, DeliveryStatus, utcnow
 from vigil.terminal import safe
 
 
@@ -109,8 +109,8 @@ def alerts_retry(app: AppContext, alert_id: int, channels: tuple[str, ...], enab
     if not new_ids:
         click.echo(f"alert {alert_id}: no failed deliveries to retry")
         return
-    from vigil.celery_app import make_celery
-    from vigil.enqueue import Enqueuer
+    from vigil.ops.celery_app import make_celery
+    from vigil.ops.enqueue import Enqueuer
 
     enqueuer = Enqueuer(make_celery(app.settings), app.factory)
     sent = sum(1 for delivery_id in new_ids if enqueuer.deliver(delivery_id))

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vigil.backfill import (
+from vigil.cli.context import AppContext, pass_app
+from vigil.media.backfill import (
     check_source_row,
     enqueue_all,
     mark_for_reanalysis,
@@ -19,15 +20,14 @@ from vigil.backfill import (
     parse_since,
     source_settings_for_scan,
 )
-from vigil.cli.context import AppContext, pass_app
-from vigil.progress import Progress, count_statuses, follow
-from vigil.schema import MediaStatus, utcnow
+from vigil.media.progress import Progress, count_statuses, follow
+from vigil.store.schema import MediaStatus, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from vigil.enqueue import Enqueuer
-    from vigil.settings import SourceSettings, WatchSettings
+    from vigil.config.settings import SourceSettings, WatchSettings
+    from vigil.ops.enqueue import Enqueuer
     from watcher.scan import ScanReport
 
 
@@ -36,8 +36,8 @@ def _progress(label: str, *, interval_s: float) -> Progress:
 
 
 def _enqueuer(app: AppContext) -> Enqueuer:
-    from vigil.celery_app import make_celery
-    from vigil.enqueue import Enqueuer
+    from vigil.ops.celery_app import make_celery
+    from vigil.ops.enqueue import Enqueuer
 
     return Enqueuer(make_celery(app.settings), app.factory)
 

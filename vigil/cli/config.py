@@ -20,7 +20,7 @@ def config_group() -> None:
 def config_check(app: AppContext) -> None:
     """Validate the settings; print each problem with its key, and warnings about missing paths."""
     settings = app.settings
-    from vigil.settings import config_path
+    from vigil.config.settings import config_path
 
     path = config_path(app.config)
     for warning in settings.warnings():
@@ -39,9 +39,9 @@ def _check_targets_against_database(app: AppContext) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from vigil.config_checks import missing_targets, refuse
-    from vigil.db import is_sqlite, schema_revision
-    from vigil.schema import Target
+    from vigil.config.checks import missing_targets, refuse
+    from vigil.store.db import is_sqlite, schema_revision
+    from vigil.store.schema import Target
 
     settings = app.settings
     if not missing_targets(settings, ()):
@@ -77,7 +77,7 @@ def db_group() -> None:
 @pass_app
 def db_upgrade(app: AppContext, revision: str) -> None:
     """Create or migrate the database to the current schema."""
-    from vigil.migrate import current_revision, upgrade
+    from vigil.store.migrate import current_revision, upgrade
 
     url = app.settings.database.url
     upgrade(url, revision)
@@ -88,8 +88,8 @@ def db_upgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def db_current(app: AppContext) -> None:
     """Print the database's schema revision and the one this code expects."""
-    from vigil.db import schema_revision
-    from vigil.migrate import head_revision
+    from vigil.store.db import schema_revision
+    from vigil.store.migrate import head_revision
 
     click.echo(f"database: {schema_revision(app.engine) or 'not initialised'}; code: {head_revision()}")
 

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.config.base import error_message
+from vigil.config.settings import Settings, format_validation_error, load_settings
 from vigil.errors import ConfigError, VigilError
-from vigil.settings import Settings, format_validation_error, load_settings
-from vigil.settings_base import error_message
 from vigil.terminal import safe_lines
 
 
@@ -49,13 +49,13 @@ class AppContext:
 
     @cached_property
     def engine(self) -> Engine:
-        from vigil.db import make_engine
+        from vigil.store.db import make_engine
 
         return make_engine(self.settings.database)
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:
-        from vigil.db import session_factory
+        from vigil.store.db import session_factory
 
         return session_factory(self.engine)
 
@@ -67,8 +67,8 @@ class AppContext:
             engine.dispose()
 
     def open_database(self, *, pending_targets: tuple[str, ...] = ()) -> None:
-        """Check the schema, then apply the settings (the one path every process takes: vigil.declared)."""
-        from vigil.declared import apply_settings
+        """Check the schema, then apply the settings (the one path every process takes: declared.apply)."""
+        from vigil.declared.apply import apply_settings
 
         self.require_migrated()
         apply_settings(self.factory, self.settings, pending_targets=pending_targets)
@@ -80,8 +80,8 @@ class AppContext:
         one-machine default needs no separate step); commands that only read (`initialise=False`) create
         nothing and say so. Any other database must be migrated explicitly with `vigil db upgrade`.
         """
-        from vigil.db import is_sqlite, missing_sqlite_file, no_database_message, schema_revision
-        from vigil.migrate import head_revision, upgrade
+        from vigil.store.db import is_sqlite, missing_sqlite_file, no_database_message, schema_revision
+        from vigil.store.migrate import head_revision, upgrade
 
         missing = missing_sqlite_file(self.settings.database.url)
         if missing is not None and not initialise:

@@ -1,4 +1,4 @@
-"""`vigil workers`: the running workers with their queue and model (`vigil.live_workers` finds them)."""
+"""`vigil workers`: the running workers with their queue and model (`vigil.ops.live_workers` finds them)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from vigil.cli.context import AppContext, pass_app
 @pass_app
 def workers_command(app: AppContext, timeout: float) -> None:
     """List running workers: name, queue, model. Exits 1 when there is none."""
-    from vigil.health import url_for_display
-    from vigil.live_workers import is_embedded, live_workers
+    from vigil.ops.health import url_for_display
+    from vigil.ops.live_workers import is_embedded, live_workers
 
     settings = app.settings
     found = live_workers(settings, timeout_s=timeout)

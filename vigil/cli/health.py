@@ -1,7 +1,7 @@
 """`vigil health`: exit 0 when every check of a component passes, 1 otherwise (container health checks).
 
 A worker's health is that it runs and that its model can be had: the `workers` check asks which workers are
-running (`vigil.live_workers`), and the model checked is the one those workers were started with (what
+running (`vigil.ops.live_workers`), and the model checked is the one those workers were started with (what
 `vigil run --model` gave them), else `--model`, else the configured one. The model check is here, at the
 composition root: it imports the workers (transformers), and sets HF_HUB_OFFLINE=1 so it never downloads.
 """
@@ -15,10 +15,10 @@ from collections.abc import Callable
 import click
 
 from vigil.cli.context import AppContext, pass_app
-from vigil.contracts import GPU_QUEUE
+from vigil.config.settings import Settings
 from vigil.errors import VigilError
-from vigil.health import CORE_CHECKS, Check, first_line, url_for_display
-from vigil.settings import Settings
+from vigil.ops.contracts import GPU_QUEUE
+from vigil.ops.health import CORE_CHECKS, Check, first_line, url_for_display
 
 
 def check_model(settings: Settings, *, whose: str = "configured") -> Check:
@@ -26,7 +26,7 @@ def check_model(settings: Settings, *, whose: str = "configured") -> Check:
     # A health check never downloads: a worker's model is on disk or in the cache, or it is unhealthy.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from workers.models import check_model_supported
+        from workers.model.loading import check_model_supported
 
         family = check_model_supported(model)
     except VigilError as exc:
@@ -40,7 +40,7 @@ def worker_checks(
     settings: Settings, *, model: str | None, name: str | None, timeout_s: float
 ) -> list[Callable[[Settings], Check]]:
     """The `workers` check, then one model check per model in use (see the module's docstring)."""
-    from vigil.live_workers import LiveWorker, is_embedded, live_workers
+    from vigil.ops.live_workers import LiveWorker, is_embedded, live_workers
 
     running: list[LiveWorker] = []
 
@@ -112,7 +112,7 @@ def health_command(
 ) -> None:
     """Check the database (reachable, migrated), the broker and, for workers, that one runs and its model
     can be loaded. One line each."""
-    from vigil.health import run_checks
+    from vigil.ops.health import run_checks
 
     checks: list[Callable[[Settings], Check]] = list(CORE_CHECKS)
     if component != "watcher":

@@ -10,7 +10,7 @@ import click
 
 from vigil.cli.context import AppContext, pass_app
 from vigil.errors import ConfigError
-from vigil.logs import configure_logging
+from vigil.ops.logs import configure_logging
 
 
 @click.command("homeassistant")

@@ -37,8 +37,8 @@ def reference_images(images: tuple[Path, ...]) -> list[Any]:
     """Checked reference images (one-line errors) for a one-off question."""
     if not images:
         return []
-    from vigil.references import check_references
-    from workers.references import ReferenceImage
+    from vigil.formats.reference_images import check_references
+    from workers.model.suffixes import ReferenceImage
 
     infos = check_references(list(images))
     return [ReferenceImage(info.sha256, path) for path, info in zip(images, infos, strict=True)]
@@ -47,7 +47,7 @@ def reference_images(images: tuple[Path, ...]) -> list[Any]:
 def resolve_media(app: AppContext, media: str) -> tuple[Path, int | None]:
     """A path, or a media id looked up in the database."""
     if media.isdigit() and not Path(media).exists():
-        from vigil.schema import Media
+        from vigil.store.schema import Media
 
         app.require_migrated(initialise=False)
         with app.factory() as session:
@@ -62,7 +62,7 @@ def resolve_media(app: AppContext, media: str) -> tuple[Path, int | None]:
 
 
 def load(app: AppContext, model: str | None) -> Any:
-    from workers.models import load_configured_model
+    from workers.model.loading import load_configured_model
 
     app.override("model", id=model)
     return load_configured_model(app.settings.model)
@@ -109,9 +109,9 @@ def ask_command(
     paths = [resolve_media(app, m)[0] for m in media]
     refs = reference_images(images)
     loaded = load(app, model)
-    from workers.clip import load_clip
-    from workers.dialogue import ask
-    from workers.scoring import score_targets
+    from workers.model.clip import load_clip
+    from workers.model.dialogue import ask
+    from workers.model.scoring import score_targets
 
     n = frames or app.settings.model.frames_per_window
     if which:
@@ -152,16 +152,16 @@ def describe_command(
     if store and media_id is None:
         raise ConfigError("--store needs a media id, not a path")
     loaded = load(app, model)
-    from workers.clip import load_clip
-    from workers.dialogue import describe
+    from workers.model.clip import load_clip
+    from workers.model.dialogue import describe
 
     clip = load_clip(loaded, path, frames=frames or app.settings.model.frames_per_window)
     stream = streamer()
     caption = describe(loaded, clip.rgb, fps=clip.fps, max_new_tokens=max_tokens, on_token=stream)
     emit(caption, stream)
     if store:
-        from vigil.db import write_session
-        from vigil.schema import Media
+        from vigil.store.db import write_session
+        from vigil.store.schema import Media
 
         with write_session(app.factory) as session:
             session.execute(update(Media).where(Media.id == media_id).values(caption=caption))
@@ -180,8 +180,8 @@ def chat_command(app: AppContext, media: str, model: str | None, frames: int | N
     """
     path, _ = resolve_media(app, media)
     loaded = load(app, model)
-    from workers.clip import load_clip
-    from workers.dialogue import Conversation
+    from workers.model.clip import load_clip
+    from workers.model.dialogue import Conversation
 
     clip = load_clip(loaded, path, frames=frames or app.settings.model.frames_per_window)
     conversation = Conversation(loaded, clip.rgb, fps=clip.fps)

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from vigil.cli.context import AppContext, pass_app
+from vigil.config.settings import SourceSettings
 from vigil.errors import ConfigError
-from vigil.logs import configure_logging
-from vigil.settings import SourceSettings
+from vigil.ops.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def run_command(
     The default is embedded (SQLite file + serverless broker); with a Redis broker and PostgreSQL set in
     the settings the same command runs against them.
     """
-    from vigil.health import url_for_display
-    from vigil.migrate import upgrade
-    from vigil.supervisor import ChildSpec, Supervisor
+    from vigil.ops.health import url_for_display
+    from vigil.ops.supervisor import ChildSpec, Supervisor
+    from vigil.store.migrate import upgrade
 
     app.override("model", id=model)
     sources = add_watch_dirs(app, watch_dirs)
@@ -71,7 +71,7 @@ def run_command(
         raise ConfigError("nothing to watch: pass --watch DIR or configure [[watch.sources]]")
     settings = app.settings
     configure_logging(settings.log, process_name="vigil-run")
-    from workers.models import check_model_supported
+    from workers.model.loading import check_model_supported
 
     check_model_supported(settings.model.id)  # a missing or unsupported model fails here, in one line
     upgrade(settings.database.url)

@@ -9,8 +9,8 @@ import click
 
 from vigil.cli.context import AppContext, pass_app
 from vigil.errors import ConfigError
-from vigil.schema import utcnow
 from vigil.sql import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, FORMATS, Caps, Deadline, render, run_query
+from vigil.store.schema import utcnow
 from vigil.terminal import safe
 
 
@@ -125,8 +125,8 @@ def reader_command(app: AppContext, password: bool) -> None:
     The role is `<database>_reader`: it may log in and SELECT Vigil's tables and views (and those that
     later migrations add), nothing else. Run it as the role that owns the tables.
     """
-    from vigil.db import is_sqlite
     from vigil.sql.roles import create_reader, reader_url, unsafe_reasons
+    from vigil.store.db import is_sqlite
 
     url = app.settings.database.url
     if is_sqlite(url):
@@ -166,13 +166,13 @@ def reader_command(app: AppContext, password: bool) -> None:
 def status_command(app: AppContext, failures: int, broker: bool) -> None:
     """What Vigil is doing: media by status, queue depth, recent failures, alerts awaiting delivery, and
     files the watcher has seen but not registered yet (still being written or settling)."""
-    from vigil.progress import broker_queue_depths, gather_status, status_lines
-    from vigil.settling import read_report, settling_line
+    from vigil.media.progress import broker_queue_depths, gather_status, status_lines
+    from vigil.media.settling import read_report, settling_line
 
     app.require_migrated(initialise=False)
     depths = None
     if broker and _broker_exists(app.settings.broker.url):
-        from vigil.celery_app import make_celery
+        from vigil.ops.celery_app import make_celery
 
         depths = broker_queue_depths(make_celery(app.settings))
     report = gather_status(app.factory, recent_failures=failures, broker_queues=depths)

@@ -10,18 +10,18 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
-from vigil.calibration import DEFAULT_PRECISION, Fit, Labelled, fit_threshold, histogram
 from vigil.cli.context import AppContext, pass_app
-from vigil.db import write_session
 from vigil.errors import ConfigError
-from vigil.feedback import (
+from vigil.feedback.calibration import DEFAULT_PRECISION, Fit, Labelled, fit_threshold, histogram
+from vigil.feedback.verdicts import (
     apply_threshold,
     detection_to_judge,
     labels_from_feedback,
     record_verdict,
     target_by_name,
 )
-from vigil.schema import Analysis, Detection, Media
+from vigil.store.db import write_session
+from vigil.store.schema import Analysis, Detection, Media
 
 LABEL_WORDS = {"1": True, "yes": True, "true": True, "present": True, "right": True,
                "0": False, "no": False, "false": False, "absent": False, "wrong": False}  # fmt: skip
@@ -112,9 +112,9 @@ def labels_from_file(app: AppContext, path: Path, target_id: int, description: s
             labels.append(Labelled(score, present))
     if pending:
         click.echo(f"analysing {len(pending)} file(s) not in the database…", err=True)
-        from workers.clip import load_clip
-        from workers.models import load_configured_model
-        from workers.scoring import score_targets
+        from workers.model.clip import load_clip
+        from workers.model.loading import load_configured_model
+        from workers.model.scoring import score_targets
 
         loaded = load_configured_model(app.settings.model)
         for clip, present in pending:
@@ -141,7 +141,7 @@ def report(target: str, current: float, fit: Fit, labels: list[Labelled]) -> Non
     for line in text_histogram(labels):
         click.echo(line)
     click.echo(f"  {'threshold':<22}{'precision':>10}{'recall':>8}{'matches':>9}")
-    from vigil.calibration import precision_recall
+    from vigil.feedback.calibration import precision_recall
 
     p, r, n = precision_recall(labels, current)
     click.echo(f"  {f'current {current:.3f}':<22}{p:>10.3f}{r:>8.3f}{n:>9}")

@@ -8,11 +8,11 @@ from sqlalchemy import select
 from vigil.alerts.evaluation import Explanation, explain_rule
 from vigil.alerts.sync import known_names, upsert_rule, validate_rule
 from vigil.cli.context import AppContext, from_arguments, pass_app
-from vigil.db import write_session
-from vigil.declared import refuse_declared
+from vigil.config.settings import RuleSettings
+from vigil.declared.apply import refuse_declared
 from vigil.errors import ConfigError
-from vigil.schema import AlertRule
-from vigil.settings import RuleSettings
+from vigil.store.db import write_session
+from vigil.store.schema import AlertRule
 
 
 def open_rules(app: AppContext) -> None:

@@ -41,15 +41,15 @@ def run_selftest(workdir: Path, *, family: str) -> list[str]:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from vigil.contracts import AnalyzePayload
-    from vigil.db import make_engine, session_factory, write_session
-    from vigil.media import probe
-    from vigil.migrate import upgrade
-    from vigil.registry import ensure_source, register_file, sync_targets
-    from vigil.schema import Detection, Media
-    from vigil.settings import Settings, TargetSettings
-    from workers.runner import analyze_media
-    from workers.runtime import WorkerRuntime
+    from vigil.config.settings import Settings, TargetSettings
+    from vigil.formats.probe import probe
+    from vigil.media.registry import ensure_source, register_file, sync_targets
+    from vigil.ops.contracts import AnalyzePayload
+    from vigil.store.db import make_engine, session_factory, write_session
+    from vigil.store.migrate import upgrade
+    from vigil.store.schema import Detection, Media
+    from workers.analysis.runner import analyze_media
+    from workers.analysis.runtime import WorkerRuntime
     from workers.testing.clips import write_clip_mp4v
     from workers.testing.models import build_tiny_model
 

@@ -9,12 +9,12 @@ import click
 from sqlalchemy import select
 
 from vigil.cli.context import AppContext, from_arguments, pass_app
-from vigil.db import write_session
-from vigil.declared import refuse_declared
+from vigil.config.settings import TargetSettings
+from vigil.declared.apply import refuse_declared
 from vigil.errors import ConfigError
-from vigil.registry import upsert_target
-from vigil.schema import Target
-from vigil.settings import TargetSettings
+from vigil.media.registry import upsert_target
+from vigil.store.db import write_session
+from vigil.store.schema import Target
 from vigil.terminal import safe
 
 

@@ -9,6 +9,8 @@ What may run is decided by the database, never by parsing the text (the lexer on
 
 Both stream rows under a row and a byte cap and one deadline (caps.py). Everything refused, timed out or
 failing raises ``QueryRefused`` with a one-line message.
+
+May import: vigil.errors, vigil.terminal, vigil.formats, vigil.config, vigil.store, vigil.ops
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.db import is_sqlite
+from vigil.config.settings import DatabaseSettings
 from vigil.errors import QueryRefused
-from vigil.settings import DatabaseSettings
 from vigil.sql.caps import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, Caps, Deadline, check_time_limit
 from vigil.sql.render import FORMATS, Format, render
 from vigil.sql.result import QueryResult
+from vigil.store.db import is_sqlite
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

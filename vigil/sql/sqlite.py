@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
-from vigil.db import no_database_message
 from vigil.errors import ConfigError, QueryRefused
 from vigil.sql.caps import Caps, Collected, Deadline, collect, value_size
 from vigil.sql.lexer import first_word, is_empty
+from vigil.store.db import no_database_message
 
 QUERY_WORDS = frozenset({"select", "with", "values", "explain", "pragma"})
 # PRAGMAs that only read, allowed without an argument; those in TABLE_PRAGMAS also with a table name.

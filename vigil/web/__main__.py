@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from vigil.db import make_engine, schema_revision, session_factory
+from vigil.config.settings import Settings, load_settings
 from vigil.errors import ConfigError
-from vigil.logs import configure_logging
-from vigil.migrate import head_revision
-from vigil.settings import Settings, load_settings
+from vigil.ops.logs import configure_logging
+from vigil.store.db import make_engine, schema_revision, session_factory
+from vigil.store.migrate import head_revision
 
 log = logging.getLogger("vigil.web")
 

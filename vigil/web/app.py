@@ -18,11 +18,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
-from vigil.db import write_session
+from vigil.config.settings import Settings
 from vigil.errors import ConfigError
-from vigil.feedback import apply_threshold, labels_from_feedback, record_verdict, settings_line
-from vigil.settings import Settings
+from vigil.feedback.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
+from vigil.feedback.verdicts import apply_threshold, labels_from_feedback, record_verdict, settings_line
+from vigil.store.db import write_session
 from vigil.web import files, queries
 from vigil.web.security import CSRF_FIELD, BasicAuth, csrf_ok, csrf_token, set_csrf_cookie
 from vigil.web.urls import DETECTION_THUMBNAIL, MEDIA_FILE, MEDIA_PAGE, media_file_path, media_page_path

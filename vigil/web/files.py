@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil.schema import Detection, Media, Source, Target
+from vigil.store.schema import Detection, Media, Source, Target
 
 # Content types by suffix from the standard table, corrected for camera formats.
 mimetypes.add_type("video/x-matroska", ".mkv")

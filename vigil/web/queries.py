@@ -11,7 +11,17 @@ from typing import Any
 from sqlalchemy import Integer, Select, cast, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from vigil.schema import Alert, AlertRule, Analysis, Delivery, Detection, Feedback, Media, Source, Target
+from vigil.store.schema import (
+    Alert,
+    AlertRule,
+    Analysis,
+    Delivery,
+    Detection,
+    Feedback,
+    Media,
+    Source,
+    Target,
+)
 
 PAGE_SIZE = 50
 FEEDBACK_STATES = ("", "none", "right", "wrong")

@@ -1,0 +1,175 @@
+"""The semantic checks of the settings tree, called by the validators of `vigil.config.settings`.
+
+Every check a command could make later is made here, when the settings are built, so `vigil config check`
+is the truth: after `ok`, no command refuses the same settings. Problems that may go away by themselves (a
+source folder not mounted yet, a model directory not copied yet) are warnings that name the path; they
+never stop a process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from vigil.config.schedule import parse_hours, parse_zone
+from vigil.config.template import check_template
+from vigil.errors import ConfigError
+
+WEBHOOK_SCHEMES = ("http", "https")
+WHSEC_PREFIX = "whsec_"
+GLOB_CHARS = re.compile(r"[*?\[]")
+# Environment variables of Vigil that are not settings (and so have no section).
+NON_SETTING_VARIABLES = frozenset({"VIGIL_CONFIG"})
+BUILTIN_CHANNEL = "log"
+
+
+class _Named(Protocol):
+    name: str
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def require_unique_names(items: list[N], what: str) -> list[N]:
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
+    return items
+
+
+def check_webhook_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in WEBHOOK_SCHEMES or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    return url
+
+
+def check_webhook_secret(secret: str) -> str:
+    """A secret that says it is a Standard Webhooks secret ("whsec_") must be one: base64 after the prefix."""
+    if not secret.startswith(WHSEC_PREFIX):
+        return secret
+    encoded = secret.removeprefix(WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValueError('a "whsec_" secret must be "whsec_" followed by base64 (Standard Webhooks)')
+    return secret
+
+
+def check_hours(text: str) -> str:
+    _as_value_error(lambda: parse_hours(text, where="rule"))
+    return text
+
+
+def check_timezone(name: str) -> str:
+    _as_value_error(lambda: parse_zone(name, where="rule"))
+    return name
+
+
+def check_template_text(text: str) -> str:
+    _as_value_error(lambda: check_template(text, where="rule.message"))
+    return text
+
+
+def _as_value_error(check: Any) -> None:
+    """Run a core parser that raises ConfigError("where.key: reason"); pydantic wants a ValueError."""
+    try:
+        check()
+    except ConfigError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from exc
+
+
+def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list[str]:
+    """Rule references that name nothing, as "key: reason" lines. Channels exist only in the settings, so
+    the settings alone decide; targets may also be made with the CLI (`missing_targets`)."""
+    channels = set(channels) | {BUILTIN_CHANNEL}
+    problems = []
+    for rule in rules:
+        where = f"alerts.rules[{rule.name}]"
+        if unknown := sorted(set(rule.channels) - channels):
+            problems.append(f"{where}.channels: no channel named {', '.join(unknown)} in the settings")
+        if not rule.channels:
+            problems.append(f'{where}.channels: a rule needs at least one channel (e.g. "log")')
+    return problems
+
+
+def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[str]:
+    """Rule sources named literally that the settings do not declare: a warning, since `vigil scan DIR`
+    and `vigil run --watch DIR` make sources of their own."""
+    declared = set(sources)
+    return [
+        f"alerts.rules[{rule.name}].sources: no source named {', '.join(unknown)} in the settings"
+        for rule in rules
+        if (unknown := sorted({s for s in rule.sources if not GLOB_CHARS.search(s)} - declared))
+    ]
+
+
+def missing_targets(settings: Any, known: Iterable[str]) -> list[str]:
+    """Targets named by rules and sources of `settings` that are neither declared there nor in `known`
+    (the targets table: made with `vigil targets add`), as "key: reason" lines."""
+    names = {t.name for t in settings.targets} | set(known)
+    referrers = [(f"alerts.rules[{r.name}].targets", r.targets) for r in settings.alerts.rules]
+    referrers += [(f"watch.sources[{s.name}].targets", s.targets or []) for s in settings.watch.sources]
+    return [
+        f"{where}: no target named {', '.join(unknown)} in the settings or the database"
+        for where, wanted in referrers
+        if (unknown := sorted(set(wanted) - names))
+    ]
+
+
+def looks_like_path(model_id: str) -> bool:
+    """A hub id is "org/name"; an absolute, ./ or ~ path, or one with more than one slash, is a directory."""
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or Path(model_id).exists()
+
+
+def model_directory_problem(model_id: str) -> str | None:
+    if looks_like_path(model_id) and not Path(model_id).expanduser().is_dir():
+        return f"model.id: {model_id} looks like a directory but there is none"
+    return None
+
+
+def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[str]:
+    """Paths that do not exist (yet): a folder not mounted, a model not copied."""
+    warnings = [
+        f"watch.sources[{s.name}].path: {s.path} is not a directory (not watched until it exists)"
+        for s in sources
+        if not Path(s.path).is_dir()
+    ]
+    if problem := model_directory_problem(model_id):
+        warnings.append(problem)
+    return warnings
+
+
+def environment_problems(environ: Mapping[str, str], sections: Iterable[str]) -> list[str]:
+    """`VIGIL_SECTION__KEY` variables whose section does not exist (pydantic would ignore them silently)."""
+    known = {name.upper() for name in sections}
+    problems = []
+    for key in sorted(environ):
+        if not key.startswith("VIGIL_") or key in NON_SETTING_VARIABLES or "__" not in key:
+            continue
+        section = key.removeprefix("VIGIL_").split("__", 1)[0]
+        if section not in known:
+            problems.append(
+                f"environment variable {key}: no settings section {section.lower()!r} "
+                f"(sections: {', '.join(sorted(s.lower() for s in known))})"
+            )
+    return problems
+
+
+def raise_environment_problems(sections: Iterable[str]) -> None:
+    refuse(environment_problems(os.environ, sections))
+
+
+def refuse(problems: list[str]) -> None:
+    """Raise one ConfigError for every problem, in the layout of pydantic's (see format_validation_error)."""
+    if problems:
+        raise ConfigError("\n".join([f"{len(problems)} invalid setting(s):", *(f"  {p}" for p in problems)]))

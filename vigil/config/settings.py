@@ -1,0 +1,324 @@
+"""One typed settings tree: defaults < `vigil.toml` < `VIGIL_*` environment < explicit overrides.
+
+Nested keys use a double underscore in the environment: ``VIGIL_DATABASE__URL``, ``VIGIL_MODEL__ID``.
+The TOML file is ``--config PATH``, else ``$VIGIL_CONFIG``, else ``./vigil.toml`` when it exists.
+Unknown keys are rejected everywhere, so a typo is an error with its location, never a silent default.
+
+Here: the root, the sections of watching and analysis, the checks across sections and the loading. The
+sections of targets and alerts are in `vigil.config.alerts`, those of storage and services in
+`vigil.config.services`; every name is re-exported from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from vigil.config import checks as checks
+from vigil.config.alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
+from vigil.config.base import NAME_PATTERN, Name, Seconds, Section, error_message
+from vigil.config.services import (
+    HomeAssistantSettings,
+    LogSettings,
+    MetricsSettings,
+    StorageSettings,
+    WebSettings,
+    default_data_dir,
+    is_loopback,
+)
+from vigil.errors import ConfigError
+from vigil.formats.types import MEDIA_EXTENSIONS
+
+# Every section is importable from here, where it always was.
+__all__ = [
+    "CONFIG_DIR",
+    "NAME_PATTERN",
+    "AlertSettings",
+    "BrokerSettings",
+    "ChannelSettings",
+    "DatabaseSettings",
+    "HomeAssistantSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "ModelSettings",
+    "Name",
+    "RuleSettings",
+    "Seconds",
+    "Section",
+    "Settings",
+    "SourceSettings",
+    "StorageSettings",
+    "TargetSettings",
+    "WatchSettings",
+    "WebSettings",
+    "WorkSettings",
+    "config_path",
+    "default_data_dir",
+    "format_validation_error",
+    "is_loopback",
+    "load_settings",
+]
+
+DEFAULT_INCLUDE = [f"*{ext}" for ext in sorted(MEDIA_EXTENSIONS)]  # patterns match case-insensitively
+DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", ".*", "*~", "~*"]
+
+
+class DatabaseSettings(Section):
+    # Unset: sqlite in storage.data_dir (see Settings._embedded_files_in_data_dir).
+    url: str = "sqlite:///vigil.store.db"
+    # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
+    readonly_url: str | None = None
+    query_timeout_s: Seconds = 30.0
+    busy_timeout_s: Seconds = 30.0
+
+
+class BrokerSettings(Section):
+    url: str = "sqla+sqlite:///vigil-broker.db"
+    # Longer than the longest task: a message not acknowledged by then is delivered again.
+    visibility_timeout_s: Seconds = 4 * 3600.0
+    task_time_limit_s: Seconds = 3600.0
+
+    @property
+    def soft_time_limit_s(self) -> float:
+        """When a task is told to stop (SoftTimeLimitExceeded): up to a minute before the hard limit kills
+        its process, time for the analysis to give its row back with the reason."""
+        return self.task_time_limit_s - min(60.0, self.task_time_limit_s * 0.25)
+
+    @model_validator(mode="after")
+    def _limit_below_visibility(self) -> BrokerSettings:
+        if self.task_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError("task_time_limit_s must be below visibility_timeout_s")
+        return self
+
+
+class SourceSettings(Section):
+    name: Name
+    path: Path
+    recursive: bool = True
+    include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
+    # Names of the targets asked about for this source; None means every enabled target.
+    targets: list[Name] | None = None
+    observer: Literal["native", "polling"] = "native"
+    poll_interval_s: Seconds = 5.0
+    after_analysis: Literal["leave", "move"] = "leave"
+    sidecar: bool = False
+    # Static-scene gate (workers/analysis/static_gate.py): a window whose picture moved less than this many
+    # grey levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
+    static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
+
+
+class WatchSettings(Section):
+    sources: list[SourceSettings] = Field(default_factory=list)
+    settle_s: Annotated[float, Field(ge=0)] = 2.0
+    ready_deadline_s: Seconds = 600.0
+    rescan_interval_s: Seconds = 300.0
+    duplicate_content: Literal["skip", "analyze"] = "skip"
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        return checks.require_unique_names(sources, "source")
+
+
+class WorkSettings(Section):
+    """How analysis work is leased, retried and given up on."""
+
+    lease_s: Seconds = 120.0
+    # A queued row sent longer ago than this is sent again, unless the broker still holds its message.
+    requeue_after_s: Seconds = 300.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    reconcile_interval_s: Seconds = 30.0
+    gpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    cpu_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class ModelSettings(Section):
+    # A hub id or a local directory. The default runs on a CPU-only machine; use
+    # llava-hf/LLaVA-NeXT-Video-7B-hf or Qwen/Qwen2.5-VL-7B-Instruct on a GPU.
+    id: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    attn_implementation: str | None = None
+    frames_per_window: Annotated[int, Field(ge=1, le=256)] = 8
+    window_s: Seconds = 10.0
+    max_windows: Annotated[int, Field(ge=1)] = 360
+    sampling: Literal["exact", "keyframe"] = "exact"
+    evidence: bool = True
+    evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
+    # Also caption every analysed file (stored in media.caption); costs one generation per file.
+    caption: bool = False
+    caption_max_tokens: Annotated[int, Field(ge=1, le=1024)] = 96
+    # Windows decoded ahead of the model in a background thread (frames of at most this many windows wait
+    # in memory besides the ones being scored); 0 decodes in line, one window at a time.
+    prefetch_windows: Annotated[int, Field(ge=0, le=64)] = 2
+    # Score consecutive windows of a file as one batch while their video prefixes total at most this many
+    # tokens (LLaVA-NeXT-Video-7B: 144 a frame); 0 scores window by window. Costs memory, helps a GPU.
+    window_batch_tokens: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    work: WorkSettings = Field(default_factory=WorkSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    targets: list[TargetSettings] = Field(default_factory=list)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+
+    @model_validator(mode="after")
+    def _homeassistant_channel(self) -> Settings:
+        if self.homeassistant.enabled:
+            self.homeassistant_channel()  # raises ValueError with the reason
+        return self
+
+    def homeassistant_channel(self) -> ChannelSettings:
+        """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
+        mqtt = [c for c in self.alerts.channels if c.kind == "mqtt"]
+        name = self.homeassistant.channel
+        if name is None:
+            if len(mqtt) != 1:
+                raise ValueError(
+                    f"homeassistant.channel: name the mqtt channel to use ({len(mqtt)} are configured)"
+                )
+            return mqtt[0]
+        for conf in self.alerts.channels:
+            if conf.name == name:
+                if conf.kind != "mqtt":
+                    raise ValueError(f"homeassistant.channel: {name} is a {conf.kind} channel, not mqtt")
+                return conf
+        raise ValueError(f"homeassistant.channel: no channel named {name} in alerts.channels")
+
+    # The TOML file these settings were read from (set by load_settings); it owns what it declares.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
+        return checks.require_unique_names(targets, "target")
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems = checks.reference_problems(
+            channels=[c.name for c in self.alerts.channels], rules=self.alerts.rules
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_files_in_data_dir(self) -> Settings:
+        """The embedded database and broker live in the data dir, never in the current directory."""
+        data_dir = self.storage.data_dir.expanduser().absolute()
+        if "url" not in self.database.model_fields_set:
+            self.database.url = f"sqlite:///{data_dir / 'vigil.store.db'}"
+        if "url" not in self.broker.model_fields_set:
+            self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
+        return self
+
+    def warnings(self) -> list[str]:
+        """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
+        rules = checks.source_warnings(sources=[s.name for s in self.watch.sources], rules=self.alerts.rules)
+        return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The TOML file in use: explicit, else $VIGIL_CONFIG, else ./vigil.toml if present."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("VIGIL_CONFIG")
+    if from_env:
+        return Path(from_env)
+    default = Path("vigil.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings tree, raising ConfigError with one line per problem and its key."""
+    path = config_path(config)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    checks.raise_environment_problems(Settings.model_fields)
+    cls: type[Settings] = Settings
+    if path is not None:
+        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
+        cls = type("Settings", (Settings,), {"model_config": config_dict})
+    token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
+    try:
+        settings = cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from exc
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"{path}: {exc}") from exc
+    finally:
+        CONFIG_DIR.reset(token)
+    settings._config_file = path.resolve() if path is not None else None
+    return settings
+
+
+def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"{len(exc.errors())} invalid setting(s){where}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        message = error_message(err)
+        if key:
+            lines.append(f"  {key}: {message}")
+        else:  # a whole-tree check: each line already names its key
+            lines.extend(f"  {line}" for line in message.splitlines())
+    count = sum(len(line) > 2 and line.startswith("  ") for line in lines)
+    lines[0] = f"{count} invalid setting(s){where}:"
+    return "\n".join(lines)

@@ -1,0 +1,6 @@
+"""What a file is, before any database or settings: the one list of media types, the quick probe that
+says whether a file is a readable video or image (`MediaInfo`), and reference images of targets given by
+example (checked as rasters, copied under their content hash, read back).
+
+May import: vigil.errors
+"""

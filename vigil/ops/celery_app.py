@@ -1,0 +1,93 @@
+"""The Celery application, configured from settings. Torch-free: producers and workers share it.
+
+Long GPU tasks need: late acknowledgement (a task lost with its worker is delivered again), one message
+prefetched at a time, a visibility timeout longer than any task with a hard time limit below it, results
+ignored (the SQL database holds them), JSON only, and broker connections retried forever.
+
+Celery's own tools work as documented: `celery -A vigil.ops.celery_app inspect ping`, `... events`, Flower
+(`celery -A vigil.ops.celery_app flower`). `app` below is built from the settings on first use (vigil.toml,
+$VIGIL_CONFIG, VIGIL_* variables). Each queue has its own direct exchange. Workers send task events and
+heartbeats on Redis and RabbitMQ; the embedded broker (kombu's SQLAlchemy transport) has no fanout, so
+it carries neither events nor remote control.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from vigil.config.settings import Settings
+from vigil.ops.contracts import CPU_QUEUE, GPU_QUEUE, TASK_QUEUES
+
+EMBEDDED_SCHEME = "sqla+"
+# The remote-control inspect command each worker answers with its queue and model (`vigil workers`).
+INFO_COMMAND = "vigil_info"
+
+
+def is_embedded(settings: Settings) -> bool:
+    return settings.broker.url.startswith(EMBEDDED_SCHEME)
+
+
+def task_queues() -> list[Queue]:
+    """One direct exchange per queue, named after it (never the default queue's exchange)."""
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (GPU_QUEUE, CPU_QUEUE)]
+
+
+def make_celery(settings: Settings) -> Celery:
+    broker = settings.broker
+    transport_options: dict[str, object] = {}
+    events = not is_embedded(settings)
+    if is_embedded(settings):
+        # The embedded broker: kombu's SQLAlchemy transport, subclassed to poll faster on a WAL file.
+        app = Celery("vigil", broker=broker.url.removeprefix(EMBEDDED_SCHEME), set_as_current=False)
+        app.conf.broker_transport = "vigil.ops.sqla_broker:Transport"
+    else:
+        app = Celery("vigil", broker=broker.url, set_as_current=False)
+        transport_options["visibility_timeout"] = broker.visibility_timeout_s
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=broker.task_time_limit_s,
+        task_soft_time_limit=broker.soft_time_limit_s,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options=transport_options,
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_channel_error_retry=True,
+        task_queues=task_queues(),
+        task_default_queue=CPU_QUEUE,
+        task_default_exchange=CPU_QUEUE,
+        task_default_routing_key=CPU_QUEUE,
+        task_routes={name: {"queue": q, "exchange": q, "routing_key": q} for name, q in TASK_QUEUES.items()},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        # Flower's workers and tasks pages, `celery events` and `control enable_events` need these.
+        worker_send_task_events=events,
+        task_send_sent_event=events,
+        broker_heartbeat=0,  # AMQP connection heartbeats: long GPU tasks block the worker's I/O loop
+    )
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, for `celery -A vigil.ops.celery_app ...`: built from the settings when first asked for."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from vigil.config.settings import load_settings
+
+    global _app
+    if _app is None:
+        _app = make_celery(load_settings())
+        _app.set_current()
+    return _app
+
+
+_app: Celery | None = None
