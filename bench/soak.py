@@ -84,7 +84,7 @@ class Soak(Stack):
         self.watcher_port, self.worker_port = free_port(), free_port()
         super().__init__(
             root,
-            db_url=f"sqlite:///{root / 'vigil.store.db'}",
+            db_url=f"sqlite:///{root / 'vigil.db'}",
             broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
             model_dir=model,
             extra_env={

@@ -200,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     base_drop = tmp / "baseline"
-    db_url, broker = f"sqlite:///{tmp / 'vigil.store.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
+    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
     upgrade(db_url)
     engine = make_engine(DatabaseSettings(url=db_url))
     factory = session_factory(engine)

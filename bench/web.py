@@ -87,7 +87,7 @@ def databases(pg: str | None) -> list[tuple[str, object]]:
 
 def fresh_url(kind: str, admin: object, root: Path) -> tuple[str, object]:
     if kind == "sqlite":
-        return f"sqlite:///{root / 'vigil.store.db'}", None
+        return f"sqlite:///{root / 'vigil.db'}", None
     name = f"vigil_bench_{uuid.uuid4().hex[:8]}"
     engine = create_engine(str(admin), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:

@@ -31,7 +31,7 @@ def config(tmp_path: Path, receiver: Receiver) -> Path:
     path.write_text(
         f"""
 [database]
-url = "sqlite:///{tmp_path / "vigil.store.db"}"
+url = "sqlite:///{tmp_path / "vigil.db"}"
 [broker]
 url = "sqla+sqlite:///{tmp_path / "broker.db"}"
 [watch]
@@ -86,7 +86,7 @@ def test_rules_add_list_remove(config: Path) -> None:
 
 def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, receiver: Receiver) -> None:
     assert vigil(config, "rules", "list").exit_code == 0  # creates the database and syncs the rules
-    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
     settings = make_settings(
         url,
         rules=[{"name": "night", "targets": ["person"], "hours": "22-06", "channels": ["hook", "log"]}],

@@ -41,8 +41,8 @@ def test_db_upgrade_then_targets_add_and_list(workdir: Path, private_data_dir: P
     assert upgraded.returncode == 0, upgraded.stderr
     assert "at revision" in upgraded.stdout
     # The default database lives in the data dir, never in the current directory.
-    assert (private_data_dir / "vigil.store.db").is_file()
-    assert not (workdir / "vigil.store.db").exists()
+    assert (private_data_dir / "vigil.db").is_file()
+    assert not (workdir / "vigil.db").exists()
     added = vigil("targets", "add", "van", "a white delivery van", "--threshold", "0.6", cwd=workdir)
     assert added.returncode == 0, added.stderr
     listed = vigil("targets", "list", cwd=workdir)

@@ -23,7 +23,7 @@ def test_defaults_are_the_embedded_mode_in_the_data_dir(
     settings = load_settings()
     data_dir = tmp_path / "xdg" / "vigil"
     assert settings.storage.data_dir == data_dir
-    assert settings.database.url == f"sqlite:///{data_dir / 'vigil.store.db'}"
+    assert settings.database.url == f"sqlite:///{data_dir / 'vigil.db'}"
     assert settings.broker.url == f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
     assert settings.storage.thumbnails_dir == data_dir / "thumbnails"
     assert settings.model.device == "auto"

@@ -165,7 +165,7 @@ class Door:
 
 @pytest.fixture(scope="module")
 def sqlite_door(tmp_path_factory: pytest.TempPathFactory) -> Door:
-    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.db'}"
     upgrade(url)
     seed(url)
     return Door("sqlite", DatabaseSettings(url=url), url)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(db)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     return clean | {

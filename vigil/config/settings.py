@@ -81,7 +81,7 @@ DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", 
 
 class DatabaseSettings(Section):
     # Unset: sqlite in storage.data_dir (see Settings._embedded_files_in_data_dir).
-    url: str = "sqlite:///vigil.store.db"
+    url: str = "sqlite:///vigil.db"
     # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
     readonly_url: str | None = None
     query_timeout_s: Seconds = 30.0
@@ -250,7 +250,7 @@ class Settings(BaseSettings):
         """The embedded database and broker live in the data dir, never in the current directory."""
         data_dir = self.storage.data_dir.expanduser().absolute()
         if "url" not in self.database.model_fields_set:
-            self.database.url = f"sqlite:///{data_dir / 'vigil.store.db'}"
+            self.database.url = f"sqlite:///{data_dir / 'vigil.db'}"
         if "url" not in self.broker.model_fields_set:
             self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
         return self
