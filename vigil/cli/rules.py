@@ -47,7 +47,8 @@ RULE_ARGUMENTS = {
 @click.option("--cooldown", type=float, default=300.0, show_default=True, help="Seconds per rule and source.")
 @click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default="warning")
 @click.option("--message", help="Message template, e.g. '{target} at {source} ({score:.2f})'.")
-@click.option("--channel", "-c", "channels", multiple=True, help="Channel name (repeat; default: log).")
+# No short flag: `-c` is --config on every command (it was --channel here alone).
+@click.option("--channel", "channels", multiple=True, help="Channel name (repeat; default: log).")
 @pass_app
 def rules_add(app: AppContext, name: str, **options: object) -> None:
     """Add or replace a rule, e.g. `vigil rules add night -t person --hours 22-06 --timezone Europe/Paris`."""
