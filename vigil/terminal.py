@@ -51,3 +51,8 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
     """`text` padded with spaces to `width` display columns (see display_width), on the left if `right`."""
     fill = " " * max(0, width - display_width(text))
     return fill + text if right else text + fill
+
+
+def plural(count: int, noun: str) -> str:
+    """ "1 window", "2 windows", "0 windows" (a regular English plural)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -74,7 +74,8 @@ def _use_config(ctx: click.Context, _param: click.Parameter, value: str | None) 
     takes_channels = any("--channel" in getattr(param, "opts", ()) for param in ctx.command.params)
     if takes_channels and not Path(value).is_file():  # `-c` was --channel on `rules add` once
         raise click.BadParameter(
-            f"no settings file {value!r}: -c is --config on every command; name a channel with --channel {value}"
+            f"no settings file {value!r}: -c is --config on every command; "
+            f"name a channel with --channel {value}"
         )
     ctx.find_object(AppContext).use_config(value)  # type: ignore[union-attr]
 
