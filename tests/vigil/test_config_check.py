@@ -324,3 +324,13 @@ def test_the_count_includes_the_targets_and_rules_made_with_the_cli(workdir: Pat
         "3 target(s) (1 in vigil.toml, 2 made with the CLI), 2 rule(s) (1 in vigil.toml, 1 made"
         in result.output
     )
+
+
+def test_home_assistant_naming_a_refused_channel_is_not_reported_again(workdir: Path) -> None:
+    text = (
+        GOOD
+        + '[[alerts.channels]]\nname = "m"\nkind = "mqtt"\n[homeassistant]\nenabled = true\nchannel = "m"\n'
+    )
+    result = check(workdir, text)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == ["vigil.toml: alerts.channels[m]: a mqtt channel needs mqtt_host"]
