@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vigil.ops.logs import original_stdio
+
 log = logging.getLogger(__name__)
 
 
@@ -106,7 +108,11 @@ class Supervisor:
             else:
                 log.info("restarting %s in %.0f s", child.spec.name, delay)
         if now >= child.next_start:
-            child.process = subprocess.Popen(list(child.spec.argv), env=self.env, pass_fds=self.pass_fds)
+            # The real stdout and stderr (not this process's relay to its JSON log): a child logs for itself.
+            out, err = original_stdio()
+            child.process = subprocess.Popen(
+                list(child.spec.argv), env=self.env, pass_fds=self.pass_fds, stdout=out, stderr=err
+            )
             log.info("started %s (pid %d)", child.spec.name, child.process.pid)
 
     def stop(self) -> None:
