@@ -157,7 +157,7 @@ def test_vigil_run_writes_a_json_log_with_no_plain_line_from_celery(tmp_path: Pa
 
     stack = Stack(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         model_dir=tiny_llava,
         extra_env={"VIGIL_LOG__FORMAT": "json"},

@@ -29,7 +29,7 @@ SAME_CONTENT = "ab" * 32  # both sites analysed a file with this sha256
 
 
 def site(root: Path, url: str) -> tuple[Settings, sessionmaker[Session]]:
-    db = f"sqlite:///{root / 'vigil.store.db'}"
+    db = f"sqlite:///{root / 'vigil.db'}"
     root.mkdir()
     upgrade(db)
     settings = make_settings(
@@ -71,7 +71,7 @@ def test_two_installations_alerting_on_the_same_file_send_different_webhook_ids_
 
 
 def test_the_installation_uid_is_made_by_the_migration_and_made_again_if_lost(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(db)
     factory = factory_for(db)
     with factory() as session:

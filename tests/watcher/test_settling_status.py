@@ -26,7 +26,7 @@ CLOSED_BOUND_S = 6.0
 def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
     made = Stack(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         model_dir=tiny_llava,
         extra_env={

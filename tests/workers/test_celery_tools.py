@@ -197,7 +197,7 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
     """The embedded default: broker and database in the data directory, as `vigil run` makes them."""
     data = tmp_path / "data"
     data.mkdir()
-    upgrade(f"sqlite:///{data / 'vigil.store.db'}")
+    upgrade(f"sqlite:///{data / 'vigil.db'}")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     return clean | {"VIGIL_STORAGE__DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
 
