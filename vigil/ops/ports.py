@@ -59,7 +59,6 @@ def listen(listener: Listener, *, hint: str = "") -> socket.socket:
     except OSError as exc:
         sock.close()
         raise PortUnavailable(listener, exc, hint=hint) from exc
-    sock.set_inheritable(True)
     return sock
 
 
