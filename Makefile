@@ -6,17 +6,42 @@ VENV ?= .venv
 WATCH ?= inbox
 MODEL ?=
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make run` installs what running needs; the checks install the dev tools on top. pip shows its progress
+# (the first install downloads torch: about 1 GB for the CPU build, several GB for the CUDA one).
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-dev
+# Without an NVIDIA GPU, torch's CPU build comes from here when it answers (PyPI's is the CUDA build).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# torch and torchvision as pyproject.toml requires them (one place for their versions).
+TORCH_REQS = $(shell $(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
+	print(" ".join(repr(r) for r in d["project"]["dependencies"] if r.startswith(("torch>", "torchvision>"))))')
 
 .PHONY: run test tools lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	@if command -v nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia ]; then \
+		echo "== NVIDIA GPU found: torch's CUDA build (from PyPI)"; \
+	elif $(BIN)/python -c 'import torch' >/dev/null 2>&1; then \
+		echo "== torch is installed already"; \
+	else \
+		echo "== no NVIDIA GPU: torch's CPU build from $(TORCH_CPU_INDEX)"; \
+		$(BIN)/python -m pip install --retries 1 --timeout 20 $(TORCH_REQS) --index-url $(TORCH_CPU_INDEX) \
+		|| echo "== $(TORCH_CPU_INDEX) did not serve it: torch comes from PyPI (its CUDA build, which also runs on a CPU)"; \
+	fi
+	@echo "== installing Vigil and what it needs to run"
+	$(BIN)/python -m pip install -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "== installing the development tools (tests, linters)"
+	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	mkdir -p $(WATCH)
 	$(BIN)/vigil run --watch $(WATCH) $(if $(MODEL),--model $(MODEL))
 

@@ -86,6 +86,7 @@ class WatcherService:
         self.tracker = SettleTracker(
             settle_s=settings.watch.settle_s,
             deadline_s=settings.watch.ready_deadline_s,
+            closed_deadline_s=settings.watch.incomplete_after_close_s,
             on_ready=self._register,
         )
         self._stop = threading.Event()
@@ -268,9 +269,12 @@ class WatcherService:
         """Files still settling, for `vigil status` (they have no row yet)."""
         data_dir, warned = self.settings.storage.data_dir, False
         while True:
-            count, writing, oldest_s = self._settling_numbers()
+            summary = self.tracker.summary()
+            report = SettlingReport(
+                summary.count, summary.oldest_s, summary.writing, time.time(), summary.files
+            )
             try:
-                write_report(data_dir, SettlingReport(count, oldest_s, writing, time.time()))
+                write_report(data_dir, report)
             except OSError as exc:
                 if not warned:
                     log.warning("cannot write the settling report in %s: %s", data_dir, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.processes import wait_for
 from tests.support.services import free_port
 from vigil.config.settings import DatabaseSettings, Settings, SourceSettings
 from vigil.errors import UnreadableMedia
@@ -204,6 +206,29 @@ def test_the_metrics_server_never_stops_a_process() -> None:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "vigil_media_registered_total" in body or "vigil_frames_decoded_total" in body
     assert metrics.start_metrics_server(port, addr="127.0.0.1") is False  # taken: a warning, not a crash
+
+
+def test_a_busy_metrics_port_is_reported_and_served_once_it_is_free(caplog: pytest.LogCaptureFixture) -> None:
+    """Another program held the port at start: the endpoint used to stay off for the process's life."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen(1)
+        served = metrics.start_metrics_server(port, addr="127.0.0.1", setting="metrics.watcher_port")
+        assert served is False
+    assert f"metrics not served on 127.0.0.1:{port}: Address already in use (set metrics.watcher_port" in (
+        caplog.text
+    )
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    wait_for(answers, timeout=15, what="the endpoint once the port was free")
 
 
 def test_worker_ports_differ_by_queue() -> None:

@@ -132,6 +132,9 @@ class WatchSettings(Section):
     sources: list[SourceSettings] = Field(default_factory=list)
     settle_s: Annotated[float, Field(ge=0)] = 2.0
     ready_deadline_s: Seconds = 600.0
+    # A file its writer has closed whose structure stays incomplete (a truncated upload) fails this long
+    # after its last change, with the structural reason; never later than ready_deadline_s.
+    incomplete_after_close_s: Seconds = 120.0
     rescan_interval_s: Seconds = 300.0
     duplicate_content: Literal["skip", "analyze"] = "skip"
 

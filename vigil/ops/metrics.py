@@ -30,8 +30,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from vigil.ops.ports import METRICS_ADDR, worker_port
+
 log = logging.getLogger(__name__)
 
+# A metrics port that was busy is tried again, back-off doubling up to this far apart.
+RETRY_MAX_S = 300.0
 SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
 
 # -- watcher ---------------------------------------------------------------------------------------------
@@ -273,11 +277,18 @@ def watch_queue(factory: sessionmaker[Session], registry: CollectorRegistry = RE
 
 
 def start_metrics_server(
-    port: int, *, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None
+    port: int,
+    *,
+    addr: str = METRICS_ADDR,
+    registry: CollectorRegistry | None = None,
+    setting: str = "metrics.*_port",
+    retry_max_s: float = RETRY_MAX_S,
 ) -> bool:
     """Serve /metrics on `port` from a daemon thread. In multiprocess mode, the sum over every process.
 
-    Returns False (and logs why) when the port is 0 or cannot be bound: metrics never stop a process.
+    Returns False when the port is 0, or cannot be bound now: metrics never stop a process. A busy port is
+    reported (naming `setting`) and tried again from a daemon thread with back-off, up to `retry_max_s`
+    apart, until it binds.
     """
     if port == 0:
         return False
@@ -286,10 +297,30 @@ def start_metrics_server(
     try:
         start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
-        log.warning("metrics not served on %s:%d: %s", addr, port, exc.strerror or exc)
+        log.warning(
+            "metrics not served on %s:%d: %s (set %s to a free port); trying again in the background",
+            addr, port, exc.strerror or exc, setting,
+        )  # fmt: skip
+        threading.Thread(
+            target=_retry_serving, args=(port, addr, registry, retry_max_s), name="metrics-retry", daemon=True
+        ).start()
         return False
     log.info("metrics served on http://%s:%d/metrics", addr, port)
     return True
+
+
+def _retry_serving(port: int, addr: str, registry: CollectorRegistry, retry_max_s: float) -> None:
+    delay = 1.0
+    while True:
+        time.sleep(delay)
+        try:
+            start_http_server(port, addr=addr, registry=registry)
+        except OSError as exc:
+            delay = min(retry_max_s, delay * 2)
+            log.debug("metrics still not served on %s:%d: %s", addr, port, exc.strerror or exc)
+            continue
+        log.info("metrics served on http://%s:%d/metrics (the port was free again)", addr, port)
+        return
 
 
 def _multiprocess_registry() -> CollectorRegistry:
@@ -312,17 +343,11 @@ def serve_watcher_metrics(
     watch_queue(factory)
     if settling is not None:
         watch_settling(settling)
-    return start_metrics_server(settings.metrics.watcher_port)
-
-
-def worker_port(settings: Any, queue: str) -> int:
-    """The gpu worker serves `worker_port`, the cpu worker the next one (0 turns both off)."""
-    base = int(settings.metrics.worker_port)
-    return 0 if base == 0 else base + (0 if queue == "gpu" else 1)
+    return start_metrics_server(settings.metrics.watcher_port, setting="metrics.watcher_port")
 
 
 def serve_worker_metrics(settings: Any, queue: str) -> bool:
     """The worker's endpoint, from its main process: the sum over its pool's children."""
     if not settings.metrics.enabled or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return False  # without the folder, the pool's children could not be summed: serve nothing
-    return start_metrics_server(worker_port(settings, queue))
+    return start_metrics_server(worker_port(settings, queue), setting="metrics.worker_port")

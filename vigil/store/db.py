@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.config.settings import DatabaseSettings
 from vigil.errors import ConfigError, TransientError
+from vigil.store.schema import Installation
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +134,18 @@ def schema_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
     return row[0] if row else None
+
+
+def installation_uid(session: Session) -> str:
+    """This installation's random uid (the `installation` row its migration made; made again if deleted)."""
+    uid = session.scalar(select(Installation.uid).where(Installation.id == 1))
+    if uid is not None:
+        return uid
+    try:
+        with session.begin_nested():
+            session.add(Installation(id=1, uid=uuid.uuid4().hex))
+    except IntegrityError:  # another process made it meanwhile
+        pass
+    made = session.scalar(select(Installation.uid).where(Installation.id == 1))
+    assert made is not None
+    return made
