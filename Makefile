@@ -8,7 +8,7 @@ MODEL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck pytest bench clean
+.PHONY: run test tools lint typecheck pytest bench-smoke bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m "not bench"
+
+# Every runnable bench/*.py with --quick (seconds each, measures nothing): a benchmark that stops running, or a
+# new one without a smoke mode, fails the build (tests/test_bench_smoke.py).
+bench-smoke: $(STAMP)
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m bench -v -s tests/test_bench_smoke.py
 
 # docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
 # page's browser tests. Both are installed when missing.
@@ -48,7 +53,7 @@ tools:
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
 
-test: tools lint typecheck pytest
+test: tools lint typecheck pytest bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py
