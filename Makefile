@@ -52,6 +52,12 @@ tools:
 		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
+	@# promtool checks each process's /metrics exposition in the metrics tests. It comes in Debian's prometheus
+	@# package, which also brings the Prometheus server (started on :9090 where systemd runs; not needed here).
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq prometheus >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; }; }; } \
+		|| echo "note: promtool is not installed and could not be; the metrics tests need it"
 
 test: tools lint typecheck pytest bench-smoke
 
