@@ -96,11 +96,13 @@ def test_intake_counts_registrations_by_source_and_the_queue_depth_is_read_from_
     assert sample("vigil_media_registered_total", source=name, status="queued") == 2
     assert sample("vigil_media_registered_total", source=name, status="failed") == 1
     assert sample("vigil_media_registered_total", source=name, status="skipped") == 1
+    assert sample("vigil_media_failed_total", source=name, stage="registration") == 1  # a terminal failure
     registry = CollectorRegistry()
     registry.register(metrics.QueueCollector(factory))
     assert registry.get_sample_value("vigil_queue_depth", {"status": "queued"}) == 2
     assert registry.get_sample_value("vigil_queue_depth", {"status": "running"}) == 0
     assert registry.get_sample_value("vigil_deliveries_pending") == 0
+    assert registry.get_sample_value("vigil_media_failed_rows", {"source": name}) == 1
     age = registry.get_sample_value("vigil_queue_oldest_seconds")
     assert age is not None and 0 <= age < 60
 
