@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_REQS = $(shell $(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
 	print(" ".join(repr(r) for r in d["project"]["dependencies"] if r.startswith(("torch>", "torchvision>"))))')
 
-.PHONY: run test tools lint typecheck pytest bench clean
+.PHONY: run test tools lint typecheck pytest bench-smoke bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m "not bench"
+
+# Every runnable bench/*.py with --quick (seconds each, measures nothing): a benchmark that stops running, or a
+# new one without a smoke mode, fails the build (tests/test_bench_smoke.py).
+bench-smoke: $(STAMP)
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m bench -v -s tests/test_bench_smoke.py
 
 # docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
 # page's browser tests. Both are installed when missing.
@@ -72,8 +77,14 @@ tools:
 		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
+	@# promtool checks each process's /metrics exposition in the metrics tests. It comes in Debian's prometheus
+	@# package, which also brings the Prometheus server (started on :9090 where systemd runs; not needed here).
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq prometheus >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; }; }; } \
+		|| echo "note: promtool is not installed and could not be; the metrics tests need it"
 
-test: tools lint typecheck pytest
+test: tools lint typecheck pytest bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py

@@ -36,7 +36,7 @@ from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
-from vigil.ops import metrics
+from vigil.ops import metrics_server
 from vigil.ops.enqueue import Enqueuer
 from vigil.store.db import schema_revision
 from vigil.store.migrate import head_revision
@@ -135,7 +135,7 @@ class WatcherService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.start()
-        metrics.serve_watcher_metrics(self.settings, self.factory, settling=self._settling_numbers)
+        metrics_server.serve_watcher_metrics(self.settings, self.factory, settling=self._settling_numbers)
         try:
             while not self._stop.wait(1.0):
                 pass

@@ -22,7 +22,7 @@ def run_worker(
 ) -> None:
     json_logs = configure_logging(settings.log, process_name=f"worker-{queue}")
     prepare_worker_metrics(settings, queue=queue)  # before anything imports prometheus_client
-    from vigil.ops.metrics import serve_worker_metrics
+    from vigil.ops.metrics_server import serve_worker_metrics
     from workers.app import build_worker_app
 
     app = build_worker_app(settings, queue=queue)

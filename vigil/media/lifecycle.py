@@ -295,9 +295,11 @@ def _finish(session: Session, claim: Claim, *, status: MediaStatus, **values: ob
 # --- the reconciler and re-analysis ------------------------------------------------------------------------
 
 
-def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: int) -> tuple[list[int], int]:
+def expire_leases(
+    factory: sessionmaker[Session], *, max_attempts: int, batch: int
+) -> tuple[list[int], list[int]]:
     """Running rows whose lease ran out (their worker died): queued again, or failed once their attempts
-    are used up. Returns (ids queued again, how many given up)."""
+    are used up. Returns (ids queued again, ids given up)."""
     now = utcnow()
     with write_session(factory) as session:
         rows = session.execute(
@@ -329,7 +331,7 @@ def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: i
             )
     for media_id in give_up:
         log.warning("media %d failed: worker lost %d times", media_id, max_attempts)
-    return requeue, len(give_up)
+    return requeue, give_up
 
 
 def requeue_for_target(session: Session, media_ids: Sequence[int], target_id: int, *, now: datetime) -> None:
