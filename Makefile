@@ -47,6 +47,11 @@ tools:
 		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
+	@# nftables (Debian's) makes the partitions and packet loss of the network-fault suite.
+	@command -v nft >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq nftables >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nftables >/dev/null 2>&1; }; }; } \
+		|| echo "note: nftables is not installed and could not be; the network-fault tests need it"
 
 test: tools lint typecheck pytest
 
