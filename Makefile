@@ -60,29 +60,17 @@ pytest: $(STAMP)
 bench-smoke: $(STAMP)
 	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m bench -v -s tests/test_bench_smoke.py
 
-# docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
-# page's browser tests. Both are installed when missing.
+# Debian's packages the tests need, installed when missing (root and apt-get; otherwise a note).
 tools:
-	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get install -y -qq docker-compose >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; }; }; } \
-		|| echo "note: docker-compose is not installed and could not be; the compose test needs it"
-	@# Chromium (Debian's) for the review page's browser tests; Playwright's own download is not used.
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get install -y -qq chromium >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
-		|| echo "note: chromium is not installed and could not be; the review page's browser tests need it"
-	@# rsync and curl (Debian's) are real uploaders in the watcher's uploader tests.
-	@for tool in rsync curl; do command -v $$tool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
-		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
-		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
-	@# promtool checks each process's /metrics exposition in the metrics tests. It comes in Debian's prometheus
-	@# package, which also brings the Prometheus server (started on :9090 where systemd runs; not needed here).
-	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get install -y -qq prometheus >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; }; }; } \
-		|| echo "note: promtool is not installed and could not be; the metrics tests need it"
+	@# Debian's packages the tests drive, as COMMAND:PACKAGE: docker-compose validates docker-compose.yml;
+	@# Chromium drives the review page's browser tests (Playwright's own download is not used); rsync and
+	@# curl are real uploaders; promtool (in the prometheus package, which also brings a server that only
+	@# starts where systemd runs) checks each /metrics; nftables makes the network-fault suite's partitions.
+	@for pair in docker-compose:docker-compose chromium:chromium rsync:rsync curl:curl promtool:prometheus \
+		nft:nftables; do tool=$${pair%%:*}; pkg=$${pair#*:}; command -v $$tool >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$pkg >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$pkg >/dev/null 2>&1; }; }; } \
+		|| echo "note: $$tool (Debian's $$pkg) is not installed and could not be; the tests that drive it fail"; done
 
 test: tools lint typecheck pytest bench-smoke
 

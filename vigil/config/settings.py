@@ -90,10 +90,18 @@ class DatabaseSettings(Section):
     readonly_url: str | None = None
     query_timeout_s: Seconds = 30.0
     busy_timeout_s: Seconds = 30.0
+    # PostgreSQL over a network: how long a connection attempt may take, and how long sent data may stay
+    # unacknowledged (TCP user timeout; keepalives probe idle connections within the same bound) before
+    # the connection is given up. Without them a partition holds a query for TCP's retransmission backoff
+    # (minutes): tests/faults/test_network_faults.py measured a worker silent for 107 s after 90 s.
+    connect_timeout_s: Seconds = 10.0
+    network_timeout_s: Seconds = 20.0
 
 
 class BrokerSettings(Section):
     url: str = "sqla+sqlite:///vigil-broker.db"
+    # Redis over a network: a read unanswered this long fails and the connection is made again.
+    network_timeout_s: Seconds = 20.0
     # Longer than the longest task: a message not acknowledged by then is delivered again.
     visibility_timeout_s: Seconds = 4 * 3600.0
     task_time_limit_s: Seconds = 3600.0

@@ -68,6 +68,19 @@ def task_queues() -> list[Queue]:
     return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (GPU_QUEUE, CPU_QUEUE)]
 
 
+def redis_network_bounds(timeout_s: float) -> dict[str, object]:
+    """redis-py's socket options that bound a dead or partitioned link to Redis: a read that waits longer
+    than ``timeout_s`` fails (kombu reconnects), connects time out, idle connections are probed by TCP
+    keepalives and checked with a PING before use after ``health_check_interval``."""
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": min(timeout_s, 10.0),
+        "socket_keepalive": True,
+        "health_check_interval": max(1, int(timeout_s / 2)),
+        "retry_on_timeout": True,
+    }
+
+
 def make_celery(settings: Settings, **options: Any) -> Celery:
     """The app for `settings`; `options` go to Celery() (the tools' app passes its control and events)."""
     broker = settings.broker
@@ -81,6 +94,8 @@ def make_celery(settings: Settings, **options: Any) -> Celery:
     else:
         app = Celery("vigil", broker=broker.url, set_as_current=False, **options)
         transport_options["visibility_timeout"] = broker.visibility_timeout_s
+        if broker.url.startswith(("redis://", "rediss://")):
+            transport_options |= redis_network_bounds(broker.network_timeout_s)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

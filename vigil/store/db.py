@@ -55,6 +55,7 @@ def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine
         kwargs["connect_args"] = {"timeout": settings.busy_timeout_s, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = network_bounds(settings)
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
@@ -63,6 +64,22 @@ def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms=int(settings.busy_timeout_s * 1000))
     return engine
+
+
+def network_bounds(settings: DatabaseSettings) -> dict[str, int]:
+    """libpq's connection options that bound a dead or partitioned link: a connect timeout, TCP keepalives
+    on idle connections, and a TCP user timeout on connections waiting for an answer. Each is given up after
+    about ``network_timeout_s``, so a query fails (and is retried by its caller) instead of hanging."""
+    bound = settings.network_timeout_s
+    interval = max(1, int(bound / 4))
+    return {
+        "connect_timeout": max(2, int(settings.connect_timeout_s)),
+        "keepalives": 1,
+        "keepalives_idle": interval,
+        "keepalives_interval": interval,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(bound * 1000),
+    }
 
 
 def _forget_connections_across_fork(engine: Engine) -> None:
