@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, sync_all
-from tests.support.mqtt import MqttRecorder, clear_retained, require_broker, unique_root
+from tests.support.mqtt import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
 from vigil.alerts.homeassistant import HomeAssistantBridge
 from vigil.config.settings import Settings, load_settings
 from vigil.store.db import write_session
@@ -293,3 +294,29 @@ def test_the_default_prefix_names_the_device_vigil_once(sqlite_url: str) -> None
     assert binary["device_class"] == "occupancy" and "configuration_url" not in binary["device"]
     with pytest.raises(ValueError, match="device_class"):
         Settings(homeassistant={"device_class": "person"})
+
+
+def test_what_the_broker_never_acknowledged_is_published_by_the_next_bridge(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The broker goes away, a match is stored, the bridge stops before the broker is back: its position
+    did not pass that match, so the next bridge publishes it."""
+    broker = Mosquitto(tmp_path)
+    settings = ha_settings(sqlite_url, "ha")
+    channel = settings.alerts.channels[0].model_copy(update={"mqtt_port": broker.port, "timeout_s": 1})
+    settings.alerts = settings.alerts.model_copy(update={"channels": [channel]})
+    factory = factory_for(sqlite_url)
+    sync_all(factory, settings)
+    broker.start()
+    try:
+        with MqttRecorder("ha/#", port=broker.port) as live, running(HomeAssistantBridge(settings, factory)):
+            live.wait_payload("ha/vigil/availability", b"online")
+            broker.stop()
+            detect(factory, {"person": [0.9]})
+            time.sleep(1.0)  # several polls while the broker is away
+        broker.start()
+        with MqttRecorder("ha/#", port=broker.port) as live, running(HomeAssistantBridge(settings, factory)):
+            live.wait_payload("ha/vigil/cam1/person/score", b"0.9000")
+            live.wait_payload("ha/vigil/cam1/person/state", b"ON")
+    finally:
+        broker.stop()
