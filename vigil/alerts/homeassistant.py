@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 PAIRS_REFRESH_S = 30.0
-MAX_UNACKNOWLEDGED_POLLS = 8  # polls whose messages the broker has not acknowledged: stop reading more
+MAX_UNACKNOWLEDGED_POLLS = 8  # polls in flight the broker has not acknowledged: read no more until it does
 
 
 def _acknowledged(info: Any) -> bool:
@@ -186,7 +186,10 @@ class HomeAssistantBridge:
         states turned OFF."""
         now = self.clock()
         self._save_delivered()
-        readable = self.client.is_connected() and len(self.unacknowledged) < MAX_UNACKNOWLEDGED_POLLS
+        # messages queued while disconnected are sent again on reconnect and never count as acknowledged:
+        # a later poll's acknowledgement covers them, so only polls still in flight hold reading back
+        in_flight = sum(all(i.rc == 0 for i in sent) for _, sent in self.unacknowledged)
+        readable = self.client.is_connected() and in_flight < MAX_UNACKNOWLEDGED_POLLS
         detections = self.feed.poll() if readable else []
         with self.lock:
             unknown = any(Pair(d.source, d.target) not in self.pairs for d in detections)
