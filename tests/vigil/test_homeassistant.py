@@ -330,3 +330,34 @@ def test_the_feed_sees_a_transaction_that_commits_after_a_later_one(pg_url: str)
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_restarted_feed_resumes_at_its_saved_position_and_looks_its_gaps_up_again(pg_url: str) -> None:
+    """A bridge stopped while a lower id's transaction was still open: the next process of the same
+    consumer starts where the first saved, and still sees that transaction once it commits."""
+    settings = ha_settings(pg_url, "unused")
+    factory = factory_for(pg_url)
+    sync_all(factory, settings)
+    with write_session(factory) as session:
+        media = add_media(session)
+        analysis = add_analysis(session, media, {})
+        row = {"analysis_id": analysis.id, "media_id": media.id, "p_yes": 0.9, "matched": True}
+        row["target_id"] = session.scalar(select(Target.id).where(Target.name == "person"))
+    new = insert(Detection).values(start_s=0.0, end_s=1.0, **row).returning(Detection.id)
+    first = DetectionFeed(factory, consumer="test")
+    slow, fast = factory(), factory()
+    try:
+        slow_id = slow.execute(new.values(window_index=0)).scalar_one()
+        with fast.begin():
+            fast_id = fast.execute(new.values(window_index=1)).scalar_one()
+        assert [d.id for d in first.poll()] == [fast_id]
+        first.save(first.position())
+        with write_session(factory) as session:  # committed while no feed runs
+            later_id = session.execute(new.values(window_index=2)).scalar_one()
+        slow.commit()
+    finally:
+        slow.close()
+        fast.close()
+    again = DetectionFeed(factory, consumer="test")
+    assert [d.id for d in again.poll()] == [slow_id, later_id]
+    assert DetectionFeed(factory, consumer="another").poll() == []  # a new consumer starts now

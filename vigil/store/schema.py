@@ -226,6 +226,19 @@ class Detection(Base):
     target: Mapped[Target] = relationship()
 
 
+class FeedPosition(TimestampMixin, Base):
+    """How far a process that follows the detections has published them (the Home Assistant bridge, one row
+    per topic prefix), so that a restart resumes there instead of at "now"."""
+
+    __tablename__ = "feed_positions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(255), unique=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    # ids below last_id not seen yet (a transaction still open when a higher id was read): looked up again
+    gaps: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+
+
 class Channel(TimestampMixin, Base):
     """Runtime state of a notification channel configured in settings (e.g. disabled after HTTP 410)."""
 
