@@ -2,7 +2,7 @@
 published up to, so that after a restart it publishes what it missed
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07 16:00:00
 """
 
