@@ -92,6 +92,9 @@ def test_a_one_target_reanalysis_leaves_the_other_targets_answers_on_every_reade
     fired_by = page.locator(f"#alerts tr[data-alert='{seeded.alert_id}'] td.fired-by")
     expect(fired_by.locator(".pill.old")).to_have_text("since re-analysed")
     assert fired_by.locator("img").evaluate("img => img.complete && img.naturalWidth") == 320
+    # The targets page's histogram counts each window's newest answer once.
+    page.goto(f"{review.base}/targets")
+    expect(page.locator(".target[data-target='person']")).to_contain_text("· 6 unlabelled")
     # One analysis on its own, when asked for.
     page.goto(f"{review.base}/media/{seeded.media_id}?analysis={dog}")
     assert column_analyses(page) == {"dog": dog}
