@@ -5,12 +5,13 @@ on screen, the player is full width; on a desktop, j/k and y/n (or r/w) triage t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from tests.support.processes import wait_for
 from tests.support.web import Seeded, bulk_detections, judge_bulk, seed_review, start_web, stop
@@ -21,7 +22,7 @@ THUMB_PX = 44  # the smallest touch target the platforms' guidelines allow
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seeded, str]]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One seeded server for every size (SQLite; the layout does not depend on the database)."""
     from vigil.store.migrate import upgrade
 
@@ -31,13 +32,53 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seeded
     seeded = seed_review(url, root)
     bulk_detections(url, 600)
     judge_bulk(url, count=60)
+    failed_id = register_failed(url, seeded)
     process, base, _ = start_web(root, url)
-    yield base, seeded, url
+    yield Site(base, seeded, url, failed_id)
     stop(process)
 
 
-def pages(seeded: Seeded) -> dict[str, str]:
-    return {"timeline": "/", "media": f"/media/{seeded.media_id}", "targets": "/targets"}
+@dataclass
+class Site:
+    base: str
+    seeded: Seeded
+    url: str
+    failed_id: int
+
+
+FAILED_NAME = "a-very-long-camera-file-name-without-any-break-2026-11-30T21-15-00-front-door.mp4"
+
+
+def register_failed(url: str, seeded: Seeded) -> int:
+    """An empty file with a long name, failed at registration as the watcher fails it."""
+    from vigil.config.settings import DatabaseSettings
+    from vigil.errors import UnreadableMedia
+    from vigil.media.registry import register_file
+    from vigil.store.db import make_engine, session_factory
+    from vigil.store.schema import Source
+
+    path = seeded.source_dir / FAILED_NAME
+    path.write_bytes(b"")
+    engine = make_engine(DatabaseSettings(url=url))
+    factory = session_factory(engine)
+    with factory() as session:
+        source_id = session.scalars(select(Source.id).where(Source.name == "cam1")).one()
+    registration = register_file(
+        factory, source_id=source_id, root=seeded.source_dir, path=path, info=None,
+        problem=UnreadableMedia(path, "empty file"),
+    )  # fmt: skip
+    engine.dispose()
+    return registration.media_id
+
+
+def pages(site: Site) -> dict[str, str]:
+    return {
+        "timeline": "/",
+        "timeline, filtered": "/?source=cam1&min_score=0.5&feedback=none",
+        "media": f"/media/{site.seeded.media_id}",
+        "failed media": f"/media/{site.failed_id}",
+        "targets": "/targets",
+    }
 
 
 def open_page(browser: Any, size: tuple[int, int], url: str, *, phone: bool) -> Page:
@@ -58,10 +99,10 @@ def sideways(page: Page) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("size", PHONES + DESKTOPS, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_no_page_scrolls_sideways(browser: Any, site: tuple[str, Seeded, str], size: tuple[int, int]) -> None:
-    base, seeded, _ = site
+def test_no_page_scrolls_sideways(browser: Any, site: Site, size: tuple[int, int]) -> None:
+    base = site.base
     phone = size in PHONES
-    for name, path in pages(seeded).items():
+    for name, path in pages(site).items():
         page = open_page(browser, size, base + path, phone=phone)
         scroll_width, inner_width = sideways(page)
         # A mobile browser widens its layout viewport to content that overflows (and zooms out): the
@@ -72,9 +113,9 @@ def test_no_page_scrolls_sideways(browser: Any, site: tuple[str, Seeded, str], s
 
 @pytest.mark.parametrize("size", PHONES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_on_a_phone_the_verdict_buttons_are_big_and_the_player_full_width(
-    browser: Any, site: tuple[str, Seeded, str], size: tuple[int, int]
+    browser: Any, site: Site, size: tuple[int, int]
 ) -> None:
-    base, seeded, _ = site
+    base, seeded = site.base, site.seeded
     page = open_page(browser, size, base + "/?source=cam1", phone=True)
     card = page.locator(f"tr[data-detection='{seeded.alert_detection_id}']")
     card.scroll_into_view_if_needed()
@@ -91,8 +132,8 @@ def test_on_a_phone_the_verdict_buttons_are_big_and_the_player_full_width(
     page.context.close()
 
 
-def test_keyboard_triage_on_a_desktop(browser: Any, site: tuple[str, Seeded, str]) -> None:
-    base, seeded, url = site
+def test_keyboard_triage_on_a_desktop(browser: Any, site: Site) -> None:
+    base, seeded, url = site.base, site.seeded, site.url
     page = open_page(browser, DESKTOPS[0], base + "/?source=cam1", phone=False)
     expect(page.locator("header .keys")).to_be_visible()
     rows = page.locator("#timeline tbody tr")
@@ -127,11 +168,11 @@ def test_keyboard_triage_on_a_desktop(browser: Any, site: tuple[str, Seeded, str
     page.context.close()
 
 
-def test_the_page_has_no_inline_script_or_style(site: tuple[str, Seeded, str], browser: Any) -> None:
+def test_the_page_has_no_inline_script_or_style(site: Site, browser: Any) -> None:
     """Scripts and styles come from /static (the CSP allows no inline code)."""
-    base, seeded, _ = site
+    base = site.base
     page = open_page(browser, DESKTOPS[0], base + "/", phone=False)
-    for path in pages(seeded).values():
+    for path in pages(site).values():
         page.goto(base + path)
         inline = page.evaluate(
             "['script:not([src])', 'style', '[style]'].map(css => document.querySelectorAll(css).length)"
@@ -140,10 +181,8 @@ def test_the_page_has_no_inline_script_or_style(site: tuple[str, Seeded, str], b
     page.context.close()
 
 
-def test_targets_page_draws_the_histogram(
-    site: tuple[str, Seeded, str], browser: Any, tmp_path: Path
-) -> None:
-    base, _, _ = site
+def test_targets_page_draws_the_histogram(site: Site, browser: Any, tmp_path: Path) -> None:
+    base = site.base
     page = open_page(browser, PHONES[0], base + "/targets", phone=True)
     card = page.locator(".target[data-target='person']")
     bars = card.locator("svg.hist rect.unlabelled").evaluate_all("rs => rs.map(r => r.getBBox().height)")
