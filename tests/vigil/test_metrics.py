@@ -32,6 +32,7 @@ from vigil.media.registry import sync_sources
 from vigil.ops import metrics, metrics_server
 from vigil.ops.celery_app import make_celery
 from vigil.ops.enqueue import Enqueuer
+from vigil.ops.ports import worker_port
 from vigil.store.db import make_engine, session_factory, write_session
 from vigil.store.schema import Media, MediaStatus, utcnow
 from watcher.intake import Admission, WatchedSource, admit
@@ -258,10 +259,10 @@ def test_a_busy_metrics_port_is_reported_and_served_once_it_is_free(caplog: pyte
 
 def test_worker_ports_differ_by_queue() -> None:
     settings = Settings()
-    assert metrics.worker_port(settings, "gpu") == 9465
-    assert metrics.worker_port(settings, "cpu") == 9466
+    assert worker_port(settings, "gpu") == 9465
+    assert worker_port(settings, "cpu") == 9466
     settings.metrics.worker_port = 0
-    assert metrics.worker_port(settings, "cpu") == 0
+    assert worker_port(settings, "cpu") == 0
 
 
 def _dashboard_exprs() -> list[str]:
