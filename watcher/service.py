@@ -6,7 +6,9 @@ Threads (all daemon, all stopped by `stop()`):
 - `settle`: the only thread that registers files (one transaction each), so nothing is registered twice;
 - `rescan`: the startup scan, then one every `watch.rescan_interval_s`;
 - `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`;
-- `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`).
+- `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`);
+- `retention`: when a retention policy is set, `vigil.media.retention.prune` at start and every
+  `retention.interval_s`; a volume left below min_free is announced to `retention.alert_channels` once.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil.alerts.delivery import reconcile_deliveries
+from vigil.alerts.notices import disk_pressure_notice, send_notice
 from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
 from vigil.errors import ConfigError, MediaError
 from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
+from vigil.media.retention import PruneReport, policy_enabled, prune
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from vigil.ops import metrics
 from vigil.ops.enqueue import Enqueuer
@@ -92,6 +96,7 @@ class WatcherService:
         self._scan_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._pressed: set[str] = set()  # volumes announced as still below min_free
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -108,6 +113,8 @@ class WatcherService:
         self._spawn("rescan", self._rescan_loop)
         self._spawn("reconcile", self._reconcile_loop)
         self._spawn("report", self._report_loop)
+        if policy_enabled(self.settings):
+            self._spawn("retention", self._retention_loop)
         log.info("watcher started: %d source(s)", len(self.sources))
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -286,6 +293,29 @@ class WatcherService:
                 reconcile_deliveries(self.factory, self.enqueuer)
             except Exception:
                 log.exception("reconcile failed (next one in %.0fs)", interval)
+
+    def prune_now(self) -> PruneReport:
+        """One retention pass; a volume newly left below min_free is announced to the alert channels."""
+        report = prune(self.factory, self.settings)
+        pressed = {p.volume: p for p in report.pressure}
+        for volume, pressure in pressed.items():
+            channels = self.settings.retention.alert_channels
+            if volume not in self._pressed and channels:
+                send_notice(self.settings, disk_pressure_notice(pressure), channels)
+        for volume in self._pressed - pressed.keys():
+            log.info("disk pressure relieved on %s", volume)
+        self._pressed = set(pressed)
+        return report
+
+    def _retention_loop(self) -> None:
+        interval = self.settings.retention.interval_s
+        while not self._stop.is_set():
+            try:
+                self.prune_now()
+            except Exception:
+                log.exception("retention pass failed (next one in %.0fs)", interval)
+            if self._stop.wait(interval):
+                return
 
 
 def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -52,7 +52,8 @@ def check(workdir: Path, text: str, env: dict[str, str] | None = None):  # type:
 
 
 def test_good_settings_are_ok(workdir: Path) -> None:
-    result = check(workdir, GOOD.replace('path = "{folder}"', 'path = "{folder}"\nstatic_gate = 8.5'))
+    gate = 'path = "{folder}"\nstatic_gate = 8.5\nkeep_days = 7\nmin_free = "4.5GiB"'
+    result = check(workdir, GOOD.replace('path = "{folder}"', gate) + '[retention]\nmin_free = "10%"\n')
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: vigil.toml: 1 source(s), 1 target(s), 1 rule(s)")
     assert "warning" not in result.output
@@ -77,6 +78,16 @@ BAD = [
     ("[[alerts.rules]]", '[[alerts.rules]]\nname = "r"\n[[alerts.rules]]', "rule names must be unique"),
     ("[[alerts.channels]]", '[[targets]]\nname = "van"\ndescription = "a van"\n[[alerts.channels]]', DUPE),
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
+    ('path = "{folder}"', 'path = "{folder}"\nmin_free = "10 parsecs"', "watch.sources.0.min_free: '10 p"),
+    ('path = "{folder}"', 'path = "{folder}"\nmin_free = "100%"', "a percentage of the volume is between"),
+    ('path = "{folder}"', 'path = "{folder}"\nkeep_days = 0', "watch.sources.0.keep_days: Input should be"),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nkeep_days = 40\n[retention]\nkeep_days = 3\nkeep_alerted_days = 30',
+        "watch.sources[cam1]: keep_alerted_days (30) must be at least keep_days (40)",
+    ),
+    (RULE_END, f'{RULE_END}\n[retention]\nalert_channels = ["pager"]', "retention.alert_channels: no"),
+    (RULE_END, f'{RULE_END}\n[retention]\nkeep_alerted_days = 3', "keep_days (unset: kept for ever)"),
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = -1',
@@ -202,3 +213,12 @@ def test_after_ok_no_command_refuses_the_same_settings(workdir: Path) -> None:
         assert "error" not in result.output.lower(), (command, result.output)
     rules = runner.invoke(cli, ["sql", "--format", "csv", "SELECT name, enabled FROM alert_rules"])
     assert rules.output.splitlines()[1:] == ["night-van,true"], rules.output
+
+
+def test_min_free_is_bytes_or_a_share_of_the_volume() -> None:
+    from vigil.config.retention import min_free_bytes
+
+    assert min_free_bytes("4.5GiB", 10**12) == int(4.5 * 2**30)
+    assert min_free_bytes("5GB", 10**12) == 5 * 10**9
+    assert min_free_bytes("1000000", 10**12) == 10**6
+    assert min_free_bytes("12.5%", 8000) == 1000

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "vigil.cli.fleet",
     "vigil.cli.review",
     "vigil.cli.homeassistant",
+    "vigil.cli.retention",
 ]
 
 

@@ -33,6 +33,12 @@ from pydantic_settings import (
 from vigil.config import checks as checks
 from vigil.config.alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
 from vigil.config.base import NAME_PATTERN, Name, Seconds, Section, error_message
+from vigil.config.retention import (
+    Days,
+    RetentionSettings,
+    check_evidence_kept_longer,
+    check_min_free,
+)
 from vigil.config.services import (
     HomeAssistantSettings,
     LogSettings,
@@ -58,6 +64,7 @@ __all__ = [
     "MetricsSettings",
     "ModelSettings",
     "Name",
+    "RetentionSettings",
     "RuleSettings",
     "Seconds",
     "Section",
@@ -122,6 +129,12 @@ class SourceSettings(Section):
     # Static-scene gate (workers/analysis/static_gate.py): a window whose picture moved less than this many
     # grey levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
     static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
+    # Retention: unset takes `[retention]`'s value (vigil.config.retention).
+    keep_days: Days | None = None
+    keep_alerted_days: Days | None = None
+    min_free: str | None = None
+
+    _min_free = field_validator("min_free", mode="before")(classmethod(lambda cls, v: check_min_free(v)))
 
 
 class WatchSettings(Section):
@@ -196,6 +209,7 @@ class Settings(BaseSettings):
     targets: list[TargetSettings] = Field(default_factory=list)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
@@ -238,12 +252,37 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
-        problems = checks.reference_problems(
-            channels=[c.name for c in self.alerts.channels], rules=self.alerts.rules
-        )
+        channels = [c.name for c in self.alerts.channels]
+        problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
+        if unknown := sorted(set(self.retention.alert_channels) - {*channels, checks.BUILTIN_CHANNEL}):
+            problems.append(
+                f"retention.alert_channels: no channel named {', '.join(unknown)} in the settings"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _retention_per_source(self) -> Settings:
+        problems = []
+        for source in self.watch.sources:
+            keep, alerted = self.retention_of(source)[:2]
+            try:
+                check_evidence_kept_longer(keep, alerted)
+            except ValueError as exc:
+                problems.append(f"watch.sources[{source.name}]: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def retention_of(self, source: SourceSettings) -> tuple[float | None, float | None, str | None]:
+        """A source's (keep_days, keep_alerted_days, min_free): its own, else `[retention]`'s."""
+        default = self.retention
+        return (
+            source.keep_days if source.keep_days is not None else default.keep_days,
+            source.keep_alerted_days if source.keep_alerted_days is not None else default.keep_alerted_days,
+            source.min_free if source.min_free is not None else default.min_free,
+        )
 
     @model_validator(mode="after")
     def _embedded_files_in_data_dir(self) -> Settings:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -49,6 +49,25 @@ RECONCILER_EXPIRED = Counter(
     "vigil_reconciler_expired_leases",
     "Running media whose worker stopped renewing its lease, put back in the queue or given up",
     ["action"],
+)
+# -- watcher and `vigil prune`: retention (vigil.media.retention) -------------------------------------------
+PRUNED = Counter(
+    "vigil_pruned",
+    "Deletions by retention, by source, what (file, thumbnails, gone: the row of a file already missing) "
+    "and cause (age, pressure)",
+    ["source", "what", "cause"],
+)
+PRUNED_BYTES = Counter("vigil_pruned_bytes", "Bytes freed by retention", ["source", "cause"])
+DISK_FREE = Gauge(
+    "vigil_disk_free_bytes",
+    "Free bytes on each volume retention watches (a source's folder or the data directory)",
+    ["volume"],
+    multiprocess_mode="livesum",
+)
+DISK_PRESSURE_UNRELIEVED = Counter(
+    "vigil_disk_pressure_unrelieved",
+    "Retention passes that left a volume below min_free: only evidence (alerted files) was left to delete",
+    ["volume"],
 )
 # -- workers: analysis -----------------------------------------------------------------------------------
 ANALYSIS_OUTCOMES = Counter(
@@ -90,7 +109,9 @@ def metric_names() -> set[str]:
     """Every series name this module can export (counters with `_total`, histograms with their parts)."""
     names = {QUEUE_DEPTH, QUEUE_OLDEST, DELIVERIES_PENDING, SETTLING_FILES, SETTLING_OLDEST}
     for value in globals().values():
-        if isinstance(value, Counter):
+        if isinstance(value, Gauge):
+            names.add(value._name)
+        elif isinstance(value, Counter):
             names |= {f"{value._name}_total", f"{value._name}_created"}
         elif isinstance(value, Histogram):
             names |= {value._name + suffix for suffix in ("_bucket", "_count", "_sum", "_created")}
@@ -102,6 +123,11 @@ def metric_names() -> set[str]:
 
 def record_registration(source: str, status: str) -> None:
     MEDIA_REGISTERED.labels(source=source, status=status).inc()
+
+
+def record_pruned(source: str, what: str, cause: str, size: int) -> None:
+    PRUNED.labels(source=source, what=what, cause=cause).inc()
+    PRUNED_BYTES.labels(source=source, cause=cause).inc(size)
 
 
 def record_reconcile(*, resent: int, requeued: int, given_up: int) -> None:

@@ -147,6 +147,9 @@ class Media(TimestampMixin, Base):
     caption: Mapped[str | None] = mapped_column(Text)
     # Re-analysis asks only these targets; NULL asks every target that applies to the source.
     pending_target_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Retention deleted the file (vigil.media.retention); the row, its detections and thumbnails stay.
+    pruned_at: Mapped[datetime | None]
+    prune_reason: Mapped[str | None] = mapped_column(Text)
 
     source: Mapped[Source] = relationship(back_populates="media")
     analyses: Mapped[list[Analysis]] = relationship(back_populates="media", cascade="all, delete-orphan")
