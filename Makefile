@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/vigil run --watch $(WATCH) $(if $(MODEL),--model $(MODEL))
 
 lint: $(STAMP)
-	$(BIN)/ruff check vigil watcher workers tests bench migrations
-	$(BIN)/ruff format --check vigil watcher workers tests bench migrations
+	$(BIN)/ruff check vigil watcher workers recorder tests bench migrations
+	$(BIN)/ruff format --check vigil watcher workers recorder tests bench migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -32,6 +32,9 @@ pytest: $(STAMP)
 
 # docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
 # page's browser tests. Both are installed when missing.
+RTSP_INSTALL := apt-get install -y -qq gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-ugly \
+	gstreamer1.0-plugins-bad gstreamer1.0-libav
+
 tools:
 	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& { apt-get install -y -qq docker-compose >/dev/null 2>&1 \
@@ -47,6 +50,11 @@ tools:
 		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
+	@# GStreamer's RTSP server (under the system Python, with gi) and x264enc/x265enc: the recorder's camera.
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(RTSP_INSTALL) >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && $(RTSP_INSTALL) >/dev/null 2>&1; }; }; } \
+		|| echo "note: GStreamer's RTSP server is not installed and could not be; the recorder tests need it"
 
 test: tools lint typecheck pytest
 

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -34,7 +33,7 @@ from vigil.alerts.delivery import reconcile_deliveries
 from vigil.alerts.notices import disk_pressure_notice, send_notice
 from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
-from vigil.errors import ConfigError, MediaError
+from vigil.errors import MediaError
 from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
@@ -42,8 +41,6 @@ from vigil.media.retention import PruneReport, policy_enabled, prune
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from vigil.ops import metrics
 from vigil.ops.enqueue import Enqueuer
-from vigil.store.db import schema_revision
-from vigil.store.migrate import head_revision
 from watcher.events import SourceEventHandler
 from watcher.intake import Admission, WatchedSource, admit
 from watcher.paths import SourceRules
@@ -60,16 +57,6 @@ def default_observer(source: SourceSettings) -> BaseObserver:
     if source.observer == "polling":
         return PollingObserver(timeout=source.poll_interval_s)
     return Observer()
-
-
-def ensure_migrated(engine: Engine) -> None:
-    """Refuse to run against a database that is not at the migrations' head revision."""
-    current, head = schema_revision(engine), head_revision()
-    if current != head:
-        raise ConfigError(
-            f"database {engine.url.render_as_string()} is at revision {current or '(none: never migrated)'}, "
-            f"Vigil needs {head}: run `vigil db upgrade` first"
-        )
 
 
 class WatcherService:
@@ -213,6 +200,11 @@ class WatcherService:
 
     def _start_observer(self, watched: WatchedSource, conf: SourceSettings) -> None:
         root = watched.rules.root
+        if conf.url is not None and not root.exists():
+            try:  # a stream's folder: the recorder will write there, whichever process starts first
+                root.mkdir(parents=True)
+            except OSError as exc:
+                log.error("source %s: cannot create %s for its recorder: %s", conf.name, root, exc)
         if not root.is_dir():
             log.error("source %s: %s is not a directory; not watched (rescans will retry)", conf.name, root)
             return

@@ -52,7 +52,10 @@ def check(workdir: Path, text: str, env: dict[str, str] | None = None):  # type:
 
 
 def test_good_settings_are_ok(workdir: Path) -> None:
-    gate = 'path = "{folder}"\nstatic_gate = 8.5\nkeep_days = 7\nmin_free = "4.5GiB"'
+    gate = (
+        'path = "{folder}"\nstatic_gate = 8.5\nkeep_days = 7\nmin_free = "4.5GiB"\nurl = "rtsp://cam:554/s"'
+    )
+    gate += '\nusername = "viewer"\npassword_env = "CAM_PW"\nsegment_s = 60'
     result = check(workdir, GOOD.replace('path = "{folder}"', gate) + '[retention]\nmin_free = "10%"\n')
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: vigil.toml: 1 source(s), 1 target(s), 1 rule(s)")
@@ -78,6 +81,10 @@ BAD = [
     ("[[alerts.rules]]", '[[alerts.rules]]\nname = "r"\n[[alerts.rules]]', "rule names must be unique"),
     ("[[alerts.channels]]", '[[targets]]\nname = "van"\ndescription = "a van"\n[[alerts.channels]]', DUPE),
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://u:pw@cam/s"', "holds a password: put it in pass"),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "ftp://cam/s"', "watch.sources.0.url: must be an rtsp"),
+    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_env and password_file are"),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://cam/s"\nsegment_s = 1', "segment_s: Input"),
     ('path = "{folder}"', 'path = "{folder}"\nmin_free = "10 parsecs"', "watch.sources.0.min_free: '10 p"),
     ('path = "{folder}"', 'path = "{folder}"\nmin_free = "100%"', "a percentage of the volume is between"),
     ('path = "{folder}"', 'path = "{folder}"\nkeep_days = 0', "watch.sources.0.keep_days: Input should be"),
@@ -87,7 +94,7 @@ BAD = [
         "watch.sources[cam1]: keep_alerted_days (30) must be at least keep_days (40)",
     ),
     (RULE_END, f'{RULE_END}\n[retention]\nalert_channels = ["pager"]', "retention.alert_channels: no"),
-    (RULE_END, f'{RULE_END}\n[retention]\nkeep_alerted_days = 3', "keep_days (unset: kept for ever)"),
+    (RULE_END, f"{RULE_END}\n[retention]\nkeep_alerted_days = 3", "keep_days (unset: kept for ever)"),
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = -1',

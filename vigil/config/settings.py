@@ -48,6 +48,7 @@ from vigil.config.services import (
     default_data_dir,
     is_loopback,
 )
+from vigil.config.streams import StreamFields
 from vigil.errors import ConfigError
 from vigil.formats.types import MEDIA_EXTENSIONS
 
@@ -114,7 +115,9 @@ class BrokerSettings(Section):
         return self
 
 
-class SourceSettings(Section):
+class SourceSettings(StreamFields):
+    """A watched folder; with `url`, a stream recorded into it (vigil.config.streams)."""
+
     name: Name
     path: Path
     recursive: bool = True
@@ -258,6 +261,22 @@ class Settings(BaseSettings):
             problems.append(
                 f"retention.alert_channels: no channel named {', '.join(unknown)} in the settings"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _stream_credentials(self) -> Settings:
+        problems = [
+            f"watch.sources[{s.name}]: password_env and password_file are for a url: set url, or remove them"
+            for s in self.watch.sources
+            if s.url is None and (s.password_env or s.password_file)
+        ]
+        problems += [
+            f"watch.sources[{s.name}]: set one of password_env and password_file, not both"
+            for s in self.watch.sources
+            if s.password_env and s.password_file
+        ]
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -69,6 +69,16 @@ DISK_PRESSURE_UNRELIEVED = Counter(
     "Retention passes that left a volume below min_free: only evidence (alerted files) was left to delete",
     ["volume"],
 )
+# -- the recorder (recorder/): one label value per stream source -----------------------------------------
+STREAM_UP = Gauge("vigil_stream_up", "1 while a stream source is being recorded, else 0", ["source"])
+STREAM_RECONNECTS = Counter(
+    "vigil_stream_reconnects", "Connection attempts after a failure or a lost stream", ["source"]
+)
+STREAM_SEGMENTS = Counter(
+    "vigil_stream_segments", "Segments completed and renamed into the source's folder", ["source"]
+)
+STREAM_BYTES = Counter("vigil_stream_bytes", "Bytes of completed segments", ["source"])
+STREAM_LAG = Gauge("vigil_stream_lag_seconds", "Seconds since the stream's last packet arrived", ["source"])
 # -- workers: analysis -----------------------------------------------------------------------------------
 ANALYSIS_OUTCOMES = Counter(
     "vigil_analysis_outcomes",

@@ -330,3 +330,18 @@ class Feedback(TimestampMixin, Base):
     verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
     note: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="web")  # web | cli
+
+
+class StreamOutage(Base):
+    """A time a stream source was not recorded: the camera unreachable or refusing, the stream ended or
+    broke, no keyframe came, or the disk was below min_free. Open (`ended_at` NULL) while it lasts."""
+
+    __tablename__ = "stream_outages"
+    __table_args__ = (Index("ix_stream_outages_source_id_started_at", "source_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)  # connection attempts that failed during it

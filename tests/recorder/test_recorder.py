@@ -1,0 +1,240 @@
+"""The recorder against a real RTSP server (GStreamer, x264enc): segments cut at keyframes, copied without
+re-encoding, registered by the real watcher with the stream's wall clock; the server killed and started
+again (one outage row, reconnects); a dead camera and a wrong password beside a good one; the disk guard;
+and credentials that never reach a log line or a row."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from recorder.service import RecorderService
+from tests.support.rtsp import RtspServer
+from tests.support.services import free_port
+from tests.support.watching import media_rows, wait_for
+from vigil.config.settings import Settings, SourceSettings
+from vigil.ops import metrics
+from vigil.store.schema import Media, StreamOutage
+from watcher.service import WatcherService
+
+PASSWORD = "s3cr:t@x/%"
+PASSWORD_ENV = "VIGIL_TEST_CAMERA_PASSWORD"
+
+
+@pytest.fixture
+def recorders(factory: sessionmaker[Session]) -> Iterator[Callable[[Settings], RecorderService]]:
+    started: list[RecorderService] = []
+
+    def start(settings: Settings) -> RecorderService:
+        service = RecorderService(settings, factory=factory)
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def stream(name: str, path: Path, url: str, **kwargs: object) -> SourceSettings:
+    fast = {"segment_s": 2.0, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "read_timeout_s": 3.0}
+    return SourceSettings(name=name, path=path, url=url, **(fast | kwargs))  # type: ignore[arg-type]
+
+
+def outages(factory: sessionmaker[Session]) -> list[StreamOutage]:
+    with factory() as session:
+        return list(session.scalars(select(StreamOutage).order_by(StreamOutage.id)))
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.mp4"))
+
+
+def everything_stored(factory: sessionmaker[Session]) -> str:
+    """Every value of every table, as text: what a `vigil sql` user could read."""
+    with factory() as session:
+        names = session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars().all()
+        return "\n".join(
+            str(row) for name in names for row in session.execute(text(f'SELECT * FROM "{name}"'))
+        )
+
+
+def test_segments_are_cut_at_keyframes_copied_and_registered_with_the_streams_wall_clock(
+    rtsp: Callable[..., RtspServer],
+    recorders,
+    start_watcher: Callable[..., WatcherService],
+    make_settings,
+    factory,
+    drop: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = rtsp(gop=10, user="cam", password=PASSWORD)  # 10 fps: a keyframe every second
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    gate = stream("gate", drop / "gate", server.url, username="cam", password_env=PASSWORD_ENV)
+    settings = make_settings(sources=[gate])
+    began = datetime.now(UTC)
+    with caplog.at_level(logging.DEBUG):
+        start_watcher(settings)
+        recorder = recorders(settings)
+        wait_for(lambda: len(media_rows(factory)) >= 3, timeout=30)
+        recorder.stop()
+    assert not list((drop / "gate").rglob("*.part")), "a segment was left under its temporary name"
+    files = segments(drop / "gate")
+    wait_for(lambda: len(media_rows(factory)) == len(files), timeout=10)
+    rows = sorted(media_rows(factory), key=lambda m: m.mtime)
+    for row, path in zip(rows, files, strict=True):
+        assert row.path == str(path) and (row.status, row.kind, row.width, row.height) == (
+            "queued",
+            "video",
+            320,
+            240,
+        )
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            frames = list(container.decode(video))
+            assert video.codec_context.name == "h264"  # copied, not re-encoded
+        assert frames[0].key_frame
+        start = row.mtime.timestamp() - (row.duration_s or 0)  # the media's recorded start
+        assert path.stem.startswith(time.strftime("%H-%M-%S", time.gmtime(start)))
+        assert began.timestamp() - 1 < start < time.time()
+    for row in rows[:-1]:  # whole segments: cut at the first keyframe at or after segment_s
+        assert row.duration_s == pytest.approx(2.0, abs=0.05) and row.frame_count == 20
+    for before, after in zip(rows, rows[1:], strict=False):  # back to back on the stream's clock
+        assert after.mtime.timestamp() - (after.duration_s or 0) == pytest.approx(
+            before.mtime.timestamp(), abs=0.2
+        )
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert PASSWORD not in logged and PASSWORD not in everything_stored(factory)
+    assert outages(factory) == []
+
+
+def test_server_killed_and_restarted_is_one_outage_and_a_dead_camera_stops_no_other(
+    rtsp: Callable[..., RtspServer],
+    recorders,
+    start_watcher: Callable[..., WatcherService],
+    make_settings,
+    factory,
+    drop: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = rtsp(gop=10)
+    dead_url = f"rtsp://127.0.0.1:{free_port()}/cam"  # nothing listens there
+    settings = make_settings(
+        sources=[stream("gate", drop / "gate", server.url), stream("shed", drop / "shed", dead_url)]
+    )
+    start_watcher(settings)
+    reconnects = metrics.STREAM_RECONNECTS.labels(source="gate")
+    before = reconnects._value.get()
+    recorder = recorders(settings)
+    wait_for(lambda: len(segments(drop / "gate")) >= 2, timeout=30)
+    killed = time.time()
+    server.kill()
+    time.sleep(2.5)
+    restarted = time.time()
+    server.start()
+    wait_for(lambda: any(s.stat().st_mtime > restarted + 1 for s in segments(drop / "gate")), timeout=30)
+
+    gate_outages = [o for o in outages(factory) if o.source_id == _source_id(factory, "gate")]
+    (outage,) = gate_outages
+    assert outage.started_at.timestamp() == pytest.approx(killed, abs=1.5)
+    assert outage.ended_at is not None and restarted < outage.ended_at.timestamp() < restarted + 10
+    assert "\n" not in outage.reason and outage.reason
+    assert reconnects._value.get() >= before + 1
+    (shed,) = [o for o in outages(factory) if o.source_id == _source_id(factory, "shed")]
+    assert shed.ended_at is None and shed.attempts >= 2
+    assert shed.reason.startswith(f"cannot open {dead_url}: ") and "refused" in shed.reason.lower()
+    # The segment cut short by the kill was finished under its final name and registered like the others.
+    recorder.stop()
+    wait_for(lambda: len(media_rows(factory)) >= len(segments(drop / "gate")), timeout=10)
+    assert not segments(drop / "shed") and not list((drop / "gate").rglob("*.part"))
+    cut_short = [
+        m for m in media_rows(factory) if m.mtime.timestamp() < restarted and (m.duration_s or 0) < 1.95
+    ]
+    assert len(cut_short) == 1 and cut_short[0].status == "queued"
+
+
+def _source_id(factory: sessionmaker[Session], name: str) -> int:
+    from vigil.store.schema import Source
+
+    with factory() as session:
+        return session.scalars(select(Source.id).where(Source.name == name)).one()
+
+
+def test_a_wrong_password_is_an_outage_that_never_shows_the_password(
+    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, drop: Path, tmp_path: Path, caplog
+) -> None:
+    server = rtsp(user="cam", password=PASSWORD)
+    secret = tmp_path / "gate.password"
+    secret.write_text("not-" + PASSWORD + "\n")
+    settings = make_settings(
+        sources=[stream("gate", drop / "gate", server.url, username="cam", password_file=secret)]
+    )
+    with caplog.at_level(logging.DEBUG):
+        recorders(settings)
+        (outage,) = wait_for(lambda: [o for o in outages(factory) if o.attempts >= 2], timeout=20)
+    assert outage.reason.startswith(f"cannot open rtsp://cam:***@127.0.0.1:{server.port}/cam: ")
+    assert "401" in outage.reason or "unauthorized" in outage.reason.lower()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "not-" + PASSWORD not in logged and "not-" + PASSWORD not in everything_stored(factory)
+    assert not segments(drop / "gate")
+
+
+def test_below_min_free_no_segment_is_started(
+    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, drop: Path
+) -> None:
+    server = rtsp()
+    settings = make_settings(sources=[stream("gate", drop / "gate", server.url, min_free="99.9%")])
+    recorders(settings)
+    (outage,) = wait_for(lambda: outages(factory), timeout=20)
+    assert outage.reason.startswith("disk: ") and "below min_free 99.9%" in outage.reason
+    time.sleep(2.5)  # more than a segment's time: still nothing written, the same outage
+    assert not list((drop / "gate").rglob("*")) and len(outages(factory)) == 1
+
+
+def test_vigil_recorder_records_until_sigterm_and_leaves_whole_segments(
+    rtsp: Callable[..., RtspServer], db_url: str, drop: Path, tmp_path: Path
+) -> None:
+    server = rtsp()
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[database]\nurl = "{db_url}"\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        "[metrics]\nenabled = false\n"
+        f'[[watch.sources]]\nname = "gate"\npath = "{drop / "gate"}"\nurl = "{server.url}"\nsegment_s = 2\n'
+    )
+    env = {**os.environ, "VIGIL_CONFIG": str(config)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "recorder"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: len(segments(drop / "gate")) >= 1, timeout=30)
+        time.sleep(1.0)  # mid-segment
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "recorder exited cleanly" in err
+    assert len(segments(drop / "gate")) >= 2 and not list((drop / "gate").rglob("*.part"))
+    for path in segments(drop / "gate"):
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].frames > 0
+    with Session(bind=_engine(db_url)) as session:
+        assert session.scalars(select(Media)).all() == []  # the recorder registers nothing: the watcher does
+
+
+def _engine(url: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+
+    return create_engine(url)
