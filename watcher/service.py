@@ -177,7 +177,7 @@ class WatcherService:
         confs = self.settings.watch.sources
         ids = apply_settings(self.factory, self.settings).sources
         self.sources = [
-            (WatchedSource(ids[c.name], SourceRules.of(c), tuple(c.targets) if c.targets else None), c)
+            (WatchedSource(ids[c.name], SourceRules.of(c), _targets(c), recorded=c.url is not None), c)
             for c in confs
         ]
 
@@ -308,6 +308,10 @@ class WatcherService:
                 log.exception("retention pass failed (next one in %.0fs)", interval)
             if self._stop.wait(interval):
                 return
+
+
+def _targets(conf: SourceSettings) -> tuple[str, ...] | None:
+    return tuple(conf.targets) if conf.targets else None
 
 
 def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -84,7 +84,7 @@ def test_segments_are_cut_at_keyframes_copied_and_registered_with_the_streams_wa
     server = rtsp(gop=10, user="cam", password=PASSWORD)  # 10 fps: a keyframe every second
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     gate = stream("gate", drop / "gate", server.url, username="cam", password_env=PASSWORD_ENV)
-    settings = make_settings(sources=[gate])
+    settings = make_settings(sources=[gate], settle_s=5.0)  # what uploads wait; whole segments do not
     began = datetime.now(UTC)
     with caplog.at_level(logging.DEBUG):
         start_watcher(settings)
@@ -110,6 +110,8 @@ def test_segments_are_cut_at_keyframes_copied_and_registered_with_the_streams_wa
         start = row.mtime.timestamp() - (row.duration_s or 0)  # the media's recorded start
         assert path.stem.startswith(time.strftime("%H-%M-%S", time.gmtime(start)))
         assert began.timestamp() - 1 < start < time.time()
+    # Registered within a second of the segment's end (its close), not after settle_s.
+    assert max((m.created_at - m.mtime).total_seconds() for m in rows) < 1.5
     for row in rows[:-1]:  # whole segments: cut at the first keyframe at or after segment_s
         assert row.duration_s == pytest.approx(2.0, abs=0.05) and row.frame_count == 20
     for before, after in zip(rows, rows[1:], strict=False):  # back to back on the stream's clock
@@ -119,6 +121,25 @@ def test_segments_are_cut_at_keyframes_copied_and_registered_with_the_streams_wa
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert PASSWORD not in logged and PASSWORD not in everything_stored(factory)
     assert outages(factory) == []
+
+
+def test_hevc_is_copied_too(
+    rtsp: Callable[..., RtspServer],
+    recorders,
+    start_watcher: Callable[..., WatcherService],
+    make_settings,
+    factory,
+    drop: Path,
+) -> None:
+    server = rtsp(codec="h265", gop=10)
+    settings = make_settings(sources=[stream("gate", drop / "gate", server.url)])
+    start_watcher(settings)
+    recorders(settings)
+    (row, *_) = wait_for(lambda: media_rows(factory), timeout=30)
+    assert (row.status, row.width, row.height) == ("queued", 320, 240)
+    with av.open(row.path) as container:
+        assert container.streams.video[0].codec_context.name == "hevc"
+        assert sum(1 for _ in container.decode(video=0)) == row.frame_count
 
 
 def test_server_killed_and_restarted_is_one_outage_and_a_dead_camera_stops_no_other(
