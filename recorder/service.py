@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import datetime
 from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from recorder.stream import Opener, StreamRecorder
-from vigil.config.settings import Settings
+from recorder.stream import Notify, Opener, StreamRecorder
+from vigil.alerts.notices import send_notice, stream_offline_notice
+from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
 from vigil.media.outages import close_left_open
 from vigil.ops import metrics
@@ -38,6 +40,7 @@ class RecorderService:
                 min_free=self.settings.retention_of(conf)[2],
                 factory=self.factory,
                 stop=self._stop,
+                notify=self._notifier(conf),
                 **extra,
             )
             thread = threading.Thread(target=recorder.run, name=f"recorder-{conf.name}", daemon=True)
@@ -45,6 +48,16 @@ class RecorderService:
             self.recorders.append(recorder)
             self._threads.append(thread)
         log.info("recorder started: %d stream(s)", len(streams))
+
+    def _notifier(self, conf: SourceSettings) -> Notify | None:
+        if not conf.offline_channels:
+            return None
+
+        def notify(began: datetime, reason: str) -> None:
+            note = stream_offline_notice(conf.name, started_at=began, reason=reason)
+            send_notice(self.settings, note, conf.offline_channels)
+
+        return notify
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop every stream: each finishes (and renames) the segment it was writing."""

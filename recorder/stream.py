@@ -39,6 +39,7 @@ from vigil.terminal import safe
 log = logging.getLogger(__name__)
 
 Opener = Callable[..., Any]  # av.open's signature
+Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
 
 
 class StreamFailure(Exception):
@@ -108,9 +109,11 @@ class StreamRecorder:
         factory: Any,
         stop: threading.Event,
         opener: Opener = av.open,
+        notify: Notify | None = None,
     ) -> None:
         self.conf, self.source_id, self.min_free = conf, source_id, min_free
-        self.factory, self.stop, self.opener = factory, stop, opener
+        self.factory, self.stop, self.opener, self.notify = factory, stop, opener, notify
+        self.outage_began: tuple[datetime, str, bool] | None = None  # start, reason, notified
         self.folder = conf.path.expanduser().absolute()
         self.name = conf.name
         self.outage: int | None = None
@@ -143,12 +146,21 @@ class StreamRecorder:
                 failures, low=self.conf.reconnect_min_s, high=self.conf.reconnect_max_s, rng=self.rng
             )
             log.warning("stream %s: %s; reconnecting in %.1fs", self.name, reason, wait)
-            if self.stop.wait(wait):
+            if self._wait(wait):
                 break
             metrics.STREAM_RECONNECTS.labels(source=self.name).inc()
         if self.outage is not None:
             close_outage(self.factory, self.outage, ended_at=datetime.now(UTC))
         log.info("stream %s: recorder stopped", self.name)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep out a back-off (True: stopped), telling the channels on time if the outage gets long."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, 1.0)):
+                return True
+            self._tell_if_long()
+        return False
 
     def record_once(self) -> bool:
         """One connection: record until the stream fails or ends. True when a segment was started."""
@@ -225,7 +237,7 @@ class StreamRecorder:
         if self.outage is not None:
             close_outage(self.factory, self.outage, ended_at=datetime.fromtimestamp(now, UTC))
             log.info("stream %s: recording again", self.name)
-            self.outage = None
+            self.outage, self.outage_began = None, None
         metrics.STREAM_UP.labels(source=self.name).set(1)
         return segment
 
@@ -262,10 +274,27 @@ class StreamRecorder:
         if self.outage is not None:
             if attempt:
                 count_attempt(self.factory, self.outage)
+            self._tell_if_long()
             return
         began = datetime.fromtimestamp(self.last_packet or time.time(), UTC)
         self.outage = open_outage(self.factory, self.source_id, started_at=began, reason=reason)
+        self.outage_began = (began, reason, False)
         log.error("stream %s: outage %d began: %s", self.name, self.outage, reason)
+        self._tell_if_long()
+
+    def _tell_if_long(self) -> None:
+        """Once per outage, when it has lasted `offline_alert_s`: tell the source's offline channels."""
+        limit = self.conf.offline_alert_s
+        if self.outage_began is None or limit is None or self.notify is None:
+            return
+        began, reason, told = self.outage_began
+        if told or (datetime.now(UTC) - began).total_seconds() < limit:
+            return
+        self.outage_began = (began, reason, True)
+        try:
+            self.notify(began, reason)
+        except Exception:  # a channel's problem never stops the recording
+            log.exception("stream %s: offline notice not sent", self.name)
 
 
 def _existing(path: Path) -> Path:

@@ -21,10 +21,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from recorder.service import RecorderService
+from tests.support.alerting import receiving
 from tests.support.rtsp import RtspServer
 from tests.support.services import free_port
 from tests.support.watching import media_rows, wait_for
-from vigil.config.settings import Settings, SourceSettings
+from vigil.config.settings import AlertSettings, ChannelSettings, Settings, SourceSettings
 from vigil.ops import metrics
 from vigil.store.schema import Media, StreamOutage
 from watcher.service import WatcherService
@@ -185,6 +186,26 @@ def test_server_killed_and_restarted_is_one_outage_and_a_dead_camera_stops_no_ot
         m for m in media_rows(factory) if m.mtime.timestamp() < restarted and (m.duration_s or 0) < 1.95
     ]
     assert len(cut_short) == 1 and cut_short[0].status == "queued"
+
+
+def test_a_camera_offline_for_offline_alert_s_is_told_once_through_its_channel(
+    recorders, make_settings, factory, drop: Path
+) -> None:
+    dead_url = f"rtsp://127.0.0.1:{free_port()}/cam"
+    with receiving() as hook:
+        settings = make_settings(sources=[stream("shed", drop / "shed", dead_url)])
+        settings.alerts = AlertSettings(channels=[ChannelSettings(name="ops", kind="webhook", url=hook.url)])
+        settings.watch.sources[0].offline_alert_s = 1.5
+        settings.watch.sources[0].offline_channels = ["ops"]
+        recorders(settings)
+        wait_for(lambda: hook.requests, timeout=20)
+        time.sleep(3.0)  # more failed attempts, more time: still the one notice
+        (request,) = hook.requests
+    body = request.json()
+    (outage,) = outages(factory)
+    assert (body["event"], body["source"], body["reason"]) == ("stream_offline", "shed", outage.reason)
+    assert body["since"] == outage.started_at.isoformat() and outage.attempts >= 3
+    assert body["alert"]["message"].startswith("camera shed offline for ")
 
 
 def _source_id(factory: sessionmaker[Session], name: str) -> int:

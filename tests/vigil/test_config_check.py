@@ -83,7 +83,17 @@ BAD = [
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://u:pw@cam/s"', "holds a password: put it in pass"),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "ftp://cam/s"', "watch.sources.0.url: must be an rtsp"),
-    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_env and password_file are"),
+    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_*, offline_* are for a"),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 60',
+        "offline_alert_s and",
+    ),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 9\noffline_channels = ["pager"]',
+        "watch.sources[cam1].offline_channels: no channel named pager",
+    ),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://cam/s"\nsegment_s = 1', "segment_s: Input"),
     ('path = "{folder}"', 'path = "{folder}"\nmin_free = "10 parsecs"', "watch.sources.0.min_free: '10 p"),
     ('path = "{folder}"', 'path = "{folder}"\nmin_free = "100%"', "a percentage of the volume is between"),

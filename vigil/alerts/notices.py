@@ -1,12 +1,15 @@
 """Notices about Vigil itself, sent straight to channels (no rule, no alert row): a volume that retention
-could not bring back above `min_free` (`retention.alert_channels`). Sent once per episode by the watcher;
-a channel that fails is logged, never retried: the error line and the metric stay the record."""
+could not bring back above `min_free` (`retention.alert_channels`, sent by the watcher), a camera offline
+for `offline_alert_s` (a stream source's `offline_channels`, sent by the recorder). Once per episode; a
+channel that fails is logged, never retried: the error line, the metric and the outage row stay the record.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import socket
+from datetime import datetime
 
 from vigil.alerts.channels import Notification, build_sender, channel_configs
 from vigil.config.settings import Settings
@@ -43,6 +46,33 @@ def disk_pressure_notice(pressure: Pressure, *, host: str | None = None) -> Noti
         subject=f"[vigil critical] {text}",
         text=text,
         severity="critical",
+        thumbnail=None,
+    )
+
+
+def stream_offline_notice(
+    source: str, *, started_at: datetime, reason: str, host: str | None = None
+) -> Notification:
+    host = host or socket.gethostname()
+    minutes = (utcnow() - started_at).total_seconds() / 60
+    text = f"camera {source} offline for {minutes:.1f} min (since {started_at:%Y-%m-%d %H:%M:%S}Z): {reason}"
+    key = hashlib.sha256(f"stream-offline|{host}|{source}|{started_at.isoformat()}".encode()).hexdigest()
+    payload = {
+        "event": "stream_offline",
+        "host": host,
+        "source": source,
+        "since": started_at.isoformat(),
+        "reason": reason,
+        "media": {"source": source},
+        "target": {"name": "offline"},
+        "alert": {"rule": "stream", "message": text},
+    }
+    return Notification(
+        idempotency_key=key[:32],
+        payload=payload,
+        subject=f"[vigil warning] {text}",
+        text=text,
+        severity="warning",
         thumbnail=None,
     )
 

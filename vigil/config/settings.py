@@ -48,7 +48,7 @@ from vigil.config.services import (
     default_data_dir,
     is_loopback,
 )
-from vigil.config.streams import StreamFields
+from vigil.config.streams import StreamFields, stream_problems
 from vigil.errors import ConfigError
 from vigil.formats.types import MEDIA_EXTENSIONS
 
@@ -266,18 +266,9 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _stream_credentials(self) -> Settings:
-        problems = [
-            f"watch.sources[{s.name}]: password_env and password_file are for a url: set url, or remove them"
-            for s in self.watch.sources
-            if s.url is None and (s.password_env or s.password_file)
-        ]
-        problems += [
-            f"watch.sources[{s.name}]: set one of password_env and password_file, not both"
-            for s in self.watch.sources
-            if s.password_env and s.password_file
-        ]
-        if problems:
+    def _streams(self) -> Settings:
+        channels = {c.name for c in self.alerts.channels} | {checks.BUILTIN_CHANNEL}
+        if problems := stream_problems(self.watch.sources, channels=channels):
             raise ValueError("\n".join(problems))
         return self
 

@@ -7,13 +7,14 @@ environment variable (`password_env`) or a file (`password_file`), read when con
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from vigil.config.base import Seconds, Section
+from vigil.config.base import Name, Seconds, Section
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
@@ -47,5 +48,24 @@ class StreamFields(Section):
     reconnect_max_s: Seconds = 30.0
     # A connection whose packets stop for this long (or that sends no keyframe for 3x this) is dropped.
     read_timeout_s: Seconds = 10.0
+    # Tell these channels (alerts.channels, or "log") once an outage has lasted offline_alert_s: once each.
+    offline_alert_s: Seconds | None = None
+    offline_channels: list[Name] = Field(default_factory=list)
 
     _url = field_validator("url")(classmethod(lambda cls, v: check_stream_url(v)))
+
+
+def stream_problems(sources: Iterable[StreamFields], *, channels: set[str]) -> list[str]:
+    """What a stream source's settings get wrong across keys, as "key: reason" lines."""
+    problems = []
+    for s in sources:
+        where = f"watch.sources[{getattr(s, 'name', '?')}]"
+        if s.url is None and (s.password_env or s.password_file or s.offline_alert_s or s.offline_channels):
+            problems.append(f"{where}: password_*, offline_* are for a stream: set url, or remove them")
+        if s.password_env and s.password_file:
+            problems.append(f"{where}: set one of password_env and password_file, not both")
+        if unknown := sorted(set(s.offline_channels) - channels):
+            problems.append(f"{where}.offline_channels: no channel named {', '.join(unknown)} in settings")
+        if bool(s.offline_alert_s) != bool(s.offline_channels):
+            problems.append(f"{where}: offline_alert_s and offline_channels go together")
+    return problems
