@@ -188,6 +188,30 @@ def test_server_killed_and_restarted_is_one_outage_and_a_dead_camera_stops_no_ot
     assert len(cut_short) == 1 and cut_short[0].status == "queued"
 
 
+def test_a_hung_camera_is_dropped_after_read_timeout_s_and_recorded_again_when_it_answers(
+    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, drop: Path
+) -> None:
+    server = rtsp(gop=10)
+    settings = make_settings(sources=[stream("gate", drop / "gate", server.url, read_timeout_s=2.0)])
+    recorder = recorders(settings)
+    wait_for(lambda: len(segments(drop / "gate")) >= 1, timeout=30)
+    server.pause()
+    paused = time.time()
+    try:
+        (outage,) = wait_for(lambda: outages(factory), timeout=20)
+        # Its last packet: the demuxer may hand over what it held back when it gives up, up to then.
+        assert paused - 0.5 < outage.started_at.timestamp() < paused + 2.0 + 0.5
+        noticed = time.time() - paused
+    finally:
+        server.resume()
+    resumed = time.time()
+    wait_for(lambda: outages(factory)[0].ended_at is not None, timeout=30)
+    wait_for(lambda: any(s.stat().st_mtime > resumed for s in segments(drop / "gate")), timeout=30)
+    recorder.stop()
+    assert 2.0 <= noticed < 8.0, noticed  # read_timeout_s, not for ever
+    assert "\n" not in outages(factory)[0].reason
+
+
 def test_a_camera_offline_for_offline_alert_s_is_told_once_through_its_channel(
     recorders, make_settings, factory, drop: Path
 ) -> None:

@@ -3,6 +3,7 @@ through tests/support/rtsp_server.py under the system Python, which has `gi`).""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -56,6 +57,15 @@ class RtspServer:
             if self.process.stdout is not None:
                 self.process.stdout.close()
             self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the camera hangs with its connections open; no packet, no close."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def restart(self, *, after_s: float) -> None:
         self.kill()
