@@ -239,3 +239,9 @@ def test_min_free_is_bytes_or_a_share_of_the_volume() -> None:
     assert min_free_bytes("5GB", 10**12) == 5 * 10**9
     assert min_free_bytes("1000000", 10**12) == 10**6
     assert min_free_bytes("12.5%", 8000) == 1000
+
+
+def test_a_stream_sources_missing_folder_is_no_warning(workdir: Path) -> None:
+    stream = 'path = "/srv/not-yet/gate"\nurl = "rtsp://cam:554/s"'
+    result = check(workdir, GOOD.replace('path = "{folder}"', stream))
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
