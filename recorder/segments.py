@@ -91,3 +91,23 @@ class Segment:
         with contextlib.suppress(Exception):
             self._out.close()
         self.temp.unlink(missing_ok=True)
+
+
+START_CODE = b"\x00\x00\x01"
+SPS_TYPE = {"h264": lambda header: header & 0x1F == 7, "hevc": lambda header: (header >> 1) & 0x3F == 33}
+
+
+def sequence_parameters(data: bytes, codec: str) -> bytes | None:
+    """The sequence parameter set (SPS) carried in a packet in Annex B form (as FFmpeg's RTP depacketisers
+    hand H.264 and HEVC over), or None. A different one means a new resolution or profile: the segment's
+    MP4 header, taken from the stream's description, would no longer describe its pictures."""
+    is_sps = SPS_TYPE.get(codec)
+    if is_sps is None:
+        return None
+    at = data.find(START_CODE)
+    while at >= 0 and at + 3 < len(data):
+        end = data.find(START_CODE, at + 3)
+        if is_sps(data[at + 3]):
+            return data[at + 3 : end if end >= 0 else len(data)].rstrip(b"\x00")
+        at = end
+    return None

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 
-from recorder.segments import Segment
+from recorder.segments import Segment, sequence_parameters
 from vigil.config.retention import min_free_bytes
 from vigil.config.settings import SourceSettings
 from vigil.media.outages import close_outage, count_attempt, open_outage
@@ -120,6 +120,7 @@ class StreamRecorder:
         self.last_packet = 0.0
         self.last_size = 0
         self.base: float | None = None  # wall-clock time of the stream's time 0 (`_observe`)
+        self.sps: bytes | None = None  # the connection's sequence parameters (`_check_parameters`)
         self.video: Any = None
         self.rng = random.Random()
         metrics.STREAM_UP.labels(source=self.name).set(0)
@@ -182,7 +183,7 @@ class StreamRecorder:
     def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
         connected, started = time.time(), False
         segment: Segment | None = None
-        self.base, self.video = None, video
+        self.base, self.video, self.sps = None, video, None
         try:
             for packet in container.demux(video):
                 if self.stop.is_set():
@@ -191,6 +192,8 @@ class StreamRecorder:
                     continue
                 now = self.last_packet = time.time()
                 self._observe(packet, video, now)
+                if packet.is_keyframe:
+                    self._check_parameters(packet, video, creds)
                 if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
                     self._finish(segment)
                     segment = None
@@ -223,6 +226,16 @@ class StreamRecorder:
     def _start_wall(self, segment: Segment, video: Any) -> float:
         assert self.base is not None
         return self.base + float(segment.first_dts * video.time_base)
+
+    def _check_parameters(self, packet: Any, video: Any, creds: Credentials) -> None:
+        """A new SPS in the stream (the camera changed resolution or profile) ends the connection: the
+        segment so far is finished, and the next connection describes the new stream."""
+        sps = sequence_parameters(bytes(packet), video.codec_context.name)
+        if sps is None:
+            return
+        if self.sps is not None and sps != self.sps:
+            raise StreamFailure(f"{creds.shown}: the stream changed (a new SPS: resolution or profile)")
+        self.sps = sps
 
     def _due(self, segment: Segment, packet: Any, video: Any) -> bool:
         return float((packet.dts - segment.first_dts) * video.time_base) >= self.conf.segment_s

@@ -143,6 +143,32 @@ def test_hevc_is_copied_too(
         assert sum(1 for _ in container.decode(video=0)) == row.frame_count
 
 
+def test_a_resolution_change_mid_stream_starts_a_new_segment_in_the_new_size(
+    rtsp: Callable[..., RtspServer],
+    recorders,
+    start_watcher: Callable[..., WatcherService],
+    make_settings,
+    factory,
+    drop: Path,
+) -> None:
+    server = rtsp(gop=10, resize_after=4)  # 320x240, then 640x480 (a new SPS in the stream)
+    settings = make_settings(sources=[stream("gate", drop / "gate", server.url)])
+    start_watcher(settings)
+    recorder = recorders(settings)
+    wait_for(lambda: any(m.width == 640 for m in media_rows(factory)), timeout=40)
+    recorder.stop()
+    wait_for(lambda: len(media_rows(factory)) == len(segments(drop / "gate")), timeout=10)
+    sizes = [(m.width, m.height) for m in sorted(media_rows(factory), key=lambda m: m.mtime)]
+    assert sizes[0] == (320, 240) and sizes[-1] == (640, 480)
+    assert sizes == sorted(sizes), sizes  # one change: the small segments, then the big ones
+    for path in segments(drop / "gate"):  # each segment's pictures are the size its header says
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            assert {(f.width, f.height) for f in container.decode(video)} == {(video.width, video.height)}
+    (outage,) = outages(factory)
+    assert "the stream changed" in outage.reason and outage.ended_at is not None
+
+
 def test_server_killed_and_restarted_is_one_outage_and_a_dead_camera_stops_no_other(
     rtsp: Callable[..., RtspServer],
     recorders,

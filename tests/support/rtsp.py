@@ -30,15 +30,25 @@ def require_gstreamer() -> None:
 class RtspServer:
     """Serves a live 320x240 test picture at 10 fps, a keyframe every `gop` frames, at `url`."""
 
-    def __init__(self, log: Path, *, codec: str = "h264", gop: int = 10, user: str = "", password: str = ""):
+    def __init__(
+        self,
+        log: Path,
+        *,
+        codec: str = "h264",
+        gop: int = 10,
+        user: str = "",
+        password: str = "",
+        resize_after: int = 0,
+    ):
         self.port = free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/cam"
         self.log, self.codec, self.gop, self.user, self.password = log, codec, gop, user, password
+        self.resize_after = resize_after
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         argv = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--codec", self.codec]
-        argv += ["--gop", str(self.gop)]
+        argv += ["--gop", str(self.gop), "--resize-after", str(self.resize_after)]
         if self.user:
             argv += ["--user", self.user, "--password", self.password]
         with self.log.open("a") as log:

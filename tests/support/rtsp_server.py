@@ -34,14 +34,16 @@ def main() -> int:
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--gop", type=int, default=10, help="frames between keyframes")
+    parser.add_argument("--resize-after", type=int, default=0, help="seconds, then twice the size")
     parser.add_argument("--user")
     parser.add_argument("--password")
     args = parser.parse_args()
     Gst.init(None)
     width, height = args.size.split("x")
     launch = (
-        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},"
-        f"framerate={args.fps}/1 ! {ENCODERS[args.codec].format(gop=args.gop)} )"
+        f"( videotestsrc is-live=true pattern=ball ! videoscale ! capsfilter name=size "
+        f"caps=video/x-raw,width={width},height={height},framerate={args.fps}/1 "
+        f"! {ENCODERS[args.codec].format(gop=args.gop)} )"
     )
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
@@ -59,6 +61,25 @@ def main() -> int:
         permissions.add_permission_for_role("viewer", "media.factory.access", True)
         permissions.add_permission_for_role("viewer", "media.factory.construct", True)
         factory.set_permissions(permissions)
+    if args.resize_after:  # the camera's setting changes once, for good (a new client gets the new size)
+        bigger = Gst.Caps.from_string(
+            f"video/x-raw,width={int(width) * 2},height={int(height) * 2},framerate={args.fps}/1"
+        )
+        resized: list[bool] = []
+
+        def resize(size: Gst.Element) -> bool:
+            resized.append(True)
+            size.set_property("caps", bigger)
+            return False
+
+        def configure(_factory: object, media: GstRtspServer.RTSPMedia) -> None:
+            size = media.get_element().get_by_name("size")
+            if resized:
+                size.set_property("caps", bigger)
+            else:
+                GLib.timeout_add_seconds(args.resize_after, resize, size)
+
+        factory.connect("media-configure", configure)
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
