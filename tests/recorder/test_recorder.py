@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -236,6 +238,43 @@ def test_a_hung_camera_is_dropped_after_read_timeout_s_and_recorded_again_when_i
     recorder.stop()
     assert 2.0 <= noticed < 8.0, noticed  # read_timeout_s, not for ever
     assert "\n" not in outages(factory)[0].reason
+
+
+def test_garbage_instead_of_rtsp_is_a_one_line_outage_and_udp_transport_records(
+    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, drop: Path
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def babble() -> None:  # answers every connection with bytes that are no protocol at all
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(os.urandom(4096) + b"\r\n\r\n")
+
+    threading.Thread(target=babble, daemon=True).start()
+    server = rtsp(gop=10)
+    settings = make_settings(
+        sources=[
+            stream("noise", drop / "noise", f"rtsp://127.0.0.1:{port}/cam"),
+            stream("gate", drop / "gate", server.url, rtsp_transport="udp"),
+        ]
+    )
+    try:
+        recorder = recorders(settings)
+        wait_for(lambda: len(segments(drop / "gate")) >= 2, timeout=30)
+        (outage,) = wait_for(lambda: [o for o in outages(factory) if o.attempts >= 2], timeout=20)
+        recorder.stop()
+    finally:
+        listener.close()
+    assert outage.reason.startswith(f"cannot open rtsp://127.0.0.1:{port}/cam: ")
+    assert outage.reason.isprintable()  # one line, nothing of the garbage's control bytes
+    assert not segments(drop / "noise")
+    with av.open(str(segments(drop / "gate")[0])) as container:  # over UDP too: whole, decodable segments
+        assert sum(1 for _ in container.decode(video=0)) >= 20
 
 
 def test_a_camera_offline_for_offline_alert_s_is_told_once_through_its_channel(
