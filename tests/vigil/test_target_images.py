@@ -178,4 +178,5 @@ def test_config_check_names_the_bad_image(workdir: Path) -> None:
         '[[targets]]\nname = "van"\ndescription = "a van"\nimages = ["broken.jpg"]\n'
     )
     output = refused("config", "check")
-    assert "targets.0.images" in output and "broken.jpg: does not decode as an image" in output
+    assert "vigil.toml: targets[van].images: " in output
+    assert "broken.jpg: does not decode as an image" in output

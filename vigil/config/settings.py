@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,13 +33,10 @@ from pydantic_settings import (
 
 from vigil.config import checks as checks
 from vigil.config.alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
-from vigil.config.base import NAME_PATTERN, Name, Seconds, Section, error_message
-from vigil.config.retention import (
-    Days,
-    RetentionSettings,
-    check_evidence_kept_longer,
-    check_min_free,
-)
+from vigil.config.base import NAME_PATTERN, Name, Problem, Seconds, Section, error_message
+from vigil.config.diagnose import VALIDATING_INPUTS, Diagnosis, diagnose
+from vigil.config.inputs import read_inputs
+from vigil.config.retention import Days, RetentionSettings, check_evidence_kept_longer, check_min_free
 from vigil.config.services import (
     HomeAssistantSettings,
     LogSettings,
@@ -77,6 +75,7 @@ __all__ = [
     "WebSettings",
     "WorkSettings",
     "config_path",
+    "diagnose_settings",
     "default_data_dir",
     "format_validation_error",
     "is_loopback",
@@ -219,10 +218,27 @@ class Settings(BaseSettings):
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
 
     @model_validator(mode="after")
-    def _homeassistant_channel(self) -> Settings:
-        if self.homeassistant.enabled:
-            self.homeassistant_channel()  # raises ValueError with the reason
+    def _across_sections(self) -> Settings:
+        """References between sections; when the tree is built by `diagnose`, it makes these checks itself,
+        knowing also the names of the items it had to leave out."""
+        if not VALIDATING_INPUTS.get() and (problems := self.problems_across_sections()):
+            raise ValueError("\n".join(str(p) for p in problems))
         return self
+
+    def problems_across_sections(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
+        """Rules naming channels that do not exist, Home Assistant without its mqtt channel. `declared`:
+        the names the input declared by list, valid or not (not reported as missing again)."""
+        channels = {c.name for c in self.alerts.channels} | (declared or {}).get("alerts.channels", set())
+        problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
+        problems += self._stream_and_retention_problems(channels)
+        refused = (declared or {}).get("alerts.channels", set()) - {c.name for c in self.alerts.channels}
+        if self.homeassistant.enabled and self.homeassistant.channel not in refused:  # else reported as is
+            try:
+                self.homeassistant_channel()
+            except ValueError as exc:
+                key = "homeassistant.channel"
+                problems.append(Problem(key, str(exc).removeprefix(f"{key}: ")))
+        return problems
 
     def homeassistant_channel(self) -> ChannelSettings:
         """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
@@ -253,38 +269,6 @@ class Settings(BaseSettings):
     def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
         return checks.require_unique_names(targets, "target")
 
-    @model_validator(mode="after")
-    def _references(self) -> Settings:
-        channels = [c.name for c in self.alerts.channels]
-        problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
-        if unknown := sorted(set(self.retention.alert_channels) - {*channels, checks.BUILTIN_CHANNEL}):
-            problems.append(
-                f"retention.alert_channels: no channel named {', '.join(unknown)} in the settings"
-            )
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _streams(self) -> Settings:
-        channels = {c.name for c in self.alerts.channels} | {checks.BUILTIN_CHANNEL}
-        if problems := stream_problems(self.watch.sources, channels=channels):
-            raise ValueError("\n".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _retention_per_source(self) -> Settings:
-        problems = []
-        for source in self.watch.sources:
-            keep, alerted = self.retention_of(source)[:2]
-            try:
-                check_evidence_kept_longer(keep, alerted)
-            except ValueError as exc:
-                problems.append(f"watch.sources[{source.name}]: {exc}")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
     def retention_of(self, source: SourceSettings) -> tuple[float | None, float | None, str | None]:
         """A source's (keep_days, keep_alerted_days, min_free): its own, else `[retention]`'s."""
         default = self.retention
@@ -293,6 +277,20 @@ class Settings(BaseSettings):
             source.keep_alerted_days if source.keep_alerted_days is not None else default.keep_alerted_days,
             source.min_free if source.min_free is not None else default.min_free,
         )
+
+    def _stream_and_retention_problems(self, channels: set[str]) -> list[Problem]:
+        """Stream sources' keys that go together, the channels they and retention name, and evidence kept
+        at least as long as plain files, for each source."""
+        channels = channels | {checks.BUILTIN_CHANNEL}
+        problems = stream_problems(self.watch.sources, channels=channels)
+        if unknown := sorted(set(self.retention.alert_channels) - channels):
+            problems.append(Problem("retention.alert_channels", f"no channel named {', '.join(unknown)}"))
+        for source in self.watch.sources:
+            try:
+                check_evidence_kept_longer(*self.retention_of(source)[:2])
+            except ValueError as exc:
+                problems.append(Problem(f"watch.sources[{source.name}]", str(exc)))
+        return problems
 
     @model_validator(mode="after")
     def _embedded_files_in_data_dir(self) -> Settings:
@@ -304,9 +302,10 @@ class Settings(BaseSettings):
             self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
         return self
 
-    def warnings(self) -> list[str]:
+    def warnings(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
         """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
-        rules = checks.source_warnings(sources=[s.name for s in self.watch.sources], rules=self.alerts.rules)
+        sources = {s.name for s in self.watch.sources} | (declared or {}).get("watch.sources", set())
+        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules)
         return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
@@ -318,6 +317,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if VALIDATING_INPUTS.get():  # `diagnose` read the sources itself (read_inputs)
+            return (init_settings,)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
@@ -336,26 +337,31 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Build the settings tree, raising ConfigError with one line per problem and its key."""
+    """Build the settings tree, raising ConfigError with one line per problem: where, key, what."""
+    diagnosis = diagnose_settings(config, **overrides)
+    diagnosis.raise_errors()
+    settings: Settings = diagnosis.remainder
+    return settings
+
+
+def diagnose_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Diagnosis:
+    """Every error and warning of the settings in one pass (`vigil config check`); without errors, its
+    `remainder` is the settings."""
     path = config_path(config)
     if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    checks.raise_environment_problems(Settings.model_fields)
-    cls: type[Settings] = Settings
-    if path is not None:
-        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
-        cls = type("Settings", (Settings,), {"model_config": config_dict})
+    inputs, read_errors = read_inputs(Settings, path, overrides)
     token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
     try:
-        settings = cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path)) from exc
-    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
-        raise ConfigError(f"{path}: {exc}") from exc
+        diagnosis = diagnose(Settings, inputs, read_errors=read_errors)
     finally:
         CONFIG_DIR.reset(token)
-    settings._config_file = path.resolve() if path is not None else None
-    return settings
+    settings = diagnosis.remainder
+    if settings is not None:
+        settings._config_file = path.resolve() if path is not None else None
+        diagnosis.add_errors(settings.problems_across_sections(diagnosis.declared))
+        diagnosis.add_warnings(settings.warnings(diagnosis.declared))
+    return diagnosis
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from vigil.config.base import Name, Seconds, Section
+from vigil.config.base import Name, Problem, Seconds, Section
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
@@ -55,17 +55,17 @@ class StreamFields(Section):
     _url = field_validator("url")(classmethod(lambda cls, v: check_stream_url(v)))
 
 
-def stream_problems(sources: Iterable[StreamFields], *, channels: set[str]) -> list[str]:
-    """What a stream source's settings get wrong across keys, as "key: reason" lines."""
+def stream_problems(sources: Iterable[StreamFields], *, channels: set[str]) -> list[Problem]:
+    """What a stream source's settings get wrong across keys."""
     problems = []
     for s in sources:
         where = f"watch.sources[{getattr(s, 'name', '?')}]"
         if s.url is None and (s.password_env or s.password_file or s.offline_alert_s or s.offline_channels):
-            problems.append(f"{where}: password_*, offline_* are for a stream: set url, or remove them")
+            problems.append(Problem(where, "password_*, offline_* are for a stream: set url, or remove them"))
         if s.password_env and s.password_file:
-            problems.append(f"{where}: set one of password_env and password_file, not both")
+            problems.append(Problem(where, "set one of password_env and password_file, not both"))
         if unknown := sorted(set(s.offline_channels) - channels):
-            problems.append(f"{where}.offline_channels: no channel named {', '.join(unknown)} in settings")
+            problems.append(Problem(f"{where}.offline_channels", f"no channel named {', '.join(unknown)}"))
         if bool(s.offline_alert_s) != bool(s.offline_channels):
-            problems.append(f"{where}: offline_alert_s and offline_channels go together")
+            problems.append(Problem(where, "offline_alert_s and offline_channels go together"))
     return problems

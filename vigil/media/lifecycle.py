@@ -66,18 +66,23 @@ def set_registered(
     *,
     skip_duplicates: bool,
 ) -> None:
-    """A new row's state: `queued`, `failed` (why it can never be analysed) or `skipped` (a duplicate)."""
-    apply_probe(media, info, problem)
+    """A new row's state: `queued`, `failed` (why it can never be analysed) or `skipped` (a duplicate).
+
+    One clock reading is its registration time and, when it ends here, its finish: the insert's own
+    default came later, so a failed row read as finished before it was registered."""
+    now = utcnow()
+    media.created_at = now
+    apply_probe(media, info, problem, now=now)
     if media.status == MediaStatus.QUEUED and skip_duplicates:
-        skip_if_duplicate(session, media)
+        skip_if_duplicate(session, media, now=now)
 
 
-def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None) -> None:
+def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None, *, now: datetime) -> None:
     """`queued` with the probe's geometry, or `failed` with the reason the file can never be analysed."""
     if problem is not None or info is None:
         media.status = MediaStatus.FAILED
         media.error = problem.reason if problem is not None else "not probed"
-        media.finished_at = utcnow()
+        media.finished_at = now
         return
     media.status = MediaStatus.QUEUED
     media.kind = info.kind
@@ -85,7 +90,7 @@ def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None
     media.fps, media.frame_count, media.duration_s = info.fps, info.frame_count, info.duration_s
 
 
-def skip_if_duplicate(session: Session, media: Media) -> None:
+def skip_if_duplicate(session: Session, media: Media, *, now: datetime) -> None:
     """A queued new row whose content an earlier (not failed) row already has is `skipped`, pointing at it."""
     original = session.scalar(
         select(Media)
@@ -100,7 +105,7 @@ def skip_if_duplicate(session: Session, media: Media) -> None:
         media.status = MediaStatus.SKIPPED
         media.duplicate_of_id = original.id
         media.error = f"same content as media {original.id}"
-        media.finished_at = utcnow()
+        media.finished_at = now
 
 
 # --- claim and lease ---------------------------------------------------------------------------------------

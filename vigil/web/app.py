@@ -22,6 +22,7 @@ from vigil.config.settings import Settings
 from vigil.errors import ConfigError
 from vigil.feedback.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
 from vigil.feedback.verdicts import apply_threshold, labels_from_feedback, record_verdict, settings_line
+from vigil.formats.types import window_span
 from vigil.store.db import write_session
 from vigil.web import files, queries
 from vigil.web.security import CSRF_FIELD, BasicAuth, csrf_ok, csrf_token, set_csrf_cookie
@@ -38,6 +39,7 @@ def heat(p: float) -> str:
 
 
 TEMPLATES.env.filters["heat"] = heat
+TEMPLATES.env.globals["span"] = window_span
 TEMPLATES.env.filters["iso"] = lambda t: t.astimezone(UTC).isoformat(timespec="seconds")
 
 

@@ -24,6 +24,7 @@ from vigil.media.lifecycle import (
 )
 from vigil.ops import metrics
 from vigil.ops.contracts import AnalyzePayload, Recognition, Recognizer
+from vigil.terminal import plural
 from workers.analysis.runtime import WorkerRuntime
 from workers.analysis.storing import store_results
 from workers.analysis.version import FileRead, VersionChanged, check_after, check_before
@@ -113,11 +114,11 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
     _finalize(runtime, taken.media_id)
     metrics.record_analysis(runtime.factory, analysis_id, taken.targets, recognition, began=began)
     log.info(
-        "media %d done: %s, analysis %d, %d windows, %.0f ms",
+        "media %d done: %s, analysis %d, %s, %.0f ms",
         taken.media_id,
         taken.path,
         analysis_id,
-        recognition.windows,
+        plural(recognition.windows, "window"),
         (time.perf_counter() - began) * 1000,
     )
     return AnalysisOutcome("done", analysis_id=analysis_id)
