@@ -5,8 +5,9 @@ switch do not reconnect in step).
 
 A stream that is refused, unreachable, ends, stops sending for `read_timeout_s`, has no video, or sends no
 keyframe for 3 x `read_timeout_s` is one outage with a one-line reason; the thread keeps trying, and the
-other streams never notice. The disk guard: a segment is started only while the volume keeps `min_free`
-(retention's setting) plus the last segment's size free; a segment already started is always finished.
+other streams never notice. The disk guard: a segment is started only while the volume has half of
+`min_free` (retention's setting, which prunes from `min_free` down) plus two segments free; a segment
+already started is always finished.
 
 Credentials: the password is read (from `password_env` or `password_file`) when connecting and put in the
 URL handed to FFmpeg only; every message that leaves this module goes through `Credentials.redact`.
@@ -270,16 +271,18 @@ class StreamRecorder:
         log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
 
     def _short_of_space(self) -> str | None:
-        if self.min_free is None:
-            return None
+        """Why no segment may start now, or None. The floor is half of `min_free` plus two segments: below
+        `min_free` retention prunes unalerted files (the recorder goes on meanwhile); the recorder stops
+        only where retention could not keep up or may not delete (evidence), before the disk is full."""
         try:
             usage = shutil.disk_usage(_existing(self.folder))
         except OSError as exc:
             return f"cannot read free space of {self.folder}: {exc.strerror or exc}"
-        needed = min_free_bytes(self.min_free, usage.total) + self.last_size
-        if usage.free >= needed:
+        wanted = min_free_bytes(self.min_free, usage.total) if self.min_free is not None else 0
+        floor = wanted // 2 + 2 * self.last_size
+        if usage.free >= floor:
             return None
-        return f"disk: {usage.free} bytes free, below min_free {self.min_free} + one segment: not recording"
+        return f"disk: {usage.free} bytes free, below {floor} (half of min_free {self.min_free} + 2 segments)"
 
     def _outage(self, reason: str, *, attempt: bool = True) -> None:
         """Open an outage with `reason`, or count one more failed attempt in the open one."""

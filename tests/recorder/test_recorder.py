@@ -26,6 +26,7 @@ from recorder.service import RecorderService
 from tests.support.alerting import receiving
 from tests.support.rtsp import RtspServer
 from tests.support.services import free_port
+from tests.support.volumes import tmpfs
 from tests.support.watching import media_rows, wait_for
 from vigil.config.settings import AlertSettings, ChannelSettings, Settings, SourceSettings
 from vigil.ops import metrics
@@ -34,6 +35,7 @@ from watcher.service import WatcherService
 
 PASSWORD = "s3cr:t@x/%"
 PASSWORD_ENV = "VIGIL_TEST_CAMERA_PASSWORD"
+MiB = 2**20
 
 
 @pytest.fixture
@@ -323,16 +325,26 @@ def test_a_wrong_password_is_an_outage_that_never_shows_the_password(
     assert not segments(drop / "gate")
 
 
-def test_below_min_free_no_segment_is_started(
-    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, drop: Path
+def test_short_of_space_no_segment_starts_until_space_comes_back(
+    rtsp: Callable[..., RtspServer], recorders, make_settings, factory, tmp_path: Path
 ) -> None:
     server = rtsp()
-    settings = make_settings(sources=[stream("gate", drop / "gate", server.url, min_free="99.9%")])
-    recorders(settings)
-    (outage,) = wait_for(lambda: outages(factory), timeout=20)
-    assert outage.reason.startswith("disk: ") and "below min_free 99.9%" in outage.reason
-    time.sleep(2.5)  # more than a segment's time: still nothing written, the same outage
-    assert not list((drop / "gate").rglob("*")) and len(outages(factory)) == 1
+    with tmpfs(tmp_path / "volume", size="4m") as volume:
+        junk = volume / "someone-elses.bin"  # nobody's media: retention may not free it
+        junk.write_bytes(b"\0" * (3 * MiB + MiB // 2))
+        cams = volume / "gate"
+        # min_free 50% = 2 MiB: the recorder's floor is half of it, 1 MiB; about 0.5 MiB is free.
+        settings = make_settings(sources=[stream("gate", cams, server.url, min_free="50%")])
+        recorders(settings)
+        (outage,) = wait_for(lambda: outages(factory), timeout=20)
+        assert outage.reason.startswith("disk: ") and "half of min_free 50%" in outage.reason
+        time.sleep(2.5)  # more than a segment's time: nothing written, the same outage
+        assert not segments(cams) and len(outages(factory)) == 1
+        junk.write_bytes(b"\0" * (2 * MiB + MiB // 2))  # 1.5 MiB free: below min_free, above the floor
+        # Recording resumes there (retention, not the recorder, acts below min_free); the outage ends.
+        wait_for(lambda: len(segments(cams)) >= 2, timeout=20)
+        (outage,) = outages(factory)
+        assert outage.ended_at is not None
 
 
 def test_vigil_recorder_records_until_sigterm_and_leaves_whole_segments(

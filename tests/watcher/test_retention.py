@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.alerting import add_analysis
+from tests.support.volumes import tmpfs
 from tests.support.watching import media_rows, wait_for
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.config.settings import AlertSettings, RetentionSettings, RuleSettings, Settings, SourceSettings
@@ -184,17 +185,8 @@ def test_never_deletes_unfinished_changed_or_outside_files(
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A real 20 MiB filesystem (tmpfs with size=), unmounted at teardown."""
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "volume", size="20m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(folder: Path, clip: bytes, names: list[str], *, size: int) -> None:
