@@ -15,7 +15,7 @@ from vigil.alerts.notices import send_notice, stream_offline_notice
 from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
 from vigil.media.outages import close_left_open
-from vigil.ops import metrics
+from vigil.ops.metrics_server import start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class RecorderService:
                 signal.signal(sig, self._on_signal)
         self.start()
         if self.settings.metrics.enabled:
-            metrics.start_metrics_server(self.settings.metrics.recorder_port)
+            start_metrics_server(self.settings.metrics.recorder_port, setting="metrics.recorder_port")
         try:
             while not self._stop.wait(1.0):
                 pass

@@ -93,10 +93,18 @@ class DatabaseSettings(Section):
     readonly_url: str | None = None
     query_timeout_s: Seconds = 30.0
     busy_timeout_s: Seconds = 30.0
+    # PostgreSQL over a network: how long a connection attempt may take, and how long sent data may stay
+    # unacknowledged (TCP user timeout; keepalives probe idle connections within the same bound) before
+    # the connection is given up. Without them a partition holds a query for TCP's retransmission backoff
+    # (minutes): tests/faults/test_network_faults.py measured a worker silent for 107 s after 90 s.
+    connect_timeout_s: Seconds = 10.0
+    network_timeout_s: Seconds = 20.0
 
 
 class BrokerSettings(Section):
     url: str = "sqla+sqlite:///vigil-broker.db"
+    # Redis over a network: a read unanswered this long fails and the connection is made again.
+    network_timeout_s: Seconds = 20.0
     # Longer than the longest task: a message not acknowledged by then is delivered again.
     visibility_timeout_s: Seconds = 4 * 3600.0
     task_time_limit_s: Seconds = 3600.0
@@ -143,6 +151,9 @@ class WatchSettings(Section):
     sources: list[SourceSettings] = Field(default_factory=list)
     settle_s: Annotated[float, Field(ge=0)] = 2.0
     ready_deadline_s: Seconds = 600.0
+    # A file its writer has closed whose structure stays incomplete (a truncated upload) fails this long
+    # after its last change, with the structural reason; never later than ready_deadline_s.
+    incomplete_after_close_s: Seconds = 120.0
     rescan_interval_s: Seconds = 300.0
     duplicate_content: Literal["skip", "analyze"] = "skip"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,17 +216,32 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # A renewal in flight ends within the database's network bound (database.network_timeout_s); the
+        # analysis does not wait longer than a lease for it (the thread is a daemon, its answer unused).
+        self._thread.join(timeout=self.lease_s)
 
     def _run(self) -> None:
+        renewed = time.monotonic()
+        warned = False
         while not self._stop.wait(self.lease_s / 3):
             try:
                 if not renew_lease(self.factory, self.claim, lease_s=self.lease_s):
                     log.warning("media %d: claim lost to another worker", self.claim.media_id)
                     self.lost.set()
                     return
+                renewed, warned = time.monotonic(), False
             except Exception as exc:  # the database may be briefly down; the next beat retries
                 log.warning("media %d: lease renewal failed: %s", self.claim.media_id, exc)
+                silent = time.monotonic() - renewed
+                if silent > self.lease_s and not warned:
+                    warned = True
+                    log.warning(
+                        "media %d: no lease renewal for %.0f s (work.lease_s = %g): another worker may take "
+                        "the file over, and this attempt's results then count for nothing",
+                        self.claim.media_id,
+                        silent,
+                        self.lease_s,
+                    )
 
 
 # --- the end of an attempt ---------------------------------------------------------------------------------
@@ -295,9 +311,11 @@ def _finish(session: Session, claim: Claim, *, status: MediaStatus, **values: ob
 # --- the reconciler and re-analysis ------------------------------------------------------------------------
 
 
-def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: int) -> tuple[list[int], int]:
+def expire_leases(
+    factory: sessionmaker[Session], *, max_attempts: int, batch: int
+) -> tuple[list[int], list[int]]:
     """Running rows whose lease ran out (their worker died): queued again, or failed once their attempts
-    are used up. Returns (ids queued again, how many given up)."""
+    are used up. Returns (ids queued again, ids given up)."""
     now = utcnow()
     with write_session(factory) as session:
         rows = session.execute(
@@ -329,7 +347,7 @@ def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: i
             )
     for media_id in give_up:
         log.warning("media %d failed: worker lost %d times", media_id, max_attempts)
-    return requeue, len(give_up)
+    return requeue, give_up
 
 
 def requeue_for_target(session: Session, media_ids: Sequence[int], target_id: int, *, now: datetime) -> None:

@@ -229,6 +229,19 @@ class Detection(Base):
     target: Mapped[Target] = relationship()
 
 
+class FeedPosition(TimestampMixin, Base):
+    """How far a process that follows the detections has published them (the Home Assistant bridge, one row
+    per topic prefix), so that a restart resumes there instead of at "now"."""
+
+    __tablename__ = "feed_positions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(255), unique=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    # ids below last_id not seen yet (a transaction still open when a higher id was read): looked up again
+    gaps: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+
+
 class Channel(TimestampMixin, Base):
     """Runtime state of a notification channel configured in settings (e.g. disabled after HTTP 410)."""
 
@@ -330,6 +343,17 @@ class Feedback(TimestampMixin, Base):
     verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
     note: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="web")  # web | cli
+
+
+class Installation(Base):
+    """This installation's identity: one row (id 1) with a random `uid`, made by its migration. Webhook ids
+    (the deliveries' idempotency keys) include it, so two sites alerting on the same file never share one."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StreamOutage(Base):

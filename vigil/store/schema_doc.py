@@ -61,10 +61,18 @@ COLUMN_NOTES: dict[str, str] = {
     "detections.start_s": "window start, seconds from the beginning of the file",
     "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
+    "installation.uid": "this installation's random id (one row, made by the migration): webhook ids include "
+    "it, so two sites alerting on the same file never send the same `webhook-id`",
     "feedback.verdict": "right or wrong: a person's verdict on the detection's matched decision",
     "feedback.detection_id": "unique: one verdict per detection, the latest wins",
     "feedback.alert_id": "the alert the verdict was given on, when it was given on one",
     "feedback.origin": "web (the review page) or cli (`vigil feedback`)",
+    "feed_positions.consumer": "who follows the detections: `homeassistant:{topic_prefix}` for the Home "
+    "Assistant bridge",
+    "feed_positions.last_id": "every detection up to this id was published (and acknowledged by the MQTT "
+    "broker), except the ids in gaps",
+    "feed_positions.gaps": "ids below last_id not seen yet (transactions still open when a higher id was "
+    "read); looked up again after a restart",
 }
 
 VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {

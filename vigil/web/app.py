@@ -30,12 +30,14 @@ from vigil.web.urls import DETECTION_THUMBNAIL, MEDIA_FILE, MEDIA_PAGE, media_fi
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.globals.update(media_page_path=media_page_path, media_file_path=media_file_path)
+# The page's stylesheet and script, by name, with their content types (no inline code: the CSP forbids it).
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC = {"vigil.css": "text/css; charset=utf-8", "vigil.js": "text/javascript; charset=utf-8"}
 
 
 def heat(p: float) -> str:
-    """A cell colour for P(yes) on one hue: near white for 0, deep orange-red for 1."""
-    p = min(1.0, max(0.0, p))
-    return f"hsl({int(38 - 30 * p)}, {int(60 + 30 * p)}%, {int(97 - 47 * p)}%)"
+    """The heat-map class of a P(yes) (vigil.css colours twentieths: near white for 0, orange-red for 1)."""
+    return f"heat-{round(min(1.0, max(0.0, p)) * 20)}"
 
 
 TEMPLATES.env.filters["heat"] = heat
@@ -92,6 +94,12 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
         set_csrf_cookie(request, response)
         return response
 
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        if name not in STATIC:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
     @app.get("/", response_class=HTMLResponse)
     def timeline(request: Request) -> HTMLResponse:
         f = parse_filter(request.query_params)
@@ -113,12 +121,20 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             page = queries.media_page(session, media_id, analysis)
             if page is None:
                 raise HTTPException(404, f"no media {media_id}")
-            return render(request, "media.html", page=page, here=media_page_path(media_id))
+            unplayable = why_not_played(session, page)
+            return render(
+                request, "media.html", page=page, unplayable=unplayable, here=media_page_path(media_id)
+            )
 
     @app.get(MEDIA_FILE)
     def media_file(media_id: int) -> FileResponse:
         with factory() as session:
-            found = files.media_file(session, media_id)
+            try:
+                found = files.media_file(session, media_id)
+            except files.NotThisVersion as exc:
+                raise HTTPException(
+                    410, f"media {media_id}: not this version's file any more: {exc.reason}"
+                ) from None
         if found is None:
             raise HTTPException(404, f"no file for media {media_id}")
         path, media_type = found
@@ -212,6 +228,20 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
     if settings.web.password is not None:
         app.add_middleware(BasicAuth, password=settings.web.password.get_secret_value())
     return app
+
+
+def why_not_played(session: Session, page: queries.MediaPage) -> str | None:
+    """Why the page shows no player (an empty or unreadable file, a replaced or missing one), or None."""
+    m = page.media
+    if m.size_bytes == 0:
+        return "The file is empty"
+    if m.width is None and m.status in ("failed", "skipped"):
+        return "The file was never read as a video or image"
+    try:
+        found = files.media_file(session, m.id)
+    except files.NotThisVersion as exc:
+        return f"The file on disk is no longer this version ({exc.reason})"
+    return None if found is not None else "The file is no longer on disk"
 
 
 def safe_next(value: object) -> str:

@@ -1,7 +1,7 @@
 """retention: media.pruned_at and media.prune_reason (the file was deleted by retention; the row stays)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07 15:45:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from vigil.store.schema import UTCDateTime
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
