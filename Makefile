@@ -46,8 +46,8 @@ run: $(RUN_STAMP)
 	$(BIN)/vigil run --watch $(WATCH) $(if $(MODEL),--model $(MODEL))
 
 lint: $(STAMP)
-	$(BIN)/ruff check vigil watcher workers tests bench migrations
-	$(BIN)/ruff format --check vigil watcher workers tests bench migrations
+	$(BIN)/ruff check vigil watcher workers recorder tests bench migrations
+	$(BIN)/ruff format --check vigil watcher workers recorder tests bench migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -61,6 +61,9 @@ bench-smoke: $(STAMP)
 	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m bench -v -s tests/test_bench_smoke.py
 
 # Debian's packages the tests need, installed when missing (root and apt-get; otherwise a note).
+RTSP_INSTALL := apt-get install -y -qq gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-ugly \
+	gstreamer1.0-plugins-bad gstreamer1.0-libav
+
 tools:
 	@# Debian's packages the tests drive, as COMMAND:PACKAGE: docker-compose validates docker-compose.yml;
 	@# Chromium drives the review page's browser tests (Playwright's own download is not used); rsync and
@@ -71,6 +74,11 @@ tools:
 		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$pkg >/dev/null 2>&1 \
 		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$pkg >/dev/null 2>&1; }; }; } \
 		|| echo "note: $$tool (Debian's $$pkg) is not installed and could not be; the tests that drive it fail"; done
+	@# GStreamer's RTSP server (under the system Python, with gi) and x264enc/x265enc: the recorder's camera.
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(RTSP_INSTALL) >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && $(RTSP_INSTALL) >/dev/null 2>&1; }; }; } \
+		|| echo "note: GStreamer's RTSP server is not installed and could not be; the recorder tests need it"
 
 test: tools lint typecheck pytest bench-smoke
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
-TOP = ("vigil", "watcher", "workers")
+TOP = ("vigil", "watcher", "workers", "recorder")
 # Root modules of the core that every layer may use: stdlib-only leaves.
 CORE_LEAVES = ("vigil.errors", "vigil.terminal", "vigil.__main__")
 

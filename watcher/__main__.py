@@ -12,7 +12,8 @@ from vigil.ops.celery_app import make_celery
 from vigil.ops.enqueue import Enqueuer
 from vigil.ops.logs import configure_logging
 from vigil.store.db import make_engine, session_factory
-from watcher.service import WatcherService, ensure_migrated
+from vigil.store.migrate import ensure_migrated
+from watcher.service import WatcherService
 
 log = logging.getLogger("watcher")
 

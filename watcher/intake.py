@@ -39,6 +39,8 @@ class WatchedSource:
     id: int
     rules: SourceRules
     targets: tuple[str, ...] | None = None
+    # A stream source: Vigil's recorder renames only whole segments into it, so no settle time is waited.
+    recorded: bool = False
 
 
 def check_ready(path: Path) -> MediaInfo:

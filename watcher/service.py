@@ -6,7 +6,9 @@ Threads (all daemon, all stopped by `stop()`):
 - `settle`: the only thread that registers files (one transaction each), so nothing is registered twice;
 - `rescan`: the startup scan, then one every `watch.rescan_interval_s`;
 - `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`;
-- `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`).
+- `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`);
+- `retention`: when a retention policy is set, `vigil.media.retention.prune` at start and every
+  `retention.interval_s`; a volume left below min_free is announced to `retention.alert_channels` once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -29,17 +30,17 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil.alerts.delivery import reconcile_deliveries
+from vigil.alerts.notices import disk_pressure_notice, send_notice
 from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
-from vigil.errors import ConfigError, MediaError
+from vigil.errors import MediaError
 from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
+from vigil.media.retention import PruneReport, policy_enabled, prune
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from vigil.ops import metrics_server
 from vigil.ops.enqueue import Enqueuer
-from vigil.store.db import schema_revision
-from vigil.store.migrate import head_revision
 from watcher.events import SourceEventHandler
 from watcher.intake import Admission, WatchedSource, admit
 from watcher.paths import SourceRules
@@ -56,16 +57,6 @@ def default_observer(source: SourceSettings) -> BaseObserver:
     if source.observer == "polling":
         return PollingObserver(timeout=source.poll_interval_s)
     return Observer()
-
-
-def ensure_migrated(engine: Engine) -> None:
-    """Refuse to run against a database that is not at the migrations' head revision."""
-    current, head = schema_revision(engine), head_revision()
-    if current != head:
-        raise ConfigError(
-            f"database {engine.url.render_as_string()} is at revision {current or '(none: never migrated)'}, "
-            f"Vigil needs {head}: run `vigil db upgrade` first"
-        )
 
 
 class WatcherService:
@@ -93,6 +84,7 @@ class WatcherService:
         self._scan_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._pressed: set[str] = set()  # volumes announced as still below min_free
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -109,6 +101,8 @@ class WatcherService:
         self._spawn("rescan", self._rescan_loop)
         self._spawn("reconcile", self._reconcile_loop)
         self._spawn("report", self._report_loop)
+        if policy_enabled(self.settings):
+            self._spawn("retention", self._retention_loop)
         log.info("watcher started: %d source(s)", len(self.sources))
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -184,7 +178,7 @@ class WatcherService:
         confs = self.settings.watch.sources
         ids = apply_settings(self.factory, self.settings).sources
         self.sources = [
-            (WatchedSource(ids[c.name], SourceRules.of(c), tuple(c.targets) if c.targets else None), c)
+            (WatchedSource(ids[c.name], SourceRules.of(c), _targets(c), recorded=c.url is not None), c)
             for c in confs
         ]
 
@@ -207,6 +201,11 @@ class WatcherService:
 
     def _start_observer(self, watched: WatchedSource, conf: SourceSettings) -> None:
         root = watched.rules.root
+        if conf.url is not None and not root.exists():
+            try:  # a stream's folder: the recorder will write there, whichever process starts first
+                root.mkdir(parents=True)
+            except OSError as exc:
+                log.error("source %s: cannot create %s for its recorder: %s", conf.name, root, exc)
         if not root.is_dir():
             log.error("source %s: %s is not a directory; not watched (rescans will retry)", conf.name, root)
             return
@@ -290,6 +289,33 @@ class WatcherService:
                 reconcile_deliveries(self.factory, self.enqueuer)
             except Exception:
                 log.exception("reconcile failed (next one in %.0fs)", interval)
+
+    def prune_now(self) -> PruneReport:
+        """One retention pass; a volume newly left below min_free is announced to the alert channels."""
+        report = prune(self.factory, self.settings)
+        pressed = {p.volume: p for p in report.pressure}
+        for volume, pressure in pressed.items():
+            channels = self.settings.retention.alert_channels
+            if volume not in self._pressed and channels:
+                send_notice(self.settings, disk_pressure_notice(pressure), channels)
+        for volume in self._pressed - pressed.keys():
+            log.info("disk pressure relieved on %s", volume)
+        self._pressed = set(pressed)
+        return report
+
+    def _retention_loop(self) -> None:
+        interval = self.settings.retention.interval_s
+        while not self._stop.is_set():
+            try:
+                self.prune_now()
+            except Exception:
+                log.exception("retention pass failed (next one in %.0fs)", interval)
+            if self._stop.wait(interval):
+                return
+
+
+def _targets(conf: SourceSettings) -> tuple[str, ...] | None:
+    return tuple(conf.targets) if conf.targets else None
 
 
 def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

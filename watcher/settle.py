@@ -6,7 +6,8 @@ when all of these hold, checked in this order:
    inotify source no modify event came after the last close-after-write. Where that cannot be known
    (polling observers, writers /proc cannot show) settle time stands in;
 2. its container is structurally whole (`watcher.containers`), then it opens (`check_ready`);
-3. its size and mtime stayed unchanged for `settle_s` (the last guard).
+3. its size and mtime stayed unchanged for `settle_s` (the last guard; not for a stream source's segments,
+   which Vigil's recorder renames into place only when whole).
 
 - held open by a writer: looked at again every `WRITER_POLL_S`, however long the upload stalls;
 - still changing: looked at again when it may have settled;
@@ -224,12 +225,13 @@ class SettleTracker:
         except OSError as exc:  # e.g. permission denied: the probe below reports it with its reason
             verdict = None
             log.debug("cannot read %s for the structure check: %s", entry.path, exc)
-        if verdict is not None and verdict.state is State.INVALID and (closed or quiet_for >= self.settle_s):
+        settle_s = 0.0 if entry.source.recorded else self.settle_s  # the recorder renames whole files
+        if verdict is not None and verdict.state is State.INVALID and (closed or quiet_for >= settle_s):
             return self._report(entry, None, UnsupportedMedia(entry.path, verdict.reason))
-        if quiet_for < self.settle_s:
-            entry.waiting = f"settle time (unchanged for {self.settle_s:g} s)"
+        if quiet_for < settle_s:
+            entry.waiting = f"settle time (unchanged for {settle_s:g} s)"
             entry.fails_at = None
-            entry.next_check = now + max(MIN_TICK_S, self.settle_s - quiet_for)
+            entry.next_check = now + max(MIN_TICK_S, settle_s - quiet_for)
             return None
         if verdict is not None and verdict.state is not State.WHOLE:
             problem = UnreadableMedia(entry.path, verdict.reason)

@@ -52,7 +52,11 @@ def check(workdir: Path, text: str, env: dict[str, str] | None = None):  # type:
 
 
 def test_good_settings_are_ok(workdir: Path) -> None:
-    result = check(workdir, GOOD.replace('path = "{folder}"', 'path = "{folder}"\nstatic_gate = 8.5'))
+    gate = (
+        'path = "{folder}"\nstatic_gate = 8.5\nkeep_days = 7\nmin_free = "4.5GiB"\nurl = "rtsp://cam:554/s"'
+    )
+    gate += '\nusername = "viewer"\npassword_env = "CAM_PW"\nsegment_s = 60'
+    result = check(workdir, GOOD.replace('path = "{folder}"', gate) + '[retention]\nmin_free = "10%"\n')
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: vigil.toml: 1 source(s), 1 target(s), 1 rule(s)")
     assert "warning" not in result.output
@@ -89,6 +93,30 @@ BAD = [
     ("[[alerts.rules]]", '[[alerts.rules]]\nname = "r"\n[[alerts.rules]]', "rule names must be unique"),
     ("[[alerts.channels]]", '[[targets]]\nname = "van"\ndescription = "a van"\n[[alerts.channels]]', DUPE),
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://u:pw@cam/s"', "holds a password: put it in pass"),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "ftp://cam/s"', "sources[cam1].url: must be an rtsp"),
+    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_*, offline_* are for a"),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 60',
+        "offline_alert_s and",
+    ),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 9\noffline_channels = ["pager"]',
+        "watch.sources[cam1].offline_channels: no channel named pager",
+    ),
+    ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://cam/s"\nsegment_s = 1', "segment_s: Input"),
+    ('path = "{folder}"', 'path = "{folder}"\nmin_free = "10 parsecs"', "sources[cam1].min_free: '10 p"),
+    ('path = "{folder}"', 'path = "{folder}"\nmin_free = "100%"', "a percentage of the volume is between"),
+    ('path = "{folder}"', 'path = "{folder}"\nkeep_days = 0', "watch.sources[cam1].keep_days: Input should"),
+    (
+        'path = "{folder}"',
+        'path = "{folder}"\nkeep_days = 40\n[retention]\nkeep_days = 3\nkeep_alerted_days = 30',
+        "watch.sources[cam1]: keep_alerted_days (30) must be at least keep_days (40)",
+    ),
+    (RULE_END, f'{RULE_END}\n[retention]\nalert_channels = ["pager"]', "retention.alert_channels: no"),
+    (RULE_END, f"{RULE_END}\n[retention]\nkeep_alerted_days = 3", "keep_days (unset: kept for ever)"),
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = -1',
@@ -334,3 +362,18 @@ def test_home_assistant_naming_a_refused_channel_is_not_reported_again(workdir: 
     result = check(workdir, text)
     assert result.exit_code == 2, result.output
     assert problem_lines(result.output) == ["vigil.toml: alerts.channels[m]: a mqtt channel needs mqtt_host"]
+
+
+def test_min_free_is_bytes_or_a_share_of_the_volume() -> None:
+    from vigil.config.retention import min_free_bytes
+
+    assert min_free_bytes("4.5GiB", 10**12) == int(4.5 * 2**30)
+    assert min_free_bytes("5GB", 10**12) == 5 * 10**9
+    assert min_free_bytes("1000000", 10**12) == 10**6
+    assert min_free_bytes("12.5%", 8000) == 1000
+
+
+def test_a_stream_sources_missing_folder_is_no_warning(workdir: Path) -> None:
+    stream = 'path = "/srv/not-yet/gate"\nurl = "rtsp://cam:554/s"'
+    result = check(workdir, GOOD.replace('path = "{folder}"', stream))
+    assert result.exit_code == 0 and "warning" not in result.output, result.output

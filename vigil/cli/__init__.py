@@ -5,7 +5,7 @@ Commands that need torch (ask, describe, chat, selftest, worker) import it insid
 
 The composition root: the only package that wires the core, the watcher and the workers together.
 
-May import: vigil, watcher, workers
+May import: vigil, watcher, workers, recorder
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "vigil.cli.fleet",
     "vigil.cli.review",
     "vigil.cli.homeassistant",
+    "vigil.cli.retention",
 ]
 
 

@@ -1,4 +1,4 @@
-"""`vigil run`, `vigil watcher`, `vigil worker`: the long-running processes."""
+"""`vigil run`, `vigil watcher`, `vigil worker`, `vigil recorder`: the long-running processes."""
 
 from __future__ import annotations
 
@@ -98,6 +98,8 @@ def run_command(
         specs.append(
             ChildSpec("worker-cpu", [sys.executable, "-m", "workers", "--queue", "cpu", "--name", "cpu@%h"])
         )
+    if any(s.url for s in sources):
+        specs.append(ChildSpec("recorder", [sys.executable, "-m", "recorder"]))
     if settings.web.enabled:
         specs.append(ChildSpec("web", [sys.executable, "-m", "vigil.web"], optional=True))
     if settings.homeassistant.enabled:
@@ -135,6 +137,17 @@ def watcher_command(app: AppContext, watch_dirs: tuple[Path, ...]) -> None:
     sys.exit(run_watcher(app.settings))
 
 
+@click.command("recorder")
+@pass_app
+def recorder_command(app: AppContext) -> None:
+    """Run the recorder alone (no torch): record every stream source ([[watch.sources]] with a url) into
+    segments in its folder, for the watcher to register."""
+    from recorder.__main__ import run_recorder
+
+    app.require_migrated(initialise=False)
+    sys.exit(run_recorder(app.settings))
+
+
 @click.command("worker")
 @click.option("--queue", "-Q", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True)
 @click.option("--concurrency", type=int)
@@ -156,3 +169,4 @@ def register(cli: click.Group) -> None:
     cli.add_command(run_command)
     cli.add_command(watcher_command)
     cli.add_command(worker_command)
+    cli.add_command(recorder_command)

@@ -143,7 +143,7 @@ def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[Problem]:
     warnings = [
         Problem(f"watch.sources[{s.name}].path", f"{s.path} is not a directory (not watched until it exists)")
         for s in sources
-        if not Path(s.path).is_dir()
+        if not Path(s.path).is_dir() and getattr(s, "url", None) is None  # a stream's is made at start
     ]
     if problem := model_directory_problem(model_id):
         warnings.append(problem)

@@ -41,13 +41,15 @@ class LogSettings(Section):
 
 class MetricsSettings(Section):
     """Prometheus endpoints: the watcher serves `watcher_port`; the gpu worker `worker_port`, the cpu worker
-    `worker_port + 1`. Port 0 turns a process's endpoint off. Prefork workers aggregate their children
-    through prometheus_client's multiprocess mode in `multiproc_dir` (a fresh temporary folder when unset).
+    `worker_port + 1`; the recorder `recorder_port`. Port 0 turns a process's endpoint off. Prefork workers
+    aggregate their children through prometheus_client's multiprocess mode in `multiproc_dir` (a fresh
+    temporary folder when unset).
     """
 
     enabled: bool = True
     watcher_port: Annotated[int, Field(ge=0, le=65535)] = 9464
     worker_port: Annotated[int, Field(ge=0, le=65534)] = 9465
+    recorder_port: Annotated[int, Field(ge=0, le=65535)] = 9467
     multiproc_dir: Path | None = None
 
 

@@ -36,6 +36,7 @@ from vigil.config.alerts import CONFIG_DIR, AlertSettings, ChannelSettings, Rule
 from vigil.config.base import NAME_PATTERN, Name, Problem, Seconds, Section, error_message
 from vigil.config.diagnose import VALIDATING_INPUTS, Diagnosis, diagnose
 from vigil.config.inputs import read_inputs
+from vigil.config.retention import Days, RetentionSettings, check_evidence_kept_longer, check_min_free
 from vigil.config.services import (
     HomeAssistantSettings,
     LogSettings,
@@ -45,6 +46,7 @@ from vigil.config.services import (
     default_data_dir,
     is_loopback,
 )
+from vigil.config.streams import StreamFields, stream_problems
 from vigil.errors import ConfigError
 from vigil.formats.types import MEDIA_EXTENSIONS
 
@@ -61,6 +63,7 @@ __all__ = [
     "MetricsSettings",
     "ModelSettings",
     "Name",
+    "RetentionSettings",
     "RuleSettings",
     "Seconds",
     "Section",
@@ -119,7 +122,9 @@ class BrokerSettings(Section):
         return self
 
 
-class SourceSettings(Section):
+class SourceSettings(StreamFields):
+    """A watched folder; with `url`, a stream recorded into it (vigil.config.streams)."""
+
     name: Name
     path: Path
     recursive: bool = True
@@ -134,6 +139,12 @@ class SourceSettings(Section):
     # Static-scene gate (workers/analysis/static_gate.py): a window whose picture moved less than this many
     # grey levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
     static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
+    # Retention: unset takes `[retention]`'s value (vigil.config.retention).
+    keep_days: Days | None = None
+    keep_alerted_days: Days | None = None
+    min_free: str | None = None
+
+    _min_free = field_validator("min_free", mode="before")(classmethod(lambda cls, v: check_min_free(v)))
 
 
 class WatchSettings(Section):
@@ -211,6 +222,7 @@ class Settings(BaseSettings):
     targets: list[TargetSettings] = Field(default_factory=list)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
@@ -229,6 +241,7 @@ class Settings(BaseSettings):
         the names the input declared by list, valid or not (not reported as missing again)."""
         channels = {c.name for c in self.alerts.channels} | (declared or {}).get("alerts.channels", set())
         problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
+        problems += self._stream_and_retention_problems(channels)
         refused = (declared or {}).get("alerts.channels", set()) - {c.name for c in self.alerts.channels}
         if self.homeassistant.enabled and self.homeassistant.channel not in refused:  # else reported as is
             try:
@@ -266,6 +279,29 @@ class Settings(BaseSettings):
     @classmethod
     def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
         return checks.require_unique_names(targets, "target")
+
+    def retention_of(self, source: SourceSettings) -> tuple[float | None, float | None, str | None]:
+        """A source's (keep_days, keep_alerted_days, min_free): its own, else `[retention]`'s."""
+        default = self.retention
+        return (
+            source.keep_days if source.keep_days is not None else default.keep_days,
+            source.keep_alerted_days if source.keep_alerted_days is not None else default.keep_alerted_days,
+            source.min_free if source.min_free is not None else default.min_free,
+        )
+
+    def _stream_and_retention_problems(self, channels: set[str]) -> list[Problem]:
+        """Stream sources' keys that go together, the channels they and retention name, and evidence kept
+        at least as long as plain files, for each source."""
+        channels = channels | {checks.BUILTIN_CHANNEL}
+        problems = stream_problems(self.watch.sources, channels=channels)
+        if unknown := sorted(set(self.retention.alert_channels) - channels):
+            problems.append(Problem("retention.alert_channels", f"no channel named {', '.join(unknown)}"))
+        for source in self.watch.sources:
+            try:
+                check_evidence_kept_longer(*self.retention_of(source)[:2])
+            except ValueError as exc:
+                problems.append(Problem(f"watch.sources[{source.name}]", str(exc)))
+        return problems
 
     @model_validator(mode="after")
     def _embedded_files_in_data_dir(self) -> Settings:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -57,6 +57,35 @@ RECONCILER_EXPIRED = Counter(
     "Running media whose worker stopped renewing its lease, put back in the queue or given up",
     ["action"],
 )
+# -- watcher and `vigil prune`: retention (vigil.media.retention) -------------------------------------------
+PRUNED = Counter(
+    "vigil_pruned",
+    "Deletions by retention, by source, what (file, thumbnails, gone: the row of a file already missing) "
+    "and cause (age, pressure)",
+    ["source", "what", "cause"],
+)
+PRUNED_BYTES = Counter("vigil_pruned_bytes", "Bytes freed by retention", ["source", "cause"])
+DISK_FREE = Gauge(
+    "vigil_disk_free_bytes",
+    "Free bytes on each volume retention watches (a source's folder or the data directory)",
+    ["volume"],
+    multiprocess_mode="livesum",
+)
+DISK_PRESSURE_UNRELIEVED = Counter(
+    "vigil_disk_pressure_unrelieved",
+    "Retention passes that left a volume below min_free: only evidence (alerted files) was left to delete",
+    ["volume"],
+)
+# -- the recorder (recorder/): one label value per stream source -----------------------------------------
+STREAM_UP = Gauge("vigil_stream_up", "1 while a stream source is being recorded, else 0", ["source"])
+STREAM_RECONNECTS = Counter(
+    "vigil_stream_reconnects", "Connection attempts after a failure or a lost stream", ["source"]
+)
+STREAM_SEGMENTS = Counter(
+    "vigil_stream_segments", "Segments completed and renamed into the source's folder", ["source"]
+)
+STREAM_BYTES = Counter("vigil_stream_bytes", "Bytes of completed segments", ["source"])
+STREAM_LAG = Gauge("vigil_stream_lag_seconds", "Seconds since the stream's last packet arrived", ["source"])
 # -- workers: analysis -----------------------------------------------------------------------------------
 ANALYSIS_OUTCOMES = Counter(
     "vigil_analysis_outcomes",
@@ -128,6 +157,7 @@ def metric_names() -> set[str]:
         names |= {f"{name}_total", f"{name}_created"}
     for name in ANALYSIS_HISTOGRAMS:
         names |= {name + suffix for suffix in ("_bucket", "_count", "_sum", "_created")}
+    names |= {v._name for v in globals().values() if isinstance(v, Gauge)}
     return names
 
 
@@ -139,6 +169,11 @@ def record_registration(source: str, status: str) -> None:
     MEDIA_REGISTERED.labels(source=source, status=status).inc()
     if status == "failed":
         MEDIA_FAILED.labels(source=source, stage="registration").inc()
+
+
+def record_pruned(source: str, what: str, cause: str, size: int) -> None:
+    PRUNED.labels(source=source, what=what, cause=cause).inc()
+    PRUNED_BYTES.labels(source=source, cause=cause).inc(size)
 
 
 def record_reconcile(

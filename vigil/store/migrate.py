@@ -8,9 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
 from vigil.config.settings import DatabaseSettings
-from vigil.store.db import make_engine
+from vigil.errors import ConfigError
+from vigil.store.db import make_engine, schema_revision
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -40,3 +42,13 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Refuse to run against a database that is not at the migrations' head revision (the daemons)."""
+    current, head = schema_revision(engine), head_revision()
+    if current != head:
+        raise ConfigError(
+            f"database {engine.url.render_as_string()} is at revision {current or '(none: never migrated)'}, "
+            f"Vigil needs {head}: run `vigil db upgrade` first"
+        )

@@ -147,6 +147,9 @@ class Media(TimestampMixin, Base):
     caption: Mapped[str | None] = mapped_column(Text)
     # Re-analysis asks only these targets; NULL asks every target that applies to the source.
     pending_target_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Retention deleted the file (vigil.media.retention); the row, its detections and thumbnails stay.
+    pruned_at: Mapped[datetime | None]
+    prune_reason: Mapped[str | None] = mapped_column(Text)
 
     source: Mapped[Source] = relationship(back_populates="media")
     analyses: Mapped[list[Analysis]] = relationship(back_populates="media", cascade="all, delete-orphan")
@@ -351,3 +354,18 @@ class Installation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StreamOutage(Base):
+    """A time a stream source was not recorded: the camera unreachable or refusing, the stream ended or
+    broke, no keyframe came, or the disk was below min_free. Open (`ended_at` NULL) while it lasts."""
+
+    __tablename__ = "stream_outages"
+    __table_args__ = (Index("ix_stream_outages_source_id_started_at", "source_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)  # connection attempts that failed during it

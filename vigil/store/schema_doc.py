@@ -27,6 +27,14 @@ COLUMN_NOTES: dict[str, str] = {
     "media.mtime": "the file's modification time (UTC); cameras close a clip when it ends",
     "media.sends": "how many task messages were sent for this row (the reconciler resends lost ones)",
     "media.lease_until": "a running row whose lease ran out was lost with its worker and is queued again",
+    "media.pruned_at": "when retention deleted the file (the row, detections and thumbnails outlive it); "
+    "NULL while the file is kept",
+    "media.prune_reason": "why retention deleted the file: age (keep_days, keep_alerted_days) or disk "
+    "pressure",
+    "stream_outages.started_at": "when the recorder stopped getting the stream (the last packet, or the "
+    "first failed connection)",
+    "stream_outages.ended_at": "when a segment began again; NULL while the outage lasts",
+    "stream_outages.reason": "the first error, in one line (never the URL's credentials)",
     "media.pending_target_ids": "re-analysis asks only these target ids; NULL asks every target that applies",
     "sources.target_names": "target names asked about here; NULL means every enabled target",
     "sources.static_gate": "the static-scene gate's threshold for this source (0: off; see README)",

@@ -1,0 +1,319 @@
+"""Recording one stream source: connect, copy its video packets into segments cut at the first keyframe
+after `segment_s`, and when the stream fails or ends, record the outage and connect again after a back-off
+(doubling from `reconnect_min_s` to `reconnect_max_s`, each wait +-25% at random so that cameras behind one
+switch do not reconnect in step).
+
+A stream that is refused, unreachable, ends, stops sending for `read_timeout_s`, has no video, or sends no
+keyframe for 3 x `read_timeout_s` is one outage with a one-line reason; the thread keeps trying, and the
+other streams never notice. The disk guard: a segment is started only while the volume has half of
+`min_free` (retention's setting, which prunes from `min_free` down) plus two segments free; a segment
+already started is always finished.
+
+Credentials: the password is read (from `password_env` or `password_file`) when connecting and put in the
+URL handed to FFmpeg only; every message that leaves this module goes through `Credentials.redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import av
+
+from recorder.segments import Segment, sequence_parameters
+from vigil.config.retention import min_free_bytes
+from vigil.config.settings import SourceSettings
+from vigil.media.outages import close_outage, count_attempt, open_outage
+from vigil.ops import metrics
+from vigil.terminal import safe
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[..., Any]  # av.open's signature
+Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
+
+
+class StreamFailure(Exception):
+    """The stream stopped being recorded; the message (one line, credentials removed) says why."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The URL FFmpeg gets (with the password) and the one everything else sees (without)."""
+
+    url: str
+    shown: str
+    secrets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, conf: SourceSettings) -> Credentials:
+        assert conf.url is not None
+        parts = urlsplit(conf.url)
+        password = _password(conf)
+        user = conf.username if conf.username is not None else parts.username
+        if user is None and password is None:
+            return cls(conf.url, conf.url, ())
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        auth = quote(user or "", safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        url = urlunsplit(parts._replace(netloc=f"{auth}@{netloc}"))
+        shown_auth = quote(user or "", safe="") + (":***" if password is not None else "")
+        shown = urlunsplit(parts._replace(netloc=f"{shown_auth}@{netloc}"))
+        secrets = tuple(s for s in (url, password, quote(password or "", safe="")) if s)
+        return cls(url, shown, secrets)
+
+    def redact(self, text: object) -> str:
+        line = " ".join(str(text).split())
+        for secret in self.secrets:
+            line = line.replace(secret, self.shown if secret == self.url else "***")
+        return safe(line)
+
+
+def _password(conf: SourceSettings) -> str | None:
+    if conf.password_env:
+        value = os.environ.get(conf.password_env)
+        if value is None:
+            raise StreamFailure(f"the environment variable {conf.password_env} (password_env) is not set")
+        return value
+    if conf.password_file:
+        try:
+            return conf.password_file.expanduser().read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise StreamFailure(f"password_file {conf.password_file}: {exc.strerror or exc}") from exc
+    return None
+
+
+def backoff_s(failures: int, *, low: float, high: float, rng: random.Random) -> float:
+    return min(high, low * 2 ** max(0, failures - 1)) * rng.uniform(0.75, 1.25)
+
+
+class StreamRecorder:
+    """Records one stream source until `stop` is set (run it in its own thread)."""
+
+    def __init__(
+        self,
+        conf: SourceSettings,
+        *,
+        source_id: int,
+        min_free: str | None,
+        factory: Any,
+        stop: threading.Event,
+        opener: Opener = av.open,
+        notify: Notify | None = None,
+    ) -> None:
+        self.conf, self.source_id, self.min_free = conf, source_id, min_free
+        self.factory, self.stop, self.opener, self.notify = factory, stop, opener, notify
+        self.outage_began: tuple[datetime, str, bool] | None = None  # start, reason, notified
+        self.folder = conf.path.expanduser().absolute()
+        self.name = conf.name
+        self.outage: int | None = None
+        self.last_packet = 0.0
+        self.last_size = 0
+        self.base: float | None = None  # wall-clock time of the stream's time 0 (`_observe`)
+        self.sps: bytes | None = None  # the connection's sequence parameters (`_check_parameters`)
+        self.video: Any = None
+        self.rng = random.Random()
+        metrics.STREAM_UP.labels(source=self.name).set(0)
+        metrics.STREAM_LAG.labels(source=self.name).set_function(
+            lambda: time.time() - self.last_packet if self.last_packet else 0.0
+        )
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                recorded = self.record_once()
+                reason = "the stream ended"
+            except StreamFailure as exc:
+                recorded, reason = False, str(exc)
+            except Exception as exc:  # a bug or a library surprise: this stream's problem only
+                log.exception("stream %s: recording failed", self.name)
+                recorded, reason = False, f"recorder error: {type(exc).__name__}"
+            if self.stop.is_set():
+                break
+            failures = 1 if recorded else failures + 1
+            self._outage(reason)
+            wait = backoff_s(
+                failures, low=self.conf.reconnect_min_s, high=self.conf.reconnect_max_s, rng=self.rng
+            )
+            log.warning("stream %s: %s; reconnecting in %.1fs", self.name, reason, wait)
+            if self._wait(wait):
+                break
+            metrics.STREAM_RECONNECTS.labels(source=self.name).inc()
+        if self.outage is not None:
+            close_outage(self.factory, self.outage, ended_at=datetime.now(UTC))
+        log.info("stream %s: recorder stopped", self.name)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep out a back-off (True: stopped), telling the channels on time if the outage gets long."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, 1.0)):
+                return True
+            self._tell_if_long()
+        return False
+
+    def record_once(self) -> bool:
+        """One connection: record until the stream fails or ends. True when a segment was started."""
+        creds = Credentials.of(self.conf)
+        options = {"rtsp_transport": self.conf.rtsp_transport} if creds.url.startswith("rtsp") else {}
+        timeout = self.conf.read_timeout_s
+        try:
+            container = self.opener(creds.url, options=options, timeout=(timeout, timeout))
+        except (av.FFmpegError, OSError) as exc:
+            raise StreamFailure(f"cannot open {creds.shown}: {creds.redact(exc)}") from None
+        try:
+            if not container.streams.video:
+                raise StreamFailure(f"{creds.shown} has no video stream")
+            return self._copy(container, container.streams.video[0], creds)
+        finally:
+            container.close()
+            metrics.STREAM_UP.labels(source=self.name).set(0)
+
+    def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
+        connected, started = time.time(), False
+        segment: Segment | None = None
+        self.base, self.video, self.sps = None, video, None
+        try:
+            for packet in container.demux(video):
+                if self.stop.is_set():
+                    break
+                if packet.dts is None:  # the demuxer's empty packet at the end
+                    continue
+                now = self.last_packet = time.time()
+                self._observe(packet, video, now)
+                if packet.is_keyframe:
+                    self._check_parameters(packet, video, creds)
+                if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
+                    self._finish(segment)
+                    segment = None
+                if segment is None:
+                    if not packet.is_keyframe:
+                        if not started and now - connected > 3 * self.conf.read_timeout_s:
+                            raise StreamFailure(f"{creds.shown}: no keyframe in {now - connected:.0f}s")
+                        continue
+                    segment = self._start(video, packet, now)
+                    if segment is None:
+                        continue
+                    started = True
+                segment.write(packet)
+        except av.FFmpegError as exc:
+            raise StreamFailure(f"{creds.shown}: {creds.redact(exc)}") from None
+        finally:
+            if segment is not None:
+                self._finish(segment)  # the stream broke: what it recorded is a whole, shorter segment
+        return started
+
+    def _observe(self, packet: Any, video: Any, now: float) -> None:
+        """Pin the stream's clock to the wall: the earliest `arrival - stream time` seen on this connection.
+        FFmpeg reads the first seconds while probing and hands them over in a burst, late; live packets
+        arrive within the network's delay of being sent, so the minimum is the best estimate of when the
+        stream's time 0 was on the wall (a camera whose clock drifts moves it by its drift, ppm)."""
+        base = now - float(packet.dts * video.time_base)
+        if self.base is None or base < self.base:
+            self.base = base
+
+    def _start_wall(self, segment: Segment, video: Any) -> float:
+        assert self.base is not None
+        return self.base + float(segment.first_dts * video.time_base)
+
+    def _check_parameters(self, packet: Any, video: Any, creds: Credentials) -> None:
+        """A new SPS in the stream (the camera changed resolution or profile) ends the connection: the
+        segment so far is finished, and the next connection describes the new stream."""
+        sps = sequence_parameters(bytes(packet), video.codec_context.name)
+        if sps is None:
+            return
+        if self.sps is not None and sps != self.sps:
+            raise StreamFailure(f"{creds.shown}: the stream changed (a new SPS: resolution or profile)")
+        self.sps = sps
+
+    def _due(self, segment: Segment, packet: Any, video: Any) -> bool:
+        return float((packet.dts - segment.first_dts) * video.time_base) >= self.conf.segment_s
+
+    def _start(self, video: Any, packet: Any, now: float) -> Segment | None:
+        """A new segment from this keyframe, unless the volume is short of space (then an outage)."""
+        short = self._short_of_space()
+        if short:
+            self._outage(short, attempt=False)
+            return None
+        segment = Segment(self.folder, video, first_dts=packet.dts)
+        if self.outage is not None:
+            close_outage(self.factory, self.outage, ended_at=datetime.fromtimestamp(now, UTC))
+            log.info("stream %s: recording again", self.name)
+            self.outage, self.outage_began = None, None
+        metrics.STREAM_UP.labels(source=self.name).set(1)
+        return segment
+
+    def _finish(self, segment: Segment) -> None:
+        if segment.packets == 0:
+            segment.abandon()
+            return
+        try:
+            path, size = segment.finish(self._start_wall(segment, self.video))
+        except (av.FFmpegError, OSError) as exc:
+            segment.abandon()
+            log.error("stream %s: segment %s lost: %s", self.name, segment.temp, exc)
+            return
+        self.last_size = size
+        metrics.STREAM_SEGMENTS.labels(source=self.name).inc()
+        metrics.STREAM_BYTES.labels(source=self.name).inc(size)
+        log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
+
+    def _short_of_space(self) -> str | None:
+        """Why no segment may start now, or None. The floor is half of `min_free` plus two segments: below
+        `min_free` retention prunes unalerted files (the recorder goes on meanwhile); the recorder stops
+        only where retention could not keep up or may not delete (evidence), before the disk is full."""
+        try:
+            usage = shutil.disk_usage(_existing(self.folder))
+        except OSError as exc:
+            return f"cannot read free space of {self.folder}: {exc.strerror or exc}"
+        wanted = min_free_bytes(self.min_free, usage.total) if self.min_free is not None else 0
+        floor = wanted // 2 + 2 * self.last_size
+        if usage.free >= floor:
+            return None
+        return f"disk: {usage.free} bytes free, below {floor} (half of min_free {self.min_free} + 2 segments)"
+
+    def _outage(self, reason: str, *, attempt: bool = True) -> None:
+        """Open an outage with `reason`, or count one more failed attempt in the open one."""
+        metrics.STREAM_UP.labels(source=self.name).set(0)
+        if self.outage is not None:
+            if attempt:
+                count_attempt(self.factory, self.outage)
+            self._tell_if_long()
+            return
+        began = datetime.fromtimestamp(self.last_packet or time.time(), UTC)
+        self.outage = open_outage(self.factory, self.source_id, started_at=began, reason=reason)
+        self.outage_began = (began, reason, False)
+        log.error("stream %s: outage %d began: %s", self.name, self.outage, reason)
+        self._tell_if_long()
+
+    def _tell_if_long(self) -> None:
+        """Once per outage, when it has lasted `offline_alert_s`: tell the source's offline channels."""
+        limit = self.conf.offline_alert_s
+        if self.outage_began is None or limit is None or self.notify is None:
+            return
+        began, reason, told = self.outage_began
+        if told or (datetime.now(UTC) - began).total_seconds() < limit:
+            return
+        self.outage_began = (began, reason, True)
+        try:
+            self.notify(began, reason)
+        except Exception:  # a channel's problem never stops the recording
+            log.exception("stream %s: offline notice not sent", self.name)
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
