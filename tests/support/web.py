@@ -56,6 +56,7 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
     source_dir, thumbs = root / "cam1", root / "data" / "thumbnails"
     source_dir.mkdir(parents=True, exist_ok=True)
     clip = write_clip_h264(source_dir / "driveway.mp4", seconds=seconds, fps=10, size=(320, 240), gop=10)
+    os.utime(clip, (T0.timestamp(), T0.timestamp()))  # the row's mtime: the page serves only that file
     engine = make_engine(DatabaseSettings(url=url))
     factory = session_factory(engine)
     windows = math.ceil(seconds / WINDOW_S)

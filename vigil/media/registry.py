@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -24,7 +24,7 @@ from vigil.formats.reference_images import check_references, store_reference
 from vigil.formats.types import media_kind
 from vigil.media.lifecycle import set_registered
 from vigil.store.db import write_session
-from vigil.store.schema import Media, MediaStatus, Source, Target
+from vigil.store.schema import Media, MediaStatus, Source, Target, file_mtime
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +192,6 @@ def known_versions(factory: sessionmaker[Session], source_id: int) -> dict[str, 
         for rel_path, size, mtime in rows:
             known[rel_path] = (size, mtime)  # ascending versions: the latest one wins
     return known
-
-
-def file_mtime(st: os.stat_result) -> datetime:
-    """The mtime as stored in `media.mtime` (UTC, microseconds)."""
-    return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
 def _is_current(latest: Media | None) -> TypeGuard[Media]:

@@ -24,11 +24,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.config.services import secret_value
+from vigil.ops import metrics_http
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +276,14 @@ def watch_queue(factory: sessionmaker[Session], registry: CollectorRegistry = RE
 
 
 def start_metrics_server(
-    port: int, *, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None
+    port: int,
+    *,
+    addr: str = "127.0.0.1",
+    registry: CollectorRegistry | None = None,
+    password: str | None = None,
 ) -> bool:
-    """Serve /metrics on `port` from a daemon thread. In multiprocess mode, the sum over every process.
+    """Serve /metrics on `addr`:`port` from a daemon thread (HTTP Basic when `password` is given). In
+    multiprocess mode, the sum over every process.
 
     Returns False (and logs why) when the port is 0 or cannot be bound: metrics never stop a process.
     """
@@ -284,7 +292,7 @@ def start_metrics_server(
     if registry is None:
         registry = _multiprocess_registry() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else REGISTRY
     try:
-        start_http_server(port, addr=addr, registry=registry)
+        metrics_http.serve(port, host=addr, registry=registry, password=password)
     except OSError as exc:
         log.warning("metrics not served on %s:%d: %s", addr, port, exc.strerror or exc)
         return False
@@ -312,7 +320,7 @@ def serve_watcher_metrics(
     watch_queue(factory)
     if settling is not None:
         watch_settling(settling)
-    return start_metrics_server(settings.metrics.watcher_port)
+    return start_metrics_server(settings.metrics.watcher_port, **_door(settings))
 
 
 def worker_port(settings: Any, queue: str) -> int:
@@ -325,4 +333,9 @@ def serve_worker_metrics(settings: Any, queue: str) -> bool:
     """The worker's endpoint, from its main process: the sum over its pool's children."""
     if not settings.metrics.enabled or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return False  # without the folder, the pool's children could not be summed: serve nothing
-    return start_metrics_server(worker_port(settings, queue))
+    return start_metrics_server(worker_port(settings, queue), **_door(settings))
+
+
+def _door(settings: Any) -> dict[str, Any]:
+    """Where the endpoints listen and the password they ask for (`metrics.host`, `metrics.password`)."""
+    return {"addr": settings.metrics.host, "password": secret_value(settings.metrics.password)}

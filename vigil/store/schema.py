@@ -7,6 +7,7 @@ follow one convention so Alembic migrations name them stably on SQLite and Postg
 from __future__ import annotations
 
 import enum
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,11 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def file_mtime(st: os.stat_result) -> datetime:
+    """A file's mtime as stored in `media.mtime` (UTC, microseconds)."""
+    return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

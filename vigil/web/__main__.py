@@ -31,7 +31,11 @@ def run_web(settings: Settings) -> int:
             )
         app = create_app(settings, session_factory(engine))
         log.info("review page at http://%s:%d", settings.web.host, settings.web.port)
-        uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_config=None, access_log=False)
+        proxies = settings.web.trusted_proxies
+        uvicorn.run(
+            app, host=settings.web.host, port=settings.web.port, log_config=None, access_log=False,
+            server_header=False, proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
+        )  # fmt: skip
     except ConfigError as exc:
         print(f"web: {exc}", file=sys.stderr)
         return 2
