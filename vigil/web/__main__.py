@@ -31,6 +31,11 @@ def run_web(settings: Settings) -> int:
             )
         app = create_app(settings, session_factory(engine))
         log.info("review page at http://%s:%d", settings.web.host, settings.web.port)
+        if not settings.web.allowed_hosts and settings.web.host in ("0.0.0.0", "::"):
+            log.warning(
+                "web.host %s: only requests naming %s are answered; list the names you use in "
+                "web.allowed_hosts", settings.web.host, ", ".join(sorted(settings.web.hosts())),
+            )  # fmt: skip
         proxies = settings.web.trusted_proxies
         uvicorn.run(
             app, host=settings.web.host, port=settings.web.port, log_config=None, access_log=False,

@@ -11,8 +11,8 @@ from urllib.parse import quote
 MEDIA_PAGE = "/media/{media_id}"
 MEDIA_FILE = "/media/{media_id}/file"
 DETECTION_THUMBNAIL = "/detections/{detection_id}/thumbnail"
-TARGET_THRESHOLD = "/targets/{name}/threshold"
-REFERENCE_IMAGE = "/targets/{name}/images/{index}"
+TARGET_THRESHOLD = "/targets/{name:path}/threshold"
+REFERENCE_IMAGE = "/targets/{name:path}/images/{index}"
 
 
 def media_page_path(media_id: int) -> str:
@@ -33,11 +33,11 @@ def segment(value: object) -> str:
 
 
 def target_threshold_path(name: str) -> str:
-    return TARGET_THRESHOLD.format(name=segment(name))
+    return TARGET_THRESHOLD.replace("{name:path}", segment(name))
 
 
 def reference_image_path(name: str, index: int) -> str:
-    return REFERENCE_IMAGE.format(name=segment(name), index=int(index))
+    return REFERENCE_IMAGE.replace("{name:path}", segment(name)).format(index=int(index))
 
 
 def absolute_url(base_url: str | None, path: str) -> str | None:
