@@ -215,8 +215,8 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
 
     if password is not None:
         app.add_middleware(BasicAuth, password=password, signer=signer, throttle=Throttle())
-    app.add_middleware(SecurityHeaders, authenticated=password is not None)
-    app.add_middleware(HostGuard, allowed=settings.web.hosts())  # outermost: before anything else
+    app.add_middleware(HostGuard, allowed=settings.web.hosts())  # before any route or password check
+    app.add_middleware(SecurityHeaders, authenticated=password is not None)  # on every answer, 400s too
     return app
 
 
