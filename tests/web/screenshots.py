@@ -33,7 +33,10 @@ def main(out: Path) -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1360, "height": 820}, device_scale_factor=1)
+                # bypass_csp: wait_for_function evaluates a string, which the pages' CSP refuses.
+                page = browser.new_page(
+                    viewport={"width": 1360, "height": 820}, device_scale_factor=1, bypass_csp=True
+                )
                 page.goto(base + "/?source=cam1")
                 page.locator(f"tr[data-detection='{seeded.matched_ids[0]}'] button.wrong").click()
                 page.locator(f"tr[data-detection='{seeded.alert_detection_id}'] button.right").click()

@@ -157,7 +157,7 @@ def test_a_foreign_host_name_reads_and_writes_nothing(review: Review, tmp_path: 
         assert httpx.get(review.base + "/", headers={"Host": host}).status_code == 200, host
     client.close()
     env = {"VIGIL_WEB__ALLOWED_HOSTS": '["vigil.example.org"]'}
-    process, base, _ = start_web(tmp_path, review.db_url, env=env)
+    process, base, _ = start_web(tmp_path, review.db_url, env=env, argv=("-m", "vigil", "web"))
     try:
         assert httpx.get(base + "/", headers={"Host": "vigil.example.org"}).status_code == 200
         assert httpx.get(base + "/", headers={"Host": f"localhost:{port}"}).status_code == 400
@@ -203,7 +203,9 @@ def test_csrf_pairs_the_server_did_not_issue_are_refused(review: Review, tmp_pat
 
 def test_password_guessing_is_throttled_and_the_owner_still_gets_in(sqlite_url: str, tmp_path: Path) -> None:
     seed_review(sqlite_url, tmp_path)
-    process, base, _ = start_web(tmp_path, sqlite_url, env={"VIGIL_WEB__PASSWORD": PASSWORD})
+    process, base, _ = start_web(
+        tmp_path, sqlite_url, env={"VIGIL_WEB__PASSWORD": PASSWORD}, argv=("-m", "vigil", "web")
+    )
     try:
         owner = httpx.Client(base_url=base, auth=("me", PASSWORD))
         assert owner.get("/").status_code == 200 and owner.cookies.get("vigil_device")
