@@ -38,6 +38,10 @@ def execute(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
+def feedback_count(url: str) -> object:
+    return execute(url, "SELECT COUNT(*) FROM feedback")[0][0]
+
+
 def vigil_scan(db_url: str, root: Path, folder: Path, source: str) -> str:
     """`vigil scan FOLDER --source NAME`, as an operator runs it; its report line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
