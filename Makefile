@@ -6,17 +6,42 @@ VENV ?= .venv
 WATCH ?= inbox
 MODEL ?=
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make run` installs what running needs; the checks install the dev tools on top. pip shows its progress
+# (the first install downloads torch: about 1 GB for the CPU build, several GB for the CUDA one).
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-dev
+# Without an NVIDIA GPU, torch's CPU build comes from here when it answers (PyPI's is the CUDA build).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# torch and torchvision as pyproject.toml requires them (one place for their versions).
+TORCH_REQS = $(shell $(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
+	print(" ".join(repr(r) for r in d["project"]["dependencies"] if r.startswith(("torch>", "torchvision>"))))')
 
-.PHONY: run test tools lint typecheck pytest bench clean
+.PHONY: run test tools lint typecheck pytest bench-smoke bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	@if command -v nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia ]; then \
+		echo "== NVIDIA GPU found: torch's CUDA build (from PyPI)"; \
+	elif $(BIN)/python -c 'import torch' >/dev/null 2>&1; then \
+		echo "== torch is installed already"; \
+	else \
+		echo "== no NVIDIA GPU: torch's CPU build from $(TORCH_CPU_INDEX)"; \
+		$(BIN)/python -m pip install --retries 1 --timeout 20 $(TORCH_REQS) --index-url $(TORCH_CPU_INDEX) \
+		|| echo "== $(TORCH_CPU_INDEX) did not serve it: torch comes from PyPI (its CUDA build, which also runs on a CPU)"; \
+	fi
+	@echo "== installing Vigil and what it needs to run"
+	$(BIN)/python -m pip install -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "== installing the development tools (tests, linters)"
+	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	mkdir -p $(WATCH)
 	$(BIN)/vigil run --watch $(WATCH) $(if $(MODEL),--model $(MODEL))
 
@@ -28,27 +53,26 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m "not bench"
 
-# docker-compose (Debian's package) validates docker-compose.yml in the tests; Chromium drives the review
-# page's browser tests. Both are installed when missing.
+# Every runnable bench/*.py with --quick (seconds each, measures nothing): a benchmark that stops running, or a
+# new one without a smoke mode, fails the build (tests/test_bench_smoke.py).
+bench-smoke: $(STAMP)
+	VIGIL_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m bench -v -s tests/test_bench_smoke.py
+
+# Debian's packages the tests need, installed when missing (root and apt-get; otherwise a note).
 tools:
-	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get install -y -qq docker-compose >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; }; }; } \
-		|| echo "note: docker-compose is not installed and could not be; the compose test needs it"
-	@# Chromium (Debian's) for the review page's browser tests; Playwright's own download is not used.
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get install -y -qq chromium >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
-		|| echo "note: chromium is not installed and could not be; the review page's browser tests need it"
-	@# rsync and curl (Debian's) are real uploaders in the watcher's uploader tests.
-	@for tool in rsync curl; do command -v $$tool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
-		&& command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$tool >/dev/null 2>&1 \
-		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1; }; }; } \
-		|| echo "note: $$tool is not installed and could not be; the uploader tests need it"; done
+	@# Debian's packages the tests drive, as COMMAND:PACKAGE: docker-compose validates docker-compose.yml;
+	@# Chromium drives the review page's browser tests (Playwright's own download is not used); rsync and
+	@# curl are real uploaders; promtool (in the prometheus package, which also brings a server that only
+	@# starts where systemd runs) checks each /metrics; nftables makes the network-fault suite's partitions.
+	@for pair in docker-compose:docker-compose chromium:chromium rsync:rsync curl:curl promtool:prometheus \
+		nft:nftables; do tool=$${pair%%:*}; pkg=$${pair#*:}; command -v $$tool >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq $$pkg >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$pkg >/dev/null 2>&1; }; }; } \
+		|| echo "note: $$tool (Debian's $$pkg) is not installed and could not be; the tests that drive it fail"; done
 
-test: tools lint typecheck pytest
+test: tools lint typecheck pytest bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py

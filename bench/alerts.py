@@ -6,7 +6,9 @@ per run. Ours: `vigil.alerts.evaluation.evaluate_analysis` (rules compiled once,
 query per analysis). Both run on identical fresh SQLite databases, one write transaction per analysis as in
 the worker, and must fire the same number of alerts. Prints a table, then one JSON line.
 
-    PYTHONPATH=. python bench/alerts.py [--analyses 200] [--rules 100]
+    PYTHONPATH=. python bench/alerts.py [--analyses 200] [--rules 100] [--quick]
+
+``--quick`` is a smoke run (10 analyses, 10 rules): it proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -174,7 +176,10 @@ def main() -> None:
     parser.add_argument("--analyses", type=int, default=200)
     parser.add_argument("--rules", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10 analyses, 10 rules (no figures)")
     args = parser.parse_args()
+    if args.quick:
+        args.analyses, args.rules = 10, 10
     rng = random.Random(args.seed)
     settings = Settings(
         targets=[TargetSettings(name=t, description=f"a {t}", threshold=0.6) for t in TARGETS],
@@ -201,6 +206,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "alerts",
+                "quick": args.quick,
                 "rules": args.rules,
                 "detections": detections,
                 "alerts": ours_alerts,

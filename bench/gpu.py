@@ -15,18 +15,24 @@ an upper bound; the time between forwards (decoding, processor, Python) is idle 
 
 On a machine without CUDA it refuses in one line and exits 2. Goal: under 5 minutes on one H100/H200.
 
-    PYTHONPATH=. python bench/gpu.py [--clips 3] [--families llava_next_video,qwen2_5_vl]
+``--quick`` is a smoke run, on the GPU where there is one and on the CPU otherwise: the families' tiny random
+models (``workers.testing.models``) instead of the real sizes, one 4 s clip at 320x180, windows of 4 frames
+(busy share from the wall clock of each forward on the CPU, peak memory the process's RSS there). It proves
+the script runs, it measures nothing.
+
+    PYTHONPATH=. python bench/gpu.py [--clips 3] [--families llava_next_video,qwen2_5_vl] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 FRAMES = 32
 WINDOW_S = 8.0
@@ -34,6 +40,19 @@ CLIP_SECONDS = 32
 CLIP_SIZE = (1280, 720)
 TARGET_COUNT = 8
 FAMILIES = ("llava_next_video", "qwen2_5_vl")
+
+
+class Shape(NamedTuple):  # not a dataclass: the tests load this file as a module outside sys.modules
+    """What one run feeds the models: clip length and size, frames and seconds a window."""
+
+    clip_seconds: int
+    clip_size: tuple[int, int]
+    frames: int
+    window_s: float
+
+
+FULL = Shape(CLIP_SECONDS, CLIP_SIZE, FRAMES, WINDOW_S)
+QUICK = Shape(4, (320, 180), 4, 2.0)
 
 
 def llava_next_video_7b(tok: Any) -> Any:
@@ -224,42 +243,66 @@ def _loaded(family: str, device: str = "cuda") -> Any:
     )
 
 
-class ForwardTimer:
-    """CUDA events around every forward of the model and of its language model (suffix passes)."""
+def _tiny_loaded(family: str, folder: Path) -> Any:
+    """The family's tiny random model (``--quick``), on the GPU where there is one."""
+    from workers.model.loading import load_model
+    from workers.testing.models import cached_tiny_model
 
-    def __init__(self, model: Any) -> None:
+    return load_model(str(cached_tiny_model(family, folder / "models")))
+
+
+class ForwardTimer:
+    """Time inside every forward of the model and of its language model (suffix passes): CUDA events on a
+    GPU, the wall clock on the CPU (where a forward is synchronous)."""
+
+    def __init__(self, model: Any, *, cuda: bool = True) -> None:
         import torch
 
         self.pairs: list[tuple[Any, Any]] = []
         self._open: list[Any] = []
         self._depth = 0
         self._torch = torch
+        self._cuda = cuda
         for module in (model, model.model):
             module.register_forward_pre_hook(self._enter)
             module.register_forward_hook(self._leave)
 
+    def _mark(self) -> Any:
+        if not self._cuda:
+            return time.perf_counter()
+        event = self._torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
     def _enter(self, *_: Any) -> None:
         self._depth += 1
         if self._depth == 1:  # the outer model's forward runs model.model inside it: count it once
-            start = self._torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._open.append(start)
+            self._open.append(self._mark())
 
     def _leave(self, *_: Any) -> None:
         self._depth -= 1
         if self._depth == 0:
-            end = self._torch.cuda.Event(enable_timing=True)
-            end.record()
-            self.pairs.append((self._open.pop(), end))
+            self.pairs.append((self._open.pop(), self._mark()))
 
     def busy_ms(self) -> float:
-        self._torch.cuda.synchronize()
-        total = sum(start.elapsed_time(end) for start, end in self.pairs)
+        if self._cuda:
+            self._torch.cuda.synchronize()
+            total = sum(start.elapsed_time(end) for start, end in self.pairs)
+        else:
+            total = sum((end - start) * 1000 for start, end in self.pairs)
         self.pairs.clear()
         return float(total)
 
 
-def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
+def _peak_gib(cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        return float(torch.cuda.max_memory_allocated() / 2**30)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _run(family: str, clips: list[Path], folder: Path, shape: Shape = FULL) -> list[dict[str, Any]]:
     import torch
 
     from vigil.config.settings import ModelSettings
@@ -268,16 +311,18 @@ def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
     from workers.analysis.pipeline import WindowRecognizer
     from workers.decode.frames import fit_size
 
-    loaded = _loaded(family)
-    timer = ForwardTimer(loaded.model)
+    loaded = _tiny_loaded(family, folder) if shape is QUICK else _loaded(family)
+    cuda = loaded.device.type == "cuda"
+    timer = ForwardTimer(loaded.model, cuda=cuda)
     targets = [TargetSpec(i + 1, f"t{i}", f"a person with a {c} bag", 1.0) for i, c in enumerate("abcdefgh")]
     targets = targets[:TARGET_COUNT]
     rows = []
-    window_tokens = video_tokens(loaded.processor, FRAMES, fit_size(CLIP_SIZE, loaded.frame_side)) + 128
+    frame_size = fit_size(shape.clip_size, loaded.frame_side)
+    window_tokens = video_tokens(loaded.processor, shape.frames, frame_size) + 128
     for name, depth, budget in (("in line", 0, 0), ("ahead", 2, 0), ("ahead+batch", 4, 4 * window_tokens)):
         settings = ModelSettings(
-            frames_per_window=FRAMES,
-            window_s=WINDOW_S,
+            frames_per_window=shape.frames,
+            window_s=shape.window_s,
             evidence=False,
             prefetch_windows=depth,
             window_batch_tokens=budget,
@@ -285,7 +330,8 @@ def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
         worker = WindowRecognizer(loaded, settings, thumbnails_dir=folder / "thumbs")
         worker.recognize(clips[0], probe(clips[0]), targets, media_id=0)  # warm-up
         timer.busy_ms()
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         began = time.perf_counter()
         outs = [worker.recognize(c, probe(c), targets, media_id=i) for i, c in enumerate(clips)]
         wall_ms = (time.perf_counter() - began) * 1000
@@ -301,12 +347,13 @@ def _run(family: str, clips: list[Path], folder: Path) -> list[dict[str, Any]]:
                     sum(float(o.params["decode_busy_ms"]) for o in outs) / len(clips), 1
                 ),  # type: ignore[arg-type]
                 "gpu_busy_share": round(timer.busy_ms() / wall_ms, 3),
-                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                "peak_gib": round(_peak_gib(cuda), 2),
             }
         )
         print(_line(rows[-1]), flush=True)
     del loaded, timer
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return rows
 
 
@@ -331,10 +378,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny models, GPU or CPU (no figures)"
+    )
     args = parser.parse_args()
     import torch
 
-    if not torch.cuda.is_available():
+    shape = QUICK if args.quick else FULL
+    if args.quick:
+        args.clips = 1
+    elif not torch.cuda.is_available():
         print(
             "bench/gpu.py needs a CUDA GPU and none is available here; run it on a GPU machine",
             file=sys.stderr,
@@ -347,19 +400,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vigil-gpu-") as tmp:
         folder = Path(tmp)
         clips = [
-            write_clip_h264(folder / f"c{i}.mp4", seconds=CLIP_SECONDS, fps=30, size=CLIP_SIZE, gop=250)
+            write_clip_h264(
+                folder / f"c{i}.mp4", seconds=shape.clip_seconds, fps=30, size=shape.clip_size, gop=250
+            )
             for i in range(args.clips)
         ]
-        w, h = CLIP_SIZE
-        print(f"{torch.cuda.get_device_name()}; {len(clips)} clips of {CLIP_SECONDS} s {w}x{h}")
+        w, h = shape.clip_size
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+        print(f"{device}; {len(clips)} clips of {shape.clip_seconds} s {w}x{h}")
         print(HEADER)
         for family in args.families.split(","):
-            rows.extend(_run(family, clips, folder))
+            rows.extend(_run(family, clips, folder, shape))
     summary = {
         f"{r['family']}/{r['run']}/{k}": v for r in rows for k, v in r.items() if k not in ("family", "run")
     }
     summary["total_s"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(summary))
+    print(json.dumps({"bench": "gpu", "quick": args.quick} | summary))
     return 0
 
 

@@ -2,7 +2,9 @@
 once (`CREATE DATABASE ... TEMPLATE`, tests/support/services.py). Interleaved rounds on the same server, so
 both see the same load; prints medians, the ratio, then one JSON line.
 
-    PYTHONPATH=. python bench/pg_template.py [--rounds 10]
+    PYTHONPATH=. python bench/pg_template.py [--rounds 10] [--quick]
+
+``--quick`` is a smoke run (one round): it proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from vigil.store.migrate import upgrade
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="smoke run: one round (no figures)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
     migrate_s: list[float] = []
     copy_s: list[float] = []
     began = time.perf_counter()
@@ -38,9 +43,16 @@ def main() -> None:
     print(f"create + migrate: median {migrate * 1000:.0f} ms over {args.rounds}")
     print(f"copy of template: median {copy * 1000:.0f} ms over {args.rounds}")
     print(f"ratio: {migrate / copy:.1f}x")
-    print(json.dumps({"rounds": args.rounds, "migrate_ms": round(migrate * 1000, 1),
-                      "copy_ms": round(copy * 1000, 1), "ratio": round(migrate / copy, 2),
-                      "template_ms": round(template_s * 1000, 1)}))  # fmt: skip
+    figures = {
+        "bench": "pg_template",
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "migrate_ms": round(migrate * 1000, 1),
+        "copy_ms": round(copy * 1000, 1),
+        "ratio": round(migrate / copy, 2),
+        "template_ms": round(template_s * 1000, 1),
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

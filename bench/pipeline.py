@@ -9,7 +9,10 @@ Workers are started and warmed (model loaded) before the clock starts; the clock
 to the last `done` row. A redis-server of our own runs on a free port; the PostgreSQL database is created
 for the run and dropped after.
 
-    PYTHONPATH=. python bench/pipeline.py [--clips 40] [--pg postgresql+psycopg://postgres@127.0.0.1/postgres]
+    PYTHONPATH=. python bench/pipeline.py [--clips 40] [--workers 1,2] [--no-embedded] [--pg postgresql+psycopg://...]
+
+``--quick`` is a smoke run (4 clips, one worker, PostgreSQL + Redis only: the embedded path runs the same
+code with other URLs): it proves the bench still runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ class Install:
         self.engine = make_engine(self.settings.database)
         self.factory = session_factory(self.engine)
         with write_session(self.factory) as session:
-            sync_targets(session, TARGETS)
+            sync_targets(session, TARGETS, references_dir=self.settings.storage.references_dir)
             source_id = ensure_source(session, "bench", clips[0].parent).id
         self.ids = [
             register_file(
@@ -227,22 +230,32 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--workers", default="1,2", help="worker process counts to run each path with")
+    parser.add_argument("--no-embedded", action="store_true", help="skip the SQLite + sqla path")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 clips, 1 worker (no figures)")
     parser.add_argument(
         "--pg",
         default=os.environ.get("VIGIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
     )
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.workers, args.no_embedded = 4, "1", True
+    counts = [int(n) for n in args.workers.split(",")]
+    if args.clips < 2 * max(counts) + 1:
+        parser.error(f"--clips must be at least {2 * max(counts) + 1}: each worker warms up on 2 clips")
     root = Path(tempfile.mkdtemp(prefix="vigil-bench-pipeline-"))
     try:
         model = cached_tiny_model("llava_next_video", root / "models")
         clips = make_clips(root / "clips", args.clips)
-        rows = run_all(root, model, clips, pg_admin=args.pg)
+        rows = run_all(root, model, clips, pg_admin=args.pg, workers=counts, embedded=not args.no_embedded)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report(rows, clips=args.clips)
+    report(rows, clips=args.clips, quick=args.quick)
 
 
-def run_all(root: Path, model: Path, clips: list[Path], *, pg_admin: str) -> list[dict[str, object]]:
+def run_all(
+    root: Path, model: Path, clips: list[Path], *, pg_admin: str, workers: list[int], embedded: bool
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
 
     def record(name: str, workers: int, timed: int, seconds: float, model_ms: float) -> None:
@@ -272,22 +285,22 @@ def run_all(root: Path, model: Path, clips: list[Path], *, pg_admin: str) -> lis
         seconds, model_ms = baseline(install)
         install.close()
         record("in-process (no broker)", 1, len(clips) - 2, seconds, model_ms)
-    for workers in (1, 2):
-        tag = f"embedded-{workers}"
+    for count in workers if embedded else []:
+        tag = f"embedded-{count}"
         (root / tag).mkdir()
         install = fresh(tag, f"sqlite:///{root / tag / 'v.db'}", f"sqla+sqlite:///{root / tag / 'b.db'}")
-        seconds, model_ms = distributed(install, workers, root / tag)
+        seconds, model_ms = distributed(install, count, root / tag)
         install.close()
-        record("embedded (SQLite+sqla)", workers, len(clips) - 2 * workers, seconds, model_ms)
+        record("embedded (SQLite+sqla)", count, len(clips) - 2 * count, seconds, model_ms)
     with redis_server(root) as redis_url:
-        for workers in (1, 2):
-            tag = f"redis-{workers}"
+        for count in workers:
+            tag = f"redis-{count}"
             (root / tag).mkdir()
             with pg_database(pg_admin) as db_url:
                 install = fresh(tag, db_url, redis_url)
-                seconds, model_ms = distributed(install, workers, root / tag)
+                seconds, model_ms = distributed(install, count, root / tag)
                 install.close()
-            record("PostgreSQL + Redis", workers, len(clips) - 2 * workers, seconds, model_ms)
+            record("PostgreSQL + Redis", count, len(clips) - 2 * count, seconds, model_ms)
     return rows
 
 
@@ -295,7 +308,7 @@ def per_media(row: dict[str, object]) -> float:
     return float(row["seconds"]) / float(row["media"])  # type: ignore[arg-type]
 
 
-def report(rows: list[dict[str, object]], *, clips: int) -> None:
+def report(rows: list[dict[str, object]], *, clips: int, quick: bool) -> None:
     base = rows[0]
     print(
         f"\n{'path':28s} {'workers':>7s} {'media/s':>8s} {'model+decode ms':>16s} "
@@ -314,6 +327,7 @@ def report(rows: list[dict[str, object]], *, clips: int) -> None:
         json.dumps(
             {
                 "bench": "pipeline",
+                "quick": quick,
                 "clips": clips,
                 # seconds per media: the runs time different counts (warm-up clips are left out)
                 "baseline_s": round(per_media(base), 4),

@@ -27,8 +27,10 @@ sequential decode with slice and with frame threads (why ``decode_av`` picks wha
 also measured as this process's CPU time (``*_cpu_*`` keys): on a shared, overloaded machine the wall clock
 mostly measures waiting for a core.
 
-Usage: python bench/sampling.py [--keep DIR] [--repeat 3] [--frame-side 512] [--no-long]. Ends with one JSON
-line, whose ``goals`` key says which of issue 12's goals this run met.
+Usage: python bench/sampling.py [--keep DIR] [--repeat 3] [--frame-side 512] [--no-long] [--quick]. Ends with
+one JSON line, whose ``goals`` key says which of issue 12's goals this run met. ``--quick`` is a smoke run
+(4 s clips, each real recording once, the length scaling over 1, 3 and 10 copies of one recording instead
+of minutes, no 10-minute 1080p recording, one repeat): it proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -267,11 +269,14 @@ def analysis_decode_s(path: Path, frame_side: int, mode: Mode | None = None) -> 
         return time.perf_counter() - began, time.process_time() - began_cpu, media.decoded
 
 
-def length_scaling(root: Path, real: dict[str, Path], frame_side: int) -> dict[str, float]:
+def length_scaling(
+    root: Path, real: dict[str, Path], frame_side: int, *, per_minute: int = 6
+) -> dict[str, float]:
+    """1, 3 and 10 "minutes" of the bikes recording joined (``per_minute`` copies of its 10 s each)."""
     out: dict[str, float] = {}
     for minutes in (1, 3, 10):
-        parts = [real["bikes"]] * 6 * minutes
-        path = cached(root / f"bikes-{minutes}min.mp4", lambda p, parts=parts: concat_stream_copy(parts, p))
+        parts = [real["bikes"]] * per_minute * minutes
+        path = cached(root / f"bikes-x{len(parts)}.mp4", lambda p, parts=parts: concat_stream_copy(parts, p))
         took, took_cpu, decoded = analysis_decode_s(path, frame_side)
         out[f"analysis_{minutes}min_ms"] = took * 1000
         out[f"analysis_{minutes}min_cpu_ms"] = took_cpu * 1000
@@ -317,16 +322,19 @@ def main() -> None:
         help="longest side the model's frames are resized to (the default model's: %(default)s)",
     )
     parser.add_argument("--no-long", action="store_true", help="skip the 10-minute 1080p recording")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 s clips, one repeat (no figures)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.gettempdir()) / "vigil-bench-sampling"
+    if args.quick:
+        root, args.repeat, args.no_long = root / "quick", 1, True
     load_before = Path("/proc/loadavg").read_text().split()[0]
-    paths = clips(root)
+    paths = clips(root, seconds=4, quick=True) if args.quick else clips(root)
     threads = {
         t: best_of(args.repeat, lambda t=t: sequential(paths["real-bikes-concat"], t))[0] * 1000
         for t in ("SLICE", "FRAME")
     }
     rows = [per_clip(name, path, args.repeat) for name, path in paths.items()]
-    scaling = length_scaling(root, real_sample_clips(), args.frame_side)
+    scaling = length_scaling(root, real_sample_clips(), args.frame_side, per_minute=1 if args.quick else 6)
     long = {} if args.no_long else long_1080p(root, args.frame_side)
     print(
         f"{'clip':26} {'size':>9} {'seq ms':>7} | {'seed ms 8/32':>13} | {'exact 8/32':>11} | "
@@ -379,6 +387,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "sampling",
+                "quick": args.quick,
                 "repeat": args.repeat,
                 "rows": rows,
                 "threads_ms": threads,

@@ -34,31 +34,34 @@ def cached(path: Path, make: Callable[[Path], object]) -> Path:
     return path
 
 
-def _times(kind: str) -> list[float]:
+def _times(kind: str, seconds: int) -> list[float]:
     if kind == "vfr":
         steps, times = (0.033, 0.1, 0.25, 0.016), [0.0]
-        while times[-1] < SECONDS:
+        while times[-1] < seconds:
             times.append(times[-1] + steps[len(times) % 4])
         return times[:-1]
-    return [i / 25 for i in range(SECONDS * 25) if not (i % 250 < 25 or i % 7 == 3)]  # gaps and drops
+    return [i / 25 for i in range(seconds * 25) if not (i % 250 < 25 or i % 7 == 3)]  # gaps and drops
 
 
-def clips(root: Path) -> dict[str, Path]:
+def clips(root: Path, *, seconds: int = SECONDS, quick: bool = False) -> dict[str, Path]:
+    """Every clip, written under ``root`` once. ``quick``: ``seconds`` long, each real recording once (a
+    smoke run of the bench: the same kinds, nothing worth timing)."""
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     for name, kw in KINDS.items():
         suffix = SUFFIX.get(str(kw.get("muxer", "mp4")), ".mp4")
         out[name] = cached(
             root / f"{name}{suffix}",
-            lambda p, kw=kw: write_camera_clip(p, seconds=SECONDS, size=SIZE, **kw),  # type: ignore[arg-type]
+            lambda p, kw=kw: write_camera_clip(p, seconds=seconds, size=SIZE, **kw),  # type: ignore[arg-type]
         )
     for kind in ("vfr", "dropped"):
         out[f"x264-{kind}"] = cached(
             root / f"x264-{kind}.mp4",
-            lambda p, k=kind: write_camera_clip(p, size=SIZE, fps=25, gop_s=2, times_s=_times(k)),
+            lambda p, k=kind: write_camera_clip(p, size=SIZE, fps=25, gop_s=2, times_s=_times(k, seconds)),
         )
     real = real_sample_clips()
     for name, repeats in (("bikes", 6), ("bigbuckbunny", 11)):
+        repeats = 1 if quick else repeats
         out[f"real-{name}-concat"] = cached(
             root / f"real-{name}-x{repeats}.mp4",
             lambda p, n=name, r=repeats: concat_stream_copy([real[n]] * r, p),

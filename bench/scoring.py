@@ -12,6 +12,9 @@ process, so "ours" is timed warm, and the first (cold) call is printed too.
 All timings include the processor. Prints a table, then ONE JSON line.
 
     PYTHONPATH=. python bench/scoring.py [--model DIR] [--frames 32] [--targets 1,8,32]
+
+``--quick`` is a smoke run (4 frames at 112 px, 1 and 2 targets, one repeat, 3 seed tokens): it proves the
+script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -178,12 +181,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed-tokens", type=int, default=100)
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "vigil-tiny-models"))
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 frames, 1-2 targets (no figures)")
     args = parser.parse_args()
+    if args.quick:
+        args.frames, args.targets, args.repeats, args.seed_tokens = 4, "1,2", 1, 3
 
     torch.set_grad_enabled(False)
-    model_dir = args.model or str(cached_tiny_model("llava_next_video", args.cache_dir, image_size=336))
+    side = 112 if args.quick else 336
+    model_dir = args.model or str(cached_tiny_model("llava_next_video", args.cache_dir, image_size=side))
     loaded = load_model(model_dir)
-    side = 336
     rgb = np.random.default_rng(0).integers(0, 255, (args.frames, side, side * 4 // 3, 3), dtype=np.uint8)
     fps = 4.0
     prefix_len = _prefix_tokens(loaded, rgb, fps)
@@ -261,6 +267,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "scoring",
+                "quick": args.quick,
                 "model": loaded.model_type,
                 "device": str(loaded.device),
                 "frames": args.frames,

@@ -10,7 +10,8 @@ share (torch's libraries among them) count in each, so that figure overstates it
 At the end arrivals stop, the queue drains, and we check every file was analysed exactly once, and that
 the worker's `vigil_media_analysed_total` (summed over prefork children by multiprocess mode) equals the
 rows. Baseline, same run: each process's RSS once warm (after the first analysis); we report the growth
-from there to the end and its ratio. Ends with ONE JSON line.
+from there to the end and its ratio. Ends with ONE JSON line. ``--quick`` is a smoke run (6 s of arrivals at
+30 a minute): it proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Soak(Stack):
         self.watcher_port, self.worker_port = free_port(), free_port()
         super().__init__(
             root,
-            db_url=f"sqlite:///{root / 'vigil.store.db'}",
+            db_url=f"sqlite:///{root / 'vigil.db'}",
             broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
             model_dir=model,
             extra_env={
@@ -199,6 +200,7 @@ def summarise(
     mean_ms = soak.rows("SELECT AVG(total_ms) FROM analyses")[0][0]
     figures: dict[str, object] = {
         "bench": "soak",
+        "quick": args.quick,
         "minutes": args.minutes,
         "rate_per_min": args.rate,
         "files": dropped,
@@ -234,7 +236,10 @@ def main() -> None:
     parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for the queue to empty")
     parser.add_argument("--model", help="model directory (default: a tiny random LLaVA-NeXT-Video)")
     parser.add_argument("--workdir", help="keep files here (default: a temporary folder, removed)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 6 s of arrivals (no figures)")
     args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.rate, args.sample_s = 0.1, 30.0, 1.0
     if args.workdir:
         figures = run(args, Path(args.workdir))
     else:

@@ -12,7 +12,9 @@ state its figure depends on (torch's thread count, the GIL switch interval, FFmp
 Every ratio is measured against its baseline in the same child, on this machine, with tiny models on the
 CPU. Prints each part's table, the goals, and ends with one JSON line.
 
-    PYTHONPATH=. python bench/throughput.py [--quick]
+    PYTHONPATH=. python bench/throughput.py [--quick] [--part reuse]
+
+``--quick`` runs each part with its own ``--quick`` (a smoke run: tiny inputs, it measures nothing).
 """
 
 from __future__ import annotations
@@ -28,12 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-# (script, its arguments for a full run, for a quick one)
-PARTS = {
-    "reuse": ("throughput_reuse.py", [], ["--repeats", "3"]),
-    "gate": ("throughput_gate.py", [], ["--repeat", "1"]),
-    "overlap": ("throughput_overlap.py", [], ["--rounds", "1"]),
-}
+PARTS = {"reuse": "throughput_reuse.py", "gate": "throughput_gate.py", "overlap": "throughput_overlap.py"}
 
 # key -> (goal, "<=" or ">="), from the issue; None: reported only
 GOALS: dict[str, tuple[float, str] | None] = {
@@ -48,10 +45,10 @@ GOALS: dict[str, tuple[float, str] | None] = {
 
 
 def run_part(name: str, quick: bool) -> dict[str, Any]:
-    script, full, short = PARTS[name]
+    script = PARTS[name]
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, str(HERE / script), *(short if quick else full)],
+        [sys.executable, str(HERE / script), *(["--quick"] if quick else [])],
         capture_output=True,
         text=True,
         env=os.environ
@@ -62,7 +59,8 @@ def run_part(name: str, quick: bool) -> dict[str, Any]:
     print(done.stdout.rstrip())
     if done.returncode != 0:
         raise SystemExit(f"{script} failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return {key: value for key, value in figures.items() if key not in ("bench", "quick")}
 
 
 def verdict(key: str, value: float) -> str:
@@ -78,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: each part's --quick (no figures)")
     parser.add_argument("--part", choices=sorted(PARTS), action="append", help="run only these parts")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -91,6 +89,7 @@ def main() -> None:
         print(f"  {key:36s} {value:>10.4g}  {verdict(key, value)}")
     result = {
         "bench": "throughput",
+        "quick": args.quick,
         **summary,
         "goals": {key: verdict(key, value) for key, value in summary.items()},
         "load_before": round(load_before, 2),

@@ -23,8 +23,9 @@ windows match and the decision does not hang on a score's last digits.
 0, frames at 112 px): for each, the largest value among unchanged windows, the smallest among windows with
 activity, and their ratio (the margin a threshold has to sit in; the gate uses ``grid16_max``).
 
-Usage: PYTHONPATH=. python bench/throughput_gate.py [--keep DIR] [--repeat 2] [--measures]. Ends with one
-JSON line.
+Usage: PYTHONPATH=. python bench/throughput_gate.py [--keep DIR] [--repeat 2] [--measures] [--quick]. Ends
+with one JSON line. ``--quick`` is a smoke run (a 1-minute clip with activity at 0:30-0:40, one repeat): it
+proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -54,17 +55,19 @@ from workers.testing.models import cached_tiny_model
 from workers.testing.scenes import StaticScene
 
 SECONDS, FPS, SIZE, ACTIVE_S = 600, 10, (160, 96), (300.0, 330.0)
+QUICK_SECONDS, QUICK_ACTIVE_S = 60, (30.0, 40.0)
 GATE = 8.0
 DESCRIPTIONS = {"person": "a person walking", "van": "a white delivery van"}
 
 
-def camera_clip(root: Path) -> Path:
-    path = root / f"static_{SECONDS}s_{SIZE[0]}x{SIZE[1]}_{FPS}fps.mp4"
+def camera_clip(root: Path, seconds: int = SECONDS, active_s: tuple[float, float] = ACTIVE_S) -> Path:
+    name = f"static_{seconds}s_{SIZE[0]}x{SIZE[1]}_{FPS}fps_active{active_s[0]:g}-{active_s[1]:g}.mp4"
+    path = root / name
     if not path.exists():
         print(f"writing {path} ...", file=sys.stderr)
         part = path.with_suffix(".part.mp4")
-        scene = StaticScene(active_s=ACTIVE_S, noise=3.0)
-        write_camera_clip(part, seconds=SECONDS, fps=FPS, size=SIZE, gop_s=4.0, frame=scene).rename(path)
+        scene = StaticScene(active_s=active_s, noise=3.0)
+        write_camera_clip(part, seconds=seconds, fps=FPS, size=SIZE, gop_s=4.0, frame=scene).rename(path)
     return path
 
 
@@ -88,10 +91,16 @@ def matched_pairs(recognition: Recognition) -> set[tuple[int, int]]:
     return {(r.window_index, r.target_id) for r in recognition.results if r.matched}
 
 
-def measure(keep: Path | None = None, repeat: int = 2) -> dict[str, float]:
+def measure(
+    keep: Path | None = None,
+    repeat: int = 2,
+    *,
+    seconds: int = SECONDS,
+    active_s: tuple[float, float] = ACTIVE_S,
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = keep or Path(tmp)
-        clip = camera_clip(root)
+        clip = camera_clip(root, seconds, active_s)
         info = probe(clip)
         torch.set_num_threads(1)  # on a shared machine, one thread's time depends less on other processes
         loaded = load_model(str(cached_tiny_model("llava_next_video", root / "models")), device="cpu")
@@ -162,7 +171,9 @@ def _hash_bits(rgb: np.ndarray, kind: str) -> np.ndarray:
     return np.array(bits)
 
 
-def compare_measures(keep: Path | None = None) -> dict[str, float]:
+def compare_measures(
+    keep: Path | None = None, *, seconds: int = SECONDS, active_s: tuple[float, float] = ACTIVE_S
+) -> dict[str, float]:
     """Each candidate measure's margin between unchanged windows and windows with activity."""
     measures: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "grid16_max": lambda a, b: difference(signature(a), signature(b)),
@@ -175,12 +186,12 @@ def compare_measures(keep: Path | None = None) -> dict[str, float]:
         ),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        clip = camera_clip(keep or Path(tmp))
+        clip = camera_clip(keep or Path(tmp), seconds, active_s)
         with open_media(clip) as media:
             windows = plan_windows(media.timed_info, window_s=10.0, frames_per_window=8)
             requests = [FrameRequest(8, start_s=a, end_s=b, max_side=112) for a, b in windows]
             rgb = [frames.rgb for _, frames in media.frames(requests)]
-    active = [a < ACTIVE_S[1] and b > ACTIVE_S[0] for a, b in windows]
+    active = [a < active_s[1] and b > active_s[0] for a, b in windows]
     got: dict[str, float] = {}
     for name, measure in measures.items():
         values = [measure(rgb[0], window) for window in rgb[1:]]
@@ -196,13 +207,18 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="cache the clip and the tiny model here")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per case; the best is kept")
     parser.add_argument("--measures", action="store_true", help="compare difference measures instead")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a 1-minute clip (no figures)")
     args = parser.parse_args()
+    seconds, active_s = (QUICK_SECONDS, QUICK_ACTIVE_S) if args.quick else (SECONDS, ACTIVE_S)
+    if args.quick:
+        args.repeat = 1
     if args.measures:
-        print(json.dumps({"bench": "throughput_gate.measures", **compare_measures(args.keep)}))
+        got = compare_measures(args.keep, seconds=seconds, active_s=active_s)
+        print(json.dumps({"bench": "throughput_gate.measures", "quick": args.quick, **got}))
         return
-    got = measure(args.keep, args.repeat)
-    active = f"{ACTIVE_S[0]:g}-{ACTIVE_S[1]:g} s"
-    print(f"{SECONDS // 60}-minute camera clip, {got['windows']:.0f} windows, activity {active}")
+    got = measure(args.keep, args.repeat, seconds=seconds, active_s=active_s)
+    active = f"{active_s[0]:g}-{active_s[1]:g} s"
+    print(f"{seconds // 60}-minute camera clip, {got['windows']:.0f} windows, activity {active}")
     print(f"{'':16}{'gate off':>12}{'gate on':>12}")
     rows = (
         ("model ms", "model_ms"),
@@ -220,7 +236,7 @@ def main() -> None:
         f"CPU {got['cpu_speedup']:.1f}x, "
         f"agreement {got['static_gate_agreement']:.3f}"
     )
-    print(json.dumps({"bench": "throughput_gate", "static_gate": GATE, **got}))
+    print(json.dumps({"bench": "throughput_gate", "quick": args.quick, "static_gate": GATE, **got}))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ idle, and the decoder thread slows the model it runs beside.
 ``batched_vs_single_time`` the time of scoring them as one batch ÷ one by one.
 
     PYTHONPATH=. python bench/throughput_overlap.py [--torch-threads N] [--ffmpeg-threads N] [--rounds 3]
+
+``--quick`` is a smoke run (two 6 s clips at 320x180, 112 px frames, one round): it proves the script runs,
+it measures nothing.
 """
 
 from __future__ import annotations
@@ -52,15 +55,17 @@ CLIP_FPS = 30
 WINDOW_S = 2.0
 FRAMES_PER_WINDOW = 8
 IMAGE_SIZE = 280
+QUICK_SECONDS, QUICK_SIZE, QUICK_IMAGE_SIZE = 6, (320, 180), 112
 TARGETS = [
     TargetSpec(i + 1, f"t{i}", d, 1.0)
     for i, d in enumerate(["a person walking", "a white van", "a dog on a lead", "a parcel at the door"])
 ]
 
 
-def _clips(folder: Path, count: int) -> list[Path]:
+def _clips(folder: Path, count: int, *, quick: bool = False) -> list[Path]:
+    seconds, size = (QUICK_SECONDS, QUICK_SIZE) if quick else (CLIP_SECONDS, CLIP_SIZE)
     return [
-        write_clip_h264(folder / f"c{i}.mp4", seconds=CLIP_SECONDS, fps=CLIP_FPS, size=CLIP_SIZE, gop=250)
+        write_clip_h264(folder / f"c{i}.mp4", seconds=seconds, fps=CLIP_FPS, size=size, gop=250)
         for i in range(count)
     ]
 
@@ -129,7 +134,11 @@ def _batched(loaded: LoadedModel, clip: Path) -> tuple[float, float]:
 
 
 def measure(
-    *, torch_threads: int | None = None, ffmpeg_threads: int | None = None, rounds: int = 3
+    *,
+    torch_threads: int | None = None,
+    ffmpeg_threads: int | None = None,
+    rounds: int = 3,
+    quick: bool = False,
 ) -> dict[str, float]:
     # the worker's rule (workers/analysis/runtime.py), for both runs: the same threads in line and ahead
     torch.set_num_threads(torch_threads or model_threads(usable_cores(), prefetch=2))
@@ -139,9 +148,10 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="vigil-overlap-") as tmp:
         folder = Path(tmp)
         cache = Path(os.environ.get("VIGIL_BENCH_MODELS", folder / "models"))
-        model_dir = cached_tiny_model("llava_next_video", cache, image_size=IMAGE_SIZE)
+        image_size = QUICK_IMAGE_SIZE if quick else IMAGE_SIZE
+        model_dir = cached_tiny_model("llava_next_video", cache, image_size=image_size)
         loaded = load_model(str(model_dir), device="cpu", dtype="float32")
-        clips = _clips(folder, 2)
+        clips = _clips(folder, 2, quick=quick)
         best = _overlap(loaded, clips, folder, rounds)
         equal, time_ratio = _batched(loaded, clips[0])
     inline, ahead = best["in_line"], best["ahead"]
@@ -164,8 +174,14 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--ffmpeg-threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small clips, one round (no figures)")
     args = parser.parse_args()
-    result = measure(torch_threads=args.torch_threads, ffmpeg_threads=args.ffmpeg_threads, rounds=args.rounds)
+    result = measure(
+        torch_threads=args.torch_threads,
+        ffmpeg_threads=args.ffmpeg_threads,
+        rounds=1 if args.quick else args.rounds,
+        quick=args.quick,
+    )
     print(f"{'':24s} {'clips/s':>8s}")
     print(f"{'decode in line':24s} {result['clips_per_s_in_line']:8.3f}")
     print(f"{'decode ahead (2)':24s} {result['clips_per_s_ahead']:8.3f}")
@@ -173,7 +189,7 @@ def main() -> None:
         f"decode ÷ model in line: {result['decode_vs_model_in_line']}; batched windows time ratio: "
         f"{result['batched_vs_single_time']}, max |diff| {result['batched_windows_equal']:.2e}"
     )
-    print(json.dumps(result))
+    print(json.dumps({"bench": "throughput_overlap", "quick": args.quick, **result}))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ best_frame_speedup (one at a time / batched), best_frame_kept_speedup (batched /
 older code (PYTHONPATH=<old checkout>).
 
     PYTHONPATH=. python bench/throughput_reuse.py [--repeats 7] [--recognize-only]
+
+``--quick`` is a smoke run (a 20 s clip, two windows, one repeat): it proves the script runs, it measures
+nothing.
 """
 
 from __future__ import annotations
@@ -38,20 +41,23 @@ import numpy as np
 import torch
 
 SECONDS, WINDOW_S, FRAMES, EVIDENCE_TOKENS = 60.0, 10.0, 8, 48
+QUICK_SECONDS = 20.0
 DESCRIPTIONS = ["a person walking a dog", "a red car", "smoke rising", "a white delivery van at the gate"]
 
 
-def _setup(cache_dir: Path) -> tuple[Any, Path]:
+def _setup(cache_dir: Path, seconds: float) -> tuple[Any, Path]:
     from workers.model.loading import load_model
     from workers.testing.clips import write_clip_mp4v
     from workers.testing.models import cached_tiny_model
 
     loaded = load_model(str(cached_tiny_model("llava_next_video", cache_dir)), device="cpu", dtype="float32")
-    clip = write_clip_mp4v(cache_dir / "reuse-60s.mp4", seconds=SECONDS, fps=10)
+    clip = write_clip_mp4v(cache_dir / f"reuse-{seconds:g}s.mp4", seconds=seconds, fps=10)
     return loaded, clip
 
 
-def _recognize_ms(loaded: Any, clip: Path, out: Path, *, threshold: float, evidence: bool) -> float:
+def _recognize_ms(
+    loaded: Any, clip: Path, out: Path, *, windows: int, threshold: float, evidence: bool
+) -> float:
     from vigil.config.settings import ModelSettings
     from vigil.formats.probe import probe
     from vigil.ops.contracts import TargetSpec
@@ -71,17 +77,17 @@ def _recognize_ms(loaded: Any, clip: Path, out: Path, *, threshold: float, evide
     got = WindowRecognizer(loaded, settings, thumbnails_dir=out).recognize(
         clip, probe(clip), targets, media_id=1
     )
-    assert got.windows == SECONDS / WINDOW_S
+    assert got.windows == windows
     assert all(r.matched == (threshold <= 0) for r in got.results)
     assert all((r.evidence is not None) == (evidence and r.matched) for r in got.results)
     return float(got.model_ms)
 
 
-def recognize_figures(loaded: Any, clip: Path, out: Path, repeats: int) -> dict[str, float]:
+def recognize_figures(loaded: Any, clip: Path, out: Path, repeats: int, windows: int) -> dict[str, float]:
     cases = {
-        "unmatched": dict(threshold=1.01, evidence=False),
-        "matched_no_evidence": dict(threshold=0.0, evidence=False),
-        "matched": dict(threshold=0.0, evidence=True),
+        "unmatched": dict(windows=windows, threshold=1.01, evidence=False),
+        "matched_no_evidence": dict(windows=windows, threshold=0.0, evidence=False),
+        "matched": dict(windows=windows, threshold=0.0, evidence=True),
     }
     for case in cases.values():  # warm-up: first-call costs, reference suffixes, allocator
         _recognize_ms(loaded, clip, out, **case)  # type: ignore[arg-type]
@@ -197,7 +203,12 @@ def reuse_figures(loaded: Any, clip: Path, repeats: int) -> dict[str, float]:
 
 
 def measure(
-    repeats: int = 7, *, recognize_only: bool = False, cache_dir: Path | None = None, threads: int = 1
+    repeats: int = 7,
+    *,
+    recognize_only: bool = False,
+    cache_dir: Path | None = None,
+    threads: int = 1,
+    seconds: float = SECONDS,
 ) -> dict[str, float]:
     """The figures, measured in one run on this machine (ratios are what to compare between machines).
     One torch thread by default: on a shared, loaded CPU intra-op threads spin against each other and
@@ -207,9 +218,9 @@ def measure(
     torch.manual_seed(0)
     folder = cache_dir or Path(tempfile.gettempdir()) / "vigil-tiny-models"
     folder.mkdir(parents=True, exist_ok=True)
-    loaded, clip = _setup(folder)
+    loaded, clip = _setup(folder, seconds)
     with tempfile.TemporaryDirectory() as out:
-        figures = recognize_figures(loaded, clip, Path(out), repeats)
+        figures = recognize_figures(loaded, clip, Path(out), repeats, round(seconds / WINDOW_S))
     if not recognize_only:
         figures |= reuse_figures(loaded, clip, repeats)
     return figures
@@ -223,17 +234,25 @@ def main() -> None:
     parser.add_argument("--recognize-only", action="store_true", help="only the recognize ratios")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a 20 s clip, 1 repeat (no figures)")
     args = parser.parse_args()
+    seconds = QUICK_SECONDS if args.quick else SECONDS
     f = measure(
-        args.repeats, recognize_only=args.recognize_only, cache_dir=args.cache_dir, threads=args.threads
+        1 if args.quick else args.repeats,
+        recognize_only=args.recognize_only,
+        cache_dir=args.cache_dir,
+        threads=args.threads,
+        seconds=seconds,
     )
     ratio = "matched_vs_unmatched_no_evidence"
-    print(f"60 s clip, {int(SECONDS / WINDOW_S)} windows x {len(DESCRIPTIONS)} targets, model time:")
+    print(
+        f"{seconds:g} s clip, {round(seconds / WINDOW_S)} windows x {len(DESCRIPTIONS)} targets, model time:"
+    )
     print(f"  unmatched             {f['unmatched_ms']:>9.0f} ms")
     print(f"  matched, no evidence  {f['matched_no_evidence_ms']:>9.0f} ms  x{f[ratio]:.2f}")
     print(f"  matched, evidence     {f['matched_ms']:>9.0f} ms  x{f['matched_vs_unmatched']:.2f}")
     if "evidence_ms" in f:
-        print("the six windows' evidence (4 targets each) and best frames:")
+        print(f"the {round(seconds / WINDOW_S)} windows' evidence (4 targets each) and best frames:")
         print(
             f"  evidence (kept encoding, batched)  {f['evidence_ms']:>9.0f} ms  "
             f"x{f['evidence_vs_generation']:.2f}"
@@ -252,7 +271,11 @@ def main() -> None:
             f"  best frame, one frame at a time    {f['best_frame_one_by_one_ms']:>9.0f} ms  "
             f"(batched is x{f['best_frame_speedup']:.2f} faster)"
         )
-    print(json.dumps({k: round(v, 4) for k, v in f.items()}))
+    print(
+        json.dumps(
+            {"bench": "throughput_reuse", "quick": args.quick} | {k: round(v, 4) for k, v in f.items()}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ in the same run. No frame is decoded again for a thumbnail: the difference is co
 Writes (once, cached by parameters) a 20 s 1920x1080 30 fps H.264 clip twice: a keyframe every 250 frames
 (camera-like, B-frames) and every 30. Best of ``--repeat``.
 
-Usage: python bench/thumbnails.py [--keep DIR] [--repeat 3]. Ends with one JSON line.
+Usage: python bench/thumbnails.py [--keep DIR] [--repeat 3] [--quick]. Ends with one JSON line. ``--quick``
+is a smoke run (4 s clips at 640x360, one repeat): it proves the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from workers.decode.frames import FrameRequest, open_media, plan_windows
 from workers.testing.clips import write_clip_h264
 
 SECONDS, FPS, SIZE = 20, 30, (1920, 1080)
+QUICK_SECONDS, QUICK_SIZE = 4, (640, 360)
 WINDOW_S, FRAMES, MODEL_SIDE = 10.0, 8, 224
 
 
@@ -37,12 +39,12 @@ def best_ms(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def clip(root: Path, gop: int) -> Path:
-    path = root / f"h264_gop{gop}_{SECONDS}s_{SIZE[0]}x{SIZE[1]}.mp4"
+def clip(root: Path, gop: int, seconds: int = SECONDS, size: tuple[int, int] = SIZE) -> Path:
+    path = root / f"h264_gop{gop}_{seconds}s_{size[0]}x{size[1]}.mp4"
     if not path.exists():
         print(f"writing {path} ...", file=sys.stderr)
         part = path.with_suffix(".part.mp4")
-        write_clip_h264(part, seconds=SECONDS, fps=FPS, size=SIZE, gop=gop, bframes=2).rename(path)
+        write_clip_h264(part, seconds=seconds, fps=FPS, size=size, gop=gop, bframes=2).rename(path)
     return path
 
 
@@ -71,19 +73,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="cache the clips here (default: a temporary folder)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 s at 640x360 (no figures)")
     args = parser.parse_args()
+    seconds, size = (QUICK_SECONDS, QUICK_SIZE) if args.quick else (SECONDS, SIZE)
+    if args.quick:
+        args.repeat = 1
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         results = {}
         for gop in (250, 30):
-            got = measure(clip(root, gop), Path(tmp) / "thumbs", args.repeat)
+            got = measure(clip(root, gop, seconds, size), Path(tmp) / "thumbs", args.repeat)
             ratio = got["thumbnail_ms"] / got["sample_ms"]
             results[f"gop{gop}"] = {**got, "thumbnail_over_sample": ratio}
             print(
-                f"H.264 1080p gop {gop:>3}: model sample {got['sample_ms']:7.1f} ms/window, "
+                f"H.264 {size[1]}p gop {gop:>3}: model sample {got['sample_ms']:7.1f} ms/window, "
                 f"thumbnail {got['thumbnail_ms']:7.1f} ms/window ({ratio:.2f}x the sample)"
             )
-    print(json.dumps({"bench": "thumbnails", "size": list(SIZE), "frames_per_window": FRAMES, **results}))
+    head = {"bench": "thumbnails", "quick": args.quick, "size": list(size), "frames_per_window": FRAMES}
+    print(json.dumps(head | results))
 
 
 if __name__ == "__main__":

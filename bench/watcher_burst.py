@@ -11,7 +11,8 @@
 4. The rescan cost over the registered files: the watcher's diff (one query per source) vs one query per
    file (the obvious way).
 5. The watcher's RSS (and peak) from /proc, and whether any torch/transformers library is mapped into it.
-Prints a table and ends with ONE JSON line.
+Prints a table and ends with ONE JSON line. ``--quick`` is a smoke run (20 files, a 4 MB file): it proves
+the script runs, it measures nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from watcher.scan import changed_files, scan_source, walk  # noqa: E402
 from workers.testing.clips import write_clip_mp4v, write_image  # noqa: E402
 
 BIG_MB, RATE_MB_S, CHUNK_S = 50, 2.0, 0.25
+QUICK_FILES, QUICK_BIG_MB = 20, 4
 
 
 def tiny_images(n: int, tmp: Path, tag: str = "w") -> list[bytes]:
@@ -111,9 +113,9 @@ def start_watcher(tmp: Path, db_url: str, broker: str) -> tuple[Stack, subproces
     return stack, proc
 
 
-def big_file(path: Path, tmp: Path) -> float:
+def big_file(path: Path, tmp: Path, big_mb: int) -> float:
     clip = write_clip_mp4v(tmp / "clip.mp4", seconds=1, fps=10, size=(64, 48)).read_bytes()
-    total = BIG_MB * 1024 * 1024
+    total = big_mb * 1024 * 1024
     pad = total - len(clip)
     chunk = int(RATE_MB_S * 1024 * 1024 * CHUNK_S)
     with path.open("wb") as handle:
@@ -165,7 +167,7 @@ class Watched:
     torch_mapped: bool
 
 
-def watch(stack: Stack, proc: subprocess.Popen[bytes], factory, blobs: list[bytes]) -> Watched:
+def watch(stack: Stack, proc: subprocess.Popen[bytes], factory, blobs: list[bytes], big_mb: int) -> Watched:
     """The burst, then the big file, through the running watcher; its memory and libraries at the end."""
     drop, files, pid = stack.inbox, len(blobs), proc.pid
     started = burst(drop, blobs)
@@ -178,11 +180,11 @@ def watch(stack: Stack, proc: subprocess.Popen[bytes], factory, blobs: list[byte
     after_burst = proc_status(pid)
 
     (drop / "big").mkdir()
-    last_write = big_file(drop / "big" / "big.mp4", stack.root)
+    last_write = big_file(drop / "big" / "big.mp4", stack.root, big_mb)
     assert wait(lambda: count(factory)[0] > files, 60)
     with factory() as s:
         big = s.scalars(select(Media).where(Media.rel_path == "big/big.mp4")).all()
-    assert len(big) == 1 and big[0].size_bytes == BIG_MB * 1024 * 1024, [
+    assert len(big) == 1 and big[0].size_bytes == big_mb * 1024 * 1024, [
         (m.size_bytes, m.version) for m in big
     ]
     big_delay = big[0].created_at.timestamp() - last_write
@@ -197,10 +199,14 @@ def watch(stack: Stack, proc: subprocess.Popen[bytes], factory, blobs: list[byte
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 files, a 4 MB file (no figures)")
     args = parser.parse_args()
+    big_mb = QUICK_BIG_MB if args.quick else BIG_MB
+    if args.quick:
+        args.files = QUICK_FILES
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     base_drop = tmp / "baseline"
-    db_url, broker = f"sqlite:///{tmp / 'vigil.store.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
+    db_url, broker = f"sqlite:///{tmp / 'vigil.db'}", f"sqla+sqlite:///{tmp / 'broker.db'}"
     upgrade(db_url)
     engine = make_engine(DatabaseSettings(url=db_url))
     factory = session_factory(engine)
@@ -208,7 +214,7 @@ def main() -> None:
 
     stack, proc = start_watcher(tmp, db_url, broker)
     try:
-        watched = watch(stack, proc, factory, blobs)
+        watched = watch(stack, proc, factory, blobs, big_mb)
     finally:
         stack.stop_all(timeout=60)  # SIGTERM, as a service manager stops it; SIGKILL only after 60 s
     exit_code = proc.returncode
@@ -241,7 +247,7 @@ def main() -> None:
         ("baseline scan_source, same files", f"{baseline_s:.2f} s ({args.files / baseline_s:.0f} files/s)"),
         ("rows / distinct paths", f"{watched.rows} / {watched.distinct}"),
         (
-            f"{BIG_MB} MB at {RATE_MB_S} MB/s: registered after last write",
+            f"{big_mb} MB at {RATE_MB_S} MB/s: registered after last write",
             f"{watched.big_delay:.2f} s (settle 0.5 s)",
         ),
         (
@@ -262,6 +268,8 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "bench": "watcher_burst",
+                "quick": args.quick,
                 "files": args.files,
                 "baseline_scan_s": round(baseline_s, 3),
                 "watcher_burst_s": round(watched.burst_s, 3),

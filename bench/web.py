@@ -7,6 +7,9 @@ the timeline uses. On PostgreSQL the tables are ANALYZEd after the bulk load (au
 Prints a table, then one JSON line.
 
     PYTHONPATH=. python bench/web.py [--rows 100000] [--pg postgresql+psycopg://postgres@127.0.0.1/postgres]
+
+``--quick`` is a smoke run (2,000 against 200 detections, 2 fetches a page): it proves the script runs, it
+measures nothing.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def databases(pg: str | None) -> list[tuple[str, object]]:
 
 def fresh_url(kind: str, admin: object, root: Path) -> tuple[str, object]:
     if kind == "sqlite":
-        return f"sqlite:///{root / 'vigil.store.db'}", None
+        return f"sqlite:///{root / 'vigil.db'}", None
     name = f"vigil_bench_{uuid.uuid4().hex[:8]}"
     engine = create_engine(str(admin), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -114,8 +117,16 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--pg", help="PostgreSQL admin URL: also measure there")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 rows, 2 fetches (no figures)")
     args = parser.parse_args()
-    report: dict[str, object] = {"bench": "web", "rows": args.rows, "baseline_rows": args.baseline_rows}
+    if args.quick:
+        args.rows, args.baseline_rows, args.repeat = 2_000, 200, 2
+    report: dict[str, object] = {
+        "bench": "web",
+        "quick": args.quick,
+        "rows": args.rows,
+        "baseline_rows": args.baseline_rows,
+    }
     for kind, admin in databases(args.pg):
         measured = {}
         for rows in (args.baseline_rows, args.rows):

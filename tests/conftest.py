@@ -45,7 +45,7 @@ def close_alerting_engines() -> Iterator[None]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database file, fresh for each test."""
-    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(url)
     return url
 

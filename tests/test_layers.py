@@ -119,8 +119,9 @@ def allowed_for(home: str, pkgs: dict[str, Path]) -> list[str]:
     if home in CORE_LEAVES:
         return [home, "vigil.cli"] if home == "vigil.__main__" else [home]
     allowed = [home, *CORE_LEAVES]
+    core = [p for p in pkgs if p.startswith("vigil.") and p != "vigil.cli"]
     for name in may_import(pkgs[home]):
-        allowed += [p for p in pkgs if p.startswith("vigil.") and p != "vigil.cli"] if name == "vigil" else [name]
+        allowed += core if name == "vigil" else [name]
     return allowed
 
 

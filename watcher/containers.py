@@ -63,6 +63,14 @@ def partial(family: str, reason: str) -> Verdict:
 UNCHECKED = frozenset({"flv", "asf", "mpeg-ps", "tiff"})
 
 
+def describe_start(head: bytes) -> str:
+    """The first bytes of a file as people read them: as text when they are printable ASCII
+    (`the text "this is "`), else in hex (`bytes 00 00 01 b3`); never a Python bytes repr."""
+    if head and all(32 <= byte < 127 for byte in head):
+        return f'the text "{head.decode("ascii")}"'
+    return f"bytes {head.hex(' ')}"
+
+
 def check_file(path: str | os.PathLike[str]) -> Verdict:
     """The structural verdict for `path` as it is on disk now."""
     with open(path, "rb") as handle:
@@ -75,7 +83,7 @@ def check_file(path: str | os.PathLike[str]) -> Verdict:
         if family is None:
             if len(head) < 16:
                 return Verdict(State.PARTIAL, f"only {size} bytes so far")
-            return Verdict(State.INVALID, f"not a media container (starts with {head[:8]!r})")
+            return Verdict(State.INVALID, f"not a media container (starts with {describe_start(head[:8])})")
         if kind is not None and FAMILY_KIND[family] != kind:
             return Verdict(
                 State.INVALID,

@@ -36,7 +36,7 @@ from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
-from vigil.ops import metrics
+from vigil.ops import metrics_server
 from vigil.ops.enqueue import Enqueuer
 from vigil.store.db import schema_revision
 from vigil.store.migrate import head_revision
@@ -86,6 +86,7 @@ class WatcherService:
         self.tracker = SettleTracker(
             settle_s=settings.watch.settle_s,
             deadline_s=settings.watch.ready_deadline_s,
+            closed_deadline_s=settings.watch.incomplete_after_close_s,
             on_ready=self._register,
         )
         self._stop = threading.Event()
@@ -134,7 +135,7 @@ class WatcherService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.start()
-        metrics.serve_watcher_metrics(self.settings, self.factory, settling=self._settling_numbers)
+        metrics_server.serve_watcher_metrics(self.settings, self.factory, settling=self._settling_numbers)
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -268,9 +269,12 @@ class WatcherService:
         """Files still settling, for `vigil status` (they have no row yet)."""
         data_dir, warned = self.settings.storage.data_dir, False
         while True:
-            count, writing, oldest_s = self._settling_numbers()
+            summary = self.tracker.summary()
+            report = SettlingReport(
+                summary.count, summary.oldest_s, summary.writing, time.time(), summary.files
+            )
             try:
-                write_report(data_dir, SettlingReport(count, oldest_s, writing, time.time()))
+                write_report(data_dir, report)
             except OSError as exc:
                 if not warned:
                     log.warning("cannot write the settling report in %s: %s", data_dir, exc)

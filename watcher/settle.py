@@ -14,7 +14,9 @@ when all of these hold, checked in this order:
 - can never be media (empty, not a container, image bytes under a video name): `failed` as soon as its
   writer closed it (or it settled, when writers cannot be known);
 - not whole or not readable yet (an upload cut short, a file the watcher may not read): tried again with
-  back-off until `ready_deadline_s` after it last changed, then registered `failed` with the reason;
+  back-off until `ready_deadline_s` after it last changed, then registered `failed` with the reason; a file
+  whose writer is known to have closed it and whose structure stays incomplete fails sooner, after
+  `incomplete_after_close_s` (nothing is writing it any more: a truncated upload, not a slow one);
 - a special file or a symlink out of the root: dropped with a log line, never opened.
 """
 
@@ -30,6 +32,7 @@ from typing import Literal
 
 from vigil.errors import MediaError, TransientError, UnreadableMedia, UnsupportedMedia
 from vigil.formats.probe import MediaInfo
+from vigil.media.settling import REPORT_FILES, SettlingFile
 from watcher.containers import State, check_file
 from watcher.intake import WatchedSource, check_ready
 from watcher.paths import NotMedia, regular_file_stat
@@ -61,6 +64,7 @@ class Pending:
     modified_at: float = float("-inf")  # monotonic: last modify event (inotify sources only)
     closed_at: float = float("-inf")  # monotonic: last close-after-write event
     waiting: str = "new"  # why it is not registered yet, for logs and `vigil status`
+    fails_at: float | None = None  # monotonic: registered `failed` then unless it changes
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class SettlingSummary:
     count: int
     oldest_s: float
     writing: int  # of which held open by a writer
+    files: tuple[SettlingFile, ...] = ()  # the oldest `REPORT_FILES`, oldest first
 
 
 ReadyCallback = Callable[[Pending, MediaInfo | None, MediaError | None], None]
@@ -83,9 +88,12 @@ class SettleTracker:
         deadline_s: float,
         on_ready: ReadyCallback,
         writers: OpenWriters | None = None,
+        closed_deadline_s: float | None = None,
     ) -> None:
         self.settle_s = settle_s
         self.deadline_s = deadline_s
+        # For a file its writer closed whose structure is incomplete: never later than `deadline_s`.
+        self.closed_deadline_s = min(deadline_s, closed_deadline_s or deadline_s)
         self.on_ready = on_ready
         self.writers = writers or OpenWriters()
         self._pending: dict[Path, Pending] = {}
@@ -123,7 +131,17 @@ class SettleTracker:
         with self._cond:
             entries = list(self._pending.values())
         oldest = max((now - e.first_seen for e in entries), default=0.0)
-        return SettlingSummary(len(entries), oldest, sum(e.waiting.startswith("open") for e in entries))
+        named = tuple(
+            SettlingFile(
+                str(e.path),
+                e.waiting,
+                now - e.first_seen,
+                None if e.fails_at is None else max(0.0, e.fails_at - now),
+            )
+            for e in sorted(entries, key=lambda e: e.first_seen)[:REPORT_FILES]
+        )
+        writing = sum(e.waiting.startswith("open") for e in entries)
+        return SettlingSummary(len(entries), oldest, writing, named)
 
     def idle(self) -> bool:
         with self._cond:
@@ -193,6 +211,7 @@ class SettleTracker:
             return True
         if entry.tries == 0:
             log.debug("%s: %s", entry.path, entry.waiting)
+        entry.fails_at = None
         entry.changed_at = now  # a held file is alive: its deadline counts from its last writer
         entry.next_check = now + WRITER_POLL_S
         return False
@@ -208,11 +227,17 @@ class SettleTracker:
         if verdict is not None and verdict.state is State.INVALID and (closed or quiet_for >= self.settle_s):
             return self._report(entry, None, UnsupportedMedia(entry.path, verdict.reason))
         if quiet_for < self.settle_s:
-            entry.waiting = "settling"
+            entry.waiting = f"settle time (unchanged for {self.settle_s:g} s)"
+            entry.fails_at = None
             entry.next_check = now + max(MIN_TICK_S, self.settle_s - quiet_for)
             return None
         if verdict is not None and verdict.state is not State.WHOLE:
-            return self._retry_or_fail(entry, now, UnreadableMedia(entry.path, verdict.reason))
+            problem = UnreadableMedia(entry.path, verdict.reason)
+            if closed:  # nothing writes it any more: the structure will not complete by itself
+                return self._retry_or_fail(
+                    entry, now, problem, self.closed_deadline_s, "; its writer closed it"
+                )
+            return self._retry_or_fail(entry, now, problem, self.deadline_s)
         return self._probe_and_report(entry, now)
 
     def _probe_and_report(self, entry: Pending, now: float) -> None:
@@ -223,16 +248,19 @@ class SettleTracker:
         except UnsupportedMedia as exc:
             return self._report(entry, None, exc)  # will never change: report it now
         except MediaError as exc:
-            return self._retry_or_fail(entry, now, exc)
+            return self._retry_or_fail(entry, now, exc, self.deadline_s)
         return self._report(entry, info, None)
 
-    def _retry_or_fail(self, entry: Pending, now: float, problem: MediaError) -> None:
+    def _retry_or_fail(
+        self, entry: Pending, now: float, problem: MediaError, deadline_s: float, why: str = ""
+    ) -> None:
         """Not complete yet: again with back-off, or `failed` once it stayed so for `deadline_s`."""
-        left = entry.changed_at + self.deadline_s - now
+        entry.fails_at = entry.changed_at + deadline_s
+        left = entry.fails_at - now
         if left <= 0:
             return self._report(entry, None, problem)
         entry.tries += 1
-        entry.waiting = problem.reason
+        entry.waiting = problem.reason + why
         retry = min(MAX_RETRY_S, max(self.settle_s, 0.2) * 2 ** min(entry.tries, 6))
         entry.next_check = now + min(retry, max(MIN_TICK_S, left))
         log.debug("not complete yet (%s), again in %.1fs: %s", problem.reason, retry, entry.path)
@@ -258,6 +286,6 @@ class SettleTracker:
                 now = time.monotonic()
                 entry.size = entry.mtime_ns = None
                 entry.first_seen = entry.next_check = now
-                entry.tries = 0
+                entry.tries, entry.fails_at = 0, None
             else:
                 self._pending.pop(entry.path, None)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from vigil.config.settings import Settings, load_settings
 from vigil.errors import VigilError
 from vigil.ops.celery_app import is_embedded
 from vigil.ops.contracts import GPU_QUEUE
+from vigil.ops.health import url_for_display
 from vigil.ops.logs import configure_logging
 from vigil.ops.metrics_env import prepare_worker_metrics
+
+log = logging.getLogger("workers")
 
 
 def run_worker(
     settings: Settings, *, queue: str, concurrency: int | None = None, name: str | None = None
 ) -> None:
-    configure_logging(settings.log, process_name=f"worker-{queue}")
+    json_logs = configure_logging(settings.log, process_name=f"worker-{queue}")
     prepare_worker_metrics(settings, queue=queue)  # before anything imports prometheus_client
-    from vigil.ops.metrics import serve_worker_metrics
+    from vigil.ops.metrics_server import serve_worker_metrics
     from workers.app import build_worker_app
 
     app = build_worker_app(settings, queue=queue)
@@ -42,6 +46,8 @@ def run_worker(
         argv.append("--without-heartbeat")
     if name:
         argv += ["-n", name]
+    if json_logs:  # Celery's banner is a dozen plain lines: in a JSON log, the one line below instead
+        argv.insert(0, "--quiet")
     from celery.utils.nodenames import default_nodename, host_format
 
     from vigil.ops.live_workers import announce
@@ -52,6 +58,10 @@ def run_worker(
     # `vigil health` and `vigil workers` find it (on the embedded broker, which has no remote control).
     announce(settings, name=node, queue=queue, model=settings.model.id if queue == GPU_QUEUE else None)
     serve_worker_metrics(settings, queue)
+    log.info(
+        "celery worker %s: queue %s, %s pool of %d, broker %s",
+        node, queue, pool, concurrency, url_for_display(settings.broker.url),
+    )  # fmt: skip
     app.worker_main(argv)
 
 

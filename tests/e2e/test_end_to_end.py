@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 def embedded(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
     stack = Stack(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         model_dir=tiny_llava,
     )

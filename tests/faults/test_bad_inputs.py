@@ -94,7 +94,7 @@ IGNORED = ["escape.mp4", "pipe.mp4", "upload.mp4.part", ".hidden.mp4", "notes.tx
 def deployment(tmp_path: Path, tiny_llava: Path) -> Iterator[Deployment]:
     d = Deployment(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         model_dir=tiny_llava,
     )

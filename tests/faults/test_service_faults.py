@@ -49,7 +49,7 @@ def drop_many(d: Deployment, prefix: str, count: int, seconds: float = 1) -> set
 def sqlite_deployment(root: Path, model: Path, **kwargs: Any) -> Deployment:
     return Deployment(
         root,
-        db_url=f"sqlite:///{root / 'vigil.store.db'}",
+        db_url=f"sqlite:///{root / 'vigil.db'}",
         broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
         model_dir=model,
         **kwargs,
@@ -64,7 +64,7 @@ def test_redis_killed_and_restarted_empty(
     themselves."""
     d = Deployment(
         tmp_path,
-        db_url=f"sqlite:///{tmp_path / 'vigil.store.db'}",
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
         broker_url=redis_server.url,
         model_dir=tiny_llava,
         env={"VIGIL_WORK__REQUEUE_AFTER_S": "6"},
@@ -115,7 +115,7 @@ def test_sqlite_locked_by_another_process(tmp_path: Path, tiny_llava: Path, faul
         names = drop_many(d, "before", 2)
         d.wait_settled(names)
         holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "vigil.store.db"), str(OUTAGE_S)],
+            [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "vigil.db"), str(OUTAGE_S)],
             stdout=subprocess.PIPE,
             text=True,
         )

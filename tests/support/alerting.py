@@ -165,7 +165,10 @@ class Receiver:
     """A real HTTP server on loopback that records requests; `replies` (a function of the request count)
     decides each answer. It can be stopped (connection refused) and started again on the same port."""
 
-    def __init__(self, reply: Callable[[int, Received], Reply] | None = None) -> None:
+    def __init__(
+        self, reply: Callable[[int, Received], Reply] | None = None, *, host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host  # the network-fault suite binds the test hosts' bridge address
         self.requests: list[Received] = []
         self.reply = reply or (lambda _n, _req: Reply())
         self.lock = threading.Lock()
@@ -174,7 +177,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -202,7 +205,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

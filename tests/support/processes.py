@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.support.services import free_port
+from tests.support.services import free_port, free_port_pair
 
 DEADLINE_S = 180.0
 
@@ -75,6 +75,9 @@ class Stack:
                 "VIGIL_WORK__RECONCILE_INTERVAL_S": "2",
                 # `vigil run` starts the review page: a port of its own, never a parallel run's 8765.
                 "VIGIL_WEB__PORT": str(free_port()),
+                # Its metrics too: `vigil run` refuses to start on a port it cannot bind.
+                "VIGIL_METRICS__WATCHER_PORT": str(free_port()),
+                "VIGIL_METRICS__WORKER_PORT": str(free_port_pair()),
                 "PYTHONUNBUFFERED": "1",
             }
             | (extra_env or {})

@@ -68,6 +68,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A port free on 127.0.0.1 whose next port is free too (the metrics of the gpu and cpu workers)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        if port + 1 not in _given:
+            _given.add(port + 1)
+            return port
+    raise RuntimeError("no two consecutive free ports found")
+
+
 def _admin(admin_url: str) -> Engine:
     return create_engine(admin_url, isolation_level="AUTOCOMMIT")
 

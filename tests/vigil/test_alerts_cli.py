@@ -31,7 +31,7 @@ def config(tmp_path: Path, receiver: Receiver) -> Path:
     path.write_text(
         f"""
 [database]
-url = "sqlite:///{tmp_path / "vigil.store.db"}"
+url = "sqlite:///{tmp_path / "vigil.db"}"
 [broker]
 url = "sqla+sqlite:///{tmp_path / "broker.db"}"
 [watch]
@@ -86,7 +86,7 @@ def test_rules_add_list_remove(config: Path) -> None:
 
 def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, receiver: Receiver) -> None:
     assert vigil(config, "rules", "list").exit_code == 0  # creates the database and syncs the rules
-    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
     settings = make_settings(
         url,
         rules=[{"name": "night", "targets": ["person"], "hours": "22-06", "channels": ["hook", "log"]}],
@@ -100,12 +100,12 @@ def test_rules_test_and_alerts_list_show_retry(config: Path, tmp_path: Path, rec
         ids = evaluate_analysis(session, analysis, settings=settings)
     why = vigil(config, "rules", "test", "night", "--media", str(media.id))
     assert why.exit_code == 0, why.output
-    assert (
-        "person window 0 (0-10 s): score 0.90 >= 0.50; Mon 2026-06-01 22:00:00 CEST in schedule" in why.output
-    )
-    assert "person window 1 (10-20 s): score 0.20 <  0.50" in why.output
-    assert "person window 2 inherited (20-30 s): score 0.20 <  0.50" in why.output  # the static-scene gate
-    assert "=> person windows 0-0: blocked: already fired as alert" in why.output
+    first = "person window 0 (0.0–10.0 s): score 0.90 >= 0.50; Mon 2026-06-01 22:00:00 CEST in schedule"
+    assert first in why.output
+    assert "person window 1 (10.0–20.0 s): score 0.20 <  0.50" in why.output
+    # the static-scene gate
+    assert "person window 2 inherited (20.0–30.0 s): score 0.20 <  0.50" in why.output
+    assert "=> person window 0: blocked: already fired as alert" in why.output
     receiver.reply = lambda _n, _r: Reply(400)
     for delivery_id in ids:
         deliver(factory, delivery_id, settings=settings)

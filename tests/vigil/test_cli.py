@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -41,8 +43,8 @@ def test_db_upgrade_then_targets_add_and_list(workdir: Path, private_data_dir: P
     assert upgraded.returncode == 0, upgraded.stderr
     assert "at revision" in upgraded.stdout
     # The default database lives in the data dir, never in the current directory.
-    assert (private_data_dir / "vigil.store.db").is_file()
-    assert not (workdir / "vigil.store.db").exists()
+    assert (private_data_dir / "vigil.db").is_file()
+    assert not (workdir / "vigil.db").exists()
     added = vigil("targets", "add", "van", "a white delivery van", "--threshold", "0.6", cwd=workdir)
     assert added.returncode == 0, added.stderr
     listed = vigil("targets", "list", cwd=workdir)
@@ -109,7 +111,7 @@ def test_help_summaries_are_not_cut_at_an_example(workdir: Path) -> None:
 
 
 def test_the_settings_file_may_follow_the_command(workdir: Path) -> None:
-    """`-c` worked only before the sub-command; `rules add` keeps `-c` for --channel and takes --config."""
+    """`-c` worked only before the sub-command; now it follows it too, `rules add` included."""
     conf = workdir / "elsewhere.toml"
     conf.write_text('[[targets]]\nname = "van"\ndescription = "a white van"\n')
     checked = vigil("config", "check", "-c", str(conf), cwd=workdir)
@@ -117,13 +119,38 @@ def test_the_settings_file_may_follow_the_command(workdir: Path) -> None:
     assert checked.stdout.startswith(f"ok: {conf}: 0 source(s), 1 target(s)")
     env = {"VIGIL_DATABASE__URL": f"sqlite:///{workdir / 'v.db'}"}
     added = CliRunner().invoke(
-        cli, ["rules", "add", "r", "-t", "van", "--config", str(conf), "-c", "log"], env=env
+        cli, ["rules", "add", "r", "-t", "van", "-c", str(conf), "--channel", "log"], env=env
     )
     assert added.exit_code == 0, added.output
     listed = CliRunner().invoke(cli, ["rules", "list", "--config", str(conf)], env=env)
     assert "targets=van" in listed.output and "-> log" in listed.output, listed.output
     missing = CliRunner().invoke(cli, ["targets", "list", "--config", "nowhere.toml"], env=env)
     assert missing.exit_code == 2 and "config file not found: nowhere.toml" in missing.output
+
+
+def test_dash_c_is_the_settings_file_on_every_command(workdir: Path) -> None:
+    """Issue 22 (8): `-c` was --config everywhere but --channel on `rules add`. Every command's `-c` is
+    --config now; the old habit (`rules add r -c log`) gets one line saying so."""
+
+    def commands(
+        group: click.Group, path: tuple[str, ...] = ()
+    ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    found = list(commands(cli))
+    assert len(found) > 20
+    for path, command in found:
+        owners = [p for p in command.params if "-c" in getattr(p, "opts", ())]
+        assert [p.opts for p in owners] == [["--config", "-c"]], (path, [p.opts for p in owners])
+    habit = CliRunner().invoke(cli, ["rules", "add", "r", "-c", "log"])
+    assert habit.exit_code == 2
+    assert "no settings file 'log': -c is --config on every command; name a channel with --channel log" in (
+        habit.output
+    )
 
 
 def test_a_database_at_an_old_revision_is_refused(workdir: Path) -> None:

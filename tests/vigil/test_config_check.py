@@ -63,16 +63,28 @@ RULE_END = 'channels = ["ops"]'
 HOOK = 'kind = "webhook"'
 DUPE = "target names must be unique, repeated: van"
 BAD = [
-    ('targets = ["van"]', 'targets = ["ghost"]', "alerts.rules[r].targets: no target named ghost in the"),
-    (RULE_END, 'channels = ["pager"]', "alerts.rules[r].channels: no channel named pager"),
-    (RULE_END, f'{RULE_END}\nhours = "25-99"', "alerts.rules.0.hours: '25-99'"),
-    (RULE_END, f'{RULE_END}\ntimezone = "Mars/Olympus"', "alerts.rules.0.timezone: 'Mars/Olympus'"),
-    (RULE_END, f'{RULE_END}\nmessage = "{{target.__class__}}"', "alerts.rules.0.message"),
-    (URL, '"not a url"', "alerts.channels.0.url: 'not a url' is not an http:// or https:// URL"),
+    (
+        'targets = ["van"]',
+        'targets = ["ghost"]',
+        "vigil.toml: alerts.rules[r].targets: no target named ghost in the",
+    ),
+    (RULE_END, 'channels = ["pager"]', "vigil.toml: alerts.rules[r].channels: no channel named pager"),
+    (RULE_END, f'{RULE_END}\nhours = "25-99"', "vigil.toml: alerts.rules[r].hours: '25-99'"),
+    (
+        RULE_END,
+        f'{RULE_END}\ntimezone = "Mars/Olympus"',
+        "vigil.toml: alerts.rules[r].timezone: 'Mars/Olympus'",
+    ),
+    (RULE_END, f'{RULE_END}\nmessage = "{{target.__class__}}"', "vigil.toml: alerts.rules[r].message"),
+    (
+        URL,
+        '"not a url"',
+        "vigil.toml: alerts.channels[ops].url: 'not a url' is not an http:// or https:// URL",
+    ),
     (URL, '"ftp://example.com/x"', "is not an http:// or https:// URL"),
     (URL, '"file:///etc/passwd"', "is not an http:// or https:// URL"),
-    (HOOK, f'{HOOK}\nsecret = "whsec_not base64!"', "alerts.channels.0.secret"),
-    (HOOK, f'{HOOK}\nsecret = "whsec_"', "alerts.channels.0.secret"),
+    (HOOK, f'{HOOK}\nsecret = "whsec_not base64!"', "vigil.toml: alerts.channels[ops].secret"),
+    (HOOK, f'{HOOK}\nsecret = "whsec_"', "vigil.toml: alerts.channels[ops].secret"),
     ("[[alerts.rules]]", '[[alerts.channels]]\nname = "ops"\nkind = "log"\n[[alerts.rules]]', "ops"),
     ("[[alerts.rules]]", '[[alerts.rules]]\nname = "r"\n[[alerts.rules]]', "rule names must be unique"),
     ("[[alerts.channels]]", '[[targets]]\nname = "van"\ndescription = "a van"\n[[alerts.channels]]', DUPE),
@@ -80,17 +92,17 @@ BAD = [
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = -1',
-        "watch.sources.0.static_gate: Input should be",
+        "vigil.toml: watch.sources[cam1].static_gate: Input should be",
     ),
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = 300',
-        "watch.sources.0.static_gate: Input should be",
+        "vigil.toml: watch.sources[cam1].static_gate: Input should be",
     ),
     (
         'path = "{folder}"',
         'path = "{folder}"\nstatic_gate = "on"',
-        "watch.sources.0.static_gate: Input should be",
+        "vigil.toml: watch.sources[cam1].static_gate: Input should be",
     ),
 ]
 
@@ -120,8 +132,13 @@ def test_missing_source_folder_and_model_directory_are_warnings_that_name_them(w
     text = GOOD.replace('path = "{folder}"', 'path = "/mnt/not-mounted"') + '[model]\nid = "/models/absent"\n'
     result = check(workdir, text)
     assert result.exit_code == 0, result.output
-    assert "warning: watch.sources[cam1].path: /mnt/not-mounted is not a directory" in result.output
-    assert "warning: model.id: /models/absent looks like a directory but there is none" in result.output
+    assert (
+        "warning: vigil.toml: watch.sources[cam1].path: /mnt/not-mounted is not a directory" in result.output
+    )
+    assert (
+        "warning: vigil.toml: model.id: /models/absent looks like a directory but there is none"
+        in result.output
+    )
 
 
 def test_hub_ids_are_not_taken_for_paths(workdir: Path) -> None:
@@ -202,3 +219,118 @@ def test_after_ok_no_command_refuses_the_same_settings(workdir: Path) -> None:
         assert "error" not in result.output.lower(), (command, result.output)
     rules = runner.invoke(cli, ["sql", "--format", "csv", "SELECT name, enabled FROM alert_rules"])
     assert rules.output.splitlines()[1:] == ["night-van,true"], rules.output
+
+
+def problem_lines(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.startswith(("  ", "warning:"))]
+
+
+def test_every_error_and_warning_is_reported_in_one_pass(workdir: Path) -> None:
+    """Issue 22 (1): bad hours, bad timezone, an unknown target and an unknown channel in one rule, and a
+    source the settings do not declare: all five at once, each with its file and key. Before, the check
+    showed the first two and hid the warning; the others only after fixing them."""
+    text = GOOD.replace('targets = ["van"]', 'targets = ["vann"]').replace(
+        'sources = ["cam1"]', 'sources = ["cam2"]'
+    )
+    text = text.replace(RULE_END, 'channels = ["pager"]\nhours = "25-99"\ntimezone = "Mars/Olympus"')
+    result = check(workdir, text)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == [
+        "vigil.toml: alerts.rules[r].channels: no channel named pager in the settings",
+        "vigil.toml: alerts.rules[r].hours: '25-99' is not a valid range of hours",
+        "vigil.toml: alerts.rules[r].targets: no target named vann in the settings or the database",
+        "vigil.toml: alerts.rules[r].timezone: 'Mars/Olympus' is not an IANA time zone (e.g. Europe/Paris)",
+        "warning: vigil.toml: alerts.rules[r].sources: no source named cam2 in the settings",
+    ]
+    assert "error: 4 invalid setting(s):" in result.output
+
+
+def test_a_section_check_is_made_even_when_another_key_of_the_section_is_bad(workdir: Path) -> None:
+    """A webhook channel with a bad timeout and no url: pydantic stops at the timeout; both are reported."""
+    result = check(workdir, GOOD.replace(f"url = {URL}", "timeout_s = -1"))
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == [
+        "vigil.toml: alerts.channels[ops]: a webhook channel needs url",
+        "vigil.toml: alerts.channels[ops].timeout_s: Input should be greater than 0",
+    ]
+
+
+def test_a_refused_value_is_reported_once_not_again_by_what_depends_on_it(workdir: Path) -> None:
+    """The channel's url is refused: not also "needs url", nor "no channel named ops" for the rule; a
+    target without a description is not also "no target named van"."""
+    text = GOOD.replace(URL, '"ftp://example.com/x"').replace('description = "a white delivery van"', "")
+    result = check(workdir, text)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == [
+        "vigil.toml: alerts.channels[ops].url: 'ftp://example.com/x' is not an http:// or https:// URL "
+        "with a host",
+        "vigil.toml: targets[van].description: Field required",
+    ]
+
+
+def test_an_environment_variable_is_named_not_the_file(workdir: Path) -> None:
+    """Issue 22 (2): `VIGIL_MODEL__FRAMES_PER_WINDOW=0` was blamed on vigil.toml."""
+    env = {"VIGIL_MODEL__FRAMES_PER_WINDOW": "0", "VIGIL_WEB__HOST": "0.0.0.0"}
+    result = check(workdir, GOOD.replace(RULE_END, f'{RULE_END}\nhours = "25-99"'), env=env)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == [
+        "environment variable VIGIL_MODEL__FRAMES_PER_WINDOW: model.frames_per_window: "
+        "Input should be greater than or equal to 1",
+        "environment variable VIGIL_WEB__HOST: web: host 0.0.0.0 is not a loopback address: set web.password "
+        "to bind it",
+        "vigil.toml: alerts.rules[r].hours: '25-99' is not a valid range of hours",
+    ]
+    # Every command that reads the settings says the same, not only the check.
+    listed = CliRunner().invoke(cli, ["targets", "list"], env=env)
+    assert listed.exit_code == 2
+    assert "environment variable VIGIL_MODEL__FRAMES_PER_WINDOW: model.frames_per_window" in listed.output
+
+
+def test_a_misspelt_key_gets_the_known_key_it_resembles(workdir: Path) -> None:
+    text = GOOD + "[model]\nframes_pr_window = 4\n[modle]\nid = 'x'\n"
+    env = {"VIGIL_WATCH__SETLE_S": "3", "VIGIL_MODLE__ID": "y", "VIGIL_WATCH__SOURCES": "not json"}
+    result = check(workdir, text, env=env)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == [
+        "environment variable VIGIL_MODLE__ID: no settings section 'modle' (did you mean `model`?)",
+        "environment variable VIGIL_WATCH__SETLE_S: watch.setle_s: unknown key (did you mean `settle_s`?)",
+        "environment variable VIGIL_WATCH__SOURCES: watch.sources: not valid JSON",
+        "vigil.toml: model.frames_pr_window: unknown key (did you mean `frames_per_window`?)",
+        "vigil.toml: modle: unknown key (did you mean `model`?)",
+    ]
+    assert "Extra inputs" not in result.output
+
+
+def test_the_count_includes_the_targets_and_rules_made_with_the_cli(workdir: Path) -> None:
+    """Issue 22 (3): "0 target(s), 0 rule(s)" while the database held two targets and a rule made with the
+    CLI. Both are counted, and which are the file's is said."""
+    (workdir / "vigil.toml").write_text(f'[storage]\ndata_dir = "{workdir / "data"}"\n')
+    runner = CliRunner()
+    for command in (["targets", "add", "person", "a person walking"], ["targets", "add", "dog", "a dog"]):
+        assert runner.invoke(cli, command).exit_code == 0
+    assert runner.invoke(cli, ["rules", "add", "night", "-t", "dog"]).exit_code == 0
+    result = runner.invoke(cli, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "0 source(s), 2 target(s) (0 in vigil.toml, 2 made with the CLI), " in result.output
+    assert "1 rule(s) (0 in vigil.toml, 1 made with the CLI), model" in result.output
+    (workdir / "vigil.toml").write_text(
+        f'[storage]\ndata_dir = "{workdir / "data"}"\n'
+        '[[targets]]\nname = "van"\ndescription = "a white van"\n'
+        '[[alerts.rules]]\nname = "r"\ntargets = ["van"]\n'
+    )
+    result = runner.invoke(cli, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "3 target(s) (1 in vigil.toml, 2 made with the CLI), 2 rule(s) (1 in vigil.toml, 1 made"
+        in result.output
+    )
+
+
+def test_home_assistant_naming_a_refused_channel_is_not_reported_again(workdir: Path) -> None:
+    text = (
+        GOOD
+        + '[[alerts.channels]]\nname = "m"\nkind = "mqtt"\n[homeassistant]\nenabled = true\nchannel = "m"\n'
+    )
+    result = check(workdir, text)
+    assert result.exit_code == 2, result.output
+    assert problem_lines(result.output) == ["vigil.toml: alerts.channels[m]: a mqtt channel needs mqtt_host"]

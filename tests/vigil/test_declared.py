@@ -46,7 +46,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         if key.startswith("VIGIL_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'vigil.store.db'}")
+    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'vigil.db'}")
     yield tmp_path
     dispose_engines()
 
@@ -80,7 +80,7 @@ def test_a_rule_removed_from_the_file_stops_firing(home: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert "r  off" in listed.output
     assert fire(home) == []
-    factory = factory_for(f"sqlite:///{home / 'vigil.store.db'}")
+    factory = factory_for(f"sqlite:///{home / 'vigil.db'}")
     with factory() as session:
         failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).all()
         rule = session.scalar(select(AlertRule).where(AlertRule.name == "r"))
@@ -154,19 +154,19 @@ def test_targets_remove_of_an_unknown_target_says_so_before_asking(home: Path) -
 def test_another_file_neither_retires_these_rows_nor_stays_silent(home: Path) -> None:
     main = write(home, TARGETS + RULE)
     vigil("db", "upgrade")
-    apply_settings(factory_for(f"sqlite:///{home / 'vigil.store.db'}"), load_settings(main))
+    apply_settings(factory_for(f"sqlite:///{home / 'vigil.db'}"), load_settings(main))
     other = home / "so.toml"
     other.write_text(
         '[[alerts.channels]]\nname = "hook"\nkind = "webhook"\nurl = "http://127.0.0.1:9/h"\n'
         '[[alerts.rules]]\nname = "so"\nchannels = ["hook"]\n'
     )
-    applied = apply_settings(factory_for(f"sqlite:///{home / 'vigil.store.db'}"), load_settings(other))
+    applied = apply_settings(factory_for(f"sqlite:///{home / 'vigil.db'}"), load_settings(other))
     line = applied.disagreement_line()
     assert line == (
         f"settings differ from the database: rule r is declared in {main.resolve()}, not here; "
         "rule r sends to ops, a channel these settings do not configure"
     )
-    factory = factory_for(f"sqlite:///{home / 'vigil.store.db'}")
+    factory = factory_for(f"sqlite:///{home / 'vigil.db'}")
     with factory() as session:
         rules = {r.name: (r.enabled, r.declared_in) for r in session.scalars(select(AlertRule))}
         sources = {s.name: s.declared_in for s in session.scalars(select(Source))}
@@ -178,7 +178,7 @@ def test_another_file_neither_retires_these_rows_nor_stays_silent(home: Path) ->
 
 def test_applying_twice_changes_nothing(home: Path) -> None:
     config = write(home, TARGETS + RULE)
-    factory = factory_for(f"sqlite:///{home / 'vigil.store.db'}")
+    factory = factory_for(f"sqlite:///{home / 'vigil.db'}")
     vigil("db", "upgrade")
     apply_settings(factory, load_settings(config))
     with factory() as session:
@@ -194,11 +194,11 @@ def test_a_worker_whose_settings_disagree_says_so_at_start_in_one_line(home: Pat
     """A real (delivery) worker started with another file than the one that declared rule r."""
     main = write(home, TARGETS + RULE)
     vigil("db", "upgrade")
-    apply_settings(factory_for(f"sqlite:///{home / 'vigil.store.db'}"), load_settings(main))
+    apply_settings(factory_for(f"sqlite:///{home / 'vigil.db'}"), load_settings(main))
     other = home / "other.toml"
     other.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {
-        "VIGIL_DATABASE__URL": f"sqlite:///{home / 'vigil.store.db'}",
+        "VIGIL_DATABASE__URL": f"sqlite:///{home / 'vigil.db'}",
         "VIGIL_BROKER__URL": f"sqla+sqlite:///{home / 'broker.db'}",
         "VIGIL_METRICS__ENABLED": "false",
         "VIGIL_LOG__FORMAT": "text",

@@ -131,7 +131,7 @@ def test_a_worker_counts_only_while_it_runs_and_its_model_is_the_one_vigil_run_w
     """`vigil run --model TINY` with a configured model that cannot be had (a hub id, offline): health checks
     TINY, the model the running worker loads; once `vigil run` stops, `workers` fails. A worker SIGKILLed
     (its announcement left behind) does not count either."""
-    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
     stack = Stack(
         tmp_path,
         db_url=db_url,

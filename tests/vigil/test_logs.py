@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,71 @@ def test_sigusr2_prints_every_threads_stack_in_a_daemon_and_its_forked_children(
         process.stderr.close()  # type: ignore[union-attr]
     assert dumped.count("(most recent call first)") == 2, dumped
     assert "in waiting_in_a_named_function" in dumped, dumped
+
+
+def json_records(text: str) -> list[dict[str, object]]:
+    """Every non-empty line as a JSON object; a plain-text line fails the test with its text."""
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                pytest.fail(f"a plain-text line in a JSON log: {line!r}")
+            assert isinstance(record, dict), line
+            records.append(record)
+    return records
+
+
+PRINTER = """
+import sys, warnings
+from vigil.ops.logs import configure_logging
+from vigil.config.settings import LogSettings
+
+configure_logging(LogSettings(format="json"), process_name="printer")
+print("a library printing to stdout")
+sys.stderr.write("a progress bar\\r50%\\r100%\\n")
+warnings.warn("a warning\\nof two lines", UserWarning)
+raise RuntimeError("boom at exit")
+"""
+
+
+def test_a_json_log_holds_only_json_even_what_libraries_print_and_a_crash() -> None:
+    result = subprocess.run([sys.executable, "-c", PRINTER], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    records = json_records(result.stderr)
+    messages = [str(r["message"]) for r in records]
+    assert {"a library printing to stdout", "a progress bar", "50%", "100%"} <= set(messages), messages
+    (warning,) = [r for r in records if r["logger"] == "py.warnings"]
+    assert "UserWarning: a warning\nof two lines" in str(warning["message"])
+    assert "RuntimeError: boom at exit" in messages  # the traceback, drained at exit
+    assert all(r["process"] == "printer" for r in records)
+
+
+@pytest.mark.slow
+def test_vigil_run_writes_a_json_log_with_no_plain_line_from_celery(tmp_path: Path, tiny_llava: Path) -> None:
+    """Celery's banner, its root-user warning (when run as root) and its "Warm shutdown" line used to break
+    the JSON log into plain-text lines."""
+    from tests.support.processes import Stack, wait_for
+
+    stack = Stack(
+        tmp_path,
+        db_url=f"sqlite:///{tmp_path / 'vigil.db'}",
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        model_dir=tiny_llava,
+        extra_env={"VIGIL_LOG__FORMAT": "json"},
+    )
+    log = tmp_path / "run.log"
+    run = stack.spawn("run", "-m", "vigil", "run", "--watch", str(stack.inbox))
+    try:
+        wait_for(lambda: log.read_text().count(" ready.") >= 2, timeout=180, what="both workers ready")
+    finally:
+        stack.stop_all()
+    assert run.returncode == 0, stack.dump_logs()
+    records = json_records(log.read_text())
+    messages = [str(r["message"]) for r in records]
+    assert any(m.startswith("celery worker gpu@") and "queue gpu, prefork pool of 1" in m for m in messages)
+    assert sum("Warm shutdown" in m for m in messages) == 2, messages  # Celery's own print, relayed
+    if os.geteuid() == 0:
+        assert sum("superuser privileges" in m for m in messages) == 2
+    assert {r["process"] for r in records} >= {"vigil-run", "watcher", "worker-gpu", "worker-cpu", "web"}

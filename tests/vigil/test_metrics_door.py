@@ -24,7 +24,7 @@ WATCHER_ENDPOINT = textwrap.dedent(
     """
     import sys, time
     from vigil.config.settings import load_settings
-    from vigil.ops.metrics import serve_watcher_metrics
+    from vigil.ops.metrics_server import serve_watcher_metrics
     from vigil.store.db import make_engine, session_factory
     settings = load_settings()
     assert serve_watcher_metrics(settings, session_factory(make_engine(settings.database)))

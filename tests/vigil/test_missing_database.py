@@ -18,7 +18,7 @@ def empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_data_dir: Pat
         if key.startswith("VIGIL_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    return private_data_dir / "vigil.store.db"
+    return private_data_dir / "vigil.db"
 
 
 @pytest.mark.parametrize(
@@ -31,12 +31,12 @@ def test_reading_commands_say_the_same_and_create_nothing(empty: Path, args: lis
     line = f"no database at {empty} yet: `vigil run` or `vigil db upgrade` creates it"
     assert line in result.output, result.output
     assert not empty.exists()
-    assert not Path("vigil.store.db").exists()
+    assert not Path("vigil.db").exists()
 
 
 def test_writing_commands_create_it_in_the_data_dir(empty: Path) -> None:
     result = CliRunner().invoke(cli, ["targets", "add", "van", "a white van"])
     assert result.exit_code == 0, result.output
     assert f"initialised database sqlite:///{empty}" in result.output
-    assert empty.is_file() and not Path("vigil.store.db").exists()
+    assert empty.is_file() and not Path("vigil.db").exists()
     assert "van" in CliRunner().invoke(cli, ["targets", "list"]).output

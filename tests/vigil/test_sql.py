@@ -76,7 +76,8 @@ def test_every_write_path_is_refused_and_changes_nothing(
     with pytest.raises(QueryRefused) as caught:
         run_query(reading, statement, timeout_s=5)
     message = str(caught.value)
-    assert "\n" not in message and message.split(":")[0] in {"refused", "query failed"}
+    # A statement of the other dialect (PRAGMA on PostgreSQL) is a syntax error there.
+    assert "\n" not in message and message.split(":")[0] in {"refused", "query failed", "syntax error"}
     assert snapshot(seeded_url) == before
     assert not Path("/tmp/vigil-pwned").exists()
 
@@ -145,6 +146,23 @@ def test_table_format() -> None:
     ]
 
 
+def test_table_aligns_wide_characters_by_their_display_width() -> None:
+    """Issue 22 (8): a CJK name takes two columns a character; padding by len() pushed its row's next
+    column two columns right per character. Measured with wcwidth, the reference for terminals."""
+    from wcwidth import wcswidth
+
+    result = QueryResult(["name", "n"], [("駐車場カメラ", 1), ("cafe\u0301", 22), ("van", 333)], 0.0)
+    lines = list(render(result, "table"))
+    assert lines[:5] == [
+        "name            n",
+        "------------  ---",
+        "駐車場カメラ    1",
+        "cafe\u0301           22",
+        "van           333",
+    ]
+    assert {wcswidth(line) for line in lines[:5]} == {17}
+
+
 def test_csv_format() -> None:
     assert "\n".join(render(FIXTURE, "csv")) == 'id,name,score,note\n1,van,0.5,\n12,a|b,0.25,"two\nlines"'
 
@@ -211,6 +229,28 @@ def test_cli_refusal_is_one_line_and_exit_2(seeded_url: str, reading: DatabaseSe
     assert result.exit_code == 2
     assert result.stderr.startswith("error: refused: DROP is not a read") and result.stderr.count("\n") == 1
     assert snapshot(seeded_url) == before
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("SELEC 1", "error: syntax error: SELEC does not begin an SQL statement (did you mean SELECT?)"),
+        (
+            "  /* c */ selct * from media",
+            "error: syntax error: SELCT does not begin an SQL statement (did you",
+        ),
+        ("SELECT * FRM media", "error: syntax error: "),
+        ("SELECT 1 FROM", "error: syntax error: "),
+    ],
+)
+def test_a_typo_is_a_syntax_error_not_a_refusal(
+    seeded_url: str, reading: DatabaseSettings, statement: str, expected: str
+) -> None:
+    """Issue 22 (8): `SELEC 1` read "refused: SELEC is not a read", as if it were a permission refusal."""
+    result = invoke(reading, statement)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(expected), result.stderr
+    assert "refused" not in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_cli_timeout_option(seeded_url: str, reading: DatabaseSettings) -> None:

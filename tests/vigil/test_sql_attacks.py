@@ -29,8 +29,9 @@ MARK = Path(f"/tmp/vigil-attack-{uuid.uuid4().hex[:10]}")
 ROWS = "^ROWS$"  # runs, returns rows, changes nothing (rolled back, or harmless for this role)
 TRUNCATED = "^truncated at"  # a memory bomb: the result stops at a cap with a note
 READS_ONLY = r"^refused: only reads are allowed \(permission denied for function"
-NOT_A_READ = r"^refused: \w+ is not a read"
-SQLITE_SYNTAX = r"^query failed: (near|unrecognized token)"
+# A write; or a statement of the other dialect (COPY on SQLite, PRAGMA on PostgreSQL), a syntax error there.
+NOT_A_READ = r"^(refused: \w+ is not a read|syntax error: \w+ does not begin an SQL statement)"
+SQLITE_SYNTAX = r"^syntax error: (near|unrecognized token)"
 NO_SUCH_FUNCTION = r"^query failed: no such function"
 
 
@@ -62,7 +63,7 @@ CORPUS = [
     Attack("quoted name", "SELECT \"pg_read_file\"('/etc/hostname')", NO_SUCH_FUNCTION, READS_ONLY),
     Attack("comment before the parenthesis", "SELECT pg_read_file/**/('/etc/hostname')", NO_SUCH_FUNCTION,
            READS_ONLY),
-    Attack("schema-qualified", "SELECT pg_catalog.pg_read_file('/etc/hostname')", r"^query failed",
+    Attack("schema-qualified", "SELECT pg_catalog.pg_read_file('/etc/hostname')", r"^syntax error: near",
            READS_ONLY),
     Attack("U& escaped name", "SELECT U&\"pg\\005fread\\005ffile\"('/etc/hostname')", r"^query failed",
            READS_ONLY),
@@ -110,7 +111,7 @@ CORPUS = [
     Attack("lo_from_bytea (rolled back)", "SELECT lo_from_bytea(0, 'x')", NO_SUCH_FUNCTION, ROWS),
     # writes that start like a read
     Attack("data-modifying CTE", "WITH x AS (DELETE FROM media RETURNING *) SELECT * FROM x",
-           r"^query failed: near \"DELETE\"", r"^refused: only reads are allowed"),
+           r"^syntax error: near \"DELETE\"", r"^refused: only reads are allowed"),
     Attack("CTE then UPDATE", "WITH x AS (SELECT 1) UPDATE media SET status = 'done'",
            r"^refused: only reads are allowed", r"^refused: only reads are allowed"),
     Attack("SELECT INTO", "SELECT * INTO evil FROM media", SQLITE_SYNTAX, r"^refused"),
@@ -165,7 +166,7 @@ class Door:
 
 @pytest.fixture(scope="module")
 def sqlite_door(tmp_path_factory: pytest.TempPathFactory) -> Door:
-    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('attacks') / 'vigil.db'}"
     upgrade(url)
     seed(url)
     return Door("sqlite", DatabaseSettings(url=url), url)

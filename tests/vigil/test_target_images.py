@@ -28,7 +28,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if key.startswith("VIGIL_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'vigil.store.db'}")
+    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'vigil.db'}")
     monkeypatch.setenv("VIGIL_STORAGE__DATA_DIR", str(tmp_path / "vigil-data"))
     return tmp_path
 
@@ -47,7 +47,7 @@ def refused(*args: str) -> str:
 
 
 def target_row(workdir: Path, name: str) -> Target:
-    factory = session_factory(make_engine(DatabaseSettings(url=f"sqlite:///{workdir / 'vigil.store.db'}")))
+    factory = session_factory(make_engine(DatabaseSettings(url=f"sqlite:///{workdir / 'vigil.db'}")))
     with factory() as session:
         row = session.scalar(select(Target).where(Target.name == name))
         assert row is not None
@@ -96,7 +96,7 @@ def test_config_file_images_are_relative_to_it(workdir: Path, monkeypatch: pytes
     write_image(conf_dir / "refs" / "van.png", size=(120, 90))
     toml = conf_dir / "vigil.toml"
     toml.write_text(
-        f'[database]\nurl = "sqlite:///{workdir / "vigil.store.db"}"\n'
+        f'[database]\nurl = "sqlite:///{workdir / "vigil.db"}"\n'
         f'[storage]\ndata_dir = "{workdir / "data"}"\n'
         '[[targets]]\nname = "van"\ndescription = "the neighbour\'s van"\nimages = ["refs/van.png"]\n'
     )
@@ -178,4 +178,5 @@ def test_config_check_names_the_bad_image(workdir: Path) -> None:
         '[[targets]]\nname = "van"\ndescription = "a van"\nimages = ["broken.jpg"]\n'
     )
     output = refused("config", "check")
-    assert "targets.0.images" in output and "broken.jpg: does not decode as an image" in output
+    assert "vigil.toml: targets[van].images: " in output
+    assert "broken.jpg: does not decode as an image" in output

@@ -47,7 +47,7 @@ def test_sql_command_table_output(sqlite_url: str) -> None:
 
 
 def test_status_targets_and_alerts_escape_names(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
     config = tmp_path / "vigil.toml"
     config.write_text(
         f'[database]\nurl = "{url}"\n[broker]\nurl = "sqla+sqlite:///{tmp_path / "broker.db"}"\n'

@@ -55,7 +55,7 @@ def make_clip(clip_bytes: bytes) -> Callable[..., Path]:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(url)
     return url
 

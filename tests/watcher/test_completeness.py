@@ -130,6 +130,12 @@ def test_files_that_can_never_be_media_fail_as_soon_as_their_writer_closes(
     assert errors["zero.mp4"] == ("failed", "empty file")
     assert errors["text.mp4"][0] == "failed" and "not a media container" in str(errors["text.mp4"][1])
     assert errors["photo.mp4"][0] == "failed" and "jpeg" in str(errors["photo.mp4"][1])
+    # Issue 22 (8): these rows read as finished before they were registered (registered_at > finished_at).
+    for row in rows:
+        assert row.finished_at is not None and row.finished_at >= row.created_at, (
+            row.rel_path,
+            row.created_at,
+        )
 
 
 def test_settling_report_round_trip_and_staleness(tmp_path: Path) -> None:

@@ -120,6 +120,26 @@ def test_files_that_can_never_be_media_are_invalid(
     assert verdict.state is State.INVALID and reason in verdict.reason
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"this is not a video, just text " * 10, 'not a media container (starts with the text "this is ")'),
+        (
+            b"\x7fELF\x02\x01\x01\x00" + bytes(64),
+            "not a media container (starts with bytes 7f 45 4c 46 02 01 01 00)",
+        ),
+        (b"ab\ncd\nef and more lines", "not a media container (starts with bytes 61 62 0a 63 64 0a 65 66)"),
+    ],
+)
+def test_the_start_of_a_file_that_is_not_media_is_said_readably(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    """Issue 22 (8): the reason showed a Python bytes repr, `starts with b'this is '`."""
+    (tmp_path / "x.mp4").write_bytes(content)
+    verdict = check_file(tmp_path / "x.mp4")
+    assert verdict.state is State.INVALID and verdict.reason == reason
+
+
 def test_image_bytes_under_a_video_name_are_invalid(tmp_path: Path) -> None:
     jpeg = write_jpeg(tmp_path / "a.jpg").read_bytes()
     (tmp_path / "clip.mp4").write_bytes(jpeg)

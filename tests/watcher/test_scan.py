@@ -80,9 +80,9 @@ def test_unreadable_file_fails_with_its_reason(shared_dir: Path, make_clip: Call
     drop = shared_dir / "drop"
     make_clip(drop / "locked.mp4").chmod(0o000)
     drop.chmod(0o755)
-    url = f"sqlite:///{shared_dir / 'vigil.store.db'}"
+    url = f"sqlite:///{shared_dir / 'vigil.db'}"
     upgrade(url)
-    (shared_dir / "vigil.store.db").chmod(0o666)
+    (shared_dir / "vigil.db").chmod(0o666)
     settings = Settings(database=DatabaseSettings(url=url), broker={"url": UNREACHABLE_BROKER})
     app = make_celery(settings)
     read_end, write_end = os.pipe()

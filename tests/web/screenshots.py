@@ -24,7 +24,7 @@ def main(out: Path) -> None:
     chromium = shutil.which("chromium")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        url = f"sqlite:///{root / 'vigil.store.db'}"
+        url = f"sqlite:///{root / 'vigil.db'}"
         upgrade(url)
         seeded = seed_review(url, root)
         bulk_detections(url, 2_000)

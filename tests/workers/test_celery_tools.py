@@ -17,7 +17,7 @@ import pytest
 from tests.support.processes import wait_for
 from tests.support.services import RedisServer, free_port
 from vigil.config.settings import Settings
-from vigil.ops.celery_app import make_celery, task_queues
+from vigil.ops.celery_app import NO_REMOTE_CONTROL, make_celery, task_queues
 from vigil.ops.contracts import CPU_QUEUE, GPU_QUEUE
 from vigil.store.migrate import upgrade
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(db)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     return clean | {
@@ -190,3 +190,34 @@ def test_vigil_health_asks_redis_which_workers_run(env: dict[str, str], worker: 
     anyone = health()
     assert anyone.returncode == 1
     assert "FAIL workers  no analysis (gpu) worker is running (asked redis://" in anyone.stdout, anyone.stdout
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    """The embedded default: broker and database in the data directory, as `vigil run` makes them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    upgrade(f"sqlite:///{data / 'vigil.db'}")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    return clean | {"VIGIL_STORAGE__DATA_DIR": str(data), "PYTHONPATH": str(REPO)}
+
+
+def test_celery_report_works_on_the_embedded_broker(embedded_env: dict[str, str], tmp_path: Path) -> None:
+    report = celery(embedded_env, "report")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "Traceback" not in report.stderr and "KeyError" not in report.stderr
+    assert f"broker_url: 'sqlite:///{tmp_path / 'data' / 'vigil-broker.db'}'" in report.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [("inspect", "ping"), ("status",), ("control", "enable_events"), ("events", "--dump")]
+)
+def test_celery_remote_control_on_the_embedded_broker_says_it_needs_redis_or_rabbitmq(
+    embedded_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    """It used to say "unable to open database file", or `events` retried for ever."""
+    result = celery(embedded_env, *command, timeout=60)
+    assert result.returncode == 69, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert errors == [f"Error: {NO_REMOTE_CONTROL}"], result.stderr
+    assert "need a Redis or RabbitMQ broker" in NO_REMOTE_CONTROL and "Traceback" not in result.stderr

@@ -58,7 +58,7 @@ def worker(tmp_path: Path, receiver: Receiver) -> Iterator[Path]:
     config.write_text(
         f"""
 [database]
-url = "sqlite:///{tmp_path / "vigil.store.db"}"
+url = "sqlite:///{tmp_path / "vigil.db"}"
 [broker]
 url = "sqla+sqlite:///{tmp_path / "broker.db"}"
 [log]
@@ -81,7 +81,7 @@ cooldown_s = 0
 channels = ["hook"]
 """
     )
-    upgrade(f"sqlite:///{tmp_path / 'vigil.store.db'}")
+    upgrade(f"sqlite:///{tmp_path / 'vigil.db'}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(VIGIL_CONFIG=str(config), PYTHONPATH=str(REPO))
     log = (tmp_path / "worker.log").open("wb")

@@ -52,7 +52,12 @@ def test_vigil_run_offline_fails_in_one_line_without_hub_retries(
 ) -> None:
     (tmp_path / "in").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | no_hub
-    env |= {"PYTHONPATH": str(REPO), "VIGIL_STORAGE__DATA_DIR": str(tmp_path / "data")}
+    # Text logs: with JSON ones (the default when stderr is not a terminal) the line is a JSON record.
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "VIGIL_STORAGE__DATA_DIR": str(tmp_path / "data"),
+        "VIGIL_LOG__FORMAT": "text",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "vigil", "run", "--watch", str(tmp_path / "in")],
         cwd=tmp_path,

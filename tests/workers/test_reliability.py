@@ -155,7 +155,7 @@ def _embedded(tmp_path: Path) -> tuple[str, str]:
     """A migrated SQLite database and the embedded broker, in `tmp_path`: (database URL, broker URL)."""
     from vigil.store.migrate import upgrade
 
-    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(db_url)
     return db_url, f"sqla+sqlite:///{tmp_path / 'broker.db'}"
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def stack(tmp_path: Path, tiny_llava: Path) -> Iterator[Stack]:
-    db_url = f"sqlite:///{tmp_path / 'vigil.store.db'}"
+    db_url = f"sqlite:///{tmp_path / 'vigil.db'}"
     upgrade(db_url)
     made = Stack(
         tmp_path,

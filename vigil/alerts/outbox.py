@@ -19,6 +19,7 @@ from vigil.alerts.matching import (
 )
 from vigil.config.settings import Settings
 from vigil.config.template import render
+from vigil.store.db import installation_uid
 from vigil.store.schema import (
     Alert,
     Channel,
@@ -130,8 +131,10 @@ class ChannelState:
         return None
 
 
-def idempotency_key(dedup: str, channel: str) -> str:
-    return "msg_" + hashlib.sha256(f"{dedup}|{channel}".encode()).hexdigest()[:32]
+def idempotency_key(installation: str, dedup: str, channel: str) -> str:
+    """The delivery's `webhook-id`: stored on its row, so every retry sends the same one; the installation's
+    uid keeps two sites that alert on the same file content from sending the same id."""
+    return "msg_" + hashlib.sha256(f"{installation}|{dedup}|{channel}".encode()).hexdigest()[:32]
 
 
 def add_deliveries(
@@ -139,12 +142,13 @@ def add_deliveries(
 ) -> list[int]:
     """One outbox row per alert and channel, in one flush. Returns the ids of those to send."""
     rows = []
+    installation = installation_uid(session) if fired else ""
     for candidate, alert in fired:
         for name in candidate.rule.channels:
             row = Delivery(
                 alert_id=alert.id,
                 channel=name,
-                idempotency_key=idempotency_key(alert.dedup_key, name),
+                idempotency_key=idempotency_key(installation, alert.dedup_key, name),
                 status=DeliveryStatus.PENDING,
                 next_attempt_at=now,
             )

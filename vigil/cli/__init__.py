@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
 
 import click
 
@@ -68,13 +69,20 @@ def summarise_without_examples(group: click.Group) -> None:
 
 
 def _use_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.find_object(AppContext).use_config(value)  # type: ignore[union-attr]
+    if value is None:
+        return
+    takes_channels = any("--channel" in getattr(param, "opts", ()) for param in ctx.command.params)
+    if takes_channels and not Path(value).is_file():  # `-c` was --channel on `rules add` once
+        raise click.BadParameter(
+            f"no settings file {value!r}: -c is --config on every command; "
+            f"name a channel with --channel {value}"
+        )
+    ctx.find_object(AppContext).use_config(value)  # type: ignore[union-attr]
 
 
 def accept_config_after_the_command(group: click.Group) -> None:
     """`vigil targets list -c FILE` as well as `vigil -c FILE targets list`: every command takes the
-    settings file too (`--config` only where `-c` means something else, as in `rules add`)."""
+    settings file too, as `-c` or `--config` (no command gives `-c` another meaning; test_cli checks)."""
     for command in group.commands.values():
         if isinstance(command, click.Group):
             accept_config_after_the_command(command)

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from vigil.cli.context import AppContext, pass_app
 from vigil.errors import ConfigError
+from vigil.formats.types import window_span
 from vigil.store.db import write_session
-from vigil.store.schema import Alert, AlertRule, Channel, Delivery, DeliveryStatus, utcnow
+from vigil.store.schema import Alert, AlertRule, Channel, Delivery, DeliveryStatus, Media, utcnow
 from vigil.terminal import safe
 
 
@@ -56,13 +57,15 @@ def alerts_show(app: AppContext, alert_id: int) -> None:
         if alert is None:
             raise ConfigError(f"no alert with id {alert_id}")
         rule = session.get_one(AlertRule, alert.rule_id)
+        kind = session.scalar(select(Media.kind).where(Media.id == alert.media_id))
     media = alert.payload.get("media", {})
     click.echo(safe(f"alert {alert.id}: {alert.message}"))
     click.echo(safe(f"  rule      {rule.name} ({alert.severity}), fired {alert.fired_at.isoformat()}"))
     source = media.get("source", "")
     click.echo(safe(f"  media     {alert.media_id} {media.get('path', '')} (source {source})"))
     click.echo(safe(f"  target    {alert.payload.get('target', {}).get('name', alert.target_id)}"))
-    click.echo(safe(f"  window    {alert.start_s:g}-{alert.end_s:g} s, score {alert.score:.3f}"))
+    where = window_span(alert.start_s, alert.end_s, kind)
+    click.echo(safe(f"  window    {where}, score {alert.score:.3f}"))
     if alert.payload.get("thumbnail_path"):
         click.echo(safe(f"  thumbnail {alert.payload['thumbnail_path']}"))
     click.echo(safe(f"  dedup     {alert.dedup_key}"))

@@ -62,6 +62,8 @@ def run_command(
     the settings the same command runs against them.
     """
     from vigil.ops.health import url_for_display
+    from vigil.ops.instance import InstanceLock
+    from vigil.ops.ports import check_free, metrics_listeners, web_listener
     from vigil.ops.supervisor import ChildSpec, Supervisor
     from vigil.store.migrate import upgrade
 
@@ -71,11 +73,18 @@ def run_command(
         raise ConfigError("nothing to watch: pass --watch DIR or configure [[watch.sources]]")
     settings = app.settings
     configure_logging(settings.log, process_name="vigil-run")
+    # Refused in one line before anything starts: a second run on this data directory, a busy port.
+    lock = InstanceLock(settings.storage.data_dir.expanduser().absolute()).acquire()
     from workers.model.loading import check_model_supported
 
     check_model_supported(settings.model.id)  # a missing or unsupported model fails here, in one line
     upgrade(settings.database.url)
     app.open_database()
+    queues = ["gpu"] if no_cpu_worker else ["gpu", "cpu"]
+    check_free(
+        ([web_listener(settings)] if settings.web.enabled else [])
+        + metrics_listeners(settings, queues=queues)
+    )
     env = {"VIGIL_WATCH__SOURCES": json.dumps([s.model_dump(mode="json") for s in sources])}
     if model:
         env["VIGIL_MODEL__ID"] = model
@@ -90,9 +99,11 @@ def run_command(
             ChildSpec("worker-cpu", [sys.executable, "-m", "workers", "--queue", "cpu", "--name", "cpu@%h"])
         )
     if settings.web.enabled:
-        specs.append(ChildSpec("web", [sys.executable, "-m", "vigil.web"]))
+        specs.append(ChildSpec("web", [sys.executable, "-m", "vigil.web"], optional=True))
     if settings.homeassistant.enabled:
-        specs.append(ChildSpec("homeassistant", [sys.executable, "-m", "vigil", "homeassistant"]))
+        specs.append(
+            ChildSpec("homeassistant", [sys.executable, "-m", "vigil", "homeassistant"], optional=True)
+        )
     log.info(
         "vigil running: %s; model %s; database %s; broker %s; review page %s",
         ", ".join(f"{s.name}={s.path}" for s in sources),
@@ -101,9 +112,12 @@ def run_command(
         url_for_display(settings.broker.url),
         f"http://{settings.web.host}:{settings.web.port}" if settings.web.enabled else "off",
     )
-    supervisor = Supervisor(specs, env=env)
+    supervisor = Supervisor(specs, env=env, pass_fds=[lock.fd] if lock.fd is not None else [])
     supervisor.install_signal_handlers()
-    code = supervisor.run()
+    try:
+        code = supervisor.run()
+    finally:
+        lock.release()
     if supervisor.failure:
         raise ConfigError(supervisor.failure)
     sys.exit(code)

@@ -167,7 +167,7 @@ def status_command(app: AppContext, failures: int, broker: bool) -> None:
     """What Vigil is doing: media by status, queue depth, recent failures, alerts awaiting delivery, and
     files the watcher has seen but not registered yet (still being written or settling)."""
     from vigil.media.progress import broker_queue_depths, gather_status, status_lines
-    from vigil.media.settling import read_report, settling_line
+    from vigil.media.settling import read_report, settling_lines
 
     app.require_migrated(initialise=False)
     depths = None
@@ -178,9 +178,8 @@ def status_command(app: AppContext, failures: int, broker: bool) -> None:
     report = gather_status(app.factory, recent_failures=failures, broker_queues=depths)
     for line in status_lines(report, now=utcnow()):
         click.echo(safe(line))
-    settling = settling_line(read_report(app.settings.storage.data_dir))
-    if settling:
-        click.echo(safe(settling))
+    for line in settling_lines(read_report(app.settings.storage.data_dir)):
+        click.echo(safe(line))
 
 
 def _broker_exists(url: str) -> bool:

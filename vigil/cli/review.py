@@ -37,7 +37,7 @@ def web_command(app: AppContext, host: str | None, port: int | None) -> None:
 
     app.override("web", host=host, port=port)
     app.require_migrated()
-    sys.exit(run_web(app.settings))
+    sys.exit(run_web(app.settings, port_hint=", or pass --port"))
 
 
 @click.command("feedback")

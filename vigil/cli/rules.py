@@ -11,6 +11,7 @@ from vigil.cli.context import AppContext, from_arguments, pass_app
 from vigil.config.settings import RuleSettings
 from vigil.declared.apply import refuse_declared
 from vigil.errors import ConfigError
+from vigil.formats.types import window_span
 from vigil.store.db import write_session
 from vigil.store.schema import AlertRule
 
@@ -47,7 +48,8 @@ RULE_ARGUMENTS = {
 @click.option("--cooldown", type=float, default=300.0, show_default=True, help="Seconds per rule and source.")
 @click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default="warning")
 @click.option("--message", help="Message template, e.g. '{target} at {source} ({score:.2f})'.")
-@click.option("--channel", "-c", "channels", multiple=True, help="Channel name (repeat; default: log).")
+# No short flag: `-c` is --config on every command (it was --channel here alone).
+@click.option("--channel", "channels", multiple=True, help="Channel name (repeat; default: log).")
 @pass_app
 def rules_add(app: AppContext, name: str, **options: object) -> None:
     """Add or replace a rule, e.g. `vigil rules add night -t person --hours 22-06 --timezone Europe/Paris`."""
@@ -137,14 +139,17 @@ def rules_test(app: AppContext, name: str, media_id: int) -> None:
         run = f"run {c.run}/{why.rule.min_consecutive}" if c.run else "no run"
         inherited = " inherited" if c.inherited else ""
         click.echo(
-            f"  {c.target} window {c.window_index}{inherited} ({c.start_s:g}-{c.end_s:g} s): "
+            f"  {c.target} window {c.window_index}{inherited} ({window_span(c.start_s, c.end_s)}): "
             f"{score}; {when}; {run}"
         )
     if not why.outcomes:
         click.echo("  => would not fire")
     for candidate, reason in why.outcomes:
         first, last = candidate.windows[0][1], candidate.windows[-1][1]
-        span = f"{candidate.target.name} windows {first.window_index}-{last.window_index}"
+        indices = (
+            f"s {first.window_index}-{last.window_index}" if first is not last else f" {first.window_index}"
+        )
+        span = f"{candidate.target.name} window{indices}"
         click.echo(f"  => {span}: {'would fire' if reason is None else 'blocked: ' + reason}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,19 @@ def error_message(error: Mapping[str, Any]) -> str:
     if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_PATTERN:
         return f"{error['input']!r} is not a name: {NAME_RULE}"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of the settings: the key path (`alerts.rules[night].hours`), what is wrong, and where the
+    value came from (the TOML file, an environment variable) once that is known."""
+
+    key: str
+    message: str
+    origin: str | None = None
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.origin, self.key, self.message) if part)
 
 
 class Section(BaseModel):

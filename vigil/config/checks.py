@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from vigil.config.base import Problem
 from vigil.config.schedule import parse_hours, parse_zone
 from vigil.config.template import check_template
 from vigil.errors import ConfigError
@@ -88,39 +89,39 @@ def _as_value_error(check: Any) -> None:
         raise ValueError(str(exc).split(": ", 1)[-1]) from exc
 
 
-def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list[str]:
-    """Rule references that name nothing, as "key: reason" lines. Channels exist only in the settings, so
-    the settings alone decide; targets may also be made with the CLI (`missing_targets`)."""
+def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list[Problem]:
+    """Rule references that name nothing. Channels exist only in the settings, so the settings alone
+    decide; targets may also be made with the CLI (`missing_targets`)."""
     channels = set(channels) | {BUILTIN_CHANNEL}
     problems = []
     for rule in rules:
-        where = f"alerts.rules[{rule.name}]"
+        where = f"alerts.rules[{rule.name}].channels"
         if unknown := sorted(set(rule.channels) - channels):
-            problems.append(f"{where}.channels: no channel named {', '.join(unknown)} in the settings")
+            problems.append(Problem(where, f"no channel named {', '.join(unknown)} in the settings"))
         if not rule.channels:
-            problems.append(f'{where}.channels: a rule needs at least one channel (e.g. "log")')
+            problems.append(Problem(where, 'a rule needs at least one channel (e.g. "log")'))
     return problems
 
 
-def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[str]:
+def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[Problem]:
     """Rule sources named literally that the settings do not declare: a warning, since `vigil scan DIR`
     and `vigil run --watch DIR` make sources of their own."""
     declared = set(sources)
     return [
-        f"alerts.rules[{rule.name}].sources: no source named {', '.join(unknown)} in the settings"
+        Problem(f"alerts.rules[{rule.name}].sources", f"no source named {', '.join(unknown)} in the settings")
         for rule in rules
         if (unknown := sorted({s for s in rule.sources if not GLOB_CHARS.search(s)} - declared))
     ]
 
 
-def missing_targets(settings: Any, known: Iterable[str]) -> list[str]:
+def missing_targets(settings: Any, known: Iterable[str]) -> list[Problem]:
     """Targets named by rules and sources of `settings` that are neither declared there nor in `known`
-    (the targets table: made with `vigil targets add`), as "key: reason" lines."""
+    (the targets table: made with `vigil targets add`)."""
     names = {t.name for t in settings.targets} | set(known)
     referrers = [(f"alerts.rules[{r.name}].targets", r.targets) for r in settings.alerts.rules]
     referrers += [(f"watch.sources[{s.name}].targets", s.targets or []) for s in settings.watch.sources]
     return [
-        f"{where}: no target named {', '.join(unknown)} in the settings or the database"
+        Problem(where, f"no target named {', '.join(unknown)} in the settings or the database")
         for where, wanted in referrers
         if (unknown := sorted(set(wanted) - names))
     ]
@@ -131,16 +132,16 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or Path(model_id).exists()
 
 
-def model_directory_problem(model_id: str) -> str | None:
+def model_directory_problem(model_id: str) -> Problem | None:
     if looks_like_path(model_id) and not Path(model_id).expanduser().is_dir():
-        return f"model.id: {model_id} looks like a directory but there is none"
+        return Problem("model.id", f"{model_id} looks like a directory but there is none")
     return None
 
 
-def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[str]:
+def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[Problem]:
     """Paths that do not exist (yet): a folder not mounted, a model not copied."""
     warnings = [
-        f"watch.sources[{s.name}].path: {s.path} is not a directory (not watched until it exists)"
+        Problem(f"watch.sources[{s.name}].path", f"{s.path} is not a directory (not watched until it exists)")
         for s in sources
         if not Path(s.path).is_dir()
     ]
@@ -149,27 +150,35 @@ def path_warnings(*, sources: Iterable[Any], model_id: str) -> list[str]:
     return warnings
 
 
-def environment_problems(environ: Mapping[str, str], sections: Iterable[str]) -> list[str]:
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """ "did you mean `model`?" for the closest known word, else the known words."""
+    known = sorted(known)
+    close = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return f"known: {', '.join(known)}" if known else "nothing is known here"
+
+
+def environment_problems(environ: Mapping[str, str], sections: Iterable[str]) -> list[Problem]:
     """`VIGIL_SECTION__KEY` variables whose section does not exist (pydantic would ignore them silently)."""
-    known = {name.upper() for name in sections}
+    known = {name.lower() for name in sections}
     problems = []
     for key in sorted(environ):
-        if not key.startswith("VIGIL_") or key in NON_SETTING_VARIABLES or "__" not in key:
+        if not key.upper().startswith("VIGIL_") or key.upper() in NON_SETTING_VARIABLES or "__" not in key:
             continue
-        section = key.removeprefix("VIGIL_").split("__", 1)[0]
+        section = key[len("VIGIL_") :].split("__", 1)[0].lower()
         if section not in known:
             problems.append(
-                f"environment variable {key}: no settings section {section.lower()!r} "
-                f"(sections: {', '.join(sorted(s.lower() for s in known))})"
+                Problem(
+                    "",
+                    f"no settings section {section!r} ({did_you_mean(section, known)})",
+                    origin=f"environment variable {key}",
+                )
             )
     return problems
 
 
-def raise_environment_problems(sections: Iterable[str]) -> None:
-    refuse(environment_problems(os.environ, sections))
-
-
-def refuse(problems: list[str]) -> None:
-    """Raise one ConfigError for every problem, in the layout of pydantic's (see format_validation_error)."""
+def refuse(problems: Sequence[Problem | str]) -> None:
+    """Raise one ConfigError for every problem: a count, then one indented line each."""
     if problems:
         raise ConfigError("\n".join([f"{len(problems)} invalid setting(s):", *(f"  {p}" for p in problems)]))

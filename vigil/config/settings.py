@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,9 @@ from pydantic_settings import (
 
 from vigil.config import checks as checks
 from vigil.config.alerts import CONFIG_DIR, AlertSettings, ChannelSettings, RuleSettings, TargetSettings
-from vigil.config.base import NAME_PATTERN, Name, Seconds, Section, error_message
+from vigil.config.base import NAME_PATTERN, Name, Problem, Seconds, Section, error_message
+from vigil.config.diagnose import VALIDATING_INPUTS, Diagnosis, diagnose
+from vigil.config.inputs import read_inputs
 from vigil.config.services import (
     HomeAssistantSettings,
     LogSettings,
@@ -69,6 +72,7 @@ __all__ = [
     "WebSettings",
     "WorkSettings",
     "config_path",
+    "diagnose_settings",
     "default_data_dir",
     "format_validation_error",
     "is_loopback",
@@ -81,15 +85,23 @@ DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "*.partial", "*.filepart", 
 
 class DatabaseSettings(Section):
     # Unset: sqlite in storage.data_dir (see Settings._embedded_files_in_data_dir).
-    url: str = "sqlite:///vigil.store.db"
+    url: str = "sqlite:///vigil.db"
     # `vigil sql` runs here when set (e.g. a PostgreSQL role that may only SELECT).
     readonly_url: str | None = None
     query_timeout_s: Seconds = 30.0
     busy_timeout_s: Seconds = 30.0
+    # PostgreSQL over a network: how long a connection attempt may take, and how long sent data may stay
+    # unacknowledged (TCP user timeout; keepalives probe idle connections within the same bound) before
+    # the connection is given up. Without them a partition holds a query for TCP's retransmission backoff
+    # (minutes): tests/faults/test_network_faults.py measured a worker silent for 107 s after 90 s.
+    connect_timeout_s: Seconds = 10.0
+    network_timeout_s: Seconds = 20.0
 
 
 class BrokerSettings(Section):
     url: str = "sqla+sqlite:///vigil-broker.db"
+    # Redis over a network: a read unanswered this long fails and the connection is made again.
+    network_timeout_s: Seconds = 20.0
     # Longer than the longest task: a message not acknowledged by then is delivered again.
     visibility_timeout_s: Seconds = 4 * 3600.0
     task_time_limit_s: Seconds = 3600.0
@@ -128,6 +140,9 @@ class WatchSettings(Section):
     sources: list[SourceSettings] = Field(default_factory=list)
     settle_s: Annotated[float, Field(ge=0)] = 2.0
     ready_deadline_s: Seconds = 600.0
+    # A file its writer has closed whose structure stays incomplete (a truncated upload) fails this long
+    # after its last change, with the structural reason; never later than ready_deadline_s.
+    incomplete_after_close_s: Seconds = 120.0
     rescan_interval_s: Seconds = 300.0
     duplicate_content: Literal["skip", "analyze"] = "skip"
 
@@ -202,10 +217,26 @@ class Settings(BaseSettings):
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
 
     @model_validator(mode="after")
-    def _homeassistant_channel(self) -> Settings:
-        if self.homeassistant.enabled:
-            self.homeassistant_channel()  # raises ValueError with the reason
+    def _across_sections(self) -> Settings:
+        """References between sections; when the tree is built by `diagnose`, it makes these checks itself,
+        knowing also the names of the items it had to leave out."""
+        if not VALIDATING_INPUTS.get() and (problems := self.problems_across_sections()):
+            raise ValueError("\n".join(str(p) for p in problems))
         return self
+
+    def problems_across_sections(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
+        """Rules naming channels that do not exist, Home Assistant without its mqtt channel. `declared`:
+        the names the input declared by list, valid or not (not reported as missing again)."""
+        channels = {c.name for c in self.alerts.channels} | (declared or {}).get("alerts.channels", set())
+        problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
+        refused = (declared or {}).get("alerts.channels", set()) - {c.name for c in self.alerts.channels}
+        if self.homeassistant.enabled and self.homeassistant.channel not in refused:  # else reported as is
+            try:
+                self.homeassistant_channel()
+            except ValueError as exc:
+                key = "homeassistant.channel"
+                problems.append(Problem(key, str(exc).removeprefix(f"{key}: ")))
+        return problems
 
     def homeassistant_channel(self) -> ChannelSettings:
         """The MQTT channel Home Assistant's messages go through (`homeassistant.channel`)."""
@@ -237,27 +268,19 @@ class Settings(BaseSettings):
         return checks.require_unique_names(targets, "target")
 
     @model_validator(mode="after")
-    def _references(self) -> Settings:
-        problems = checks.reference_problems(
-            channels=[c.name for c in self.alerts.channels], rules=self.alerts.rules
-        )
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
-    @model_validator(mode="after")
     def _embedded_files_in_data_dir(self) -> Settings:
         """The embedded database and broker live in the data dir, never in the current directory."""
         data_dir = self.storage.data_dir.expanduser().absolute()
         if "url" not in self.database.model_fields_set:
-            self.database.url = f"sqlite:///{data_dir / 'vigil.store.db'}"
+            self.database.url = f"sqlite:///{data_dir / 'vigil.db'}"
         if "url" not in self.broker.model_fields_set:
             self.broker.url = f"sqla+sqlite:///{data_dir / 'vigil-broker.db'}"
         return self
 
-    def warnings(self) -> list[str]:
+    def warnings(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
         """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
-        rules = checks.source_warnings(sources=[s.name for s in self.watch.sources], rules=self.alerts.rules)
+        sources = {s.name for s in self.watch.sources} | (declared or {}).get("watch.sources", set())
+        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules)
         return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
@@ -269,6 +292,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if VALIDATING_INPUTS.get():  # `diagnose` read the sources itself (read_inputs)
+            return (init_settings,)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
@@ -287,26 +312,31 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Build the settings tree, raising ConfigError with one line per problem and its key."""
+    """Build the settings tree, raising ConfigError with one line per problem: where, key, what."""
+    diagnosis = diagnose_settings(config, **overrides)
+    diagnosis.raise_errors()
+    settings: Settings = diagnosis.remainder
+    return settings
+
+
+def diagnose_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Diagnosis:
+    """Every error and warning of the settings in one pass (`vigil config check`); without errors, its
+    `remainder` is the settings."""
     path = config_path(config)
     if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    checks.raise_environment_problems(Settings.model_fields)
-    cls: type[Settings] = Settings
-    if path is not None:
-        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
-        cls = type("Settings", (Settings,), {"model_config": config_dict})
+    inputs, read_errors = read_inputs(Settings, path, overrides)
     token = CONFIG_DIR.set(path.parent.absolute() if path is not None else None)
     try:
-        settings = cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path)) from exc
-    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
-        raise ConfigError(f"{path}: {exc}") from exc
+        diagnosis = diagnose(Settings, inputs, read_errors=read_errors)
     finally:
         CONFIG_DIR.reset(token)
-    settings._config_file = path.resolve() if path is not None else None
-    return settings
+    settings = diagnosis.remainder
+    if settings is not None:
+        settings._config_file = path.resolve() if path is not None else None
+        diagnosis.add_errors(settings.problems_across_sections(diagnosis.declared))
+        diagnosis.add_warnings(settings.warnings(diagnosis.declared))
+    return diagnosis
 
 
 def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:

@@ -24,3 +24,13 @@ def media_kind(path: str | os.PathLike[str]) -> MediaKind | None:
     if suffix in IMAGE_EXTENSIONS:
         return "image"
     return None
+
+
+def window_span(start_s: float, end_s: float, kind: str | None = None) -> str:
+    """Where a window of a file is, as people read it: "3.0–13.0 s"; a single instant "at 3.0 s" (not
+    "3.0–3.0 s"); the one window of an image is the image, which has no time ("0.0–0.0 s" said nothing)."""
+    if kind == "image":
+        return "the image"
+    if start_s == end_s:
+        return f"at {start_s:.1f} s"
+    return f"{start_s:.1f}–{end_s:.1f} s"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,18 +67,23 @@ def set_registered(
     *,
     skip_duplicates: bool,
 ) -> None:
-    """A new row's state: `queued`, `failed` (why it can never be analysed) or `skipped` (a duplicate)."""
-    apply_probe(media, info, problem)
+    """A new row's state: `queued`, `failed` (why it can never be analysed) or `skipped` (a duplicate).
+
+    One clock reading is its registration time and, when it ends here, its finish: the insert's own
+    default came later, so a failed row read as finished before it was registered."""
+    now = utcnow()
+    media.created_at = now
+    apply_probe(media, info, problem, now=now)
     if media.status == MediaStatus.QUEUED and skip_duplicates:
-        skip_if_duplicate(session, media)
+        skip_if_duplicate(session, media, now=now)
 
 
-def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None) -> None:
+def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None, *, now: datetime) -> None:
     """`queued` with the probe's geometry, or `failed` with the reason the file can never be analysed."""
     if problem is not None or info is None:
         media.status = MediaStatus.FAILED
         media.error = problem.reason if problem is not None else "not probed"
-        media.finished_at = utcnow()
+        media.finished_at = now
         return
     media.status = MediaStatus.QUEUED
     media.kind = info.kind
@@ -85,7 +91,7 @@ def apply_probe(media: Media, info: MediaInfo | None, problem: MediaError | None
     media.fps, media.frame_count, media.duration_s = info.fps, info.frame_count, info.duration_s
 
 
-def skip_if_duplicate(session: Session, media: Media) -> None:
+def skip_if_duplicate(session: Session, media: Media, *, now: datetime) -> None:
     """A queued new row whose content an earlier (not failed) row already has is `skipped`, pointing at it."""
     original = session.scalar(
         select(Media)
@@ -100,7 +106,7 @@ def skip_if_duplicate(session: Session, media: Media) -> None:
         media.status = MediaStatus.SKIPPED
         media.duplicate_of_id = original.id
         media.error = f"same content as media {original.id}"
-        media.finished_at = utcnow()
+        media.finished_at = now
 
 
 # --- claim and lease ---------------------------------------------------------------------------------------
@@ -210,17 +216,32 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # A renewal in flight ends within the database's network bound (database.network_timeout_s); the
+        # analysis does not wait longer than a lease for it (the thread is a daemon, its answer unused).
+        self._thread.join(timeout=self.lease_s)
 
     def _run(self) -> None:
+        renewed = time.monotonic()
+        warned = False
         while not self._stop.wait(self.lease_s / 3):
             try:
                 if not renew_lease(self.factory, self.claim, lease_s=self.lease_s):
                     log.warning("media %d: claim lost to another worker", self.claim.media_id)
                     self.lost.set()
                     return
+                renewed, warned = time.monotonic(), False
             except Exception as exc:  # the database may be briefly down; the next beat retries
                 log.warning("media %d: lease renewal failed: %s", self.claim.media_id, exc)
+                silent = time.monotonic() - renewed
+                if silent > self.lease_s and not warned:
+                    warned = True
+                    log.warning(
+                        "media %d: no lease renewal for %.0f s (work.lease_s = %g): another worker may take "
+                        "the file over, and this attempt's results then count for nothing",
+                        self.claim.media_id,
+                        silent,
+                        self.lease_s,
+                    )
 
 
 # --- the end of an attempt ---------------------------------------------------------------------------------
@@ -290,9 +311,11 @@ def _finish(session: Session, claim: Claim, *, status: MediaStatus, **values: ob
 # --- the reconciler and re-analysis ------------------------------------------------------------------------
 
 
-def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: int) -> tuple[list[int], int]:
+def expire_leases(
+    factory: sessionmaker[Session], *, max_attempts: int, batch: int
+) -> tuple[list[int], list[int]]:
     """Running rows whose lease ran out (their worker died): queued again, or failed once their attempts
-    are used up. Returns (ids queued again, how many given up)."""
+    are used up. Returns (ids queued again, ids given up)."""
     now = utcnow()
     with write_session(factory) as session:
         rows = session.execute(
@@ -324,7 +347,7 @@ def expire_leases(factory: sessionmaker[Session], *, max_attempts: int, batch: i
             )
     for media_id in give_up:
         log.warning("media %d failed: worker lost %d times", media_id, max_attempts)
-    return requeue, len(give_up)
+    return requeue, give_up
 
 
 def requeue_for_target(session: Session, media_ids: Sequence[int], target_id: int, *, now: datetime) -> None:

@@ -40,14 +40,19 @@ def reconcile_media(
     factory: sessionmaker[Session], enqueuer: Enqueuer, work: WorkSettings
 ) -> ReconcileReport:
     report = ReconcileReport()
-    expired, dead = expire_leases(factory, max_attempts=work.max_attempts, batch=BATCH)
-    report.expired, report.dead = len(expired), dead
+    expired, given_up = expire_leases(factory, max_attempts=work.max_attempts, batch=BATCH)
+    report.expired, report.dead = len(expired), len(given_up)
     for media_id in _queued_needing_send(factory, enqueuer, work):
         if enqueuer.analyze(media_id):
             report.resent += 1
-    metrics.record_reconcile(resent=report.resent, requeued=report.expired, given_up=dead)
+    metrics.record_reconcile(factory, resent=report.resent, requeued=report.expired, given_up=given_up)
     if report.resent or report.expired or report.dead:
-        log.info("reconciled: %d resent, %d leases expired, %d given up", report.resent, report.expired, dead)
+        log.info(
+            "reconciled: %d resent, %d leases expired, %d given up",
+            report.resent,
+            report.expired,
+            report.dead,
+        )
     return report
 
 

@@ -2,8 +2,10 @@
 
 The watcher's settle tracker holds them in memory (they have no row until they are complete), so the
 watcher writes a small JSON report to `<storage.data_dir>/watcher-settling.json` every `REPORT_EVERY_S`;
-`vigil status` reads it and says "settling: 3 files, oldest 42 s". A report older than `STALE_AFTER_S`
-means no watcher is running (or it is stuck) and is shown as such, never as current.
+`vigil status` reads it and says "settling: 3 files, oldest 42 s", then names the `REPORT_FILES` oldest
+with what each waits for (a writer that holds it open, its structure, settle time) and, once it is only
+waiting to be whole, in how long it fails. A report older than `STALE_AFTER_S` means no watcher is running
+(or it is stuck) and is shown as such, never as current.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPORT_NAME = "watcher-settling.json"
 REPORT_EVERY_S = 1.0
 STALE_AFTER_S = 10.0
+REPORT_FILES = 5  # the oldest files named in the report
+
+
+@dataclass(frozen=True)
+class SettlingFile:
+    path: str
+    waiting: str  # what it waits for, in words
+    age_s: float  # since it was first seen
+    fails_in_s: float | None = None  # when it is registered `failed` unless it changes; None: not counting
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class SettlingReport:
     oldest_s: float
     writing: int  # of which held open by a writer
     written_at: float  # wall clock
+    files: tuple[SettlingFile, ...] = field(default_factory=tuple)  # the oldest, oldest first
 
 
 def report_path(data_dir: Path) -> Path:
@@ -48,10 +61,19 @@ def remove_report(data_dir: Path) -> None:
 def read_report(data_dir: Path) -> SettlingReport | None:
     try:
         raw = json.loads(report_path(data_dir).read_text())
-        return SettlingReport(
-            int(raw["count"]), float(raw["oldest_s"]), int(raw["writing"]), float(raw["written_at"])
+        files = tuple(
+            SettlingFile(
+                str(f["path"]),
+                str(f["waiting"]),
+                float(f["age_s"]),
+                None if f.get("fails_in_s") is None else float(f["fails_in_s"]),
+            )
+            for f in raw.get("files", [])
         )
-    except (OSError, ValueError, KeyError, TypeError):
+        return SettlingReport(
+            int(raw["count"]), float(raw["oldest_s"]), int(raw["writing"]), float(raw["written_at"]), files
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -66,3 +88,18 @@ def settling_line(report: SettlingReport | None, *, now: float | None = None) ->
         return "settling: none"
     held = f", {report.writing} held open by a writer" if report.writing else ""
     return f"settling: {report.count} file(s), oldest {report.oldest_s:.0f} s{held}"
+
+
+def settling_lines(report: SettlingReport | None, *, now: float | None = None) -> Iterator[str]:
+    """`settling_line`, then one line per named file: its path, what it waits for, its age."""
+    line = settling_line(report, now=now)
+    if line is None or report is None:
+        return
+    yield line
+    if line.startswith("settling: unknown"):
+        return
+    for f in report.files:
+        fails = "" if f.fails_in_s is None else f"; fails in {f.fails_in_s:.0f} s unless it changes"
+        yield f"  {f.path}: {f.waiting} (seen {f.age_s:.0f} s ago{fails})"
+    if report.count > len(report.files):
+        yield f"  ... and {report.count - len(report.files)} more"

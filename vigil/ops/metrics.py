@@ -1,10 +1,16 @@
 """Every Prometheus metric Vigil exports, defined here and nowhere else (docs/operations.md lists them).
 
-Who records what:
+Who records what (each process exports what it measures, nothing else):
 - the watcher: registrations, reconciler re-sends, and, computed on each scrape from the database, the queue
-  depth (`QueueCollector`, one grouped COUNT over the `(status, enqueued_at)` index), and from its settle
-  tracker the files still settling (`SettlingCollector`);
+  depth and the failed rows (`QueueCollector`, grouped COUNTs over the `(status, enqueued_at)` index), and
+  from its settle tracker the files still settling (`SettlingCollector`);
 - workers: analysis outcomes, timings, frames, detections, alerts (gpu queue) and deliveries (cpu queue).
+
+Failures two ways (docs/operations.md says why): `vigil_media_failed_total` counts each terminal failure in
+the process where it happens (watcher: registration, reconciler; gpu worker: analysis), for rates that stay
+right across restarts; `vigil_media_failed_rows` is the level the database holds, read at each scrape.
+The analysis timings and frames carry no labels, so any process that made them would export them (as zeros):
+only the gpu worker makes them, through `analysis_metrics()`.
 
 Workers run a Celery prefork pool: each child counts in its own memory-mapped file under
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode) and the worker's main process serves the
@@ -18,10 +24,10 @@ Recording never fails the work it measures: helpers that read the database swall
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -30,10 +36,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.config.services import secret_value
-from vigil.ops import metrics_http
-
 log = logging.getLogger(__name__)
+_lock = threading.Lock()  # metrics and collectors made once per process
 
 SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
 
@@ -60,17 +64,18 @@ ANALYSIS_OUTCOMES = Counter(
     ["outcome"],
 )
 MEDIA_ANALYSED = Counter("vigil_media_analysed", "Media analysed to the end (status done)", ["source"])
-MEDIA_FAILED = Counter("vigil_media_failed", "Media that ended failed in a worker", ["source"])
-ANALYSIS_SECONDS = Histogram(
-    "vigil_analysis_seconds", "Wall time of one analysis, claim to commit", buckets=SECONDS_BUCKETS
+MEDIA_FAILED = Counter(
+    "vigil_media_failed",
+    "Media that ended failed, counted where it happened (stage: registration, analysis, reconciler)",
+    ["source", "stage"],
 )
-MODEL_SECONDS = Histogram(
-    "vigil_model_seconds", "Model time (scoring and evidence) of one analysis", buckets=SECONDS_BUCKETS
-)
-DECODE_SECONDS = Histogram(
-    "vigil_decode_seconds", "Frame decoding time of one analysis", buckets=SECONDS_BUCKETS
-)
-FRAMES_DECODED = Counter("vigil_frames_decoded", "Frames decoded for analysis")
+# made only by the gpu worker (`analysis_metrics`): name -> help
+ANALYSIS_HISTOGRAMS = {
+    "vigil_analysis_seconds": "Wall time of one analysis, claim to commit",
+    "vigil_model_seconds": "Model time (scoring and evidence) of one analysis",
+    "vigil_decode_seconds": "Frame decoding time of one analysis",
+}
+FRAMES_DECODED = "vigil_frames_decoded"
 DETECTIONS = Counter(
     "vigil_detections", "Detection rows stored, by target and whether they matched", ["target", "matched"]
 )
@@ -87,16 +92,42 @@ SETTLING_OLDEST = "vigil_watcher_settling_oldest_seconds"
 QUEUE_DEPTH = "vigil_queue_depth"
 QUEUE_OLDEST = "vigil_queue_oldest_seconds"
 DELIVERIES_PENDING = "vigil_deliveries_pending"
+FAILED_ROWS = "vigil_media_failed_rows"
+
+
+@dataclass(frozen=True)
+class AnalysisMetrics:
+    seconds: Histogram
+    model_seconds: Histogram
+    decode_seconds: Histogram
+    frames: Counter
+
+
+_analysis_metrics: AnalysisMetrics | None = None
+
+
+def analysis_metrics() -> AnalysisMetrics:
+    """The gpu worker's label-less series, made on the first call in a process (the worker calls it at start,
+    so they exist from then on; no other process does, so none exports them as zeros)."""
+    global _analysis_metrics
+    with _lock:
+        if _analysis_metrics is None:
+            seconds, model, decode = (
+                Histogram(name, doc, buckets=SECONDS_BUCKETS) for name, doc in ANALYSIS_HISTOGRAMS.items()
+            )
+            frames = Counter(FRAMES_DECODED, "Frames decoded for analysis")
+            _analysis_metrics = AnalysisMetrics(seconds, model, decode, frames)
+        return _analysis_metrics
 
 
 def metric_names() -> set[str]:
     """Every series name this module can export (counters with `_total`, histograms with their parts)."""
-    names = {QUEUE_DEPTH, QUEUE_OLDEST, DELIVERIES_PENDING, SETTLING_FILES, SETTLING_OLDEST}
-    for value in globals().values():
-        if isinstance(value, Counter):
-            names |= {f"{value._name}_total", f"{value._name}_created"}
-        elif isinstance(value, Histogram):
-            names |= {value._name + suffix for suffix in ("_bucket", "_count", "_sum", "_created")}
+    names = {QUEUE_DEPTH, QUEUE_OLDEST, DELIVERIES_PENDING, FAILED_ROWS, SETTLING_FILES, SETTLING_OLDEST}
+    counters = [v._name for v in globals().values() if isinstance(v, Counter)] + [FRAMES_DECODED]
+    for name in counters:
+        names |= {f"{name}_total", f"{name}_created"}
+    for name in ANALYSIS_HISTOGRAMS:
+        names |= {name + suffix for suffix in ("_bucket", "_count", "_sum", "_created")}
     return names
 
 
@@ -104,13 +135,21 @@ def metric_names() -> set[str]:
 
 
 def record_registration(source: str, status: str) -> None:
+    """One committed registration; a file refused there (`failed`) is also a terminal failure."""
     MEDIA_REGISTERED.labels(source=source, status=status).inc()
+    if status == "failed":
+        MEDIA_FAILED.labels(source=source, stage="registration").inc()
 
 
-def record_reconcile(*, resent: int, requeued: int, given_up: int) -> None:
+def record_reconcile(
+    factory: sessionmaker[Session], *, resent: int, requeued: int, given_up: list[int]
+) -> None:
+    """One reconciler pass; `given_up` are the media it failed (their worker was lost every time)."""
     RECONCILER_RESENT.labels(kind="media").inc(resent)
     RECONCILER_EXPIRED.labels(action="requeued").inc(requeued)
-    RECONCILER_EXPIRED.labels(action="given_up").inc(given_up)
+    RECONCILER_EXPIRED.labels(action="given_up").inc(len(given_up))
+    for media_id in given_up:
+        MEDIA_FAILED.labels(source=_source_of(factory, media_id), stage="reconciler").inc()
 
 
 def record_delivery(channel: str, outcome: str) -> None:
@@ -123,7 +162,10 @@ def record_outcome(factory: sessionmaker[Session], media_id: int, outcome: str) 
     if outcome not in ("done", "failed"):
         return
     source = _source_of(factory, media_id)
-    (MEDIA_ANALYSED if outcome == "done" else MEDIA_FAILED).labels(source=source).inc()
+    if outcome == "done":
+        MEDIA_ANALYSED.labels(source=source).inc()
+    else:
+        MEDIA_FAILED.labels(source=source, stage="analysis").inc()
 
 
 def record_analysis(
@@ -134,10 +176,11 @@ def record_analysis(
     `targets` are the claim's TargetSpecs and `recognition` the worker's Recognition (duck-typed: this
     module stays torch-free); `began` is the `time.perf_counter()` at the start of the analysis.
     """
-    ANALYSIS_SECONDS.observe(time.perf_counter() - began)
-    MODEL_SECONDS.observe(recognition.model_ms / 1000)
-    DECODE_SECONDS.observe(recognition.decode_ms / 1000)
-    FRAMES_DECODED.inc(recognition.frames_decoded)
+    measured = analysis_metrics()
+    measured.seconds.observe(time.perf_counter() - began)
+    measured.model_seconds.observe(recognition.model_ms / 1000)
+    measured.decode_seconds.observe(recognition.decode_ms / 1000)
+    measured.frames.inc(recognition.frames_decoded)
     names = {t.id: t.name for t in targets}
     for result in recognition.results:
         matched = "true" if result.matched else "false"
@@ -182,7 +225,7 @@ def _alerts_of(factory: sessionmaker[Session], analysis_id: int) -> list[tuple[s
 
 
 class QueueCollector(Collector):
-    """Queue depth read from the rows at scrape time: the database is the truth, not a counter."""
+    """Queue depth and failed rows read from the rows at scrape time: the database is the truth."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self.factory = factory
@@ -191,18 +234,30 @@ class QueueCollector(Collector):
         return []  # collected lazily: registering must not query the database
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from vigil.store.schema import Delivery, DeliveryStatus, Media, MediaStatus, utcnow
+        from vigil.store.schema import Delivery, DeliveryStatus, Media, MediaStatus, Source, utcnow
 
         depth = GaugeMetricFamily(
             QUEUE_DEPTH, "Media rows waiting (queued) or being analysed", labels=["status"]
         )
         oldest = GaugeMetricFamily(QUEUE_OLDEST, "Age of the oldest queued media row in seconds")
         pending = GaugeMetricFamily(DELIVERIES_PENDING, "Alert deliveries not yet delivered or given up")
+        failed = GaugeMetricFamily(
+            FAILED_ROWS,
+            "Media rows whose status is failed now, by source (from the database)",
+            labels=["source"],
+        )
         statuses = (MediaStatus.QUEUED, MediaStatus.RUNNING)
         try:
             with self.factory() as session:
                 by_status = select(Media.status, func.count()).where(Media.status.in_(statuses))
                 counts = dict(session.execute(by_status.group_by(Media.status)).all())
+                by_source = (
+                    select(Source.name, func.count())
+                    .join(Media, Media.source_id == Source.id)
+                    .where(Media.status == MediaStatus.FAILED)
+                    .group_by(Source.name)
+                )
+                failures = session.execute(by_source).all()
                 first = session.scalar(
                     select(func.min(Media.created_at)).where(Media.status == MediaStatus.QUEUED)
                 )
@@ -217,7 +272,9 @@ class QueueCollector(Collector):
         age = 0.0 if first is None else max(0.0, (utcnow() - _aware(first)).total_seconds())
         oldest.add_metric([], age)
         pending.add_metric([], float(waiting or 0))
-        yield from (depth, oldest, pending)
+        for source, count in failures:
+            failed.add_metric([str(source)], float(count))
+        yield from (depth, oldest, pending, failed)
 
 
 def _aware(moment: Any) -> Any:
@@ -258,13 +315,12 @@ def watch_settling(
 
 
 _queue_collector: QueueCollector | None = None
-_collector_lock = threading.Lock()
 
 
 def watch_queue(factory: sessionmaker[Session], registry: CollectorRegistry = REGISTRY) -> QueueCollector:
     """Register the queue collector once per process (a later call points it at the new database)."""
     global _queue_collector
-    with _collector_lock:
+    with _lock:
         if _queue_collector is None:
             _queue_collector = QueueCollector(factory)
             registry.register(_queue_collector)
@@ -273,69 +329,3 @@ def watch_queue(factory: sessionmaker[Session], registry: CollectorRegistry = RE
 
 
 # -- serving -----------------------------------------------------------------------------------------------
-
-
-def start_metrics_server(
-    port: int,
-    *,
-    addr: str = "127.0.0.1",
-    registry: CollectorRegistry | None = None,
-    password: str | None = None,
-) -> bool:
-    """Serve /metrics on `addr`:`port` from a daemon thread (HTTP Basic when `password` is given). In
-    multiprocess mode, the sum over every process.
-
-    Returns False (and logs why) when the port is 0 or cannot be bound: metrics never stop a process.
-    """
-    if port == 0:
-        return False
-    if registry is None:
-        registry = _multiprocess_registry() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else REGISTRY
-    try:
-        metrics_http.serve(port, host=addr, registry=registry, password=password)
-    except OSError as exc:
-        log.warning("metrics not served on %s:%d: %s", addr, port, exc.strerror or exc)
-        return False
-    log.info("metrics served on http://%s:%d/metrics", addr, port)
-    return True
-
-
-def _multiprocess_registry() -> CollectorRegistry:
-    from prometheus_client import multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return registry
-
-
-def serve_watcher_metrics(
-    settings: Any,
-    factory: sessionmaker[Session],
-    settling: Callable[[], tuple[int, int, float]] | None = None,
-) -> bool:
-    """The watcher's endpoint: its counters, the queue gauges and (given `settling`) the files still
-    settling. `settings` is the whole Settings."""
-    if not settings.metrics.enabled:
-        return False
-    watch_queue(factory)
-    if settling is not None:
-        watch_settling(settling)
-    return start_metrics_server(settings.metrics.watcher_port, **_door(settings))
-
-
-def worker_port(settings: Any, queue: str) -> int:
-    """The gpu worker serves `worker_port`, the cpu worker the next one (0 turns both off)."""
-    base = int(settings.metrics.worker_port)
-    return 0 if base == 0 else base + (0 if queue == "gpu" else 1)
-
-
-def serve_worker_metrics(settings: Any, queue: str) -> bool:
-    """The worker's endpoint, from its main process: the sum over its pool's children."""
-    if not settings.metrics.enabled or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return False  # without the folder, the pool's children could not be summed: serve nothing
-    return start_metrics_server(worker_port(settings, queue), **_door(settings))
-
-
-def _door(settings: Any) -> dict[str, Any]:
-    """Where the endpoints listen and the password they ask for (`metrics.host`, `metrics.password`)."""
-    return {"addr": settings.metrics.host, "password": secret_value(settings.metrics.password)}

@@ -1,5 +1,10 @@
 """Runs Vigil's processes as children on one machine: starts them, restarts a crashed one with back-off,
-forwards SIGTERM/SIGINT, and stops them all cleanly. Used by `vigil run`."""
+forwards SIGTERM/SIGINT, and stops them all cleanly. Used by `vigil run`.
+
+The analysis (watcher, workers) is essential: one that crash-loops stops everything, since that is a
+configuration problem to show, not to hide. An optional child (the review page, the Home Assistant
+bridge) that keeps failing is reported and tried again with back-off, up to `OPTIONAL_BACKOFF_MAX_S`
+apart, for as long as the analysis runs: a busy port never takes the daemon down."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vigil.ops.logs import original_stdio
+
 log = logging.getLogger(__name__)
 
 
@@ -19,6 +26,10 @@ log = logging.getLogger(__name__)
 class ChildSpec:
     name: str
     argv: Sequence[str]
+    optional: bool = False
+
+
+OPTIONAL_BACKOFF_MAX_S = 300.0
 
 
 @dataclass
@@ -30,8 +41,8 @@ class _Child:
 
 
 class Supervisor:
-    """Keeps every child running until stopped; gives up on a child that crashes `max_restarts` times
-    within `window_s` (a crash loop is a configuration problem, not something to hide)."""
+    """Keeps every child running until stopped; gives up on an essential child that crashes `max_restarts`
+    times within `window_s`. `pass_fds` stay open in every child (the data directory's lock)."""
 
     def __init__(
         self,
@@ -42,11 +53,14 @@ class Supervisor:
         window_s: float = 300.0,
         backoff_max_s: float = 30.0,
         stop_timeout_s: float = 30.0,
+        optional_backoff_max_s: float = OPTIONAL_BACKOFF_MAX_S,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.children = [_Child(spec) for spec in specs]
         self.env = {**os.environ, **(env or {})}
         self.max_restarts, self.window_s = max_restarts, window_s
         self.backoff_max_s, self.stop_timeout_s = backoff_max_s, stop_timeout_s
+        self.optional_backoff_max_s, self.pass_fds = optional_backoff_max_s, tuple(pass_fds)
         self.stopping = threading.Event()
         self.failure: str | None = None
 
@@ -76,17 +90,29 @@ class Supervisor:
             log.warning("%s exited with code %s", child.spec.name, code)
             child.process = None
             child.restarts = [t for t in child.restarts if now - t < self.window_s] + [now]
-            if len(child.restarts) > self.max_restarts:
+            looping = len(child.restarts) > self.max_restarts
+            if looping and not child.spec.optional:
                 self.failure = (
                     f"{child.spec.name} crashed {len(child.restarts)} times in {self.window_s:.0f} s"
                 )
                 log.error("giving up: %s", self.failure)
                 return
-            delay = min(self.backoff_max_s, 2.0 ** (len(child.restarts) - 1))
+            cap = self.optional_backoff_max_s if looping else self.backoff_max_s
+            delay = min(cap, 2.0 ** (len(child.restarts) - 1))
             child.next_start = now + delay
-            log.info("restarting %s in %.0f s", child.spec.name, delay)
+            if looping:
+                log.error(
+                    "%s keeps failing (%d times in %.0f s); the analysis goes on, next try in %.0f s",
+                    child.spec.name, len(child.restarts), self.window_s, delay,
+                )  # fmt: skip
+            else:
+                log.info("restarting %s in %.0f s", child.spec.name, delay)
         if now >= child.next_start:
-            child.process = subprocess.Popen(list(child.spec.argv), env=self.env)
+            # The real stdout and stderr (not this process's relay to its JSON log): a child logs for itself.
+            out, err = original_stdio()
+            child.process = subprocess.Popen(
+                list(child.spec.argv), env=self.env, pass_fds=self.pass_fds, stdout=out, stderr=err
+            )
             log.info("started %s (pid %d)", child.spec.name, child.process.pid)
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ server then reports it).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -110,6 +111,16 @@ def first_word(sql: str, *, nested_comments: bool = True) -> str | None:
             continue
         return tok.text.lower() if tok.kind == "word" else None
     return None
+
+
+def not_a_read(word: str | None, *, reads: frozenset[str], statements: frozenset[str], only: str) -> str:
+    """Why a statement starting with `word` may not run: a word that begins no statement of the dialect
+    (`statements`) is a typo, said as a syntax error, not as a refusal; any other is not a read."""
+    if word is not None and word not in statements:
+        close = difflib.get_close_matches(word, sorted(reads), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0].upper()}?" if close else only
+        return f"syntax error: {word.upper()} does not begin an SQL statement ({hint})"
+    return f"refused: {word.upper() if word else 'this'} is not a read ({only})"
 
 
 def is_empty(sql: str, *, nested_comments: bool = True) -> bool:

@@ -20,12 +20,22 @@ from sqlalchemy.engine import make_url
 
 from vigil.errors import ConfigError, QueryRefused
 from vigil.sql.caps import Caps, Collected, Deadline, collect
-from vigil.sql.lexer import first_word, numbered_parameters, one_statement
+from vigil.sql.lexer import first_word, not_a_read, numbered_parameters, one_statement
 from vigil.sql.roles import HOW_TO, default_reader_url, refuse_unless_reader
 
 log = logging.getLogger(__name__)
 
 QUERY_WORDS = frozenset({"select", "with", "values", "table"})
+# The first words of PostgreSQL's commands (its manual's "SQL Commands"): any other first word is a typo.
+STATEMENT_WORDS = QUERY_WORDS | frozenset(
+    {
+        "abort", "alter", "analyze", "begin", "call", "checkpoint", "close", "cluster", "comment", "commit",
+        "copy", "create", "deallocate", "declare", "delete", "discard", "do", "drop", "end", "execute",
+        "explain", "fetch", "grant", "import", "insert", "listen", "load", "lock", "merge", "move", "notify",
+        "prepare", "reassign", "refresh", "reindex", "release", "reset", "revoke", "rollback", "savepoint",
+        "security", "set", "show", "start", "truncate", "unlisten", "update", "vacuum",
+    }
+)  # fmt: skip
 
 
 def run_postgresql(
@@ -60,9 +70,8 @@ def _one_query(sql: str) -> str:
     if not statement.strip():
         raise QueryRefused("refused: empty statement")
     if word not in QUERY_WORDS:
-        shown = word.upper() if word else "this"
         only = "only SELECT, WITH, VALUES and TABLE queries may run"
-        raise QueryRefused(f"refused: {shown} is not a read ({only})")
+        raise QueryRefused(not_a_read(word, reads=QUERY_WORDS, statements=STATEMENT_WORDS, only=only))
     return statement
 
 
@@ -180,6 +189,8 @@ def _server_refusal(state: str, message: str) -> QueryRefused:
         return QueryRefused(f"refused: only reads are allowed ({first})")
     if state == "42601" and "multiple commands" in first:
         return QueryRefused("refused: only one statement may run at a time")
+    if state == "42601" and first.startswith("syntax error"):
+        return QueryRefused(f"syntax error: {first}")
     if state == "42601":
         return QueryRefused(f"refused: not a query the server accepts as one ({first})")
     if state in {"53200", "54000"}:

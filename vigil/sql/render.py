@@ -16,7 +16,7 @@ from typing import Any, Literal
 from vigil.errors import ConfigError
 from vigil.sql.caps import Deadline
 from vigil.sql.result import QueryResult
-from vigil.terminal import safe
+from vigil.terminal import display_width, pad, safe
 
 Format = Literal["table", "csv", "jsonl", "markdown"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "jsonl", "markdown")
@@ -94,11 +94,11 @@ def _numeric_columns(result: QueryResult) -> list[bool]:
 def _table(result: QueryResult) -> Iterator[str]:
     cells = [[safe(_text(v)) for v in row] for row in result.rows]
     names = [safe(c) for c in result.columns]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(names)]
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(names)]
     numeric = _numeric_columns(result)
 
     def line(values: list[str]) -> str:
-        parts = [v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)]
+        parts = [pad(v, w, right=n) for v, w, n in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     yield line(names)

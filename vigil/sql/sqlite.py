@@ -20,10 +20,17 @@ from sqlalchemy.engine import make_url
 
 from vigil.errors import ConfigError, QueryRefused
 from vigil.sql.caps import Caps, Collected, Deadline, collect, value_size
-from vigil.sql.lexer import first_word, is_empty
+from vigil.sql.lexer import first_word, is_empty, not_a_read
 from vigil.store.db import no_database_message
 
 QUERY_WORDS = frozenset({"select", "with", "values", "explain", "pragma"})
+# The first words of SQLite's statements (sqlite.org/lang.html): any other first word is a typo.
+STATEMENT_WORDS = QUERY_WORDS | frozenset(
+    {
+        "alter", "analyze", "attach", "begin", "commit", "create", "delete", "detach", "drop", "end",
+        "insert", "reindex", "release", "replace", "rollback", "savepoint", "update", "vacuum",
+    }
+)  # fmt: skip
 # PRAGMAs that only read, allowed without an argument; those in TABLE_PRAGMAS also with a table name.
 TABLE_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
@@ -52,10 +59,8 @@ def check_first_word(sql: str) -> None:
         raise QueryRefused("refused: empty statement")
     word = first_word(sql, nested_comments=False)
     if word not in QUERY_WORDS:
-        shown = word.upper() if word else "this"
-        raise QueryRefused(
-            f"refused: {shown} is not a read (only SELECT, WITH, VALUES, EXPLAIN and PRAGMA reads may run)"
-        )
+        only = "only SELECT, WITH, VALUES, EXPLAIN and PRAGMA reads may run"
+        raise QueryRefused(not_a_read(word, reads=QUERY_WORDS, statements=STATEMENT_WORDS, only=only))
 
 
 def sqlite_readonly_uri(url: str) -> str:
@@ -137,6 +142,12 @@ def _sqlite_error(exc: Exception, deadline: Deadline, caps: Caps) -> QueryRefuse
         return QueryRefused(f"query needs a parameter: {message} (give it with --param NAME=VALUE)")
     if message == "interrupted":
         return deadline.refusal()
+    if (
+        "syntax error" in message
+        or message in ("incomplete input",)
+        or message.startswith("unrecognized token")
+    ):
+        return QueryRefused(f"syntax error: {message}")
     if "not authorized" in message or "readonly" in message or "read-only" in message:
         return QueryRefused(f"refused: only reads are allowed ({message})")
     return QueryRefused(f"query failed: {message}")

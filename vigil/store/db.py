@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.config.settings import DatabaseSettings
 from vigil.errors import ConfigError, TransientError
+from vigil.store.schema import Installation
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine
         kwargs["connect_args"] = {"timeout": settings.busy_timeout_s, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = network_bounds(settings)
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
@@ -61,6 +64,22 @@ def make_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engine
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout_ms=int(settings.busy_timeout_s * 1000))
     return engine
+
+
+def network_bounds(settings: DatabaseSettings) -> dict[str, int]:
+    """libpq's connection options that bound a dead or partitioned link: a connect timeout, TCP keepalives
+    on idle connections, and a TCP user timeout on connections waiting for an answer. Each is given up after
+    about ``network_timeout_s``, so a query fails (and is retried by its caller) instead of hanging."""
+    bound = settings.network_timeout_s
+    interval = max(1, int(bound / 4))
+    return {
+        "connect_timeout": max(2, int(settings.connect_timeout_s)),
+        "keepalives": 1,
+        "keepalives_idle": interval,
+        "keepalives_interval": interval,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(bound * 1000),
+    }
 
 
 def _forget_connections_across_fork(engine: Engine) -> None:
@@ -132,3 +151,18 @@ def schema_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
     return row[0] if row else None
+
+
+def installation_uid(session: Session) -> str:
+    """This installation's random uid (the `installation` row its migration made; made again if deleted)."""
+    uid = session.scalar(select(Installation.uid).where(Installation.id == 1))
+    if uid is not None:
+        return uid
+    try:
+        with session.begin_nested():
+            session.add(Installation(id=1, uid=uuid.uuid4().hex))
+    except IntegrityError:  # another process made it meanwhile
+        pass
+    made = session.scalar(select(Installation.uid).where(Installation.id == 1))
+    assert made is not None
+    return made

@@ -333,3 +333,14 @@ class Feedback(TimestampMixin, Base):
     verdict: Mapped[str] = mapped_column(String(8))  # right | wrong
     note: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="web")  # web | cli
+
+
+class Installation(Base):
+    """This installation's identity: one row (id 1) with a random `uid`, made by its migration. Webhook ids
+    (the deliveries' idempotency keys) include it, so two sites alerting on the same file never share one."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

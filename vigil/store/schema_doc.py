@@ -53,6 +53,8 @@ COLUMN_NOTES: dict[str, str] = {
     "detections.start_s": "window start, seconds from the beginning of the file",
     "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
+    "installation.uid": "this installation's random id (one row, made by the migration): webhook ids include "
+    "it, so two sites alerting on the same file never send the same `webhook-id`",
     "feedback.verdict": "right or wrong: a person's verdict on the detection's matched decision",
     "feedback.detection_id": "unique: one verdict per detection, the latest wins",
     "feedback.alert_id": "the alert the verdict was given on, when it was given on one",

@@ -26,6 +26,7 @@ from vigil.config.settings import Settings
 from vigil.errors import ConfigError
 from vigil.feedback.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
 from vigil.feedback.verdicts import apply_threshold, labels_from_feedback, record_verdict, settings_line
+from vigil.formats.types import window_span
 from vigil.store.db import write_session
 from vigil.web import files, queries
 from vigil.web.inputs import Index, OptionalRowId, RowId, parse_filter, row_id, validation_message
@@ -69,6 +70,7 @@ def heat(p: float) -> str:
 
 
 TEMPLATES.env.filters["heat"] = heat
+TEMPLATES.env.globals["span"] = window_span
 TEMPLATES.env.filters["iso"] = lambda t: t.astimezone(UTC).isoformat(timespec="seconds")
 TEMPLATES.env.filters["reason"] = public_reason
 FILE_HEADERS = {"Content-Security-Policy": FILE_CSP, "Cache-Control": "private, max-age=3600"}

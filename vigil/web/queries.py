@@ -66,6 +66,7 @@ class TimelineRow:
     verdict: str | None
     note: str | None
     inherited: bool  # the static-scene gate copied this window's scores from the last scored one
+    kind: str  # of the media: an image's window is shown as the image (formats.types.window_span)
     alerts: list[AlertView] = field(default_factory=list)
 
 
@@ -80,7 +81,7 @@ def timeline_query(
         select(
             d.id, d.media_id, Target.name, Source.name, Media.rel_path, Media.mtime, Media.duration_s,
             d.p_yes, d.matched, d.start_s, d.end_s, d.evidence, d.thumbnail_path, Feedback.verdict,
-            Feedback.note, d.inherited,
+            Feedback.note, d.inherited, Media.kind,
         )
         .join(Media, Media.id == d.media_id)
         .join(Source, Source.id == Media.source_id)
@@ -141,11 +142,11 @@ def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], in
 
 def _row(r: Any) -> TimelineRow:
     (detection_id, media_id, target, source, rel_path, mtime, duration, score, matched, start, end,
-     evidence, thumbnail, verdict, note, inherited) = r  # fmt: skip
+     evidence, thumbnail, verdict, note, inherited, kind) = r  # fmt: skip
     seen_at = mtime + timedelta(seconds=start - (duration or 0.0))
     return TimelineRow(
         detection_id, media_id, target, source, rel_path, seen_at, score, matched, start, end, evidence,
-        thumbnail is not None, verdict, note, inherited,
+        thumbnail is not None, verdict, note, inherited, kind,
     )  # fmt: skip
 
 

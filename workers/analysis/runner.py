@@ -24,6 +24,8 @@ from vigil.media.lifecycle import (
 )
 from vigil.ops import metrics
 from vigil.ops.contracts import AnalyzePayload, Recognition, Recognizer
+from vigil.terminal import plural
+from workers.analysis import storing
 from workers.analysis.runtime import WorkerRuntime
 from workers.analysis.storing import store_results
 from workers.analysis.version import FileRead, VersionChanged, check_after, check_before
@@ -113,11 +115,11 @@ def _analyze_media(runtime: WorkerRuntime, payload: AnalyzePayload) -> AnalysisO
     _finalize(runtime, taken.media_id)
     metrics.record_analysis(runtime.factory, analysis_id, taken.targets, recognition, began=began)
     log.info(
-        "media %d done: %s, analysis %d, %d windows, %.0f ms",
+        "media %d done: %s, analysis %d, %s, %.0f ms",
         taken.media_id,
         taken.path,
         analysis_id,
-        recognition.windows,
+        plural(recognition.windows, "window"),
         (time.perf_counter() - began) * 1000,
     )
     return AnalysisOutcome("done", analysis_id=analysis_id)
@@ -140,8 +142,16 @@ def _recognize_checked(
                 frames_per_window=payload.frames_per_window,
                 static_gate=taken.static_gate,
             )
-        except BaseException:
-            checked.result()  # raises VersionChanged first, when the file is not the claimed version
+        except BaseException as exc:
+            read = checked.result()  # raises VersionChanged first, when the file is not the claimed version
+            if read is None and isinstance(exc, MediaError):
+                # Gone from this worker's view only, perhaps: a missing or stale mount of the media share
+                # on this machine. Retried (elsewhere, if other workers run) and failed with this reason
+                # after work.max_attempts, never failed at once as if the file were unreadable.
+                raise TransientError(
+                    f"{taken.path} is not on this worker ({storing.WORKER_NAME}): its mount of the media "
+                    "share is missing or stale, or the file was deleted"
+                ) from exc
             raise
         return recognition, checked.result()
 
