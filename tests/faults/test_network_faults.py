@@ -106,6 +106,8 @@ def run(
     lost, dup = d.verdict(names)
     stuck = [n for n in d.processes if not d.alive(n)]
     assert not stuck, f"processes ended: {stuck}\n{d.log_tail()}"
+    unexpected = [log.name for log in d.logs if "raised unexpected" in log.read_text(errors="replace")]
+    assert not unexpected, f"a task ended in a traceback: {unexpected}\n{d.log_tail()}"
     recovered = prove_recovered(d, faulted)
     report.add(
         FaultResult(

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from tests.support.services import free_port
 from vigil.config.settings import DatabaseSettings
 from vigil.feedback.verdicts import record_verdict
+from vigil.media.identity import sha256_file
 from vigil.store.db import make_engine, session_factory, write_session
 from vigil.store.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
 from workers.testing.clips import write_clip_h264
@@ -56,7 +57,7 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
     source_dir, thumbs = root / "cam1", root / "data" / "thumbnails"
     source_dir.mkdir(parents=True, exist_ok=True)
     clip = write_clip_h264(source_dir / "driveway.mp4", seconds=seconds, fps=10, size=(320, 240), gop=10)
-    os.utime(clip, (T0.timestamp(), T0.timestamp()))  # the row's mtime: the page serves only that file
+    os.utime(clip, (T0.timestamp(), T0.timestamp()))  # the row registers the file as it is (size, time, hash)
     engine = make_engine(DatabaseSettings(url=url))
     factory = session_factory(engine)
     windows = math.ceil(seconds / WINDOW_S)
@@ -74,7 +75,7 @@ def seed_review(url: str, root: Path, *, seconds: float = 12.0) -> Seeded:
         session.flush()
         media = Media(
             source_id=source.id, rel_path=clip.name, path=str(clip), kind="video",
-            size_bytes=clip.stat().st_size, mtime=T0, sha256="a" * 64, duration_s=seconds, fps=10.0,
+            size_bytes=clip.stat().st_size, mtime=T0, sha256=sha256_file(clip), duration_s=seconds, fps=10.0,
             width=320, height=240, frame_count=int(seconds * 10), status="done",
             caption="A quiet driveway; a person walks up while a white van pulls in.",
         )  # fmt: skip
@@ -246,3 +247,42 @@ def judge_bulk(url: str, *, count: int = 500, seed: int = 2) -> None:
             verdict = "right" if present == matched else "wrong"
             record_verdict(session, detection_id=detection_id, verdict=verdict, origin="cli")
     engine.dispose()
+
+
+def add_reanalysis(
+    url: str, media_id: int, scores: dict[str, list[float]], *, thresholds: float = 0.5
+) -> int:
+    """A re-analysis as `vigil reanalyze --target NAME` stores it: a new analysis of only the named targets
+    (created when new, as `vigil targets add` does), with their windows. Returns the analysis id."""
+    engine = make_engine(DatabaseSettings(url=url))
+    with write_session(session_factory(engine)) as session:
+        targets = {t.name: t for t in session.scalars(select(Target))}
+        for name in scores:
+            if name not in targets:
+                targets[name] = Target(name=name, description=f"a {name}", threshold=thresholds)
+                session.add(targets[name])
+        session.flush()
+        analysis = Analysis(
+            media_id=media_id, model_id="tiny-llava_next_video", template_version=1,
+            target_ids=[targets[n].id for n in scores], windows=max(len(v) for v in scores.values()),
+        )  # fmt: skip
+        session.add(analysis)
+        session.flush()
+        for name, values in scores.items():
+            target = targets[name]
+            session.add_all(
+                Detection(
+                    analysis_id=analysis.id,
+                    media_id=media_id,
+                    target_id=target.id,
+                    window_index=i,
+                    start_s=i * WINDOW_S,
+                    end_s=(i + 1) * WINDOW_S,
+                    p_yes=p,
+                    matched=p >= target.threshold,
+                )  # fmt: skip
+                for i, p in enumerate(values)
+            )
+        analysis_id = analysis.id
+    engine.dispose()
+    return analysis_id

@@ -24,7 +24,7 @@ from vigil.config.settings import format_validation_error
 from vigil.config.template import check_template
 from vigil.errors import ConfigError
 from vigil.store.db import write_session
-from vigil.store.schema import Alert, Channel, Delivery
+from vigil.store.schema import Alert, Channel, Delivery, Media
 
 HOOK = {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x"}
 
@@ -309,6 +309,26 @@ def test_explain_says_why_not(db_url: str) -> None:
     assert reason is not None and reason.startswith("already fired as alert")
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+def test_explain_reads_the_newest_answer_per_target_after_a_one_target_reanalysis(db_url: str) -> None:
+    """`vigil reanalyze --target van` adds an analysis of van alone: the person windows that fired stay the
+    newest answers for person, and `rules test` still explains the alert they fired (issue 24)."""
+    settings, factory = setup(db_url, rule(targets=["person", "van"]))
+    media_id, _ = run(factory, settings, {"person": [0.9, 0.2], "van": [0.1, 0.1]})
+    with write_session(factory) as session:
+        media = session.get_one(Media, media_id)
+        first_van = add_analysis(session, media, {"van": [0.2, 0.3]})
+        newest = add_analysis(session, media, {"van": [0.1, 0.8]})
+    with factory() as session:
+        why = explain_rule(session, "r1", media_id, now=T0)
+    by_target = {(c.target, c.window_index): (c.score, c.analysis_id) for c in why.checks}
+    assert by_target[("person", 0)][0] == 0.9 and by_target[("person", 0)][1] < first_van.id
+    assert by_target[("van", 1)] == (0.8, newest.id)  # the newest van answer, not the first re-analysis
+    assert len(by_target) == 4
+    outcomes = [(c.target.name, c.windows[0][1].window_index, reason) for c, reason in why.outcomes]
+    assert outcomes[0][:2] == ("person", 0) and (outcomes[0][2] or "").startswith("already fired as alert")
+    assert outcomes[1] == ("van", 1, None)
 
 
 def test_rules_added_outside_settings_survive_sync(sqlite_url: str) -> None:

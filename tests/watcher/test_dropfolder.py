@@ -66,6 +66,7 @@ def test_done_file_moves_keeping_its_relative_path_with_a_sidecar(
     assert doc["detections"] == [
         {
             "target": "person",
+            "analysis_id": 1,
             "window": 0,
             "start_s": 0.0,
             "end_s": 1.0,
@@ -99,6 +100,31 @@ def test_leave_with_sidecar_writes_next_to_the_original(make_settings, factory, 
     _finish(factory, media_id, MediaStatus.DONE)
     assert finalize_file(factory, settings, media_id) == path
     assert json.loads((drop / "stay.mp4.vigil.json").read_text())["detections"][0]["target"] == "person"
+
+
+def test_the_sidecar_keeps_every_targets_newest_answer_after_a_one_target_reanalysis(
+    make_settings, factory, make_clip, drop
+) -> None:
+    """`vigil reanalyze --target dog` adds an analysis of dog alone: the sidecar still lists person's
+    answer, from the analysis that gave it (issue 24)."""
+    settings = _settings(make_settings, drop, sidecar=True)
+    path = make_clip(drop / "again.mp4")
+    media_id = _register(factory, settings, path, drop)
+    _finish(factory, media_id, MediaStatus.DONE)
+    with write_session(factory) as session:
+        dog = Target(name="dog", description="a dog")
+        again = Analysis(media_id=media_id, model_id="tiny", template_version=1, windows=1)
+        session.add_all([dog, again])
+        session.flush()
+        session.add(
+            Detection(analysis_id=again.id, media_id=media_id, target_id=dog.id, window_index=0,
+                      start_s=0.0, end_s=1.0, p_yes=0.1, matched=False)
+        )  # fmt: skip
+        again_id = again.id
+    assert finalize_file(factory, settings, media_id) == path
+    document = json.loads((drop / "again.mp4.vigil.json").read_text())
+    answers = {d["target"]: d["analysis_id"] for d in document["detections"]}
+    assert answers["dog"] == again_id and answers["person"] < again_id, answers
 
 
 def test_nothing_happens_when_off_or_not_finished(

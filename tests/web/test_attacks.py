@@ -83,11 +83,11 @@ def test_dropped_files_are_served_only_as_the_media_their_row_registered(
     for target in ("page.html", "vector.svg", "other.mp4"):
         swap.unlink()
         swap.symlink_to(target)  # swapped for a link inside the folder after registration
-        assert get("swap.mp4").status_code == 404, target
+        assert get("swap.mp4").status_code in (404, 410), target  # 410: another version now
     swap.unlink()
     swap.write_bytes(HTML.ljust(registered.st_size, b" "))  # same size and mtime, HTML bytes
     os.utime(swap, ns=(registered.st_atime_ns, registered.st_mtime_ns))
-    assert get("swap.mp4").status_code == 404
+    assert get("swap.mp4").status_code in (404, 410)
     shutil.copy(clip, swap)
     os.utime(swap, ns=(registered.st_atime_ns, registered.st_mtime_ns))
     assert get("swap.mp4").status_code == 200  # the registered file again: served again

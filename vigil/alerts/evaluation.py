@@ -81,7 +81,7 @@ def evaluate_analysis(
 
 @dataclass
 class Explanation:
-    """What a rule would do with the latest analysis of one media file, and why."""
+    """What a rule would do with the newest answers (per target) of one media file, and why."""
 
     rule: CompiledRule
     source: str

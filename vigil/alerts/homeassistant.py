@@ -1,19 +1,23 @@
 """Home Assistant over MQTT: discovery, state, score, last thumbnail and availability.
 
 For every source x target pair Vigil announces three entities with MQTT discovery (retained, under
-`homeassistant.discovery_prefix`): a binary sensor that is ON from a matching detection until
-`off_after_s` after the last one, a sensor with the last score (P(yes) of the newest window), and an image
-entity with the thumbnail of the last match. Their topics live under `homeassistant.topic_prefix`:
+`homeassistant.discovery_prefix`; `vigil.alerts.ha_discovery`): a binary sensor that is ON from a matching
+detection until `off_after_s` after it was stored, a sensor with every window's score, and an image entity
+with the thumbnail of the last match. Their topics live under `homeassistant.topic_prefix`:
 
     {topic_prefix}/availability                  online / offline (retained; the last will says offline)
     {topic_prefix}/{source}/{target}/state       ON / OFF (retained)
-    {topic_prefix}/{source}/{target}/score       e.g. 0.8731 (retained)
+    {topic_prefix}/{source}/{target}/score       e.g. 0.8731, one message per window in id order (retained)
     {topic_prefix}/{source}/{target}/image       JPEG bytes (retained)
     {topic_prefix}/{source}/{target}/attributes  JSON: media, window, evidence, links (retained)
 
 The bridge follows detections in the database (`vigil.alerts.feed`), so it works with workers on other
-machines; it runs as its own process (`vigil homeassistant`, started by `vigil run` when enabled). When
-Home Assistant says `online` on `{discovery_prefix}/status` (it restarted), the configs are sent again.
+machines; it runs as its own process (`vigil homeassistant`, started by `vigil run` when enabled). Its
+position is kept in the database per topic prefix and saved once the broker acknowledged what was read, so a
+restarted bridge publishes what it missed, in order. A state is derived from the time of the pair's last
+match, never from how long this process has run: a match older than `off_after_s` (one replayed after a
+restart) updates the score, image and attributes, and leaves the state OFF. When Home Assistant says
+`online` on `{discovery_prefix}/status` (it restarted), the configs are sent again.
 """
 
 from __future__ import annotations
@@ -21,138 +25,36 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.alerts.channels import mqtt_client, mqtt_keepalive
-from vigil.alerts.feed import DetectionFeed, SeenDetection
-from vigil.config.settings import ChannelSettings, HomeAssistantSettings, Settings
-from vigil.store.schema import Source, Target
-from vigil.web.urls import media_links
+from vigil.alerts.feed import DetectionFeed, Position, SeenDetection, latest_matches
+from vigil.alerts.ha_discovery import OFF, OFFLINE, ON, ONLINE, Pair, Topics, attributes, current_pairs
+from vigil.alerts.ha_discovery import discovery_configs as _configs
+from vigil.config.settings import ChannelSettings, Settings
+from vigil.errors import TransientError
 
 log = logging.getLogger(__name__)
 
-ONLINE, OFFLINE = "online", "offline"
-ON, OFF = "ON", "OFF"
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 PAIRS_REFRESH_S = 30.0
+MAX_UNACKNOWLEDGED_POLLS = 8  # polls in flight the broker has not acknowledged: read no more until it does
 
 
-def _slug(value: str) -> str:
-    """An id Home Assistant accepts in discovery topics and unique ids: [A-Za-z0-9_-]."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", value) or "_"
-
-
-def _vigil_version() -> str:
+def _acknowledged(info: Any) -> bool:
+    """The broker acknowledged this QoS 1 message (a message queued while disconnected is not, yet)."""
     try:
-        return version("vigil")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-@dataclass(frozen=True, order=True)
-class Pair:
-    source: str
-    target: str
-
-    @property
-    def object_id(self) -> str:
-        return f"{_slug(self.source)}_{_slug(self.target)}"
-
-
-class Topics:
-    def __init__(self, conf: HomeAssistantSettings) -> None:
-        self.prefix = conf.topic_prefix
-        self.discovery = conf.discovery_prefix
-        self.node = _slug(conf.topic_prefix)
-        self.availability = f"{self.prefix}/availability"
-        self.ha_status = f"{self.discovery}/status"
-
-    def of(self, pair: Pair, kind: str) -> str:
-        """`kind` is state, score, image or attributes."""
-        return f"{self.prefix}/{_slug(pair.source)}/{_slug(pair.target)}/{kind}"
-
-    def config(self, component: str, pair: Pair) -> str:
-        return f"{self.discovery}/{component}/{self.node}/{pair.object_id}/config"
-
-
-def discovery_configs(pair: Pair, topics: Topics) -> dict[str, dict[str, Any]]:
-    """The retained config message of each entity of `pair`, by config topic."""
-    common = {
-        "availability": [
-            {"topic": topics.availability, "payload_available": ONLINE, "payload_not_available": OFFLINE}
-        ],
-        "device": {
-            "identifiers": [f"vigil_{topics.node}"],
-            "name": f"Vigil {topics.prefix}",
-            "manufacturer": "Vigil",
-            "model": "video-language model watcher",
-            "sw_version": _vigil_version(),
-        },
-        "origin": {"name": "vigil", "sw_version": _vigil_version()},
-        "qos": 1,
-    }
-    uid = f"vigil_{topics.node}_{pair.object_id}"
-    label = f"{pair.source} {pair.target}"
-    return {
-        topics.config("binary_sensor", pair): {
-            **common,
-            "name": label,
-            "unique_id": uid,
-            "state_topic": topics.of(pair, "state"),
-            "payload_on": ON,
-            "payload_off": OFF,
-            "json_attributes_topic": topics.of(pair, "attributes"),
-        },
-        topics.config("sensor", pair): {
-            **common,
-            "name": f"{label} score",
-            "unique_id": f"{uid}_score",
-            "state_topic": topics.of(pair, "score"),
-            "state_class": "measurement",
-            "suggested_display_precision": 2,
-        },
-        topics.config("image", pair): {
-            **common,
-            "name": f"{label} last match",
-            "unique_id": f"{uid}_image",
-            "image_topic": topics.of(pair, "image"),
-            "content_type": "image/jpeg",
-        },
-    }
-
-
-def current_pairs(session: Session) -> set[Pair]:
-    """Every source with each enabled target it is asked about (a source's own list, else all)."""
-    targets = set(session.scalars(select(Target.name).where(Target.enabled.is_(True))))
-    pairs: set[Pair] = set()
-    for source in session.scalars(select(Source)):
-        wanted = targets if source.target_names is None else targets & set(source.target_names)
-        pairs.update(Pair(source.name, t) for t in wanted)
-    return pairs
-
-
-def attributes(d: SeenDetection, base_url: str | None) -> dict[str, Any]:
-    return {
-        "detection_id": d.id,
-        "media_id": d.media_id,
-        "path": d.media_path,
-        "score": d.p_yes,
-        "start_s": d.start_s,
-        "end_s": d.end_s,
-        "evidence": d.evidence,
-        **media_links(base_url, media_id=d.media_id, detection_id=d.id),
-    }
+        return info.rc == 0 and bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return False
 
 
 class HomeAssistantBridge:
@@ -163,18 +65,22 @@ class HomeAssistantBridge:
         settings: Settings,
         factory: sessionmaker[Session],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.conf = settings.homeassistant
         self.channel: ChannelSettings = settings.homeassistant_channel()
         self.base_url = settings.web.base_url
         self.factory = factory
-        self.clock = clock
+        self.clock = clock  # wall time: states are derived from when matches were stored
         self.topics = Topics(self.conf)
-        self.feed = DetectionFeed(factory, clock=clock)
+        self.feed = DetectionFeed(factory, consumer=f"homeassistant:{self.conf.topic_prefix}", clock=clock)
         self.pairs: set[Pair] = set()
         self.pairs_at = -PAIRS_REFRESH_S
-        self.off_at: dict[Pair, float] = {}  # pairs that are ON -> when they turn OFF
+        self.last_match: dict[Pair, float] = {}  # when the newest match of each pair was stored
+        self.on: set[Pair] = set()  # pairs whose published state is ON
+        self.unacknowledged: list[tuple[Position, list[Any]]] = []  # per poll, in order
+        self.saved = self.feed.position()
+        self.closing = False
         self.lock = threading.Lock()
         self.client = self._client()
 
@@ -187,6 +93,14 @@ class HomeAssistantBridge:
         client.on_message = self._on_message
         return client
 
+    def discovery_configs(self, pair: Pair) -> dict[str, dict[str, Any]]:
+        return _configs(pair, self.topics, self.conf, self.base_url)
+
+    def state_of(self, pair: Pair, now: float) -> str:
+        """ON until `off_after_s` after the pair's last match was stored."""
+        last = self.last_match.get(pair)
+        return ON if last is not None and now < last + self.conf.off_after_s else OFF
+
     # -- connection (paho's network thread) --------------------------------------------------------
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -195,14 +109,25 @@ class HomeAssistantBridge:
             return
         log.info("home assistant: connected to %s:%d", self.channel.mqtt_host, self.channel.mqtt_port)
         client.subscribe(self.topics.ha_status, qos=1)
-        with self.lock:  # (re)connected: configs, then every pair's state as this process knows it
+        now = self.clock()
+        try:  # matches stored while the broker was away count too: no OFF then ON on a reconnect
+            recent = self._recent_matches(now)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("home assistant: cannot read the latest matches: %s", exc)
+            recent = {}
+        with self.lock:  # (re)connected: configs, then every pair's state as the matches imply
+            for pair, at in recent.items():
+                self.last_match[pair] = max(at, self.last_match.get(pair, at))
             self._announce(self.pairs)
             for pair in sorted(self.pairs):
-                self._publish(self.topics.of(pair, "state"), ON if pair in self.off_at else OFF)
+                self._publish_state(pair, now)
             self._publish(self.topics.availability, ONLINE)
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        log.warning("home assistant: disconnected from the MQTT broker (%s); reconnecting", reason)
+        if self.closing:
+            log.info("home assistant: disconnected from the MQTT broker")
+        else:
+            log.warning("home assistant: disconnected from the MQTT broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         if message.topic == self.topics.ha_status and message.payload == ONLINE.encode():
@@ -212,9 +137,18 @@ class HomeAssistantBridge:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def _recent_matches(self, now: float) -> dict[Pair, float]:
+        """When the newest match of each pair still ON at `now` was stored, from the database."""
+        since = datetime.fromtimestamp(now - self.conf.off_after_s, UTC)
+        with self.factory() as session:
+            return {Pair(*key): at.timestamp() for key, at in latest_matches(session, since).items()}
+
     def start(self) -> None:
+        now = self.clock()
+        recent = self._recent_matches(now)
         with self.lock, self.factory() as session:  # announced once connected (_on_connect)
-            self.pairs, self.pairs_at = current_pairs(session), self.clock()
+            self.pairs, self.pairs_at = current_pairs(session), now
+            self.last_match = recent
         assert self.channel.mqtt_host is not None
         keepalive = mqtt_keepalive(self.channel)
         self.client.connect_async(self.channel.mqtt_host, self.channel.mqtt_port, keepalive=keepalive)
@@ -227,12 +161,13 @@ class HomeAssistantBridge:
             while not stop.wait(self.conf.poll_interval_s):
                 try:
                     self.step()
-                except (SQLAlchemyError, OSError) as exc:  # the database is away: try again next poll
+                except (SQLAlchemyError, TransientError, OSError) as exc:  # try again next poll
                     log.warning("home assistant: cannot read detections: %s", exc)
         finally:
             self.close()
 
     def close(self) -> None:
+        self.closing = True
         info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
         try:
             if self.client.is_connected():
@@ -241,29 +176,61 @@ class HomeAssistantBridge:
             log.warning("home assistant: could not say offline: %s", exc)
         self.client.disconnect()
         self.client.loop_stop()
+        try:  # what the broker acknowledged before offline is delivered: the next start resumes after it
+            self._save_delivered()
+        except (SQLAlchemyError, TransientError, OSError) as exc:
+            log.warning("home assistant: cannot save the feed position: %s", exc)
 
     def step(self) -> None:
-        """One poll: new pairs announced, new detections published, expired ON states turned OFF."""
+        """One poll: delivered position saved, new pairs announced, new detections published, expired ON
+        states turned OFF."""
         now = self.clock()
-        detections = self.feed.poll()
+        self._save_delivered()
+        # messages queued while disconnected are sent again on reconnect and never count as acknowledged:
+        # a later poll's acknowledgement covers them, so only polls still in flight hold reading back
+        in_flight = sum(all(i.rc == 0 for i in sent) for _, sent in self.unacknowledged)
+        readable = self.client.is_connected() and in_flight < MAX_UNACKNOWLEDGED_POLLS
+        detections = self.feed.poll() if readable else []
         with self.lock:
             unknown = any(Pair(d.source, d.target) not in self.pairs for d in detections)
             if unknown or now - self.pairs_at >= PAIRS_REFRESH_S:
                 self._refresh_pairs(now)
-            self._publish_detections(detections, now)
-            for pair, when in sorted(self.off_at.items()):
-                if when <= now:
-                    del self.off_at[pair]
-                    self._publish(self.topics.of(pair, "state"), OFF)
+            sent = self._publish_detections(detections, now)
+            for pair in sorted(self.on):
+                if self.state_of(pair, now) == OFF:
+                    self._publish_state(pair, now)
+        position = self.feed.position()
+        if readable and (sent or position != self.saved):
+            self.unacknowledged.append((position, sent))
+
+    def _save_delivered(self) -> None:
+        """Save the position of the newest poll whose messages were all acknowledged (the broker
+        acknowledges in order, so every earlier poll's were too)."""
+        done = max(
+            (i for i, (_, sent) in enumerate(self.unacknowledged) if all(map(_acknowledged, sent))),
+            default=-1,
+        )
+        if done < 0:
+            return
+        position = self.unacknowledged[done][0]
+        del self.unacknowledged[: done + 1]
+        if position != self.saved:
+            self.feed.save(position)
+            self.saved = position
 
     # -- publishing (callers hold the lock) ---------------------------------------------------------
 
-    def _publish(self, topic: str, payload: str | bytes) -> None:
-        self.client.publish(topic, payload, qos=1, retain=True)
+    def _publish(self, topic: str, payload: str | bytes) -> Any:
+        return self.client.publish(topic, payload, qos=1, retain=True)
+
+    def _publish_state(self, pair: Pair, now: float) -> Any:
+        state = self.state_of(pair, now)
+        (self.on.add if state == ON else self.on.discard)(pair)
+        return self._publish(self.topics.of(pair, "state"), state)
 
     def _announce(self, pairs: set[Pair]) -> None:
         for pair in sorted(pairs):
-            for topic, config in discovery_configs(pair, self.topics).items():
+            for topic, config in self.discovery_configs(pair).items():
                 self._publish(topic, json.dumps(config, separators=(",", ":")))
 
     def _refresh_pairs(self, now: float) -> None:
@@ -274,32 +241,47 @@ class HomeAssistantBridge:
             return
         gone, new = self.pairs - pairs, pairs - self.pairs
         for pair in sorted(gone):  # an empty retained config removes the entity from Home Assistant
-            for topic in discovery_configs(pair, self.topics):
+            for topic in self.discovery_configs(pair):
                 self._publish(topic, b"")
+            self.on.discard(pair)
         self._announce(new)
+        for pair in sorted(new):  # a new entity starts with a state, not "unknown"
+            self._publish_state(pair, now)
         self.pairs = pairs
         log.info("home assistant: %d pair(s), %d new, %d gone", len(pairs), len(new), len(gone))
 
-    def _publish_detections(self, detections: list[SeenDetection], now: float) -> None:
-        newest: dict[Pair, SeenDetection] = {}
-        matched: dict[Pair, SeenDetection] = {}
+    def _publish_detections(self, detections: list[SeenDetection], now: float) -> list[Any]:
+        """Every window's score in id order; then, per pair, the newest match's image, attributes and
+        the state it implies. Returns the messages sent."""
+        sent = []
+        newest_match: dict[Pair, SeenDetection] = {}
         for d in detections:
             pair = Pair(d.source, d.target)
-            newest[pair] = d
+            sent.append(self._publish(self.topics.of(pair, "score"), f"{d.p_yes:.4f}"))
             if d.matched:
-                matched[pair] = d
-        for pair, d in sorted(newest.items()):
-            self._publish(self.topics.of(pair, "score"), f"{d.p_yes:.4f}")
-        for pair, d in sorted(matched.items()):
+                newest_match[pair] = d
+        for pair, d in sorted(newest_match.items()):
+            at = d.created_at.timestamp()
+            if at < self.last_match.get(pair, at):  # a late commit of an older match: not the last one
+                continue
+            self.last_match[pair] = at
             # image and attributes first: an automation triggered by ON finds them current
             image = _read_image(d.thumbnail_path)
             if image is not None:
-                self._publish(self.topics.of(pair, "image"), image)
+                sent.append(self._publish(self.topics.of(pair, "image"), image))
             attrs = attributes(d, self.base_url)
-            self._publish(self.topics.of(pair, "attributes"), json.dumps(attrs, ensure_ascii=False))
-            self._publish(self.topics.of(pair, "state"), ON)
-            self.off_at[pair] = now + self.conf.off_after_s
-            log.info("home assistant: %s at %s ON (detection %d)", pair.target, pair.source, d.id)
+            sent.append(
+                self._publish(self.topics.of(pair, "attributes"), json.dumps(attrs, ensure_ascii=False))
+            )
+            sent.append(self._publish_state(pair, now))
+            log.info(
+                "home assistant: %s at %s %s (detection %d)",
+                pair.target,
+                pair.source,
+                self.state_of(pair, now),
+                d.id,
+            )
+        return sent
 
 
 def _read_image(path: str | None) -> bytes | None:

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.alerts.compiled import CompiledRule
+from vigil.store.latest import newest_per_target
 from vigil.store.schema import (
-    Analysis,
     Detection,
     Media,
     Source,
@@ -42,6 +42,7 @@ class WindowCheck:
     schedule_ok: bool
     run: int = 0  # length of the run of passing windows this one belongs to (0 when it does not pass)
     inherited: bool = False  # scores copied from the last scored window (the static-scene gate)
+    analysis_id: int = 0  # the analysis this window's score came from
 
     @property
     def passes(self) -> bool:
@@ -107,6 +108,7 @@ def check_windows(
             score_ok=det.p_yes >= minimum,
             schedule_ok=rule.in_schedule(local),
             inherited=det.inherited,
+            analysis_id=det.analysis_id,
         )
         by_target[target.id].append((det, check))
     for pairs in by_target.values():
@@ -153,17 +155,19 @@ def dedup_key(candidate: FiringRun, ctx: Context) -> str:
 
 
 def load_context(session: Session, media_id: int, *, analysis_id: int | None = None) -> Context:
-    """The media, its source and the detections of one analysis (default: the latest one)."""
+    """The media, its source and the detections of one analysis; by default the newest answer per target
+    (a re-analysis of one target leaves the others' newest answers in their own analyses)."""
     media = session.get_one(Media, media_id)
     source = session.get_one(Source, media.source_id)
-    if analysis_id is None:
-        analysis_id = session.scalar(
-            select(Analysis.id).where(Analysis.media_id == media_id).order_by(Analysis.id.desc()).limit(1)
-        )
+    which = (
+        (Detection.media_id == media_id) & newest_per_target()
+        if analysis_id is None
+        else Detection.analysis_id == analysis_id
+    )
     rows = session.execute(
         select(Detection, Target)
         .join(Target, Target.id == Detection.target_id)
-        .where(Detection.analysis_id == analysis_id)
+        .where(which)
         .order_by(Detection.target_id, Detection.window_index)
     ).all()
     return Context(media, source, [(det, target) for det, target in rows])

@@ -120,7 +120,7 @@ def rules_remove(app: AppContext, name: str, yes: bool) -> None:
 
 @rules_group.command("test")
 @click.argument("name")
-@click.option("--media", "media_id", type=int, required=True, help="Media id (its latest analysis).")
+@click.option("--media", "media_id", type=int, required=True, help="Media id (the newest answer per target).")
 @pass_app
 def rules_test(app: AppContext, name: str, media_id: int) -> None:
     """Show what RULE would fire for a media file, and why not, window by window. Changes nothing."""
@@ -132,7 +132,7 @@ def rules_test(app: AppContext, name: str, media_id: int) -> None:
         click.echo(f"  source {why.source}: not matched by {', '.join(why.rule.sources)}")
         return
     if not why.checks:
-        click.echo("  no detections of the rule's targets in the latest analysis")
+        click.echo("  no detections of the rule's targets in any analysis")
     for c in why.checks:
         score = f"score {c.score:.2f} {'>=' if c.score_ok else '< '} {c.min_score:.2f}"
         when = f"{c.local_time:%a %Y-%m-%d %H:%M:%S %Z} {'in' if c.schedule_ok else 'outside'} schedule"
@@ -140,7 +140,7 @@ def rules_test(app: AppContext, name: str, media_id: int) -> None:
         inherited = " inherited" if c.inherited else ""
         click.echo(
             f"  {c.target} window {c.window_index}{inherited} ({window_span(c.start_s, c.end_s)}): "
-            f"{score}; {when}; {run}"
+            f"{score}; {when}; {run}; analysis {c.analysis_id}"
         )
     if not why.outcomes:
         click.echo("  => would not fire")

@@ -140,6 +140,12 @@ class WebSettings(Section):
 
 
 MQTT_TOPIC_PATTERN = r"^[^/+#\s\x00]+(/[^/+#\s\x00]+)*$"  # levels without wildcards, no empty level
+# Home Assistant's binary sensor device classes (2024.3): what the card says, e.g. occupancy: Detected/Clear.
+BinarySensorDeviceClass = Literal[
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door", "garage_door", "gas",
+    "heat", "light", "lock", "moisture", "motion", "moving", "occupancy", "opening", "plug", "power",
+    "presence", "problem", "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window",
+]  # fmt: skip
 
 
 class HomeAssistantSettings(Section):
@@ -156,3 +162,6 @@ class HomeAssistantSettings(Section):
     # A binary sensor turns off this long after its last matching detection.
     off_after_s: Seconds = 60.0
     poll_interval_s: Seconds = 1.0
+    # Home Assistant's device class of every binary sensor: occupancy and motion read Detected/Clear (each
+    # with its icon), presence reads Home/Away.
+    device_class: BinarySensorDeviceClass = "occupancy"

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.config.settings import Settings, SourceSettings
 from vigil.store.db import write_session
+from vigil.store.latest import newest_per_target
 from vigil.store.schema import TERMINAL_STATUSES, Analysis, Detection, Media, MediaStatus, Source, Target
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,17 @@ def sidecar_document(session: Session, media: Media, source: Source) -> dict[str
     )
     detections: list[dict[str, Any]] = []
     if analysis is not None:
+        # The newest answer per target: a re-analysis of one target leaves the others' in their analyses.
         rows = session.execute(
             select(Detection, Target.name)
             .join(Target, Target.id == Detection.target_id)
-            .where(Detection.analysis_id == analysis.id)
+            .where(Detection.media_id == media.id, newest_per_target())
             .order_by(Target.name, Detection.window_index)
         )
         detections = [
             {
                 "target": name,
+                "analysis_id": d.analysis_id,
                 "window": d.window_index,
                 "start_s": d.start_s,
                 "end_s": d.end_s,

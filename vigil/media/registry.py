@@ -5,7 +5,6 @@ Sources and targets from settings are mirrored into their tables here too, so ro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -22,21 +21,12 @@ from vigil.errors import MediaError, UnreadableMedia
 from vigil.formats.probe import MediaInfo
 from vigil.formats.reference_images import check_references, store_reference
 from vigil.formats.types import media_kind
+from vigil.media.identity import file_mtime, sha256_file
 from vigil.media.lifecycle import set_registered
 from vigil.store.db import write_session
-from vigil.store.schema import Media, MediaStatus, Source, Target, file_mtime
+from vigil.store.schema import Media, MediaStatus, Source, Target
 
 log = logging.getLogger(__name__)
-
-HASH_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sync_sources(session: Session, sources: list[SourceSettings]) -> dict[str, Source]:

@@ -7,7 +7,6 @@ follow one convention so Alembic migrations name them stably on SQLite and Postg
 from __future__ import annotations
 
 import enum
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,11 +38,6 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def file_mtime(st: os.stat_result) -> datetime:
-    """A file's mtime as stored in `media.mtime` (UTC, microseconds)."""
-    return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -230,6 +224,19 @@ class Detection(Base):
 
     analysis: Mapped[Analysis] = relationship(back_populates="detections")
     target: Mapped[Target] = relationship()
+
+
+class FeedPosition(TimestampMixin, Base):
+    """How far a process that follows the detections has published them (the Home Assistant bridge, one row
+    per topic prefix), so that a restart resumes there instead of at "now"."""
+
+    __tablename__ = "feed_positions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(255), unique=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    # ids below last_id not seen yet (a transaction still open when a higher id was read): looked up again
+    gaps: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class Channel(TimestampMixin, Base):

@@ -59,6 +59,12 @@ COLUMN_NOTES: dict[str, str] = {
     "feedback.detection_id": "unique: one verdict per detection, the latest wins",
     "feedback.alert_id": "the alert the verdict was given on, when it was given on one",
     "feedback.origin": "web (the review page) or cli (`vigil feedback`)",
+    "feed_positions.consumer": "who follows the detections: `homeassistant:{topic_prefix}` for the Home "
+    "Assistant bridge",
+    "feed_positions.last_id": "every detection up to this id was published (and acknowledged by the MQTT "
+    "broker), except the ids in gaps",
+    "feed_positions.gaps": "ids below last_id not seen yet (transactions still open when a higher id was "
+    "read); looked up again after a restart",
 }
 
 VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +48,6 @@ from vigil.web.urls import (
 )
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
 # Every printed value goes through `visible_controls`: no stored name can reorder the text after it.
 TEMPLATES = Jinja2Templates(
     env=Environment(
@@ -61,12 +60,14 @@ TEMPLATES.env.globals.update(
     media_page_path=media_page_path, media_file_path=media_file_path, thumbnail_path=thumbnail_path,
     reference_image_path=reference_image_path, target_threshold_path=target_threshold_path,
 )  # fmt: skip
+# The page's stylesheet and script, by name, with their content types (no inline code: the CSP forbids it).
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC = {"vigil.css": "text/css; charset=utf-8", "vigil.js": "text/javascript; charset=utf-8"}
 
 
 def heat(p: float) -> str:
-    """A cell colour for P(yes) on one hue: near white for 0, deep orange-red for 1."""
-    p = min(1.0, max(0.0, p))
-    return f"hsl({int(38 - 30 * p)}, {int(60 + 30 * p)}%, {int(97 - 47 * p)}%)"
+    """The heat-map class of a P(yes) (vigil.css colours twentieths: near white for 0, orange-red for 1)."""
+    return f"heat-{round(min(1.0, max(0.0, p)) * 20)}"
 
 
 TEMPLATES.env.filters["heat"] = heat
@@ -82,13 +83,18 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
     thumbnails_dir = settings.storage.thumbnails_dir
     password = secret_value(settings.web.password)
     signer = Signer(load_secret(settings.storage.data_dir), password)
-    script = (STATIC / "vigil.js").read_bytes()
 
     def render(request: Request, name: str, **context: Any) -> HTMLResponse:
         context |= {"csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request, signer)}
         response = TEMPLATES.TemplateResponse(request, name, context)
         set_csrf_cookie(request, response)
         return response
+
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        if name not in STATIC:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
     @app.get("/", response_class=HTMLResponse)
     def timeline(request: Request) -> HTMLResponse:
@@ -105,22 +111,26 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             newest=newest, here=here,
         )  # fmt: skip
 
-    @app.get("/static/vigil.js")
-    def static_script() -> Response:
-        return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
-
     @app.get(MEDIA_PAGE, response_class=HTMLResponse)
     def media(request: Request, media_id: RowId, analysis: OptionalRowId = None) -> HTMLResponse:
         with factory() as session:
             page = queries.media_page(session, media_id, analysis)
             if page is None:
                 raise HTTPException(404, f"no media {media_id}")
-            return render(request, "media.html", page=page, here=media_page_path(media_id))
+            unplayable = why_not_played(session, page)
+            return render(
+                request, "media.html", page=page, unplayable=unplayable, here=media_page_path(media_id)
+            )
 
     @app.get(MEDIA_FILE)
     def media_file(media_id: RowId) -> Response:
         with factory() as session:
-            checked = files.media_file(session, media_id)
+            try:
+                checked = files.media_file(session, media_id)
+            except files.NotThisVersion as exc:
+                raise HTTPException(
+                    410, f"media {media_id}: not this version's file any more: {exc.reason}"
+                ) from None
         if checked is None:
             raise HTTPException(404, f"no file for media {media_id}")
         return files.CheckedFileResponse(checked, headers=FILE_HEADERS)  # answers Range requests with 206
@@ -226,6 +236,20 @@ def plain(status: int, detail: str, headers: Any = None) -> Response:
     """A one-line text answer; names in it cannot reorder the line."""
     text = visible_controls(detail.replace("\n", " ").replace("\x00", ""))[:300]
     return Response(f"{status}: {text}\n", status_code=status, media_type="text/plain", headers=headers)
+
+
+def why_not_played(session: Session, page: queries.MediaPage) -> str | None:
+    """Why the page shows no player (an empty or unreadable file, a replaced or missing one), or None."""
+    m = page.media
+    if m.size_bytes == 0:
+        return "The file is empty"
+    if m.width is None and m.status in ("failed", "skipped"):
+        return "The file was never read as a video or image"
+    try:
+        found = files.media_file(session, m.id)
+    except files.NotThisVersion as exc:
+        return f"The file on disk is no longer this version ({exc.reason})"
+    return None if found is not None else "The file is no longer on disk"
 
 
 def safe_next(value: object) -> str:

@@ -6,7 +6,9 @@ Nothing from the request names a path, and no name decides what a file is:
 - a stored path is served only when it still resolves inside the folder it belongs to (the source's
   folder, the thumbnails folder, the references folder);
 - a media file only while it is the file its row registered: the same kind by name (the link and what it
-  points to), the same size and mtime, and bytes that are a video or image container of the row's kind.
+  points to), the same version (size, mtime, sha256: `check_version`, the check the worker makes; a
+  replaced file's old page never plays the new content), and bytes that are a video or image container
+  of the row's kind.
   Its content type comes from those bytes (`vigil.formats.magic`), never from a name; the file is opened
   without following links and must be the very file that was checked (device, inode, size, mtime), so a
   link swapped in between is not read;
@@ -32,7 +34,8 @@ from starlette.responses import FileResponse
 
 from vigil.formats.magic import HEAD_BYTES, content_type, sniff
 from vigil.formats.types import media_kind
-from vigil.store.schema import Detection, Media, Source, Target, file_mtime
+from vigil.media.identity import Digests, file_mtime, version_change
+from vigil.store.schema import Detection, Media, Source, Target
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # a thumbnail or reference image read into memory to be served
 SUFFIX_FAMILY = {
@@ -45,6 +48,28 @@ SUFFIX_FAMILY = {
     ".tiff": "tiff",
 }
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotThisVersion(Exception):
+    """The file at a media row's path is no longer the version that row registered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_DIGESTS = Digests()  # hashes remembered under each file's stat identity: a player's range requests hash once
+
+
+def check_version(media: Media, real: Path) -> None:
+    """Raise NotThisVersion unless `real` is still the file `media` registered (size, mtime, sha256: the
+    check the worker makes before analysing)."""
+    try:
+        reason = version_change(real, media, digests=_DIGESTS)
+    except OSError:
+        reason = "the file can no longer be read"
+    if reason is not None:
+        raise NotThisVersion(reason)
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,8 @@ def _read(real: Path, limit: int) -> tuple[os.stat_result, bytes] | None:
 
 
 def media_file(session: Session, media_id: int) -> Checked | None:
-    """The registered file of a media row and its content type, or None."""
+    """The registered file of a media row and its content type, or None; NotThisVersion when the file there
+    is another version now."""
     media = session.get(Media, media_id)
     if media is None:
         return None
@@ -97,6 +123,7 @@ def media_file(session: Session, media_id: int) -> Checked | None:
     real = _inside(media.path, source.path)
     if real is None or not media_kind(media.path) == media_kind(real) == media.kind:
         return None
+    check_version(media, real)
     read = _read(real, HEAD_BYTES)
     if read is None:
         return None

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, cast, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from vigil.store.latest import newest_per_target
 from vigil.store.schema import (
     Alert,
     AlertRule,
@@ -67,21 +68,26 @@ class TimelineRow:
     note: str | None
     inherited: bool  # the static-scene gate copied this window's scores from the last scored one
     kind: str  # of the media: an image's window is shown as the image (formats.types.window_span)
+    analysis_id: int
+    current: bool  # from the newest analysis that asked this target (else shown for the alert it fired)
     alerts: list[AlertView] = field(default_factory=list)
 
 
 def timeline_query(
     f: TimelineFilter, *, rows: str, target_id: int | None, source_id: int | None
 ) -> Select[Any]:
-    """`rows`: "matched" (walks the (matched, id) or (target_id, matched, id) index backwards, no sort),
-    "alerted" (detections an alert fired on) or "alerted_unmatched" (those a rule's min_score let through
-    below the threshold). An OR of the two would make the planner collect and sort every match."""
+    """`rows`: "matched" (the newest answers per target that matched: walks the (matched, id) or
+    (target_id, matched, id) index backwards, no sort), "alerted" (detections an alert fired on) or
+    "alerted_other" (alerted ones the first part leaves out: below the threshold but let through by a
+    rule's min_score, or answered again since by a newer analysis; an alert always shows the window that
+    fired it). An OR of the parts would make the planner collect and sort every match."""
     d = Detection
+    newest = newest_per_target()
     query = (
         select(
             d.id, d.media_id, Target.name, Source.name, Media.rel_path, Media.mtime, Media.duration_s,
             d.p_yes, d.matched, d.start_s, d.end_s, d.evidence, d.thumbnail_path, Feedback.verdict,
-            Feedback.note, d.inherited, Media.kind,
+            Feedback.note, d.inherited, Media.kind, d.analysis_id, newest.label("current"),
         )
         .join(Media, Media.id == d.media_id)
         .join(Source, Source.id == Media.source_id)
@@ -90,11 +96,11 @@ def timeline_query(
     )  # fmt: skip
     alerted = d.id.in_(select(Alert.detection_id).where(Alert.detection_id.is_not(None)))
     if rows == "matched":
-        query = query.where(d.matched.is_(True))
+        query = query.where(d.matched.is_(True), newest)
     elif rows == "alerted":
         query = query.where(alerted)
     else:
-        query = query.where(d.matched.is_(False), alerted)
+        query = query.where(alerted, ~(d.matched.is_(True) & newest))
     if target_id is not None:
         query = query.where(d.target_id == target_id)
     if source_id is not None:
@@ -127,7 +133,7 @@ def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], in
         source_id = session.scalar(select(Source.id).where(Source.name == f.source))
         if source_id is None:
             return [], None
-    parts = ["alerted"] if f.alerts_only else ["matched", "alerted_unmatched"]
+    parts = ["alerted"] if f.alerts_only else ["matched", "alerted_other"]
     raw: list[Any] = []
     for part in parts:
         raw += session.execute(timeline_query(f, rows=part, target_id=target_id, source_id=source_id)).all()
@@ -142,11 +148,11 @@ def timeline(session: Session, f: TimelineFilter) -> tuple[list[TimelineRow], in
 
 def _row(r: Any) -> TimelineRow:
     (detection_id, media_id, target, source, rel_path, mtime, duration, score, matched, start, end,
-     evidence, thumbnail, verdict, note, inherited, kind) = r  # fmt: skip
+     evidence, thumbnail, verdict, note, inherited, kind, analysis_id, current) = r  # fmt: skip
     seen_at = mtime + timedelta(seconds=start - (duration or 0.0))
     return TimelineRow(
         detection_id, media_id, target, source, rel_path, seen_at, score, matched, start, end, evidence,
-        thumbnail is not None, verdict, note, inherited, kind,
+        thumbnail is not None, verdict, note, inherited, kind, analysis_id, bool(current),
     )  # fmt: skip
 
 
@@ -180,41 +186,91 @@ def filter_choices(session: Session) -> tuple[list[str], list[str]]:
     return targets, sources
 
 
+Window = tuple[int, float, float]  # index, start, end
+
+
+@dataclass
+class AlertRow:
+    alert: Alert
+    rule: str
+    target: str
+    deliveries: list[Delivery]
+    detection: Detection | None  # the window that fired it, whichever analysis it is in
+
+
 @dataclass
 class MediaPage:
     media: Media
     source: str
+    versions: list[Media]  # every version of this file, oldest first
     analyses: list[Analysis]
-    analysis: Analysis | None  # the one shown in the grid (newest by default)
+    analysis: Analysis | None  # the one asked for (?analysis=ID); None: the newest answer per target
+    shown: dict[int, Analysis]  # target id -> the analysis its column comes from
     targets: list[Target]
-    windows: list[tuple[int, float, float]]  # index, start, end
-    inherited: set[int]  # windows whose scores the static-scene gate copied from the last scored window
-    cells: dict[tuple[int, int], Detection]  # (window, target id) -> detection
+    windows: list[Window]
+    inherited: set[Window]  # windows whose scores the static-scene gate copied from the last scored window
+    cells: dict[tuple[Window, int], Detection]  # (window, target id) -> detection
     verdicts: dict[int, Feedback]
-    alerts: list[tuple[Alert, str, str, list[Delivery]]]  # alert, rule, target, deliveries
+    alerts: list[AlertRow]
+
+    @property
+    def current(self) -> Media:
+        """The newest version of this file (this one when it is)."""
+        return self.versions[-1]
 
 
 def media_page(session: Session, media_id: int, analysis_id: int | None = None) -> MediaPage | None:
+    """A file's page: by default the newest answer for every target, each from the analysis that gave it
+    (a re-analysis of one target leaves the others' answers in force); `analysis_id` shows one analysis."""
     media = session.get(Media, media_id)
     if media is None:
         return None
     analyses = list(
         session.scalars(select(Analysis).where(Analysis.media_id == media_id).order_by(Analysis.id.desc()))
     )
-    chosen = next((a for a in analyses if a.id == analysis_id), analyses[0] if analyses else None)
-    detections = (
-        list(session.scalars(select(Detection).where(Detection.analysis_id == chosen.id))) if chosen else []
+    chosen = next((a for a in analyses if a.id == analysis_id), None) if analysis_id is not None else None
+    which = (
+        Detection.analysis_id == chosen.id
+        if chosen
+        else (Detection.media_id == media_id) & newest_per_target()
     )
-    target_ids = sorted({d.target_id for d in detections})
-    targets = list(session.scalars(select(Target).where(Target.id.in_(target_ids)).order_by(Target.name)))
+    detections = list(session.scalars(select(Detection).where(which))) if analyses else []
+    by_id = {a.id: a for a in analyses}
+    shown = {d.target_id: by_id[d.analysis_id] for d in detections}
+    targets = list(session.scalars(select(Target).where(Target.id.in_(list(shown))).order_by(Target.name)))
     windows = sorted({(d.window_index, d.start_s, d.end_s) for d in detections})
+    alerts = media_alerts(session, media_id)
+    judged = [d.id for d in detections] + [a.detection.id for a in alerts if a.detection is not None]
     verdicts = {
         fb.detection_id: fb
-        for fb in session.scalars(
-            select(Feedback).where(Feedback.detection_id.in_([d.id for d in detections]))
-        )
+        for fb in session.scalars(select(Feedback).where(Feedback.detection_id.in_(judged)))
     }
-    alerts = []
+    versions = list(
+        session.scalars(
+            select(Media)
+            .where(Media.source_id == media.source_id, Media.rel_path == media.rel_path)
+            .order_by(Media.version)
+        )
+    )
+    return MediaPage(
+        media=media,
+        source=session.get_one(Source, media.source_id).name,
+        versions=versions,
+        analyses=analyses,
+        analysis=chosen,
+        shown=shown,
+        targets=targets,
+        windows=windows,
+        inherited={(d.window_index, d.start_s, d.end_s) for d in detections if d.inherited},
+        cells={((d.window_index, d.start_s, d.end_s), d.target_id): d for d in detections},
+        verdicts=verdicts,
+        alerts=alerts,
+    )
+
+
+def media_alerts(session: Session, media_id: int) -> list[AlertRow]:
+    """The alerts fired on a file, each with its deliveries and the detection that fired it."""
+    rows = []
     for alert, rule, target in session.execute(
         select(Alert, AlertRule.name, Target.name)
         .join(AlertRule, AlertRule.id == Alert.rule_id)
@@ -225,19 +281,9 @@ def media_page(session: Session, media_id: int, analysis_id: int | None = None) 
         deliveries = list(
             session.scalars(select(Delivery).where(Delivery.alert_id == alert.id).order_by(Delivery.channel))
         )
-        alerts.append((alert, rule, target, deliveries))
-    return MediaPage(
-        media=media,
-        source=session.get_one(Source, media.source_id).name,
-        analyses=analyses,
-        analysis=chosen,
-        targets=targets,
-        windows=windows,
-        inherited={d.window_index for d in detections if d.inherited},
-        cells={(d.window_index, d.target_id): d for d in detections},
-        verdicts=verdicts,
-        alerts=alerts,
-    )
+        detection = session.get(Detection, alert.detection_id) if alert.detection_id else None
+        rows.append(AlertRow(alert, rule, target, deliveries, detection))
+    return rows
 
 
 @dataclass
@@ -253,8 +299,9 @@ BINS = 20
 
 
 def target_histograms(session: Session) -> list[TargetScores]:
-    """Score histograms per target: every window counted once (one scan), the judged ones split by what
-    their verdicts say (a join over the few feedback rows); unlabelled is the difference."""
+    """Score histograms per target over the newest answer per target (a window asked again counts once):
+    every window counted once (one scan), the judged ones split by what their verdicts say (a join over
+    the few feedback rows); unlabelled is the difference."""
     dialect = session.get_bind().dialect.name
 
     def bucket(score: Any) -> Any:
@@ -264,13 +311,17 @@ def target_histograms(session: Session) -> list[TargetScores]:
     counts: dict[int, dict[str, list[int]]] = defaultdict(
         lambda: {"present": [0] * BINS, "absent": [0] * BINS, "unlabelled": [0] * BINS}
     )
-    every = select(Detection.target_id, bucket(Detection.p_yes).label("b"), func.count()).group_by(
-        Detection.target_id, "b"
+    every = (
+        select(Detection.target_id, bucket(Detection.p_yes).label("b"), func.count())
+        .where(newest_per_target())
+        .group_by(Detection.target_id, "b")
     )
     for target_id, b, n in session.execute(every):
         counts[target_id]["unlabelled"][min(BINS - 1, max(0, int(b)))] += n
-    judged = select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict).join(
-        Feedback, Feedback.detection_id == Detection.id
+    judged = (
+        select(Detection.target_id, Detection.p_yes, Detection.matched, Feedback.verdict)
+        .join(Feedback, Feedback.detection_id == Detection.id)
+        .where(newest_per_target())
     )
     for target_id, score, matched, verdict in session.execute(judged):
         slot = min(BINS - 1, max(0, int(score * BINS)))
