@@ -134,7 +134,11 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     # A viewer in another zone than the server's UTC: times must show in the viewer's.
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id="Europe/Paris")
+    # bypass_csp: Playwright's wait_for_function evaluates its string in the page, which the review page's
+    # CSP (no eval) refuses; tests/web/test_attacks.py drives the pages under their real CSP.
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, timezone_id="Europe/Paris", bypass_csp=True
+    )
     context.set_default_timeout(30_000)
     page = context.new_page()
     yield page

@@ -13,6 +13,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+FLOWER_LOGIN = "admin:s3cret"  # the variable the file requires (an operator sets it in .env)
+
+
+def compose_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "VIGIL_METRICS"))}
+    return env | {"FLOWER_BASIC_AUTH": FLOWER_LOGIN} | extra
 
 
 def compose_binary() -> str:
@@ -32,6 +38,7 @@ def config() -> dict[str, Any]:
     result = subprocess.run(
         [compose_binary(), "-f", str(COMPOSE), "config"],
         cwd=ROOT,
+        env=compose_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -42,7 +49,11 @@ def config() -> dict[str, Any]:
 
 def test_the_file_validates() -> None:
     result = subprocess.run(
-        [compose_binary(), "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, capture_output=True, text=True
+        [compose_binary(), "-f", str(COMPOSE), "config", "-q"],
+        cwd=ROOT,
+        env=compose_env(),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 
@@ -93,5 +104,36 @@ def test_flower_watches_the_same_redis(config: dict[str, Any]) -> None:
     assert flower["environment"]["CELERY_BROKER_URL"] == "redis://redis:6379/0"
 
 
+def test_flower_needs_a_login_and_listens_on_loopback_only(config: dict[str, Any]) -> None:
+    flower = config["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == FLOWER_LOGIN
+    assert "FLOWER_UNAUTHENTICATED_API" not in flower["environment"]
+    assert flower["ports"] and all(_host_ip(p) == "127.0.0.1" for p in flower["ports"])
+    unset = subprocess.run(
+        [compose_binary(), "-f", str(COMPOSE), "config", "-q"],
+        cwd=ROOT,
+        env={k: v for k, v in compose_env().items() if k != "FLOWER_BASIC_AUTH"},
+        capture_output=True,
+        text=True,
+    )
+    assert unset.returncode != 0 and "FLOWER_BASIC_AUTH" in unset.stderr
+
+
+def test_only_flower_is_published_and_metrics_stay_on_loopback(config: dict[str, Any]) -> None:
+    for name, service in config["services"].items():
+        assert name == "flower" or "ports" not in service, name
+    for name in ("watcher", "worker", "worker-cpu"):
+        env = config["services"][name]["environment"]
+        assert env["VIGIL_METRICS__HOST"] == "127.0.0.1" and not env["VIGIL_METRICS__PASSWORD"], name
+
+
 def _target(mount: object) -> str | None:
     return mount.get("target") if isinstance(mount, dict) else None
+
+
+def _host_ip(port: object) -> str | None:
+    """The host address of a published port, in the long or the short syntax (HOST:PUBLISHED:TARGET)."""
+    if isinstance(port, dict):
+        return port.get("host_ip")
+    parts = str(port).split(":")
+    return parts[0] if len(parts) == 3 else None

@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from vigil.formats.magic import (  # noqa: F401  (sniff: part of this module's interface)
+    EBML_MAGIC,
+    FAMILY_KIND,
+    ISO_TOP_BOXES,
+    M2TS_PACKET,
+    TS_PACKET,
+    sniff,
+)
 from vigil.formats.types import media_kind
 
 
@@ -52,77 +60,7 @@ def partial(family: str, reason: str) -> Verdict:
     return Verdict(State.PARTIAL, f"incomplete {family}: {reason}", family)
 
 
-ISO_TOP_BOXES = frozenset(
-    {
-        b"ftyp",
-        b"moov",
-        b"mdat",
-        b"free",
-        b"skip",
-        b"wide",
-        b"pnot",
-        b"uuid",
-        b"moof",
-        b"mfra",
-        b"styp",
-        b"sidx",
-        b"meta",
-        b"pdin",
-        b"emsg",
-        b"prft",
-        b"ssix",
-        b"junk",
-    }
-)
-TS_PACKET = 188
-M2TS_PACKET = 192
-EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-FAMILY_KIND = {
-    "mp4": "video",
-    "avi": "video",
-    "mpeg-ts": "video",
-    "matroska": "video",
-    "flv": "video",
-    "asf": "video",
-    "mpeg-ps": "video",
-    "jpeg": "image",
-    "png": "image",
-    "webp": "image",
-    "bmp": "image",
-    "tiff": "image",
-}
 UNCHECKED = frozenset({"flv", "asf", "mpeg-ps", "tiff"})
-
-
-def sniff(head: bytes) -> str | None:
-    """The container family from the first bytes (at least 16 wanted), or None when unknown."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
-        return "avi"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[4:8] in ISO_TOP_BOXES:
-        return "mp4"
-    if head.startswith(EBML_MAGIC):
-        return "matroska"
-    if head[:1] == b"\x47" and (len(head) <= TS_PACKET or head[TS_PACKET : TS_PACKET + 1] == b"\x47"):
-        return "mpeg-ts"
-    if head[4:5] == b"\x47":
-        return "mpeg-ts"  # M2TS: a 4-byte timestamp before each packet
-    if head.startswith(b"BM") and len(head) >= 6:
-        return "bmp"
-    if head.startswith(b"FLV"):
-        return "flv"
-    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
-        return "asf"
-    if head.startswith(b"\x00\x00\x01\xba"):
-        return "mpeg-ps"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    return None
 
 
 def describe_start(head: bytes) -> str:

@@ -173,8 +173,9 @@ def bulk_detections(url: str, count: int, *, per_media: int = 10, seed: int = 5)
 
 
 def start_web(
-    root: Path, db_url: str, *, env: dict[str, str] | None = None
+    root: Path, db_url: str, *, env: dict[str, str] | None = None, argv: tuple[str, ...] = ("-m", "vigil.web")
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A review page process (`python -m vigil.web`, or `argv` such as ("-m", "vigil", "web"))."""
     port = free_port()
     log = root / f"web-{port}.log"
     child_env = (
@@ -189,7 +190,7 @@ def start_web(
     )
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "vigil.web"], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, *argv], cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
     wait_answering(base, process, log)

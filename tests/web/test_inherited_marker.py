@@ -33,7 +33,7 @@ def test_inherited_windows_are_marked_where_windows_are_listed(sqlite_url: str, 
             session, media, {"person": [0.9, 0.9, 0.2, 0.2], "van": [0.1, 0.1, 0.3, 0.3]}, inherited={1, 3}
         )
         media_id = media.id
-    client = TestClient(create_app(settings, factory))
+    client = TestClient(create_app(settings, factory), base_url="http://127.0.0.1")
     page = client.get(f"/media/{media_id}")
     assert page.status_code == 200
     rows = re.findall(r'<tr class="window".*?</tr>', page.text, flags=re.DOTALL)

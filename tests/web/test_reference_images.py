@@ -20,7 +20,7 @@ def test_targets_page_shows_reference_images_and_serves_only_them(sqlite_url: st
     conf = TargetSettings(name="mycar", description="my car", images=[front])
     with write_session(factory) as session:
         upsert_target(session, conf, None, references_dir=settings.storage.references_dir)
-    client = TestClient(create_app(settings, factory))
+    client = TestClient(create_app(settings, factory), base_url="http://127.0.0.1")
     page = client.get("/targets")
     assert page.status_code == 200
     assert 'src="/targets/mycar/images/0"' in page.text and 'alt="front.png"' in page.text

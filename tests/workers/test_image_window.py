@@ -56,7 +56,7 @@ def test_an_image_is_one_window_said_as_the_image(
         (detection,) = session.scalars(select(Detection).where(Detection.media_id == media_id)).all()
         alert_id = session.scalar(select(Alert.id).where(Alert.media_id == media_id))
     assert (detection.start_s, detection.end_s) == (0.0, 0.0)
-    client = TestClient(create_app(settings, runtime.factory))
+    client = TestClient(create_app(settings, runtime.factory), base_url="http://127.0.0.1")
     page = client.get(f"/media/{media_id}").text
     assert "0.0–0.0" not in page
     windows = re.findall(r'<td class="when">(.*?)</td>', page)

@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -47,12 +48,23 @@ class MetricsSettings(Section):
     """
 
     enabled: bool = True
+    # The address every endpoint binds. Off loopback it needs `password` (HTTP Basic, any user name): the
+    # metrics carry source and target names. Or keep loopback and scrape through a reverse proxy.
+    host: str = "127.0.0.1"
     watcher_port: Annotated[int, Field(ge=0, le=65535)] = 9464
     worker_port: Annotated[int, Field(ge=0, le=65534)] = 9465
     recorder_port: Annotated[int, Field(ge=0, le=65535)] = 9467
     multiproc_dir: Path | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _password_off_loopback(self) -> MetricsSettings:
+        refuse_off_loopback("metrics", self.host, self.password)
+        return self
 
 
+# A host name, an IPv6 address in brackets, or "*".
+HOST_NAME_PATTERN = r"^(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))$"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -65,6 +77,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def secret_value(secret: SecretStr | None) -> str | None:
+    """A configured password, or None when it is unset or empty (an empty variable means unset)."""
+    return (secret.get_secret_value() or None) if secret is not None else None
+
+
+def refuse_off_loopback(section: str, host: str, password: SecretStr | None) -> None:
+    """The one rule for every port Vigil opens: off the loopback interface, only with a password."""
+    if not is_loopback(host) and secret_value(password) is None:
+        raise ValueError(f"host {host} is not a loopback address: set {section}.password to bind it")
+
+
 class WebSettings(Section):
     """The review page (`vigil web`, started by `vigil run` when enabled). Off the loopback interface it
     needs a password (HTTP Basic, any user name): the pages show every clip and accept feedback."""
@@ -75,6 +98,23 @@ class WebSettings(Section):
     # Public address of the pages, e.g. https://vigil.example.org: alert payloads link to it when set.
     base_url: str | None = None
     password: SecretStr | None = None
+    # Host names a request may carry (checked before anything else: DNS rebinding). Empty: the loopback
+    # names, `host` (unless a wildcard) and the host of `base_url`. "*" allows any (a proxy checks).
+    allowed_hosts: list[Annotated[str, Field(pattern=HOST_NAME_PATTERN)]] = Field(default_factory=list)
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (login throttling is per
+    # client address; behind a proxy every client would otherwise be the proxy).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    def hosts(self) -> frozenset[str]:
+        """The Host names this page answers (lower case, without port)."""
+        if self.allowed_hosts:
+            return frozenset(h.lower() for h in self.allowed_hosts)
+        names = set(LOOPBACK_NAMES) | {"[::1]"}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(f"[{self.host}]" if ":" in self.host else self.host.lower())
+        if self.base_url:
+            names.add(urlsplit(self.base_url).netloc.rpartition("@")[2].lower().rsplit(":", 1)[0])
+        return frozenset(names)
 
     @field_validator("base_url")
     @classmethod
@@ -85,10 +125,19 @@ class WebSettings(Section):
             raise ValueError("must be an http:// or https:// address without query or fragment")
         return value.rstrip("/")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_network(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address or network") from None
+        return value
+
     @model_validator(mode="after")
     def _password_off_loopback(self) -> WebSettings:
-        if not is_loopback(self.host) and not (self.password and self.password.get_secret_value()):
-            raise ValueError(f"host {self.host} is not a loopback address: set web.password to bind it")
+        refuse_off_loopback("web", self.host, self.password)
         return self
 
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from vigil.errors import ConfigError
 
-METRICS_ADDR = "0.0.0.0"  # prometheus_client's default, which the metrics endpoints use
-
 
 @dataclass(frozen=True)
 class Listener:
@@ -78,12 +76,14 @@ def metrics_listeners(settings: Any, *, queues: list[str]) -> list[Listener]:
         return []
     found = []
     if settings.metrics.watcher_port:
-        found.append(Listener("the watcher's metrics", METRICS_ADDR, settings.metrics.watcher_port,
+        found.append(Listener("the watcher's metrics", settings.metrics.host, settings.metrics.watcher_port,
                               "metrics.watcher_port"))  # fmt: skip
     for queue in queues:
         port = worker_port(settings, queue)
         if port:
-            found.append(Listener(f"the {queue} worker's metrics", METRICS_ADDR, port, "metrics.worker_port"))
+            found.append(
+                Listener(f"the {queue} worker's metrics", settings.metrics.host, port, "metrics.worker_port")
+            )
     return found
 
 

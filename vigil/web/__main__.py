@@ -35,7 +35,16 @@ def run_web(settings: Settings, *, port_hint: str = "") -> int:
         # Bound here, before the "review page at" line: a busy port is one line naming web.port.
         sock = listen(web_listener(settings), hint=port_hint)
         log.info("review page at http://%s:%d", settings.web.host, settings.web.port)
-        config = uvicorn.Config(app, log_config=None, access_log=False)
+        if not settings.web.allowed_hosts and settings.web.host in ("0.0.0.0", "::"):
+            log.warning(
+                "web.host %s: only requests naming %s are answered; list the names you use in "
+                "web.allowed_hosts", settings.web.host, ", ".join(sorted(settings.web.hosts())),
+            )  # fmt: skip
+        proxies = settings.web.trusted_proxies
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, server_header=False, proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )  # fmt: skip
         uvicorn.Server(config).run(sockets=[sock])
     except ConfigError as exc:
         print(f"web: {exc}", file=sys.stderr)

@@ -7,17 +7,21 @@ stalls the server). The only writes are a verdict (POST /feedback) and a thresho
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
+import logging
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vigil.config.services import secret_value
 from vigil.config.settings import Settings
 from vigil.errors import ConfigError
 from vigil.feedback.calibration import DEFAULT_PRECISION, NotEnoughLabels, fit_threshold
@@ -25,11 +29,37 @@ from vigil.feedback.verdicts import apply_threshold, labels_from_feedback, recor
 from vigil.formats.types import window_span
 from vigil.store.db import write_session
 from vigil.web import files, queries
-from vigil.web.security import CSRF_FIELD, BasicAuth, csrf_ok, csrf_token, set_csrf_cookie
-from vigil.web.urls import DETECTION_THUMBNAIL, MEDIA_FILE, MEDIA_PAGE, media_file_path, media_page_path
+from vigil.web.inputs import Index, OptionalRowId, RowId, parse_filter, row_id, validation_message
+from vigil.web.login import BasicAuth, Throttle
+from vigil.web.middleware import FILE_CSP, HostGuard, SecurityHeaders
+from vigil.web.present import public_reason, visible_controls
+from vigil.web.security import CSRF_FIELD, Signer, csrf_ok, csrf_token, load_secret, set_csrf_cookie
+from vigil.web.urls import (
+    DETECTION_THUMBNAIL,
+    MEDIA_FILE,
+    MEDIA_PAGE,
+    REFERENCE_IMAGE,
+    TARGET_THRESHOLD,
+    media_file_path,
+    media_page_path,
+    reference_image_path,
+    target_threshold_path,
+    thumbnail_path,
+)
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
-TEMPLATES.env.globals.update(media_page_path=media_page_path, media_file_path=media_file_path)
+log = logging.getLogger(__name__)
+# Every printed value goes through `visible_controls`: no stored name can reorder the text after it.
+TEMPLATES = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        finalize=visible_controls,
+    )
+)
+TEMPLATES.env.globals.update(
+    media_page_path=media_page_path, media_file_path=media_file_path, thumbnail_path=thumbnail_path,
+    reference_image_path=reference_image_path, target_threshold_path=target_threshold_path,
+)  # fmt: skip
 # The page's stylesheet and script, by name, with their content types (no inline code: the CSP forbids it).
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC = {"vigil.css": "text/css; charset=utf-8", "vigil.js": "text/javascript; charset=utf-8"}
@@ -43,53 +73,19 @@ def heat(p: float) -> str:
 TEMPLATES.env.filters["heat"] = heat
 TEMPLATES.env.globals["span"] = window_span
 TEMPLATES.env.filters["iso"] = lambda t: t.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def parse_filter(params: Any) -> queries.TimelineFilter:
-    """The timeline's query string; a bad value is a 400 naming it."""
-
-    def when(key: str) -> datetime | None:
-        raw = params.get(key) or ""
-        if not raw:
-            return None
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise HTTPException(400, f"{key}: not a date and time: {raw!r}") from None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-    def number(key: str, kind: type) -> Any:
-        raw = params.get(key) or ""
-        try:
-            value = kind(raw) if raw else None
-        except ValueError:
-            raise HTTPException(400, f"{key}: not a number: {raw!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise HTTPException(400, f"{key}: not a number: {raw!r}")
-        return value
-
-    feedback = params.get("feedback") or ""
-    if feedback not in queries.FEEDBACK_STATES:
-        raise HTTPException(400, f"feedback: one of none, right, wrong, not {feedback!r}")
-    return queries.TimelineFilter(
-        target=params.get("target") or "",
-        source=params.get("source") or "",
-        since=when("since"),
-        until=when("until"),
-        min_score=number("min_score", float),
-        feedback=feedback,
-        alerts_only=params.get("alerts") == "1",
-        before=number("before", int),
-    )
+TEMPLATES.env.filters["reason"] = public_reason
+FILE_HEADERS = {"Content-Security-Policy": FILE_CSP, "Cache-Control": "private, max-age=3600"}
 
 
 def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
     app = FastAPI(title="Vigil", docs_url=None, redoc_url=None, openapi_url=None)
     file_owned = {t.name for t in settings.targets}
     thumbnails_dir = settings.storage.thumbnails_dir
+    password = secret_value(settings.web.password)
+    signer = Signer(load_secret(settings.storage.data_dir), password)
 
     def render(request: Request, name: str, **context: Any) -> HTMLResponse:
-        context |= {"csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request)}
+        context |= {"csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request, signer)}
         response = TEMPLATES.TemplateResponse(request, name, context)
         set_csrf_cookie(request, response)
         return response
@@ -116,7 +112,7 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
         )  # fmt: skip
 
     @app.get(MEDIA_PAGE, response_class=HTMLResponse)
-    def media(request: Request, media_id: int, analysis: int | None = None) -> HTMLResponse:
+    def media(request: Request, media_id: RowId, analysis: OptionalRowId = None) -> HTMLResponse:
         with factory() as session:
             page = queries.media_page(session, media_id, analysis)
             if page is None:
@@ -127,35 +123,33 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             )
 
     @app.get(MEDIA_FILE)
-    def media_file(media_id: int) -> FileResponse:
+    def media_file(media_id: RowId) -> Response:
         with factory() as session:
             try:
-                found = files.media_file(session, media_id)
+                checked = files.media_file(session, media_id)
             except files.NotThisVersion as exc:
                 raise HTTPException(
                     410, f"media {media_id}: not this version's file any more: {exc.reason}"
                 ) from None
-        if found is None:
+        if checked is None:
             raise HTTPException(404, f"no file for media {media_id}")
-        path, media_type = found
-        return FileResponse(path, media_type=media_type)  # answers Range requests with 206
+        return files.CheckedFileResponse(checked, headers=FILE_HEADERS)  # answers Range requests with 206
 
     @app.get(DETECTION_THUMBNAIL)
-    def thumbnail(detection_id: int) -> FileResponse:
+    def thumbnail(detection_id: RowId) -> Response:
         with factory() as session:
-            path = files.thumbnail_file(session, detection_id, thumbnails_dir)
-        if path is None:
+            found = files.thumbnail_file(session, detection_id, thumbnails_dir)
+        if found is None:
             raise HTTPException(404, f"no thumbnail for detection {detection_id}")
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return Response(found[0], media_type=found[1], headers=FILE_HEADERS)
 
-    @app.get("/targets/{name}/images/{index}")
-    def reference_image(name: str, index: int) -> FileResponse:
+    @app.get(REFERENCE_IMAGE)
+    def reference_image(name: str, index: Index) -> Response:
         with factory() as session:
             found = files.reference_file(session, name, index, settings.storage.references_dir)
         if found is None:
-            raise HTTPException(404, f"no reference image {index} for target {name}")
-        path, media_type = found
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+            raise HTTPException(404, f"no reference image {index} for target {name[:64]!r}")
+        return Response(found[0], media_type=found[1], headers=FILE_HEADERS)
 
     @app.get("/targets", response_class=HTMLResponse)
     def targets(request: Request, precision: float = DEFAULT_PRECISION) -> HTMLResponse:
@@ -182,19 +176,18 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
 
     async def checked_form(request: Request) -> Any:
         form = await request.form()
-        if not csrf_ok(request, form.get(CSRF_FIELD)):
+        if not csrf_ok(request, form.get(CSRF_FIELD), signer):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
         return form
 
     @app.post("/feedback")
     async def feedback(request: Request) -> Response:
         form = await checked_form(request)
-        try:
-            detection_id = int(str(form.get("detection_id", "")))
-            alert_id = int(str(form["alert_id"])) if form.get("alert_id") else None
-        except ValueError:
-            raise HTTPException(400, "detection_id and alert_id must be numbers") from None
+        detection_id = row_id(form.get("detection_id"), "detection_id")
+        alert_id = row_id(form["alert_id"], "alert_id") if form.get("alert_id") else None
         verdict, note = str(form.get("verdict", "")), str(form.get("note") or "")
+        if "\x00" in note or len(note) > 2000:
+            raise HTTPException(400, "note: at most 2000 characters, no NUL")
         try:
             with write_session(factory) as session:
                 record_verdict(
@@ -206,7 +199,7 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             return JSONResponse({"detection_id": detection_id, "verdict": verdict})
         return RedirectResponse(safe_next(form.get("next")), status_code=303)  # fmt: skip
 
-    @app.post("/targets/{name}/threshold")
+    @app.post(TARGET_THRESHOLD)
     async def threshold(request: Request, name: str) -> Response:
         form = await checked_form(request)
         try:
@@ -219,15 +212,30 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             raise HTTPException(400, str(exc)) from None
         return RedirectResponse(safe_next(form.get("next")) or "/targets", status_code=303)
 
-    @app.exception_handler(HTTPException)
-    async def one_line(request: Request, exc: HTTPException) -> Response:
-        return Response(
-            f"{exc.status_code}: {exc.detail}\n", status_code=exc.status_code, media_type="text/plain"
-        )
+    @app.exception_handler(StarletteHTTPException)
+    async def one_line(request: Request, exc: StarletteHTTPException) -> Response:
+        return plain(exc.status_code, str(exc.detail), exc.headers)
 
-    if settings.web.password is not None:
-        app.add_middleware(BasicAuth, password=settings.web.password.get_secret_value())
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> Response:
+        return plain(422, validation_message(list(exc.errors())))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return plain(500, "internal error (the server's log says more)")
+
+    if password is not None:
+        app.add_middleware(BasicAuth, password=password, signer=signer, throttle=Throttle())
+    app.add_middleware(HostGuard, allowed=settings.web.hosts())  # before any route or password check
+    app.add_middleware(SecurityHeaders, authenticated=password is not None)  # on every answer, 400s too
     return app
+
+
+def plain(status: int, detail: str, headers: Any = None) -> Response:
+    """A one-line text answer; names in it cannot reorder the line."""
+    text = visible_controls(detail.replace("\n", " ").replace("\x00", ""))[:300]
+    return Response(f"{status}: {text}\n", status_code=status, media_type="text/plain", headers=headers)
 
 
 def why_not_played(session: Session, page: queries.MediaPage) -> str | None:
