@@ -63,7 +63,7 @@ def test_an_image_is_one_window_said_as_the_image(
     assert windows == ["the image"]
     timeline = client.get("/").text
     assert "0.0–0.0" not in timeline
-    assert re.findall(r'<div class="mute small">(.*?)</div></td>', timeline) == ["the image"]
+    assert re.findall(r'<div class="mute small">(.*?)</div></td>', timeline) == ["the image · analysis 1"]
 
     assert alert_id is not None
     env = {"VIGIL_DATABASE__URL": sqlite_url, "VIGIL_STORAGE__DATA_DIR": str(tmp_path / "data")}
