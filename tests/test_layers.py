@@ -120,7 +120,9 @@ def allowed_for(home: str, pkgs: dict[str, Path]) -> list[str]:
         return [home, "vigil.cli"] if home == "vigil.__main__" else [home]
     allowed = [home, *CORE_LEAVES]
     for name in may_import(pkgs[home]):
-        allowed += [p for p in pkgs if p.startswith("vigil.") and p != "vigil.cli"] if name == "vigil" else [name]
+        allowed += (
+            [p for p in pkgs if p.startswith("vigil.") and p != "vigil.cli"] if name == "vigil" else [name]
+        )
     return allowed
 
 

@@ -190,6 +190,7 @@ class QwenVLAdapter(FamilyAdapter):
 class SmolVLMAdapter(FamilyAdapter):
     family = "smolvlm2"
     model_types = ("smolvlm",)
+    frames_encoded_alone = True  # a video's frames are images to SigLIP and the connector, one by one
 
     def frame_side(self) -> int:
         size = self.processor.video_processor.size

@@ -1,0 +1,426 @@
+"""The default model family at its published sizes on this machine: where a window's time goes, and how
+much footage one process keeps up with (issue 27).
+
+SmolVLM2-256M, -500M (Vigil's default) and -2.2B built from their published configurations (written out
+in ``bench/realsize_models.py``: nothing can be downloaded here) with random weights, fed by the real decode
+path (``workers.decode.frames``, frames decoded in line) on a camera-like 1280x720 H.264 clip written with
+PyAV/libx264 (``write_camera_clip``: a still textured scene, a moving box, scene cuts), windows of 10 s with
+8 frames. Per window, each phase timed on its own and its FLOPs counted (``torch.utils.flop_counter``):
+
+- ``decode``: the window's frames out of the decoder (the worker overlaps this with the model; counted
+  serially here);
+- ``vision``: the vision tower and connector (forward hooks); ``prefill``: the language model over the
+  video prefix; ``processor``: the rest of ``score_window`` before the questions (pixels, tokens);
+- ``suffix1`` / ``suffix8``: the target questions over the kept prefix, 1 and 8 targets;
+- ``evidence1`` / ``evidence8``: ``window_evidence`` for 1 and 8 matched targets (at most the worker's
+  ``evidence_max_tokens``, 48; random weights rarely stop earlier);
+- ``best1`` / ``best8``: ``best_frames`` for 1 and 8 matched targets from the window's kept per-frame
+  features, and ``best8_reencode`` the same encoding every frame again (the path before the reuse).
+
+``footage_per_s``: seconds of footage per second of analysis for one window, nothing matched (decode, the
+score pass) and all matched (+ evidence and best frame for every target), for 1 and 8 targets.
+``gemm_gflops``: a 2048² fp32 matrix product in the same process (the machine's practical ceiling), beside
+each phase's achieved GFLOPS. The first window is a warm-up whose FLOPs are counted (counting slows small
+ops); later windows are timed without the counter and averaged. Each model runs in its own process (peak
+RSS is that process's), on the CPU and, when CUDA is present, on the GPU (bf16).
+
+    PYTHONPATH=. python bench/realsize.py [--models 256m,500m,2.2b] [--precision fp32,int8] [--windows 2]
+    PYTHONPATH=. python bench/realsize.py --quick     # a tiny model, seconds (make test's smoke run)
+
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import realsize_models as sizes
+
+from vigil.config.settings import ModelSettings
+
+WINDOW_S, FRAMES, CLIP_SIZE, FPS = 10.0, 8, (1280, 720), 25
+TARGETS = 8
+DESCRIPTIONS = [
+    f"a person carrying a {c} bag"
+    for c in ("red", "blue", "green", "black", "white", "brown", "grey", "pink")
+]
+
+
+def gemm_gflops(device: str, dtype: Any, n: int = 2048, repeat: int = 5) -> float:
+    """The best of ``repeat`` n x n matrix products, in GFLOPS."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeat + 1):
+        _sync(device)
+        began = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - began)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Hooks:
+    """Time spent inside the vision tower (and connector) and inside the language model."""
+
+    def __init__(self, loaded: Any, device: str) -> None:
+        inner = loaded.model.model
+        self.device = device
+        self.spent = {"vision": 0.0, "text": 0.0}
+        self.calls: list[float] = []  # each language-model call's ms, in order
+        self._began: dict[str, float] = {}
+        for name, module in (
+            ("vision", inner.vision_model),
+            ("vision", inner.connector),
+            ("text", inner.text_model),
+        ):
+            module.register_forward_pre_hook(self._enter(name))
+            module.register_forward_hook(self._leave(name))
+
+    def _enter(self, name: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            _sync(self.device)
+            self._began[name] = time.perf_counter()
+
+        return hook
+
+    def _leave(self, name: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            _sync(self.device)
+            ms = (time.perf_counter() - self._began.pop(name)) * 1000
+            self.spent[name] += ms
+            if name == "text":
+                self.calls.append(ms)
+
+        return hook
+
+    def reset(self) -> None:
+        self.spent = {"vision": 0.0, "text": 0.0}
+        self.calls = []
+
+
+class Phases:
+    """ms and FLOPs per phase of one window (FLOPs only while ``counting``)."""
+
+    def __init__(self, device: str, *, counting: bool) -> None:
+        self.device, self.counting = device, counting
+        self.ms: dict[str, float] = {}
+        self.flops: dict[str, int] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False) if self.counting else None
+        _sync(self.device)
+        began = time.perf_counter()
+        if counter is not None:
+            with counter:
+                out = fn()
+        else:
+            out = fn()
+        _sync(self.device)
+        self.ms[name] = (time.perf_counter() - began) * 1000
+        if counter is not None:
+            self.flops[name] = int(counter.get_total_flops())
+            self.flops.update(_module_flops(name, counter))
+        return out
+
+
+def _module_flops(phase: str, counter: Any) -> dict[str, int]:
+    """The vision tower's and connector's share of a phase's FLOPs (the rest is the language model): under
+    the model's forward, or at the top where the scoring pass runs them itself to keep their features."""
+    names = ("SmolVLMVisionTransformer", "SmolVLMConnector")
+    suffixes = (".model.vision_model", ".model.connector")
+    counts = counter.get_flop_counts()
+    vision = sum(sum(v.values()) for k, v in counts.items() if k in names or k.endswith(suffixes))
+    return {f"{phase}.vision": int(vision)} if vision else {}
+
+
+def _window(
+    loaded: Any, frames: Any, hooks: Hooks, phases: Phases, *, reencode: bool, tokens: int
+) -> dict[str, float]:
+    import torch
+
+    from workers.model.best_frame import best_frames
+    from workers.model.generation import rows_at_prefix, window_evidence
+    from workers.model.scoring import forward_suffixes, p_yes, score_window, suffix_ids
+    from workers.model.suffixes import Suffix
+
+    hooks.reset()
+    window = phases.run(
+        "score8", lambda: score_window(loaded, frames.rgb, fps=frames.fps, descriptions=DESCRIPTIONS)
+    )
+    vision, calls = hooks.spent["vision"], list(hooks.calls)
+    parts = {"vision": vision, "prefill": calls[0], "suffix8": sum(calls[1:])}
+    parts["processor"] = phases.ms["score8"] - vision - sum(calls)
+
+    def one_suffix() -> list[float]:
+        with torch.inference_mode():
+            rows_at_prefix(loaded, window.prefix, 1)
+            tail = loaded.adapter.question_parts(f"Is there {DESCRIPTIONS[0]}?")[1]
+            row = Suffix.text(suffix_ids(loaded, window.prefix, [tail])[0])
+            return p_yes(loaded, forward_suffixes(loaded, window.prefix, [row]))
+
+    phases.run("suffix1", one_suffix)
+    for k in (1, TARGETS):
+        phases.run(
+            f"evidence{k}",
+            lambda k=k: window_evidence(loaded, window, DESCRIPTIONS[:k], [[]] * k, max_new_tokens=tokens),
+        )
+    kept = window.prefix.frame_features
+    for k in (1, TARGETS):
+        phases.run(
+            f"best{k}",
+            lambda k=k: best_frames(
+                loaded, frames.rgb, descriptions=DESCRIPTIONS[:k], references=[[]] * k, frame_features=kept
+            ),
+        )
+    if reencode:
+        phases.run(
+            "best8_reencode",
+            lambda: best_frames(loaded, frames.rgb, descriptions=DESCRIPTIONS, references=[[]] * TARGETS),
+        )
+    return parts
+
+
+def _frames(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[float, Any]]:
+    """Each window's decode ms and frames, from the worker's decode path, decoded in line."""
+    from vigil.formats.probe import probe
+    from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE
+    from workers.decode.frames import analysis_requests, open_media, plan_windows
+
+    with open_media(clip, info=probe(clip)) as media:
+        spans = plan_windows(media.timed_info, window_s=WINDOW_S, frames_per_window=FRAMES)[:windows]
+        requests = analysis_requests(
+            spans,
+            FRAMES,
+            mode="exact",
+            max_side=loaded.frame_side,
+            full_side=THUMBNAIL_MAX_SIDE,
+            caption=False,
+        )
+        stream = media.frames(requests)
+        for _ in spans:
+            began = time.perf_counter()
+            _, frames = next(stream)
+            yield (time.perf_counter() - began) * 1000, frames
+
+
+def measure(
+    size: str, precision: str, device: str, clip: Path, *, windows: int, reencode: bool, tokens: int
+) -> dict[str, Any]:
+    """One model at one precision on one device, in this process."""
+    import torch
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    gemm = gemm_gflops(device, dtype)
+    began = time.perf_counter()
+    loaded = sizes.loaded(size, device=device, precision=precision)
+    load_s = time.perf_counter() - began
+    hooks = Hooks(loaded, device)
+    timed: list[dict[str, float]] = []
+    flops: dict[str, int] = {}
+    for i, (decode_ms, frames) in enumerate(_frames(clip, loaded, windows)):
+        phases = Phases(device, counting=i == 0)
+        parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
+        if i == 0:
+            flops = phases.flops
+        if i > 0 or windows == 1:
+            timed.append({"decode": decode_ms, **parts, **phases.ms})
+    ms = {k: sum(w[k] for w in timed) / len(timed) for k in timed[0]}
+    return _summary(size, precision, device, ms, flops, gemm, load_s, loaded, len(timed), frames.rgb.shape)
+
+
+def _summary(
+    size: str,
+    precision: str,
+    device: str,
+    ms: dict[str, float],
+    flops: dict[str, int],
+    gemm: float,
+    load_s: float,
+    loaded: Any,
+    timed: int,
+    shape: tuple[int, ...],
+) -> dict[str, Any]:
+    import torch
+
+    score8 = ms["decode"] + ms["score8"]
+    score1 = score8 - ms["suffix8"] + ms["suffix1"]
+    footage = {
+        "unmatched_1": WINDOW_S * 1000 / score1,
+        "unmatched_8": WINDOW_S * 1000 / score8,
+        "matched_1": WINDOW_S * 1000 / (score1 + ms["evidence1"] + ms["best1"]),
+        "matched_8": WINDOW_S * 1000 / (score8 + ms["evidence8"] + ms["best8"]),
+    }
+    vision_flops = flops.get("score8.vision", 0)
+    text_flops = flops.get("score8", 0) - vision_flops
+    rates = {
+        "vision": vision_flops / ms["vision"] / 1e6,
+        "score8_text": text_flops / (ms["prefill"] + ms["suffix8"]) / 1e6,
+    }
+    return {
+        "model": size,
+        "precision": precision,
+        "device": device if not device.startswith("cuda") else torch.cuda.get_device_name(),
+        "threads": torch.get_num_threads(),
+        "params_m": round(sum(p.numel() for p in loaded.model.parameters()) / 1e6, 1),
+        "load_s": round(load_s, 1),
+        "frames": list(shape),
+        "windows_timed": timed,
+        "ms": {k: round(v, 1) for k, v in ms.items()},
+        "gflop": {k: round(v / 1e9, 2) for k, v in flops.items()},
+        "gflops": {k: round(v, 1) for k, v in rates.items()},
+        "gemm_gflops": round(gemm, 1),
+        "vision_share_of_gemm": round(rates["vision"] / gemm, 3) if gemm else None,
+        "footage_per_s": {k: round(v, 3) for k, v in footage.items()},
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _child(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    row = measure(
+        args.one,
+        args.precision,
+        args.device,
+        Path(args.clip),
+        windows=args.windows,
+        reencode=not args.no_reencode,
+        tokens=args.evidence_tokens,
+    )
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+def _parent(args: argparse.Namespace) -> int:
+    import torch
+
+    from workers.testing.clips import write_camera_clip
+
+    began = time.perf_counter()
+    models = ["tiny"] if args.quick else args.models.split(",")
+    windows = 1 if args.quick else args.windows
+    args.evidence_tokens = 4 if args.quick else args.evidence_tokens
+    size = (160, 96) if args.quick else CLIP_SIZE
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="vigil-realsize-") as tmp:
+        clip = write_camera_clip(
+            Path(tmp) / "camera.mp4", seconds=WINDOW_S * windows, fps=FPS, size=size, gop_s=4.0, cut_s=60.0
+        )
+        for device in devices:
+            for model in models:
+                for precision in args.precision.split(","):
+                    if device != "cpu" and precision != "fp32":
+                        continue  # int8 dynamic quantization is a CPU path
+                    rows.append(_run_child(args, model, precision, device, clip, windows))
+    _fp32_equivalent_rates(rows)
+    summary = {"rows": rows, "total_s": round(time.perf_counter() - began, 1)}
+    print(json.dumps(summary))
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+def _fp32_equivalent_rates(rows: list[dict[str, Any]]) -> None:
+    """The counter sees no FLOPs in quantized Linear layers: an int8 row's rates are the fp32 row's FLOPs
+    (same model, same shapes) over the int8 row's time, as ``gflops_fp32_equiv``."""
+    fp32 = {(r["model"], r["device"]): r for r in rows if r.get("precision") == "fp32" and "error" not in r}
+    for row in rows:
+        ref = fp32.get((row["model"], row["device"]))
+        if row.get("precision") == "fp32" or "error" in row or ref is None:
+            continue
+        ms, flop = row["ms"], ref["gflop"]
+        row["gflops_fp32_equiv"] = {
+            "vision": round(flop.get("score8.vision", 0) * 1000 / ms["vision"], 1),
+            "score8_text": round(
+                (flop["score8"] - flop.get("score8.vision", 0)) * 1000 / (ms["prefill"] + ms["suffix8"]), 1
+            ),
+        }
+
+
+def _run_child(
+    args: argparse.Namespace, model: str, precision: str, device: str, clip: Path, windows: int
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--one", model, "--precision", precision, "--device", device]
+    command += [
+        "--clip",
+        str(clip),
+        "--windows",
+        str(windows),
+        "--evidence-tokens",
+        str(args.evidence_tokens),
+    ]
+    command += ["--threads", str(args.threads)] if args.threads else []
+    command += ["--no-reencode"] if args.no_reencode else []
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        row: dict[str, Any] = {"model": model, "precision": precision, "device": device, "error": reason}
+    else:
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(_line(row), file=sys.stderr, flush=True)
+    return row
+
+
+def _line(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['model']} {row['precision']} {row['device']}: failed: {row['error']}"
+    ms, foot = row["ms"], row["footage_per_s"]
+    return (
+        f"{row['model']} {row['precision']} {row['device']} x{row['threads']}: vision {ms['vision']:.0f} ms "
+        f"({row['gflops']['vision']:.0f} GFLOPS, GEMM {row['gemm_gflops']:.0f}), "
+        f"prefill {ms['prefill']:.0f}, "
+        f"suffix8 {ms['suffix8']:.0f}, evidence8 {ms['evidence8']:.0f}, best8 {ms['best8']:.0f}; "
+        f"footage/s unmatched8 {foot['unmatched_8']:.3f} matched8 {foot['matched_8']:.3f}; "
+        f"RSS {row['peak_rss_mib']:.0f} MiB"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny model on a small clip: seconds")
+    parser.add_argument("--models", default="500m", help=f"any of {','.join(sizes.SIZES)}")
+    parser.add_argument("--precision", default="fp32", help="fp32, int8 or both (fp32,int8)")
+    parser.add_argument("--windows", type=int, default=2, help="the first is a warm-up (FLOPs counted)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-reencode", action="store_true", help="skip timing best8 without the reuse")
+    parser.add_argument("--cpu-only", action="store_true")
+    parser.add_argument(
+        "--evidence-tokens",
+        type=int,
+        default=ModelSettings().evidence_max_tokens,
+        help="the worker's default",
+    )
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return _child(args) if args.one else _parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
