@@ -18,11 +18,16 @@ PyAV/libx264 (``write_camera_clip``: a still textured scene, a moving box, scene
   features, and ``best8_reencode`` the same encoding every frame again (the path before the reuse).
 
 ``footage_per_s``: seconds of footage per second of analysis for one window, nothing matched (decode, the
-score pass) and all matched (+ evidence and best frame for every target), for 1 and 8 targets.
+score pass) and all matched (+ evidence and best frame for every target), for 1 and 8 targets;
+``footage_per_cpu_s`` the same per CPU second of the process (all its threads): on a shared machine wall
+time depends on the neighbours, CPU time much less (``loadavg`` says how shared it was), and N cores at
+full use give at most N times it.
 ``gemm_gflops``: a 2048² fp32 matrix product in the same process (the machine's practical ceiling), beside
-each phase's achieved GFLOPS. The first window is a warm-up whose FLOPs are counted (counting slows small
-ops); later windows are timed without the counter and averaged. Each model runs in its own process (peak
-RSS is that process's), on the CPU and, when CUDA is present, on the GPU (bf16).
+each phase's achieved GFLOPS, both also per CPU second (one core's rate). The first window is a warm-up
+whose FLOPs are counted (counting slows small ops; evidence, many small ops, is not counted); later windows
+are timed without the counter and averaged (``--windows 1``: the counted window is the timed one). Each
+model runs in its own process (peak RSS is that process's), on the CPU and, when CUDA is present, on the
+GPU (bf16).
 
     PYTHONPATH=. python bench/realsize.py [--models 256m,500m,2.2b] [--precision fp32,int8] [--windows 2]
     PYTHONPATH=. python bench/realsize.py --quick     # a tiny model, seconds (make test's smoke run)
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -57,20 +63,22 @@ DESCRIPTIONS = [
 ]
 
 
-def gemm_gflops(device: str, dtype: Any, n: int = 2048, repeat: int = 5) -> float:
-    """The best of ``repeat`` n x n matrix products, in GFLOPS."""
+def gemm_gflops(device: str, dtype: Any, n: int = 2048, repeat: int = 5) -> tuple[float, float]:
+    """The best of ``repeat`` n x n matrix products: GFLOPS per wall second and per CPU second of this
+    process (all its threads: on a CPU, the rate of one core)."""
     import torch
 
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
+    wall, cpu = float("inf"), float("inf")
     for _ in range(repeat + 1):
         _sync(device)
-        began = time.perf_counter()
+        wall0, cpu0 = _clock()
         torch.mm(a, b)
         _sync(device)
-        best = min(best, time.perf_counter() - began)
-    return 2 * n**3 / best / 1e9
+        w, c = _clock()
+        wall, cpu = min(wall, w - wall0), min(cpu, c - cpu0)
+    return 2 * n**3 / wall / 1e9, 2 * n**3 / max(cpu, 1e-9) / 1e9
 
 
 def _sync(device: str) -> None:
@@ -80,15 +88,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _clock() -> tuple[float, float]:
+    """(wall, this process's CPU) seconds."""
+    return time.perf_counter(), time.process_time()
+
+
 class Hooks:
-    """Time spent inside the vision tower (and connector) and inside the language model."""
+    """Time spent inside the vision tower (and connector) and inside the language model: wall and CPU ms."""
 
     def __init__(self, loaded: Any, device: str) -> None:
         inner = loaded.model.model
         self.device = device
-        self.spent = {"vision": 0.0, "text": 0.0}
-        self.calls: list[float] = []  # each language-model call's ms, in order
-        self._began: dict[str, float] = {}
+        self.reset()
+        self._began: dict[str, tuple[float, float]] = {}
         for name, module in (
             ("vision", inner.vision_model),
             ("vision", inner.connector),
@@ -100,46 +112,51 @@ class Hooks:
     def _enter(self, name: str) -> Callable[..., None]:
         def hook(*_: Any) -> None:
             _sync(self.device)
-            self._began[name] = time.perf_counter()
+            self._began[name] = _clock()
 
         return hook
 
     def _leave(self, name: str) -> Callable[..., None]:
         def hook(*_: Any) -> None:
             _sync(self.device)
-            ms = (time.perf_counter() - self._began.pop(name)) * 1000
-            self.spent[name] += ms
+            (wall, cpu), (wall0, cpu0) = _clock(), self._began.pop(name)
+            spent = ((wall - wall0) * 1000, (cpu - cpu0) * 1000)
+            self.spent[name] = (self.spent[name][0] + spent[0], self.spent[name][1] + spent[1])
             if name == "text":
-                self.calls.append(ms)
+                self.calls.append(spent)
 
         return hook
 
     def reset(self) -> None:
-        self.spent = {"vision": 0.0, "text": 0.0}
-        self.calls = []
+        self.spent = {"vision": (0.0, 0.0), "text": (0.0, 0.0)}
+        self.calls: list[tuple[float, float]] = []  # each language-model call's (wall, CPU) ms, in order
 
 
 class Phases:
-    """ms and FLOPs per phase of one window (FLOPs only while ``counting``)."""
+    """Wall ms, CPU ms and FLOPs per phase of one window (FLOPs only while ``counting``)."""
 
     def __init__(self, device: str, *, counting: bool) -> None:
         self.device, self.counting = device, counting
         self.ms: dict[str, float] = {}
+        self.cpu_ms: dict[str, float] = {}
         self.flops: dict[str, int] = {}
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         from torch.utils.flop_counter import FlopCounterMode
 
-        counter = FlopCounterMode(display=False) if self.counting else None
+        # evidence is many small ops, where the counter's own cost would show: its FLOPs are not counted
+        counting = self.counting and not name.startswith("evidence")
+        counter = FlopCounterMode(display=False) if counting else None
         _sync(self.device)
-        began = time.perf_counter()
+        wall0, cpu0 = _clock()
         if counter is not None:
             with counter:
                 out = fn()
         else:
             out = fn()
         _sync(self.device)
-        self.ms[name] = (time.perf_counter() - began) * 1000
+        wall, cpu = _clock()
+        self.ms[name], self.cpu_ms[name] = (wall - wall0) * 1000, (cpu - cpu0) * 1000
         if counter is not None:
             self.flops[name] = int(counter.get_total_flops())
             self.flops.update(_module_flops(name, counter))
@@ -170,9 +187,13 @@ def _window(
     window = phases.run(
         "score8", lambda: score_window(loaded, frames.rgb, fps=frames.fps, descriptions=DESCRIPTIONS)
     )
-    vision, calls = hooks.spent["vision"], list(hooks.calls)
-    parts = {"vision": vision, "prefill": calls[0], "suffix8": sum(calls[1:])}
-    parts["processor"] = phases.ms["score8"] - vision - sum(calls)
+    parts: dict[str, tuple[float, float]] = {}
+    for i, clock in ((0, "ms"), (1, "cpu_ms")):
+        vision, calls = hooks.spent["vision"][i], [c[i] for c in hooks.calls]
+        parts[f"vision.{clock}"] = vision
+        parts[f"prefill.{clock}"] = calls[0]
+        parts[f"suffix8.{clock}"] = sum(calls[1:])
+        parts[f"processor.{clock}"] = getattr(phases, clock)["score8"] - vision - sum(calls)
 
     def one_suffix() -> list[float]:
         with torch.inference_mode():
@@ -203,8 +224,8 @@ def _window(
     return parts
 
 
-def _frames(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[float, Any]]:
-    """Each window's decode ms and frames, from the worker's decode path, decoded in line."""
+def _frames(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[tuple[float, float], Any]]:
+    """Each window's decode (wall, CPU) ms and frames, from the worker's decode path, decoded in line."""
     from vigil.formats.probe import probe
     from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE
     from workers.decode.frames import analysis_requests, open_media, plan_windows
@@ -221,9 +242,10 @@ def _frames(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[float, Any]
         )
         stream = media.frames(requests)
         for _ in spans:
-            began = time.perf_counter()
+            wall0, cpu0 = _clock()
             _, frames = next(stream)
-            yield (time.perf_counter() - began) * 1000, frames
+            wall, cpu = _clock()
+            yield ((wall - wall0) * 1000, (cpu - cpu0) * 1000), frames
 
 
 def measure(
@@ -240,45 +262,20 @@ def measure(
     hooks = Hooks(loaded, device)
     timed: list[dict[str, float]] = []
     flops: dict[str, int] = {}
-    for i, (decode_ms, frames) in enumerate(_frames(clip, loaded, windows)):
+    for i, (decode, frames) in enumerate(_frames(clip, loaded, windows)):
         phases = Phases(device, counting=i == 0)
         parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
         if i == 0:
             flops = phases.flops
         if i > 0 or windows == 1:
-            timed.append({"decode": decode_ms, **parts, **phases.ms})
-    ms = {k: sum(w[k] for w in timed) / len(timed) for k in timed[0]}
-    return _summary(size, precision, device, ms, flops, gemm, load_s, loaded, len(timed), frames.rgb.shape)
-
-
-def _summary(
-    size: str,
-    precision: str,
-    device: str,
-    ms: dict[str, float],
-    flops: dict[str, int],
-    gemm: float,
-    load_s: float,
-    loaded: Any,
-    timed: int,
-    shape: tuple[int, ...],
-) -> dict[str, Any]:
-    import torch
-
-    score8 = ms["decode"] + ms["score8"]
-    score1 = score8 - ms["suffix8"] + ms["suffix1"]
-    footage = {
-        "unmatched_1": WINDOW_S * 1000 / score1,
-        "unmatched_8": WINDOW_S * 1000 / score8,
-        "matched_1": WINDOW_S * 1000 / (score1 + ms["evidence1"] + ms["best1"]),
-        "matched_8": WINDOW_S * 1000 / (score8 + ms["evidence8"] + ms["best8"]),
-    }
-    vision_flops = flops.get("score8.vision", 0)
-    text_flops = flops.get("score8", 0) - vision_flops
-    rates = {
-        "vision": vision_flops / ms["vision"] / 1e6,
-        "score8_text": text_flops / (ms["prefill"] + ms["suffix8"]) / 1e6,
-    }
+            row = {"decode.ms": decode[0], "decode.cpu_ms": decode[1], **parts}
+            row |= {f"{k}.ms": v for k, v in phases.ms.items()}
+            row |= {f"{k}.cpu_ms": v for k, v in phases.cpu_ms.items()}
+            timed.append(row)
+    mean = {k: sum(w[k] for w in timed) / len(timed) for k in timed[0]}
+    ms = {k[:-3]: v for k, v in mean.items() if k.endswith(".ms")}
+    cpu_ms = {k[:-7]: v for k, v in mean.items() if k.endswith(".cpu_ms")}
+    row = _summary(ms, cpu_ms, flops, gemm)
     return {
         "model": size,
         "precision": precision,
@@ -286,15 +283,46 @@ def _summary(
         "threads": torch.get_num_threads(),
         "params_m": round(sum(p.numel() for p in loaded.model.parameters()) / 1e6, 1),
         "load_s": round(load_s, 1),
-        "frames": list(shape),
-        "windows_timed": timed,
-        "ms": {k: round(v, 1) for k, v in ms.items()},
-        "gflop": {k: round(v / 1e9, 2) for k, v in flops.items()},
-        "gflops": {k: round(v, 1) for k, v in rates.items()},
-        "gemm_gflops": round(gemm, 1),
-        "vision_share_of_gemm": round(rates["vision"] / gemm, 3) if gemm else None,
-        "footage_per_s": {k: round(v, 3) for k, v in footage.items()},
+        "frames": list(frames.rgb.shape),
+        "windows_timed": len(timed),
+        **row,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _footage(ms: dict[str, float]) -> dict[str, float]:
+    """Footage seconds per analysis second (or per CPU second, from CPU ms)."""
+    score8 = ms["decode"] + ms["score8"]
+    score1 = score8 - ms["suffix8"] + ms["suffix1"]
+    return {
+        "unmatched_1": round(WINDOW_S * 1000 / score1, 3),
+        "unmatched_8": round(WINDOW_S * 1000 / score8, 3),
+        "matched_1": round(WINDOW_S * 1000 / (score1 + ms["evidence1"] + ms["best1"]), 3),
+        "matched_8": round(WINDOW_S * 1000 / (score8 + ms["evidence8"] + ms["best8"]), 3),
+    }
+
+
+def _summary(
+    ms: dict[str, float], cpu_ms: dict[str, float], flops: dict[str, int], gemm: tuple[float, float]
+) -> dict[str, Any]:
+    vision_flops = flops.get("score8.vision", 0)
+    text_flops = flops.get("score8", 0) - vision_flops
+    rates = {}
+    for clock, spent in (("", ms), ("_per_cpu_s", cpu_ms)):
+        rates[f"vision{clock}"] = round(vision_flops / spent["vision"] / 1e6, 1)
+        rates[f"score8_text{clock}"] = round(text_flops / (spent["prefill"] + spent["suffix8"]) / 1e6, 1)
+    return {
+        "ms": {k: round(v, 1) for k, v in ms.items()},
+        "cpu_ms": {k: round(v, 1) for k, v in cpu_ms.items()},
+        "gflop": {k: round(v / 1e9, 2) for k, v in flops.items()},
+        "gflops": rates,
+        "gemm_gflops": round(gemm[0], 1),
+        "gemm_gflops_per_cpu_s": round(gemm[1], 1),
+        "vision_share_of_gemm": round(rates["vision"] / gemm[0], 3) if gemm[0] else None,
+        "vision_share_of_gemm_per_cpu_s": round(rates["vision_per_cpu_s"] / gemm[1], 3) if gemm[1] else None,
+        "footage_per_s": _footage(ms),
+        "footage_per_cpu_s": _footage(cpu_ms),
     }
 
 
@@ -353,12 +381,15 @@ def _fp32_equivalent_rates(rows: list[dict[str, Any]]) -> None:
         ref = fp32.get((row["model"], row["device"]))
         if row.get("precision") == "fp32" or "error" in row or ref is None:
             continue
-        ms, flop = row["ms"], ref["gflop"]
+        flop = ref["gflop"]
+        vision, text = flop.get("score8.vision", 0), flop["score8"] - flop.get("score8.vision", 0)
         row["gflops_fp32_equiv"] = {
-            "vision": round(flop.get("score8.vision", 0) * 1000 / ms["vision"], 1),
-            "score8_text": round(
-                (flop["score8"] - flop.get("score8.vision", 0)) * 1000 / (ms["prefill"] + ms["suffix8"]), 1
-            ),
+            f"{name}{suffix}": round(f * 1000 / t, 1)
+            for suffix, ms in (("", row["ms"]), ("_per_cpu_s", row["cpu_ms"]))
+            for name, f, t in (
+                ("vision", vision, ms["vision"]),
+                ("score8_text", text, ms["prefill"] + ms["suffix8"]),
+            )
         }
 
 
@@ -389,13 +420,19 @@ def _run_child(
 def _line(row: dict[str, Any]) -> str:
     if "error" in row:
         return f"{row['model']} {row['precision']} {row['device']}: failed: {row['error']}"
-    ms, foot = row["ms"], row["footage_per_s"]
+    ms, cpu, foot, per_cpu = row["ms"], row["cpu_ms"], row["footage_per_s"], row["footage_per_cpu_s"]
+    rates = row["gflops"]
     return (
-        f"{row['model']} {row['precision']} {row['device']} x{row['threads']}: vision {ms['vision']:.0f} ms "
-        f"({row['gflops']['vision']:.0f} GFLOPS, GEMM {row['gemm_gflops']:.0f}), "
-        f"prefill {ms['prefill']:.0f}, "
-        f"suffix8 {ms['suffix8']:.0f}, evidence8 {ms['evidence8']:.0f}, best8 {ms['best8']:.0f}; "
-        f"footage/s unmatched8 {foot['unmatched_8']:.3f} matched8 {foot['matched_8']:.3f}; "
+        f"{row['model']} {row['precision']} {row['device']} x{row['threads']} (load {row['loadavg'][0]}): "
+        f"wall/CPU ms: vision {ms['vision']:.0f}/{cpu['vision']:.0f} "
+        f"({rates['vision']:.0f} GFLOPS, {rates['vision_per_cpu_s']:.0f} per CPU s; "
+        f"GEMM {row['gemm_gflops']:.0f}, {row['gemm_gflops_per_cpu_s']:.0f} per CPU s), "
+        f"prefill {ms['prefill']:.0f}/{cpu['prefill']:.0f}, "
+        f"suffix8 {ms['suffix8']:.0f}/{cpu['suffix8']:.0f}, "
+        f"evidence8 {ms['evidence8']:.0f}/{cpu['evidence8']:.0f}, "
+        f"best8 {ms['best8']:.0f}/{cpu['best8']:.0f}; "
+        f"footage per s unmatched8 {foot['unmatched_8']:.3f} matched8 {foot['matched_8']:.3f}, "
+        f"per CPU s {per_cpu['unmatched_8']:.3f} / {per_cpu['matched_8']:.3f}; "
         f"RSS {row['peak_rss_mib']:.0f} MiB"
     )
 
