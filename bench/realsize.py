@@ -257,7 +257,7 @@ def measure(
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     gemm = gemm_gflops(device, dtype)
     began = time.perf_counter()
-    loaded = sizes.loaded(size, device=device, precision=precision)
+    loaded = sizes.loaded(size, device=device, precision="float" if precision == "fp32" else precision)
     load_s = time.perf_counter() - began
     hooks = Hooks(loaded, device)
     timed: list[dict[str, float]] = []

@@ -97,7 +97,7 @@ def config_for(size: str, tok: Any) -> Any:
     )
 
 
-def loaded(size: str, *, device: str = "cpu", precision: str = "fp32") -> Any:
+def loaded(size: str, *, device: str = "cpu", precision: str = "float") -> Any:
     """The model with random weights on ``device`` (fp32 on a CPU, bf16 on a GPU; ``precision`` int8
     quantizes its Linear layers as the worker does), as a LoadedModel."""
     import torch

@@ -156,6 +156,9 @@ class ModelSettings(Section):
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     attn_implementation: str | None = None
+    # Weights: "int8" quantizes the Linear layers (CPU only, float32), "float" keeps them in `dtype`;
+    # "auto" picks by device (docs/operations.md, Sizing, says which and why).
+    precision: Literal["auto", "float", "int8"] = "auto"
     frames_per_window: Annotated[int, Field(ge=1, le=256)] = 8
     window_s: Seconds = 10.0
     max_windows: Annotated[int, Field(ge=1)] = 360
