@@ -30,7 +30,7 @@ model runs in its own process (peak RSS is that process's), on the CPU and, when
 GPU (bf16).
 
     PYTHONPATH=. python bench/realsize.py [--models 256m,500m,2.2b] [--precision fp32,int8] [--windows 2]
-    PYTHONPATH=. python bench/realsize.py --quick     # a tiny model, seconds (make test's smoke run)
+    PYTHONPATH=. python bench/realsize.py --quick     # a tiny model, fp32 and int8 (make test's smoke run)
 
 Ends with one JSON line.
 """
@@ -216,6 +216,7 @@ def _window(
                 loaded, frames.rgb, descriptions=DESCRIPTIONS[:k], references=[[]] * k, frame_features=kept
             ),
         )
+    parts["p_yes"] = window.scores  # type: ignore[assignment]
     if reencode:
         phases.run(
             "best8_reencode",
@@ -265,6 +266,7 @@ def measure(
     for i, (decode, frames) in enumerate(_frames(clip, loaded, windows)):
         phases = Phases(device, counting=i == 0)
         parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
+        p_yes = parts.pop("p_yes")
         if i == 0:
             flops = phases.flops
         if i > 0 or windows == 1:
@@ -285,6 +287,7 @@ def measure(
         "load_s": round(load_s, 1),
         "frames": list(frames.rgb.shape),
         "windows_timed": len(timed),
+        "p_yes": [round(p, 6) for p in p_yes],  # the last window's 8 targets
         **row,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -363,7 +366,7 @@ def _parent(args: argparse.Namespace) -> int:
         )
         for device in devices:
             for model in models:
-                for precision in args.precision.split(","):
+                for precision in ["fp32", "int8"] if args.quick else args.precision.split(","):
                     if device != "cpu" and precision != "fp32":
                         continue  # int8 dynamic quantization is a CPU path
                     rows.append(_run_child(args, model, precision, device, clip, windows))
@@ -375,7 +378,8 @@ def _parent(args: argparse.Namespace) -> int:
 
 def _fp32_equivalent_rates(rows: list[dict[str, Any]]) -> None:
     """The counter sees no FLOPs in quantized Linear layers: an int8 row's rates are the fp32 row's FLOPs
-    (same model, same shapes) over the int8 row's time, as ``gflops_fp32_equiv``."""
+    (same model, same shapes) over the int8 row's time, as ``gflops_fp32_equiv``; ``p_yes_int8_vs_fp32``
+    the largest difference of the last window's P(yes) (the same random weights, seeded, and frames)."""
     fp32 = {(r["model"], r["device"]): r for r in rows if r.get("precision") == "fp32" and "error" not in r}
     for row in rows:
         ref = fp32.get((row["model"], row["device"]))
@@ -383,6 +387,8 @@ def _fp32_equivalent_rates(rows: list[dict[str, Any]]) -> None:
             continue
         flop = ref["gflop"]
         vision, text = flop.get("score8.vision", 0), flop["score8"] - flop.get("score8.vision", 0)
+        pairs = zip(row["p_yes"], ref["p_yes"], strict=True)
+        row["p_yes_int8_vs_fp32"] = round(max(abs(a - b) for a, b in pairs), 6)
         row["gflops_fp32_equiv"] = {
             f"{name}{suffix}": round(f * 1000 / t, 1)
             for suffix, ms in (("", row["ms"]), ("_per_cpu_s", row["cpu_ms"]))

@@ -55,8 +55,10 @@ def test_the_smoke_run_measures_every_phase_and_ends_with_one_json_line() -> Non
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    (row,) = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+    row, int8 = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
     assert row["model"] == "tiny" and row["precision"] == "fp32" and row["device"] == "cpu"
+    assert int8["precision"] == "int8" and 0 < int8["p_yes_int8_vs_fp32"] < 0.01
+    assert int8["gflops_fp32_equiv"]["vision"] > 0 and len(int8["p_yes"]) == len(row["p_yes"]) == 8
     phases = ["decode", "vision", "prefill", "suffix1", "suffix8", "evidence1", "evidence8", "best1", "best8"]
     assert all(row["ms"][p] > 0 for p in phases)
     assert row["gflop"]["score8.vision"] > 0 and row["gflop"]["score8"] > row["gflop"]["score8.vision"]
