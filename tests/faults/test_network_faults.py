@@ -26,6 +26,8 @@ from tests.support.netfaults import (
     Lab,
     NetDeployment,
     drop_many,
+    home_assistant_agrees,
+    home_assistant_env,
     mqtt_only,
     prove_recovered,
     receiver_for,
@@ -232,28 +234,25 @@ def test_webhook_receiver_partitioned_from_the_cpu_worker(
     )
 
 
-def test_mqtt_broker_partitioned_from_the_cpu_worker(
-    deploy: Any, lab: Lab, fault_report: Report, tmp_path: Path
-) -> None:
-    """Alerts to MQTT while the broker is unreachable from the cpu worker: each arrives once it heals."""
+def test_mqtt_broker_partitioned_from_the_cpu_worker(deploy: Any, lab: Lab, fault_report: Report) -> None:
+    """Alerts to MQTT while the broker is unreachable from the cpu worker and the Home Assistant bridge
+    beside it: each alert arrives once it heals, and the bridge's retained topics end as the rows say
+    (it publishes what it missed from its durable position; OFF derives from the last match's time)."""
     received: list[bytes] = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sub.on_message = lambda _c, _u, msg: received.append(msg.payload)
     sub.connect(lab.mqtt.host.address, MQTT_PORT)
     sub.subscribe("vigil-net/#", qos=1)
     sub.loop_start()
-    d = deploy(env=mqtt_only(lab, "vigil-net/{source}/{target}"))
+    d = deploy(env=mqtt_only(lab, "vigil-net/{source}/{target}") | home_assistant_env())
     d.mqtt_alert_ids = lambda: [json.loads(p)["alert"]["id"] for p in list(received)]
     d.start("cpu")
+    d.start("homeassistant")  # on the cpu worker's host: cut from the broker with it
     try:
-        run(
-            d,
-            fault_report,
-            "MQTT broker | cpu worker 25 s",
-            lambda: lab.net.partition("cpu", "mqtt"),
-            lab.net.heal,
-            faulted="cpu",
-        )
+        cut = lambda: lab.net.partition("cpu", "mqtt")  # noqa: E731
+        run(d, fault_report, "MQTT broker | cpu worker + HA bridge 25 s", cut, lab.net.heal, faulted="cpu")
+        agreed_s = home_assistant_agrees(d, lab)
+        fault_report.rows[-1].notes += f"; HA topics matched the rows {agreed_s:.1f} s later"
     finally:
         sub.loop_stop()
         sub.disconnect()

@@ -29,7 +29,8 @@ from tests.support.netservers import Mosquitto, Postgres, Redis
 from workers.testing.clips import write_clip_mp4v
 
 HOSTS = ("db", "redis", "mqtt", "watch", "w1", "w2", "cpu")
-PLACEMENT = {"watcher": "watch", "gpu1": "w1", "gpu2": "w2", "cpu": "cpu"}
+PLACEMENT = {"watcher": "watch", "gpu1": "w1", "gpu2": "w2", "cpu": "cpu", "homeassistant": "cpu"}
+HA_PREFIX, HA_OFF_AFTER_S = "vigilnet", 4.0
 RELAY = Path(__file__).with_name("latency_relay.py")
 
 
@@ -69,6 +70,8 @@ class NetDeployment(Deployment):
     def start(self, name: str) -> subprocess.Popen[bytes]:
         if name == "watcher":
             argv = ["-m", "watcher"]
+        elif name == "homeassistant":
+            argv = ["-m", "vigil", "homeassistant"]
         else:
             queue = "cpu" if name == "cpu" else "gpu"
             argv = ["-m", "workers", "--queue", queue, "--name", f"{name}@%h"]
@@ -189,6 +192,60 @@ def prove_recovered(d: NetDeployment, faulted: str, *, timeout: float = 120) -> 
 
 def receiver_for(lab: Lab) -> Receiver:
     return Receiver(host=lab.net.root_address).start()
+
+
+def home_assistant_env() -> dict[str, str]:
+    """The Home Assistant bridge on the `bus` channel (see `mqtt_only`), turning sensors off quickly."""
+    return {
+        "VIGIL_HOMEASSISTANT__CHANNEL": "bus",
+        "VIGIL_HOMEASSISTANT__TOPIC_PREFIX": HA_PREFIX,
+        "VIGIL_HOMEASSISTANT__DISCOVERY_PREFIX": f"{HA_PREFIX}-discovery",
+        "VIGIL_HOMEASSISTANT__OFF_AFTER_S": str(HA_OFF_AFTER_S),
+        "VIGIL_HOMEASSISTANT__POLL_INTERVAL_S": "0.5",
+    }
+
+
+def retained(lab: Lab, pattern: str, *, listen_s: float = 2.0) -> dict[str, bytes]:
+    """The retained messages under ``pattern`` as a client connecting now reads them (Home Assistant)."""
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, bytes] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda _c, _u, msg: (
+        got.__setitem__(msg.topic, bytes(msg.payload)) if msg.retain else None
+    )
+    client.connect(lab.mqtt.host.address, 1883)
+    client.subscribe(pattern, qos=1)
+    client.loop_start()
+    time.sleep(listen_s)
+    client.loop_stop()
+    client.disconnect()
+    return got
+
+
+def home_assistant_agrees(d: Deployment, lab: Lab, *, timeout: float = 60) -> float:
+    """Wait until every sensor's retained state and score are what the rows imply: the score of the newest
+    detection of each source x target, and OFF once the last match is older than off_after_s. Returns how
+    long that took."""
+    began = time.monotonic()
+    time.sleep(HA_OFF_AFTER_S)
+    newest = d.rows(
+        "SELECT s.name, t.name, d.p_yes FROM detections d JOIN analyses a ON a.id = d.analysis_id "
+        "JOIN media m ON m.id = a.media_id JOIN sources s ON s.id = m.source_id "
+        "JOIN targets t ON t.id = d.target_id "
+        "WHERE d.id IN (SELECT MAX(d2.id) FROM detections d2 JOIN analyses a2 ON a2.id = d2.analysis_id "
+        "JOIN media m2 ON m2.id = a2.media_id GROUP BY m2.source_id, d2.target_id)"
+    )
+    expected = {f"{HA_PREFIX}/{s}/{t}/score": f"{p:.4f}".encode() for s, t, p in newest}
+    expected |= {f"{HA_PREFIX}/{s}/{t}/state": b"OFF" for s, t, _ in newest}
+    assert expected, "no detections to check the sensors against"
+
+    def agrees() -> bool:
+        seen = retained(lab, f"{HA_PREFIX}/#")
+        return all(seen.get(topic) == payload for topic, payload in expected.items())
+
+    wait_for(agrees, timeout=timeout, what=f"Home Assistant's retained topics to match the rows {expected}")
+    return time.monotonic() - began
 
 
 def mqtt_only(lab: Lab, topic: str) -> dict[str, str]:

@@ -75,7 +75,9 @@ def test_a_one_target_reanalysis_leaves_the_other_targets_answers_on_every_reade
     # `vigil rules test`: the person windows that fired are still the newest person answers.
     out = rules_test(review, "people-at-night")
     assert "no detections" not in out and "would not fire" not in out, out
-    assert "person window 3 (6.0–8.0 s): score 0.93 >= 0.50" in out and f"analysis {first['person']}" in out, out
+    assert (
+        "person window 3 (6.0–8.0 s): score 0.93 >= 0.50" in out and f"analysis {first['person']}" in out
+    ), out
 
     # Now person itself is asked again: its old matches leave the timeline, except the window an alert
     # fired on, which stays with that alert and says it was answered again since.

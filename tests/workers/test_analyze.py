@@ -97,9 +97,11 @@ def test_a_clip_ends_done_with_one_detection_per_target_and_window(
     assert all(0.0 < d.p_yes < 1.0 for d in detections)
     person = [d for d in detections if names[d.target_id] == "person"]
     van = [d for d in detections if names[d.target_id] == "van"]
-    # threshold 0 always matches: evidence and a thumbnail; threshold 1 never does: neither.
+    # threshold 0 always matches: a thumbnail each, and evidence on the run's best window (evidence_windows
+    # best_of_run, the default); threshold 1 never does: neither.
     assert all(d.matched and d.thumbnail_path and Path(d.thumbnail_path).is_file() for d in person)
-    assert all(d.evidence is not None for d in person)
+    best = max(person, key=lambda d: d.p_yes)
+    assert [d.evidence is not None for d in person] == [d is best for d in person]
     assert all(not d.matched and d.thumbnail_path is None and d.evidence is None for d in van)
     assert [(d.start_s, d.end_s) for d in person] == [(0.0, 1.0), (1.0, 2.0)]
 

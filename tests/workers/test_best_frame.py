@@ -19,6 +19,7 @@ from workers.model.suffixes import ReferenceImage
 from workers.testing.clips import write_camera_clip, write_clip_mp4v
 
 DESCRIPTIONS = ["a dog", "my car", "smoke", "a person walking by the gate"]
+REUSING = ("llava_next_video", "smolvlm2")  # the families whose frames are encoded alone
 
 
 def one_frame_at_a_time(loaded, rgb, descriptions, references) -> list[int]:
@@ -63,7 +64,7 @@ def windows(loaded, path: Path, per_window: int = 6) -> list[np.ndarray]:
 
 def test_batched_best_frame_picks_the_frame_one_at_a_time_picked(loaded_models, family, clips, reference):
     """Both ways the pipeline may call it: encoding the one-frame videos again, and from the per-frame
-    features the window's scoring kept (LLaVA-NeXT-Video; None, so the same path, elsewhere)."""
+    features the window's scoring kept (LLaVA-NeXT-Video and SmolVLM2; None, so the same path, for Qwen)."""
     loaded = loaded_models(family)
     references = [[], [reference], [], []]
     picked = []
@@ -73,7 +74,7 @@ def test_batched_best_frame_picks_the_frame_one_at_a_time_picked(loaded_models, 
             ours = best_frames(loaded, rgb, descriptions=DESCRIPTIONS, references=references)
             assert ours == expected
             kept = score_window(loaded, rgb, fps=6.0, descriptions=DESCRIPTIONS, references=references)
-            assert (kept.prefix.frame_features is not None) == (family == "llava_next_video")
+            assert (kept.prefix.frame_features is not None) == (family in REUSING)
             features = kept.prefix.frame_features
             reused = best_frames(
                 loaded, rgb, descriptions=DESCRIPTIONS, references=references, frame_features=features

@@ -14,14 +14,16 @@ from workers.model.prompts import question_for
 from workers.model.scoring import score_window
 
 DESCRIPTIONS = ["a dog", "my car", "smoke"]
+REUSING = ["llava_next_video", "smolvlm2"]  # SmolVLM2: every frame an image to SigLIP and the connector
 
 
 def _head(loaded) -> str:
     return loaded.adapter.question_parts(question_for(DESCRIPTIONS[0], 0), images=0)[0]
 
 
-def test_a_frames_slice_of_the_window_features_is_its_one_frame_features(loaded_models, clip):
-    loaded = loaded_models("llava_next_video")
+@pytest.mark.parametrize("family", REUSING)
+def test_a_frames_slice_of_the_window_features_is_its_one_frame_features(loaded_models, family, clip):
+    loaded = loaded_models(family)
     kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
     assert kept is not None and kept.shape[0] == len(clip)
     with torch.inference_mode():
@@ -31,40 +33,44 @@ def test_a_frames_slice_of_the_window_features_is_its_one_frame_features(loaded_
     assert not torch.equal(kept[0], kept[1])  # the frames differ: a slice is not any frame's features
 
 
-def test_one_frame_prefixes_from_kept_features_score_as_the_processed_ones(loaded_models, clip):
-    loaded = loaded_models("llava_next_video")
+@pytest.mark.parametrize("family", REUSING)
+def test_one_frame_prefixes_from_kept_features_score_as_the_processed_ones(loaded_models, family, clip):
+    loaded = loaded_models(family)
     head, questions = _head(loaded), [question_for(d, 0) for d in DESCRIPTIONS]
     kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
     with torch.inference_mode():
         processed = _frame_scores(loaded, _inputs(loaded, clip, head), head, questions, [[]] * 3)
-        built = one_frame_prompts(loaded, one_frame_ids(loaded, head, kept.shape[1]), kept)
+        built = one_frame_prompts(loaded, one_frame_ids(loaded, head, kept.shape[1], clip[0]), kept)
         reused = _frame_scores(loaded, built, head, questions, [[]] * 3)
     assert processed.shape == (len(clip), len(DESCRIPTIONS))
     np.testing.assert_allclose(reused, processed, rtol=0, atol=1e-5)
     assert np.ptp(processed, axis=0).max() > 1e-4  # the frames' scores differ, so the check can fail
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl", "smolvlm2"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
 def test_families_whose_frames_are_not_encoded_alone_keep_nothing(loaded_models, family, clip):
     loaded = loaded_models(family)
     assert score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features is None
 
 
-def test_one_frame_ids_are_the_processors(loaded_models, clip):
-    loaded = loaded_models("llava_next_video")
+@pytest.mark.parametrize("family", REUSING)
+def test_one_frame_ids_are_the_processors(loaded_models, family, clip):
+    loaded = loaded_models(family)
     head = _head(loaded)
-    processed = _inputs(loaded, clip[:1], head)
-    tokens = int((processed["input_ids"] == loaded.model.config.video_token_index).sum())
+    processed = _inputs(loaded, clip[3:4], head)
+    vision = loaded.model.config.video_token_index if family == "llava_next_video" else loaded.image_token_id
+    tokens = int((processed["input_ids"] == vision).sum())
     assert tokens > 1
-    assert torch.equal(one_frame_ids(loaded, head, tokens), processed["input_ids"])
+    assert torch.equal(one_frame_ids(loaded, head, tokens, clip[0]), processed["input_ids"])
     with pytest.raises(ValueError, match="holds 0 video tokens"):
-        one_frame_ids(loaded, "no video here", tokens)
+        one_frame_ids(loaded, "no video here", tokens, clip[0])
 
 
-def test_features_of_another_frame_count_are_refused(loaded_models, clip):
+@pytest.mark.parametrize("family", REUSING)
+def test_features_of_another_frame_count_are_refused(loaded_models, family, clip):
     from workers.model.best_frame import best_frames
 
-    loaded = loaded_models("llava_next_video")
+    loaded = loaded_models(family)
     kept = score_window(loaded, clip, fps=4.0, descriptions=DESCRIPTIONS).prefix.frame_features
     with pytest.raises(ValueError, match="features of 7 frames for 8 frames"):
         best_frames(loaded, clip, descriptions=DESCRIPTIONS, references=[[]] * 3, frame_features=kept[:-1])

@@ -50,8 +50,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counted
 
 
-def recognise(loaded_models, tmp_path: Path, clip: Path, **kwargs: float) -> Recognition:
-    model = ModelSettings(id="tiny", frames_per_window=4, window_s=1.0, evidence=True, evidence_max_tokens=4)
+def recognise(
+    loaded_models, tmp_path: Path, clip: Path, *, evidence_windows: str = "every_match", **kwargs: float
+) -> Recognition:
+    model = ModelSettings(
+        id="tiny",
+        frames_per_window=4,
+        window_s=1.0,
+        evidence=True,
+        evidence_max_tokens=4,
+        evidence_windows=evidence_windows,  # type: ignore[arg-type]
+    )
     recognizer = WindowRecognizer(loaded_models("llava_next_video"), model, thumbnails_dir=tmp_path / "th")
     targets = [
         TargetSpec(1, "person", "a person walking", threshold=0.0),  # every window matches
@@ -90,6 +99,24 @@ def test_unchanged_windows_inherit_the_last_scored_window_without_a_model_call(
     inherited_thumb = Path(person[1].thumbnail_path)  # type: ignore[attr-defined]
     assert inherited_thumb.name == "w0001-inherited.jpg" and inherited_thumb.is_file()
     assert on.params["static_gate"] == GATE and off.params["static_gate"] == 0.0
+
+
+def test_best_of_run_evidence_goes_to_the_runs_best_scored_window_gate_on_or_off(
+    loaded_models, tmp_path: Path, clip: Path, calls: Counter[str]
+) -> None:
+    """The person matches every window (one run): one evidence generation, on the run's best window (the
+    first with the highest P(yes)), which is a scored one; the van never matches: none."""
+    for gate in (0.0, GATE):
+        calls.clear()
+        got = recognise(loaded_models, tmp_path, clip, evidence_windows="best_of_run", static_gate=gate)
+        person = by_window(got, 1)
+        scores = [person[w].p_yes for w in range(6)]  # type: ignore[attr-defined]
+        best = scores.index(max(scores))
+        assert calls["window_evidence"] == 1
+        assert [w for w in range(6) if person[w].evidence] == [best]  # type: ignore[attr-defined]
+        assert not person[best].inherited  # type: ignore[attr-defined]
+        assert not any(r.evidence for r in by_window(got, 2).values())  # type: ignore[attr-defined]
+        assert got.params["evidence_windows"] == "best_of_run"
 
 
 def test_the_gate_is_off_by_default_and_the_first_window_is_always_scored(

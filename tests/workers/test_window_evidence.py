@@ -169,7 +169,9 @@ def test_the_recogniser_puts_each_evidence_on_its_own_target(tmp_path: Path, loa
 
     path = write_clip_mp4v(tmp_path / "c.mp4", seconds=2, fps=8)
     loaded = loaded_models("llava_next_video")
-    settings = ModelSettings(id="tiny", frames_per_window=4, window_s=1.0, evidence_max_tokens=6)
+    settings = ModelSettings(
+        id="tiny", frames_per_window=4, window_s=1.0, evidence_max_tokens=6, evidence_windows="every_match"
+    )
     recognizer = WindowRecognizer(loaded, settings, thumbnails_dir=tmp_path / "thumbs")
     targets = [
         TargetSpec(id=1, name="dog", description="a dog", threshold=0.0),

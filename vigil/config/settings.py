@@ -182,11 +182,18 @@ class ModelSettings(Section):
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     attn_implementation: str | None = None
+    # Weights: "int8" quantizes the Linear layers (CPU only, float32), "float" keeps them in `dtype`;
+    # "auto" picks by device (docs/operations.md, Sizing, says which and why).
+    precision: Literal["auto", "float", "int8"] = "auto"
     frames_per_window: Annotated[int, Field(ge=1, le=256)] = 8
     window_s: Seconds = 10.0
     max_windows: Annotated[int, Field(ge=1)] = 360
     sampling: Literal["exact", "keyframe"] = "exact"
     evidence: bool = True
+    # Which matched windows get evidence: "best_of_run", for each target the best window (highest P(yes),
+    # the first among equals) of each run of consecutive matched windows of a file, the window an alert on
+    # that run carries; "every_match", every matched window (on a CPU it costs more than scoring them).
+    evidence_windows: Literal["best_of_run", "every_match"] = "best_of_run"
     evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
     # Also caption every analysed file (stored in media.caption); costs one generation per file.
     caption: bool = False

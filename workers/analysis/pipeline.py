@@ -11,9 +11,12 @@ decoder's own time. With ``window_batch_tokens`` consecutive windows are scored 
 (``workers.model.window_batches``).
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
-generation and best-frame search run only for windows above a target's threshold. Evidence continues
-from the window's kept encoding (all matched targets as one batched greedy decode); the best frame comes
-from one batched pass over the window's frames as one-frame videos. With the source's static-scene gate
+generation and best-frame search run only for windows above a target's threshold, and evidence, by default,
+only for the best window of each run of matched windows, the one an alert carries
+(``model.evidence_windows``, ``workers.analysis.evidence_runs``). Evidence continues from the window's kept
+encoding (a window's targets as one batched greedy decode); the best frame comes from one batched pass over
+the window's frames as one-frame videos (from the frame features the scoring kept, where the family
+allows). With the source's static-scene gate
 on, a window whose picture has not changed inherits the last scored window's results without a model run
 (``workers.analysis.static_gate``).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING
 from vigil.config.settings import ModelSettings
 from vigil.formats.probe import MediaInfo
 from vigil.ops.contracts import Recognition, TargetSpec, WindowResult
+from workers.analysis.evidence_runs import RunEvidence
 from workers.analysis.static_gate import StaticGate, inherit
 from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 from workers.decode.frames import Frames, analysis_requests, open_media, plan_windows
@@ -38,7 +43,7 @@ from workers.model.dialogue import describe
 from workers.model.generation import window_evidence
 from workers.model.loading import LoadedModel
 from workers.model.prompts import TEMPLATE_VERSION
-from workers.model.scoring import score_window
+from workers.model.scoring import ScoredWindow, score_window
 from workers.model.suffixes import ReferenceImage
 from workers.model.window_batches import prefix_tokens, score_windows, window_groups
 
@@ -49,9 +54,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Timer:
+class _Call:
+    """One ``recognize`` call's running times and its open evidence runs (None: evidence per match or off)."""
+
     decode_ms: float = 0.0
     model_ms: float = 0.0
+    runs: RunEvidence | None = None
 
 
 class WindowRecognizer:
@@ -92,15 +100,17 @@ class WindowRecognizer:
         static_gate: float = 0.0,
     ) -> Recognition:
         per_window = frames_per_window or self.settings.frames_per_window
-        timer = _Timer()
+        call = _Call()
         gate = StaticGate(static_gate)
         scored: dict[int, list[WindowResult]] = {}  # by window index, what later windows may inherit
         thumbnails = ThumbnailWriter(self.thumbnails_dir / str(media_id))
         results: list[WindowResult] = []
         caption_frames: Frames | None = None
+        if self.settings.evidence and self.settings.evidence_windows == "best_of_run":
+            call.runs = RunEvidence(self.loaded, lambda w, d, r: self._evidence(w, d, r, call))
         began = time.perf_counter()
         with open_media(path, info=info) as media:
-            timer.decode_ms += (time.perf_counter() - began) * 1000
+            call.decode_ms += (time.perf_counter() - began) * 1000
             windows = plan_windows(
                 media.timed_info,
                 window_s=self.settings.window_s,
@@ -120,18 +130,21 @@ class WindowRecognizer:
                 for group, caption in window_groups(stream, len(windows), self._windows_per_batch):
                     caption_frames = caption or caption_frames
                     if group:
-                        results.extend(
-                            self._gated_group(group, gate, scored, windows, targets, thumbnails, timer)
-                        )
+                        fresh = self._gated_group(group, gate, scored, windows, targets, thumbnails, call)
+                        if call.runs is not None:
+                            call.runs.see(fresh)
+                        results.extend(fresh)
             decoded = media.decoded
-        timer.decode_ms += stream.wait_ms
-        caption = self._caption(caption_frames, timer) if caption_frames is not None else None
+        call.decode_ms += stream.wait_ms
+        if call.runs is not None:
+            call.runs.finish()
+        caption = self._caption(caption_frames, call) if caption_frames is not None else None
         return Recognition(
             results=results,
             windows=len(windows),
             frames_decoded=decoded,
-            decode_ms=timer.decode_ms,
-            model_ms=timer.model_ms,
+            decode_ms=call.decode_ms,
+            model_ms=call.model_ms,
             params={
                 "frames_per_window": per_window,
                 "window_s": self.settings.window_s,
@@ -139,6 +152,7 @@ class WindowRecognizer:
                 "frame_side": self.loaded.frame_side,
                 "static_gate": static_gate,
                 "prefetch_windows": self.settings.prefetch_windows,
+                "evidence_windows": self.settings.evidence_windows if self.settings.evidence else None,
                 "decode_busy_ms": round(stream.busy_ms, 1),
             },
             caption=caption,
@@ -152,7 +166,7 @@ class WindowRecognizer:
         windows: list[tuple[float, float]],
         targets: list[TargetSpec],
         thumbnails: ThumbnailWriter,
-        timer: _Timer,
+        call: _Call,
     ) -> list[WindowResult]:
         """The group's windows whose picture changed are scored (as one batch, ``_score_group``); the
         others inherit the last scored window's results, which may be in this very group, with no model run.
@@ -162,7 +176,7 @@ class WindowRecognizer:
         for index, _ in changed:
             scored[index] = []
         if changed:
-            for result in self._score_group(changed, windows, targets, thumbnails, timer):
+            for result in self._score_group(changed, windows, targets, thumbnails, call):
                 scored[result.window_index].append(result)
         results: list[WindowResult] = []
         for index, frames in group:
@@ -179,7 +193,7 @@ class WindowRecognizer:
         windows: list[tuple[float, float]],
         targets: list[TargetSpec],
         thumbnails: ThumbnailWriter,
-        timer: _Timer,
+        call: _Call,
     ) -> list[WindowResult]:
         """Windows scored as one batch; a window where some target matched is scored again on its own
         (``_score_window``), so its evidence and best frame come from its own encoding."""
@@ -187,7 +201,7 @@ class WindowRecognizer:
             return [
                 r
                 for index, frames in group
-                for r in self._score_window(frames, targets, index, *windows[index], thumbnails, timer)
+                for r in self._score_window(frames, targets, index, *windows[index], thumbnails, call)
             ]
         began = time.perf_counter()
         scores = score_windows(
@@ -197,12 +211,12 @@ class WindowRecognizer:
             references=[self.references(t) for t in targets],
             token_budget=self.settings.window_batch_tokens,
         )
-        timer.model_ms += (time.perf_counter() - began) * 1000
+        call.model_ms += (time.perf_counter() - began) * 1000
         results: list[WindowResult] = []
         for (index, frames), window_scores in zip(group, scores, strict=True):
             start_s, end_s = windows[index]
             if any(p >= t.threshold for t, p in zip(targets, window_scores, strict=True)):
-                results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, timer))
+                results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, call))
             else:
                 results.extend(
                     WindowResult(t.id, index, start_s, end_s, float(p), matched=False)
@@ -220,12 +234,12 @@ class WindowRecognizer:
             self._prefix_tokens[key] = prefix_tokens(self.loaded, frames.rgb, frames.fps)
         return max(1, budget // self._prefix_tokens[key])
 
-    def _caption(self, frames: Frames, timer: _Timer) -> str:
+    def _caption(self, frames: Frames, call: _Call) -> str:
         """A few sentences about the whole clip, from frames spread over all of it."""
         began = time.perf_counter()
         limit = self.settings.caption_max_tokens
         text = describe(self.loaded, frames.rgb, fps=frames.fps, max_new_tokens=limit)
-        timer.model_ms += (time.perf_counter() - began) * 1000
+        call.model_ms += (time.perf_counter() - began) * 1000
         return text
 
     def _score_window(
@@ -236,7 +250,7 @@ class WindowRecognizer:
         start_s: float,
         end_s: float,
         thumbnails: ThumbnailWriter,
-        timer: _Timer,
+        call: _Call,
     ) -> list[WindowResult]:
         if not targets:
             return []
@@ -257,22 +271,31 @@ class WindowRecognizer:
         descriptions = [targets[i].description for i in hits]
         hit_references = [references[i] for i in hits]
         best = self._best_frames(frames, descriptions, hit_references, window.prefix.frame_features)
-        if self.settings.evidence and hits:
-            texts = window_evidence(
-                self.loaded,
-                window,
-                descriptions,
-                hit_references,
-                max_new_tokens=self.settings.evidence_max_tokens,
-            )
+        call.model_ms += (time.perf_counter() - began) * 1000
+        if call.runs is not None:
+            call.runs.offer(window, [results[i] for i in hits], descriptions, hit_references)
+        elif self.settings.evidence and hits:
+            texts = self._evidence(window, descriptions, hit_references, call)
             for i, text in zip(hits, texts, strict=True):
                 results[i].evidence = text
-        timer.model_ms += (time.perf_counter() - began) * 1000
         full = frames.full if frames.full is not None else frames.rgb
         for i, frame_index in zip(hits, best, strict=True):
             name = f"w{index:04d}-t{targets[i].id}.jpg"
             results[i].thumbnail_path = str(thumbnails.write(name, full[frame_index]))
         return results
+
+    def _evidence(
+        self,
+        window: ScoredWindow,
+        descriptions: list[str],
+        references: Sequence[Sequence[ReferenceImage]],
+        call: _Call,
+    ) -> list[str]:
+        began = time.perf_counter()
+        limit = self.settings.evidence_max_tokens
+        texts = window_evidence(self.loaded, window, descriptions, references, max_new_tokens=limit)
+        call.model_ms += (time.perf_counter() - began) * 1000
+        return texts
 
     def _best_frames(
         self,

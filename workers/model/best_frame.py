@@ -6,8 +6,8 @@ prefixes (one vision pass, one prefill), then the targets' questions of all fram
 over the repeated cache (a question with reference images alone over the frames, cropped back after).
 The picks equal scoring each frame as its own video one at a time, which costs a vision pass and a
 prefill per frame (tests/workers/test_best_frame.py keeps that as the reference). Given the window's
-per-frame features from its scoring pass (``Prefix.frame_features``, LLaVA-NeXT-Video), the one-frame
-prefixes take them instead of running the processor's pixels and the vision tower again
+per-frame features from its scoring pass (``Prefix.frame_features``, LLaVA-NeXT-Video and SmolVLM2), the
+one-frame prefixes take them instead of running the processor's pixels and the vision tower again
 (workers/model/frame_features.py).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.model.frame_features import one_frame_ids, one_frame_prompts
+from workers.model.frame_features import ONE_FRAME_FPS, one_frame_ids, one_frame_prompts
 from workers.model.loading import LoadedModel, on_device
 from workers.model.prompts import question_for
 from workers.model.scoring import (
@@ -33,7 +33,7 @@ from workers.model.scoring import (
 )
 from workers.model.suffixes import ReferenceImage
 
-ONE_FRAME_FPS = 1.0  # a one-frame video has no rate; the value the single-frame scores always used
+__all__ = ["ONE_FRAME_FPS", "best_frames"]
 
 
 def best_frames(
@@ -97,7 +97,7 @@ def _one_frame_batches(
     if features is not None:
         if len(features) != len(rgb):
             raise ValueError(f"features of {len(features)} frames for {len(rgb)} frames")
-        ids = one_frame_ids(loaded, head, int(features.shape[1]))
+        ids = one_frame_ids(loaded, head, int(features.shape[1]), rgb[0])
         spans = _spans(len(rgb), int(ids.shape[1]), repeats)
         return [one_frame_prompts(loaded, ids, features[a:b]) for a, b in spans]
     everything = _inputs(loaded, rgb, head)

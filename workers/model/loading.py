@@ -23,6 +23,7 @@ import torch
 from vigil.config.settings import ModelSettings
 from vigil.errors import OutOfMemory, UnsupportedModel
 from workers.model.hub import local_files_only, unavailable
+from workers.model.precision import apply_precision, pick_device, pick_dtype, resolve_precision
 from workers.model.suffixes import SuffixCache
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class QwenVLAdapter(FamilyAdapter):
 class SmolVLMAdapter(FamilyAdapter):
     family = "smolvlm2"
     model_types = ("smolvlm",)
+    frames_encoded_alone = True  # a video's frames are images to SigLIP and the connector, one by one
 
     def frame_side(self) -> int:
         size = self.processor.video_processor.size
@@ -270,30 +272,6 @@ def _read_config(model: str) -> Any:
         raise unavailable(model, "model configuration", exc, local_only=local) from exc
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, {', '.join(names)}")
-    return names[dtype]
-
-
 def _single_token_ids(tokenizer: Any, variants: tuple[str, ...]) -> tuple[int, ...]:
     ids: list[int] = []
     for text in variants:
@@ -332,13 +310,17 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     attn_implementation: str | None = None,
+    precision: str = "float",
 ) -> LoadedModel:
-    """Load ``model`` (a directory or a cached hub id) for scoring; refuse other families first."""
+    """Load ``model`` (a directory or a cached hub id) for scoring, its weights at ``precision``
+    (workers.model.precision); refuse other families first."""
     config = _read_config(model)
     adapter_cls = _adapter_for(config.model_type)
-    dev = _pick_device(device)
-    torch_dtype = _pick_dtype(dtype, dev)
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    weights = resolve_precision(precision, dev, torch_dtype)
     net, processor = _load_weights(model, device=dev, dtype=torch_dtype, attn=attn_implementation)
+    net = apply_precision(net, weights)
     adapter = adapter_cls(processor, net.config)
     yes_ids = _single_token_ids(processor.tokenizer, YES_VARIANTS)
     no_ids = _single_token_ids(processor.tokenizer, NO_VARIANTS)
@@ -349,7 +331,15 @@ def load_model(
     if processor.tokenizer.eos_token_id is not None and processor.tokenizer.eos_token_id not in eos_ids:
         eos_ids = eos_ids + (processor.tokenizer.eos_token_id,)
     side = adapter.frame_side()  # type: ignore[attr-defined]
-    log.info("loaded %s (%s) on %s as %s; frame side %d", model, config.model_type, dev, torch_dtype, side)
+    log.info(
+        "loaded %s (%s) on %s as %s (%s); frame side %d",
+        model,
+        config.model_type,
+        dev,
+        torch_dtype,
+        weights,
+        side,
+    )
     return LoadedModel(
         name=model,
         model_type=config.model_type,
@@ -379,7 +369,11 @@ def load_configured_model(conf: ModelSettings) -> LoadedModel:
     hf_logging.disable_progress_bar()
     log.info("loading model %s on %s (%s)", conf.id, conf.device, conf.dtype)
     return load_model(
-        conf.id, device=conf.device, dtype=conf.dtype, attn_implementation=conf.attn_implementation
+        conf.id,
+        device=conf.device,
+        dtype=conf.dtype,
+        attn_implementation=conf.attn_implementation,
+        precision=conf.precision,
     )
 
 
