@@ -197,6 +197,7 @@ def receiver_for(lab: Lab) -> Receiver:
 def home_assistant_env() -> dict[str, str]:
     """The Home Assistant bridge on the `bus` channel (see `mqtt_only`), turning sensors off quickly."""
     return {
+        "VIGIL_HOMEASSISTANT__ENABLED": "true",
         "VIGIL_HOMEASSISTANT__CHANNEL": "bus",
         "VIGIL_HOMEASSISTANT__TOPIC_PREFIX": HA_PREFIX,
         "VIGIL_HOMEASSISTANT__DISCOVERY_PREFIX": f"{HA_PREFIX}-discovery",

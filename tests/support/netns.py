@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 SUBNET = "198.18.0"
 PREFIX = "vgnet"
@@ -72,7 +73,7 @@ class HostNet:
 
     def __init__(self, names: Sequence[str]) -> None:
         remove_stale()
-        self.tag = f"{PREFIX}{os.getpid() % 100000}"
+        self.tag = f"{PREFIX}{os.getpid()}"  # interface names: at most 5 + 7 + 3 = 15 characters
         self.hub = f"{self.tag}-hub"
         self.hosts: dict[str, Host] = {}
         self.root_address = f"{SUBNET}.1"
@@ -176,15 +177,23 @@ class HostNet:
 
 
 def remove_stale() -> None:
-    """Namespaces and links left by a run that was killed before its clean-up."""
-    listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
-    for line in listed:
+    """Namespaces and links left by a run that was killed before its clean-up: those whose tag names a
+    process that is gone (another run on this machine keeps its own)."""
+
+    def stale(name: str) -> bool:
+        digits = name.removeprefix(PREFIX)
+        pid = ""
+        while digits and digits[0].isdigit():
+            pid, digits = pid + digits[0], digits[1:]
+        return name.startswith(PREFIX) and pid != "" and not Path(f"/proc/{pid}").exists()
+
+    for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split(" ")[0]
-        if name.startswith(PREFIX):
+        if stale(name):
             sh("ip", "netns", "del", name, check=False)
     for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
         ifname = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        if ifname.startswith(PREFIX):
+        if stale(ifname):
             sh("ip", "link", "del", ifname, check=False)
 
 
