@@ -20,12 +20,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.faults import FaultResult, Report, wait_for
+from tests.support.faults import FaultResult, Report, drop_many, wait_for
 from tests.support.netfaults import (
     HOSTS,
     Lab,
     NetDeployment,
-    drop_many,
     home_assistant_agrees,
     home_assistant_env,
     mqtt_only,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +19,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.alerting import Receiver
-from tests.support.faults import Deployment, FaultResult, Report, TcpProxy, wait_for
-from workers.testing.clips import write_clip_mp4v
+from tests.support.faults import Deployment, FaultResult, Report, TcpProxy, drop_many, wait_for
 
 pytestmark = pytest.mark.slow
 
 OUTAGE_S = 20.0
-
-
-def clip(seconds: float, salt: str) -> Callable[[Path], Path]:
-    def make(path: Path) -> Path:
-        write_clip_mp4v(path, seconds=seconds, fps=5, size=(48, 36))
-        with path.open("ab") as out:
-            out.write(f"vigil-salt-{salt}".encode())
-        return path
-
-    return make
-
-
-def drop_many(d: Deployment, prefix: str, count: int, seconds: float = 1) -> set[str]:
-    names = set()
-    for i in range(count):
-        name = f"{prefix}{i}.mp4"
-        d.drop(name, clip(seconds, name))
-        names.add(name)
-    return names
 
 
 def sqlite_deployment(root: Path, model: Path, **kwargs: Any) -> Deployment:

@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from tests.support.alerting import Receiver
 from tests.support.services import free_port
 from vigil.store.migrate import upgrade
+from workers.testing.clips import write_clip_mp4v
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0
@@ -258,6 +259,28 @@ class Deployment:
         seen = self.receiver.ids()
         assert {k for k, _ in keys} == set(seen), (keys, seen)
         return sorted({k for k in seen if seen.count(k) > 1})
+
+
+def clip(seconds: float, salt: str) -> Callable[[Path], Path]:
+    """A small mp4v clip whose bytes end with ``salt``, so every file is its own content."""
+
+    def make(path: Path) -> Path:
+        write_clip_mp4v(path, seconds=seconds, fps=5, size=(48, 36))
+        with path.open("ab") as out:
+            out.write(f"vigil-salt-{salt}".encode())
+        return path
+
+    return make
+
+
+def drop_many(d: Deployment, prefix: str, count: int, seconds: float = 1) -> set[str]:
+    """``count`` clips named ``prefix0.mp4``… moved into the inbox; returns their names."""
+    names = set()
+    for i in range(count):
+        name = f"{prefix}{i}.mp4"
+        d.drop(name, clip(seconds, name))
+        names.add(name)
+    return names
 
 
 class TcpProxy:

@@ -16,17 +16,16 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
 from tests.support.alerting import Receiver
-from tests.support.faults import Deployment, wait_for
+from tests.support.faults import Deployment, drop_many, wait_for
 from tests.support.netns import HostNet
 from tests.support.netservers import Mosquitto, Postgres, Redis
-from workers.testing.clips import write_clip_mp4v
 
 HOSTS = ("db", "redis", "mqtt", "watch", "w1", "w2", "cpu")
 PLACEMENT = {"watcher": "watch", "gpu1": "w1", "gpu2": "w2", "cpu": "cpu", "homeassistant": "cpu"}
@@ -122,36 +121,6 @@ class NetDeployment(Deployment):
                 "SELECT m.rel_path, a.worker FROM media m JOIN analyses a ON a.media_id = m.id"
             )
         }
-
-
-def clip(seconds: float, salt: str) -> Callable[[Path], Path]:
-    def make(path: Path) -> Path:
-        write_clip_mp4v(path, seconds=seconds, fps=5, size=(48, 36))
-        with path.open("ab") as out:
-            out.write(f"vigil-salt-{salt}".encode())
-        return path
-
-    return make
-
-
-def drop_many(d: Deployment, prefix: str, count: int, seconds: float = 1) -> set[str]:
-    names = set()
-    for i in range(count):
-        name = f"{prefix}{i}.mp4"
-        d.drop(name, clip(seconds, f"{name}-{uuid.uuid4().hex}"))
-        names.add(name)
-    return names
-
-
-@dataclass
-class Outcome:
-    scenario: str
-    files: int
-    lost: int
-    duplicated: int
-    alerts_doubled: int
-    recovered_s: float
-    notes: list[str] = field(default_factory=list)
 
 
 def start_relay(

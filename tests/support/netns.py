@@ -1,8 +1,8 @@
 """Test hosts apart on one machine: each role in its own Linux network namespace, joined by veth pairs to a
-bridge, with addresses in 198.18.0.0/24 (RFC 2544's range for testing network devices). No traffic leaves
-the machine: the bridge has no uplink, and the root namespace joins it only to read rows and to receive
-webhooks. Everything made here carries this run's prefix and is removed by `close()` (and a stale set from
-a killed run by the next `HostNet`).
+bridge, with addresses in a /24 of 198.18.0.0/15 (RFC 2544's range for testing network devices), one per
+run. No traffic leaves the machine: the bridge has no uplink, and the root namespace joins it only to read
+rows and to receive webhooks. Everything made here carries this run's prefix and is removed by `close()`
+(and a stale set from a killed run by the next `HostNet`).
 
 Faults, applied inside one host's namespace:
 - `partition(host, peer)`: nftables drops every packet to and from the peer (both directions);
@@ -23,7 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SUBNET = "198.18.0"
+# Every run's hosts are in it; each run takes its own /24, so two runs may share a machine.
+RANGE = "198.18.0.0/15"
 PREFIX = "vgnet"
 
 
@@ -76,7 +77,8 @@ class HostNet:
         self.tag = f"{PREFIX}{os.getpid()}"  # interface names: at most 5 + 7 + 3 = 15 characters
         self.hub = f"{self.tag}-hub"
         self.hosts: dict[str, Host] = {}
-        self.root_address = f"{SUBNET}.1"
+        subnet = f"198.18.{os.getpid() % 250 + 1}"
+        self.root_address = f"{subnet}.1"
         self._root_if = f"{self.tag}r"
         sh("ip", "netns", "add", self.hub)
         self._in_hub("ip", "link", "add", "br0", "type", "bridge")
@@ -86,7 +88,7 @@ class HostNet:
             netns = f"{self.tag}-{name}"
             sh("ip", "netns", "add", netns)
             sh("ip", "-n", netns, "link", "set", "lo", "up")
-            host = Host(name, netns, f"{SUBNET}.{i}")
+            host = Host(name, netns, f"{subnet}.{i}")
             self._veth(f"{self.tag}{i}", netns, host.address)
             self.hosts[name] = host
             sh(*host.argv("nft", "add", "table", "inet", "vigil_faults"))

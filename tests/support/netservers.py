@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.netns import Host
+from tests.support.netns import RANGE, Host
 
 PG_PORT, REDIS_PORT, MQTT_PORT = 5432, 6379, 1883
 
@@ -72,7 +72,7 @@ class Postgres(Server):
             capture_output=True,
         )
         with (data / "pg_hba.conf").open("a") as hba:
-            hba.write("host all all 198.18.0.0/24 trust\n")
+            hba.write(f"host all all {RANGE} trust\n")
         self._spawn(
             [
                 *run_as,
