@@ -4,6 +4,7 @@ run), on a virtual environment that does not exist, so nothing is installed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def planned(target: str, tmp_path: Path) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Run from `make test`, the inherited MAKEFLAGS/MAKELEVEL would make the inner make print its
+    # "Entering directory" lines (and pass on the outer one's flags): plan as a user's own `make -n` would.
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    }
     result = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}", f"PYTHON={sys.executable}"],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            target,
+            f"VENV={tmp_path / 'venv'}",
+            f"PYTHON={sys.executable}",
+        ],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
