@@ -11,12 +11,14 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.services import free_port, missing_service
+from vigil.config.settings import Settings
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -154,3 +156,34 @@ def clear_retained(root: str, topics: list[str]) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@contextmanager
+def topic_root(prefix: str) -> Iterator[str]:
+    """A topic root of this test's own on the local broker; every retained message under it is cleared
+    after (a test's Home Assistant bridge leaves its discovery and state retained)."""
+    require_broker()
+    name = unique_root(prefix)
+    with MqttRecorder(f"{name}/#") as everything:
+        yield name
+    clear_retained(name, sorted({msg.topic for msg in everything.messages if msg.retain or msg.payload}))
+
+
+def ha_settings(url: str, root: str, **ha: Any) -> Settings:
+    """Settings of a Home Assistant bridge under ``root`` with two targets and one local MQTT channel."""
+    return Settings(
+        database={"url": url},
+        targets=[
+            {"name": "person", "description": "a person", "threshold": 0.5},
+            {"name": "van", "description": "a van", "threshold": 0.7},
+        ],
+        alerts={"channels": [{"name": "mq", "kind": "mqtt", "mqtt_host": "127.0.0.1", "mqtt_port": 1883}]},
+        homeassistant={
+            "enabled": True,
+            "discovery_prefix": f"{root}/homeassistant",
+            "topic_prefix": f"{root}/vigil",
+            "poll_interval_s": 0.1,
+            **ha,
+        },
+        web={"base_url": "http://vigil.lan:8765"},
+    )

@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, sync_all
-from tests.support.mqtt import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
+from tests.support.mqtt import Mosquitto, MqttRecorder, ha_settings, topic_root
 from vigil.alerts.channels import DeliveryFailed, MqttSender, Notification
 from vigil.alerts.feed import DetectionFeed
 from vigil.alerts.homeassistant import HomeAssistantBridge
@@ -42,30 +42,8 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def root() -> Iterator[str]:
-    require_broker()
-    name = unique_root("ha")
-    with MqttRecorder(f"{name}/#") as everything:
+    with topic_root("ha") as name:
         yield name
-    clear_retained(name, sorted({m.topic for m in everything.messages if m.retain or m.payload}))
-
-
-def ha_settings(url: str, root: str, **ha: Any) -> Settings:
-    return Settings(
-        database={"url": url},
-        targets=[
-            {"name": "person", "description": "a person", "threshold": 0.5},
-            {"name": "van", "description": "a van", "threshold": 0.7},
-        ],
-        alerts={"channels": [{"name": "mq", "kind": "mqtt", "mqtt_host": "127.0.0.1", "mqtt_port": 1883}]},
-        homeassistant={
-            "enabled": True,
-            "discovery_prefix": f"{root}/homeassistant",
-            "topic_prefix": f"{root}/vigil",
-            "poll_interval_s": 0.1,
-            **ha,
-        },
-        web={"base_url": "http://vigil.lan:8765"},
-    )
 
 
 def detect(factory: sessionmaker[Session], scores: dict[str, list[float]], thumbnail: Path | None) -> None:

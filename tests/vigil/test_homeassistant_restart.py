@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.alerting import add_analysis, add_media, dispose_engines, factory_for, sync_all
-from tests.support.mqtt import Mosquitto, MqttRecorder, clear_retained, require_broker, unique_root
+from tests.support.mqtt import Mosquitto, MqttRecorder, ha_settings, topic_root
 from vigil.alerts.homeassistant import HomeAssistantBridge
 from vigil.config.settings import Settings, load_settings
 from vigil.store.db import write_session
@@ -40,30 +40,8 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def root() -> Iterator[str]:
-    require_broker()
-    name = unique_root("ha-restart")
-    with MqttRecorder(f"{name}/#") as everything:
+    with topic_root("ha-restart") as name:
         yield name
-    clear_retained(name, sorted({m.topic for m in everything.messages if m.retain or m.payload}))
-
-
-def ha_settings(url: str, root: str, **ha: Any) -> Settings:
-    return Settings(
-        database={"url": url},
-        targets=[
-            {"name": "person", "description": "a person", "threshold": 0.5},
-            {"name": "van", "description": "a van", "threshold": 0.7},
-        ],
-        alerts={"channels": [{"name": "mq", "kind": "mqtt", "mqtt_host": "127.0.0.1", "mqtt_port": 1883}]},
-        homeassistant={
-            "enabled": True,
-            "discovery_prefix": f"{root}/homeassistant",
-            "topic_prefix": f"{root}/vigil",
-            "poll_interval_s": 0.1,
-            **ha,
-        },
-        web={"base_url": "http://vigil.lan:8765"},
-    )
 
 
 def config_file(tmp_path: Path, url: str, root: str, *, off_after_s: float = 60) -> Path:
