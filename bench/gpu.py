@@ -218,29 +218,14 @@ def _loaded(family: str, device: str = "cuda") -> Any:
     """The model with random weights on ``device`` (the tests build it on ``meta``), as a LoadedModel."""
     import torch
 
-    from workers.model.loading import ADAPTERS, NO_VARIANTS, YES_VARIANTS, LoadedModel, _single_token_ids
+    from workers.model.loading import ready_model
 
     processor = processor_for(family)
     config = config_for(family, processor)
     torch.manual_seed(0)
     with torch.device(device):
         model = model_class(family)._from_config(config, dtype=torch.bfloat16).eval()
-    adapter_cls = next(a for a in ADAPTERS if config.model_type in a.model_types)
-    adapter = adapter_cls(processor, model.config)
-    tok = processor.tokenizer
-    return LoadedModel(
-        name=f"random-{family}-7b",
-        model_type=config.model_type,
-        model=model,
-        processor=processor,
-        adapter=adapter,
-        yes_ids=_single_token_ids(tok, YES_VARIANTS),
-        no_ids=_single_token_ids(tok, NO_VARIANTS),
-        device=torch.device(device),
-        dtype=torch.bfloat16,
-        frame_side=adapter.frame_side(),
-        eos_ids=(int(tok.eos_token_id),),
-    )
+    return ready_model(f"random-{family}-7b", model, processor, device=device, dtype=torch.bfloat16)
 
 
 def _tiny_loaded(family: str, folder: Path) -> Any:

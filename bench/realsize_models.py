@@ -103,13 +103,7 @@ def loaded(size: str, *, device: str = "cpu", precision: str = "float") -> Any:
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
-    from workers.model.loading import (
-        NO_VARIANTS,
-        YES_VARIANTS,
-        LoadedModel,
-        SmolVLMAdapter,
-        _single_token_ids,
-    )
+    from workers.model.loading import ready_model
     from workers.model.precision import apply_precision
 
     if size not in SIZES:
@@ -122,18 +116,4 @@ def loaded(size: str, *, device: str = "cpu", precision: str = "float") -> Any:
         model = SmolVLMForConditionalGeneration._from_config(config, dtype=dtype).eval()
     if device != "meta":
         model = apply_precision(model, precision)
-    adapter = SmolVLMAdapter(processor, model.config)
-    tok = processor.tokenizer
-    return LoadedModel(
-        name=f"random-smolvlm2-{size}",
-        model_type=config.model_type,
-        model=model,
-        processor=processor,
-        adapter=adapter,
-        yes_ids=_single_token_ids(tok, YES_VARIANTS),
-        no_ids=_single_token_ids(tok, NO_VARIANTS),
-        device=torch.device(device),
-        dtype=dtype,
-        frame_side=adapter.frame_side(),
-        eos_ids=(int(tok.eos_token_id),),
-    )
+    return ready_model(f"random-smolvlm2-{size}", model, processor, device=device, dtype=dtype)

@@ -315,22 +315,13 @@ def load_model(
     """Load ``model`` (a directory or a cached hub id) for scoring, its weights at ``precision``
     (workers.model.precision); refuse other families first."""
     config = _read_config(model)
-    adapter_cls = _adapter_for(config.model_type)
+    _adapter_for(config.model_type)  # refuse an unsupported family before any weight is read
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     weights = resolve_precision(precision, dev, torch_dtype)
     net, processor = _load_weights(model, device=dev, dtype=torch_dtype, attn=attn_implementation)
     net = apply_precision(net, weights)
-    adapter = adapter_cls(processor, net.config)
-    yes_ids = _single_token_ids(processor.tokenizer, YES_VARIANTS)
-    no_ids = _single_token_ids(processor.tokenizer, NO_VARIANTS)
-    if not yes_ids or not no_ids:
-        raise UnsupportedModel(f"{model}: the tokenizer has no single-token Yes/No answer")
-    eos = net.generation_config.eos_token_id if net.generation_config is not None else None
-    eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
-    if processor.tokenizer.eos_token_id is not None and processor.tokenizer.eos_token_id not in eos_ids:
-        eos_ids = eos_ids + (processor.tokenizer.eos_token_id,)
-    side = adapter.frame_side()  # type: ignore[attr-defined]
+    loaded = ready_model(model, net, processor, device=dev, dtype=torch_dtype)
     log.info(
         "loaded %s (%s) on %s as %s (%s); frame side %d",
         model,
@@ -338,19 +329,34 @@ def load_model(
         dev,
         torch_dtype,
         weights,
-        side,
+        loaded.frame_side,
     )
+    return loaded
+
+
+def ready_model(name: str, net: Any, processor: Any, *, device: Any, dtype: Any) -> LoadedModel:
+    """A model already in memory (loaded, or built with random weights by the benches) ready to score:
+    its family's adapter, its single-token yes/no answers and its end-of-text ids."""
+    adapter = _adapter_for(net.config.model_type)(processor, net.config)
+    yes_ids = _single_token_ids(processor.tokenizer, YES_VARIANTS)
+    no_ids = _single_token_ids(processor.tokenizer, NO_VARIANTS)
+    if not yes_ids or not no_ids:
+        raise UnsupportedModel(f"{name}: the tokenizer has no single-token Yes/No answer")
+    eos = net.generation_config.eos_token_id if net.generation_config is not None else None
+    eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
+    if processor.tokenizer.eos_token_id is not None and processor.tokenizer.eos_token_id not in eos_ids:
+        eos_ids = eos_ids + (processor.tokenizer.eos_token_id,)
     return LoadedModel(
-        name=model,
-        model_type=config.model_type,
+        name=name,
+        model_type=net.config.model_type,
         model=net,
         processor=processor,
         adapter=adapter,
         yes_ids=yes_ids,
         no_ids=no_ids,
-        device=dev,
-        dtype=torch_dtype,
-        frame_side=side,
+        device=torch.device(device),
+        dtype=dtype,
+        frame_side=adapter.frame_side(),  # type: ignore[attr-defined]
         eos_ids=eos_ids,
     )
 
