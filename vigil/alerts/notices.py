@@ -10,6 +10,7 @@ import hashlib
 import logging
 import socket
 from datetime import datetime
+from typing import Any
 
 from vigil.alerts.channels import Notification, build_sender, channel_configs
 from vigil.config.settings import Settings
@@ -27,7 +28,7 @@ def disk_pressure_notice(pressure: Pressure, *, host: str | None = None) -> Noti
         f"disk pressure on {host}: {pressure.volume} has {pressure.free_bytes} bytes free, below min_free "
         f"{pressure.min_free} ({pressure.needed_bytes} bytes) and nothing there may be pruned"
     )
-    key = hashlib.sha256(f"disk-pressure|{host}|{pressure.volume}|{now.isoformat()}".encode()).hexdigest()
+    identity = f"disk-pressure|{host}|{pressure.volume}|{now.isoformat()}"
     payload = {
         "event": "disk_pressure",
         "host": host,
@@ -40,14 +41,7 @@ def disk_pressure_notice(pressure: Pressure, *, host: str | None = None) -> Noti
         "target": {"name": "disk"},
         "alert": {"rule": "retention", "message": text},
     }
-    return Notification(
-        idempotency_key=key[:32],
-        payload=payload,
-        subject=f"[vigil critical] {text}",
-        text=text,
-        severity="critical",
-        thumbnail=None,
-    )
+    return _notice(identity, payload, text, severity="critical")
 
 
 def stream_offline_notice(
@@ -56,7 +50,7 @@ def stream_offline_notice(
     host = host or socket.gethostname()
     minutes = (utcnow() - started_at).total_seconds() / 60
     text = f"camera {source} offline for {minutes:.1f} min (since {started_at:%Y-%m-%d %H:%M:%S}Z): {reason}"
-    key = hashlib.sha256(f"stream-offline|{host}|{source}|{started_at.isoformat()}".encode()).hexdigest()
+    identity = f"stream-offline|{host}|{source}|{started_at.isoformat()}"
     payload = {
         "event": "stream_offline",
         "host": host,
@@ -67,12 +61,17 @@ def stream_offline_notice(
         "target": {"name": "offline"},
         "alert": {"rule": "stream", "message": text},
     }
+    return _notice(identity, payload, text, severity="warning")
+
+
+def _notice(identity: str, payload: dict[str, Any], text: str, *, severity: str) -> Notification:
+    """A notice whose idempotency key is a hash of what makes the episode one (kind, host, place, start)."""
     return Notification(
-        idempotency_key=key[:32],
+        idempotency_key=hashlib.sha256(identity.encode()).hexdigest()[:32],
         payload=payload,
-        subject=f"[vigil warning] {text}",
+        subject=f"[vigil {severity}] {text}",
         text=text,
-        severity="warning",
+        severity=severity,
         thumbnail=None,
     )
 
