@@ -8,7 +8,7 @@ with 8 frames (12 a clip; the first window of each clip cannot overlap anything)
 LLaVA-NeXT-Video at 280 px frames (100 tokens a frame) scoring 4 targets (thresholds 1: no evidence, so
 model time is scoring only). Both runs use the same threads; rounds alternate in line / ahead and the best
 round of each counts, so other load on the machine hurts both sides alike. Threads follow the worker's rule
-(``workers.decode.prefetch``: torch gets every core but one, the GIL is handed over every 0.5 ms) in both
+(``workers.decode.prefetch``: torch gets every core, the GIL is handed over every 0.5 ms) in both
 runs. The
 figure is noisy on a shared 2-core machine (1.27 and 1.69 in two runs back to back at load ~4): FFmpeg's
 frame threads already use both cores when decoding in line, so overlap gains only the core the model leaves
@@ -141,7 +141,7 @@ def measure(
     quick: bool = False,
 ) -> dict[str, float]:
     # the worker's rule (workers/analysis/runtime.py), for both runs: the same threads in line and ahead
-    torch.set_num_threads(torch_threads or model_threads(usable_cores(), prefetch=2))
+    torch.set_num_threads(model_threads(usable_cores(), configured=torch_threads or 0))
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if ffmpeg_threads is not None:
         decode_av.THREAD_COUNT = ffmpeg_threads

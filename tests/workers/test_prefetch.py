@@ -150,11 +150,11 @@ def test_real_windows_alive_stay_within_the_bound(tmp_path: Path) -> None:
     assert len(made) == 10 and most <= 3  # two ready, one being scored
 
 
-def test_torch_leaves_the_decoder_a_core_when_it_decodes_ahead() -> None:
-    assert model_threads(2, prefetch=2) == 1
-    assert model_threads(16, prefetch=2) == 15
-    assert model_threads(2, prefetch=0) == 2
-    assert model_threads(None, prefetch=2) == model_threads(1, prefetch=2) == 1
+def test_torch_takes_every_core_unless_model_threads_is_set() -> None:
+    assert model_threads(2) == 2
+    assert model_threads(16) == 16
+    assert model_threads(None) == 1
+    assert model_threads(16, configured=3) == 3
 
 
 def headless_clip(tmp_path: Path) -> Path:
@@ -231,8 +231,11 @@ def test_the_worker_applies_the_rule_when_it_loads_its_model(tiny_llava: Path, t
     )
     try:
         WorkerRuntime(settings).recognizer()
-        assert torch.get_num_threads() == model_threads(os.cpu_count(), prefetch=2)
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
         assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        one = settings.model_copy(update={"model": settings.model.model_copy(update={"threads": 1})})
+        WorkerRuntime(one).recognizer()
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before[0])
         sys.setswitchinterval(before[1])

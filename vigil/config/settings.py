@@ -201,6 +201,9 @@ class ModelSettings(Section):
     # Windows decoded ahead of the model in a background thread (frames of at most this many windows wait
     # in memory besides the ones being scored); 0 decodes in line, one window at a time.
     prefetch_windows: Annotated[int, Field(ge=0, le=64)] = 2
+    # Torch threads of a worker process; 0: every core it may run on (workers.decode.prefetch.model_threads
+    # says why). Set it when several workers share one machine.
+    threads: Annotated[int, Field(ge=0, le=256)] = 0
     # Score consecutive windows of a file as one batch while their video prefixes total at most this many
     # tokens (LLaVA-NeXT-Video-7B: 144 a frame); 0 scores window by window. Costs memory, helps a GPU.
     window_batch_tokens: Annotated[int, Field(ge=0)] = 0

@@ -52,7 +52,7 @@ class WorkerRuntime:
         from workers.model.loading import load_configured_model
 
         prefetch = self.settings.model.prefetch_windows
-        torch.set_num_threads(model_threads(usable_cores(), prefetch=prefetch))
+        torch.set_num_threads(model_threads(usable_cores(), configured=self.settings.model.threads))
         if prefetch > 0:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         loaded = load_configured_model(self.settings.model)

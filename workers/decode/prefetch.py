@@ -188,13 +188,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def model_threads(cores: int | None, *, prefetch: int) -> int:
-    """Torch intra-op threads for a worker whose decoder runs beside the model: every core but one, so the
-    decoder thread keeps one (FFmpeg's own frame threads, ``decode_av.THREAD_COUNT`` 0, fill what is left).
+def model_threads(cores: int | None, *, configured: int = 0) -> int:
+    """Torch intra-op threads for a worker: ``model.threads`` when set, else every usable core, the decoder
+    thread beside the model included.
 
-    Measured on this 2-core machine shared at load ~15 (bench/throughput_overlap.py's clips, one window):
-    scoring took 116 ms with 1 torch thread and 556 ms with 2 (OpenMP threads wait on each other whenever
-    another thread holds a core), while FFmpeg decoded a 960x540 window in 80 ms with its automatic thread
-    count and 179 ms with 1 thread, so FFmpeg keeps its automatic count and torch gives up the core."""
-    cores = cores or 1
-    return max(1, cores - 1) if prefetch > 0 else cores
+    At the published sizes the decoder needs under 1 % of a window's time, so giving it a core of its own
+    starves the model. Measured with SmolVLM2-500M (fp32, random weights) through ``WindowRecognizer`` on a
+    30 s 1280x720 camera-like clip, 8 targets, decoding ahead, on the 2-core machine at load ~2: 0.273
+    footage s per s with 1 torch thread (the earlier rule, every core but one), 0.395 with 2 (1.45x); the
+    model waited 0.2-0.3 s in all for frames. The earlier rule came from a tiny model at load ~15, whose
+    cost is all overhead."""
+    return configured or cores or 1
