@@ -191,29 +191,44 @@ class StreamRecorder:
                     break
                 if packet.dts is None:  # the demuxer's empty packet at the end
                     continue
-                now = self.last_packet = time.time()
+                now = time.time()
+                silent = self._silence(now, connected)
+                self.last_packet = now if silent is None else self.last_packet
                 self._observe(packet, video, now)
                 if packet.is_keyframe:
                     self._check_parameters(packet, video, creds)
                 if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
                     self._finish(segment)
                     segment = None
-                if segment is None:
-                    if not packet.is_keyframe:
-                        if not started and now - connected > 3 * self.conf.read_timeout_s:
-                            raise StreamFailure(f"{creds.shown}: no keyframe in {now - connected:.0f}s")
-                        continue
+                if segment is None and packet.is_keyframe:
                     segment = self._start(video, packet, now)
-                    if segment is None:
-                        continue
-                    started = True
-                segment.write(packet)
+                    started = started or segment is not None
+                elif segment is None and not started and now - connected > 3 * self.conf.read_timeout_s:
+                    raise StreamFailure(f"{creds.shown}: no keyframe in {now - connected:.0f}s")
+                if segment is not None:
+                    segment.write(packet)
+                if silent is not None:
+                    raise StreamFailure(f"{creds.shown}: no packet for {silent:.1f}s (read_timeout_s)")
+        except av.ExitError:  # PyAV's interrupt: a read blocked for read_timeout_s
+            silent = time.time() - max(self.last_packet, connected)
+            raise StreamFailure(f"{creds.shown}: no packet for {silent:.1f}s (read_timeout_s)") from None
         except av.FFmpegError as exc:
             raise StreamFailure(f"{creds.shown}: {creds.redact(exc)}") from None
         finally:
             if segment is not None:
                 self._finish(segment)  # the stream broke: what it recorded is a whole, shorter segment
         return started
+
+    def _silence(self, now: float, connected: float) -> float | None:
+        """How long the stream was silent before a packet that came after `read_timeout_s` of nothing, or
+        None. FFmpeg's RTSP demuxer, when the read is interrupted at `read_timeout_s`, hands over the frame
+        it held back (it waits for the next one to know this one is complete), which would restart the
+        timer: the silence would be noticed only at twice `read_timeout_s`. This packet is still copied,
+        then the connection ends with the silence as its reason."""
+        if self.last_packet < connected:  # the first packet of this connection: FFmpeg timed the open
+            return None
+        gap = now - self.last_packet
+        return gap if gap >= self.conf.read_timeout_s else None
 
     def _observe(self, packet: Any, video: Any, now: float) -> None:
         """Pin the stream's clock to the wall: the earliest `arrival - stream time` seen on this connection.
