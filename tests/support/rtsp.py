@@ -30,7 +30,8 @@ def require_gstreamer() -> None:
 
 class RtspServer:
     """Serves a live 320x240 test picture at 10 fps, a keyframe every `gop` frames, at `url`; with a tone
-    as well if `audio` ("aac", "pcmu"); on a test host of tests/support/netns.py if `host` is given."""
+    as well if `audio` ("aac", "pcmu"); a videotestsrc `pattern` other than the ball ("snow": every frame
+    as big as the bitrate allows, several RTP packets); on a test host of tests/support/netns.py if `host` is given."""
 
     def __init__(
         self,
@@ -42,18 +43,20 @@ class RtspServer:
         password: str = "",
         resize_after: int = 0,
         audio: str = "",
+        pattern: str = "ball",
         host: Host | None = None,
     ):
         self.port = free_port()
         self.address = host.address if host is not None else "127.0.0.1"
         self.url = f"rtsp://{self.address}:{self.port}/cam"
         self.log, self.codec, self.gop, self.user, self.password = log, codec, gop, user, password
-        self.resize_after, self.audio, self.host = resize_after, audio, host
+        self.resize_after, self.audio, self.pattern, self.host = resize_after, audio, pattern, host
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         argv = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--codec", self.codec]
         argv += ["--gop", str(self.gop), "--resize-after", str(self.resize_after), "--address", self.address]
+        argv += ["--pattern", self.pattern]
         if self.user:
             argv += ["--user", self.user, "--password", self.password]
         if self.audio:

@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--gop", type=int, default=10, help="frames between keyframes")
     parser.add_argument("--audio", choices=sorted(AUDIO))
+    parser.add_argument("--pattern", default="ball", help="videotestsrc's: snow makes every frame big")
     parser.add_argument("--resize-after", type=int, default=0, help="seconds, then twice the size")
     parser.add_argument("--user")
     parser.add_argument("--password")
@@ -52,7 +53,7 @@ def main() -> int:
     Gst.init(None)
     width, height = args.size.split("x")
     launch = (
-        f"( videotestsrc is-live=true pattern=ball ! valve name=flow0 ! videoscale ! capsfilter name=size "
+        f"( videotestsrc is-live=true pattern={args.pattern} ! valve name=flow0 ! videoscale ! capsfilter name=size "
         f"caps=video/x-raw,width={width},height={height},framerate={args.fps}/1 "
         f"! {ENCODERS[args.codec].format(gop=args.gop)} "
     )
