@@ -43,6 +43,12 @@ Opener = Callable[..., Any]  # av.open's signature
 Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
 
 
+# An HLS playlist is joined at its newest segment (FFmpeg's default: 3 back): a reconnection within a few
+# seconds fetches no segment already recorded (what the playlist still holds from a longer outage is not
+# fetched either), and the connection's first burst is shorter. Other formats ignore it.
+HTTP_OPTIONS = {"live_start_index": "-1"}
+
+
 class StreamFailure(Exception):
     """The stream stopped being recorded; the message (one line, credentials removed) says why."""
 
@@ -167,7 +173,8 @@ class StreamRecorder:
     def record_once(self) -> bool:
         """One connection: record until the stream fails or ends. True when a segment was started."""
         creds = Credentials.of(self.conf)
-        options = {"rtsp_transport": self.conf.rtsp_transport} if creds.url.startswith("rtsp") else {}
+        rtsp = creds.url.startswith("rtsp")
+        options = {"rtsp_transport": self.conf.rtsp_transport} if rtsp else HTTP_OPTIONS
         timeout = self.conf.read_timeout_s
         try:
             container = self.opener(creds.url, options=options, timeout=(timeout, timeout))
@@ -184,6 +191,7 @@ class StreamRecorder:
     def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
         connected, started = time.time(), False
         segment: Segment | None = None
+        unnamed: list[Segment] = []  # closed before the clock was pinned (`_observe`): named once it is
         self.base, self.video, self.sps = None, video, None
         try:
             for packet in container.demux(video):
@@ -194,11 +202,14 @@ class StreamRecorder:
                 now = time.time()
                 silent = self._silence(now, connected)
                 self.last_packet = now if silent is None else self.last_packet
-                self._observe(packet, video, now)
+                if self._observe(packet, video, now) and unnamed:
+                    self._finish(*unnamed)
+                    unnamed.clear()
                 if packet.is_keyframe:
                     self._check_parameters(packet, video, creds)
                 if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
-                    self._finish(segment)
+                    segment.close()
+                    unnamed.append(segment)
                     segment = None
                 if segment is None and packet.is_keyframe:
                     segment = self._start(video, packet, now)
@@ -215,8 +226,8 @@ class StreamRecorder:
         except av.FFmpegError as exc:
             raise StreamFailure(f"{creds.shown}: {creds.redact(exc)}") from None
         finally:
-            if segment is not None:
-                self._finish(segment)  # the stream broke: what it recorded is a whole, shorter segment
+            # The stream broke: what it recorded is a whole, shorter segment.
+            self._finish(*unnamed, *([segment] if segment is not None else []))
         return started
 
     def _silence(self, now: float, connected: float) -> float | None:
@@ -230,14 +241,18 @@ class StreamRecorder:
         gap = now - self.last_packet
         return gap if gap >= self.conf.read_timeout_s else None
 
-    def _observe(self, packet: Any, video: Any, now: float) -> None:
+    def _observe(self, packet: Any, video: Any, now: float) -> bool:
         """Pin the stream's clock to the wall: the earliest `arrival - stream time` seen on this connection.
-        FFmpeg reads the first seconds while probing and hands them over in a burst, late; live packets
-        arrive within the network's delay of being sent, so the minimum is the best estimate of when the
-        stream's time 0 was on the wall (a camera whose clock drifts moves it by its drift, ppm)."""
+        FFmpeg reads the first seconds while probing and hands them over in a burst, late (an HLS source:
+        a few of its segments); live packets arrive within the network's delay of being sent, so the
+        minimum is the best estimate of when the stream's time 0 was on the wall (a camera whose clock
+        drifts moves it by its drift, ppm). True when the clock is pinned: this packet did not move it
+        back by a frame's worth (10 ms), as each packet of a backlog does."""
         base = now - float(packet.dts * video.time_base)
+        pinned = self.base is not None and base > self.base - 0.01
         if self.base is None or base < self.base:
             self.base = base
+        return pinned
 
     def _start_wall(self, segment: Segment, video: Any) -> float:
         assert self.base is not None
@@ -270,20 +285,21 @@ class StreamRecorder:
         metrics.STREAM_UP.labels(source=self.name).set(1)
         return segment
 
-    def _finish(self, segment: Segment) -> None:
-        if segment.packets == 0:
-            segment.abandon()
-            return
-        try:
-            path, size = segment.finish(self._start_wall(segment, self.video))
-        except (av.FFmpegError, OSError) as exc:
-            segment.abandon()
-            log.error("stream %s: segment %s lost: %s", self.name, segment.temp, exc)
-            return
-        self.last_size = size
-        metrics.STREAM_SEGMENTS.labels(source=self.name).inc()
-        metrics.STREAM_BYTES.labels(source=self.name).inc(size)
-        log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
+    def _finish(self, *segments: Segment) -> None:
+        for segment in segments:
+            if segment.packets == 0:
+                segment.abandon()
+                continue
+            try:
+                path, size = segment.finish(self._start_wall(segment, self.video))
+            except (av.FFmpegError, OSError) as exc:
+                segment.abandon()
+                log.error("stream %s: segment %s lost: %s", self.name, segment.temp, exc)
+                continue
+            self.last_size = size
+            metrics.STREAM_SEGMENTS.labels(source=self.name).inc()
+            metrics.STREAM_BYTES.labels(source=self.name).inc(size)
+            log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
 
     def _short_of_space(self) -> str | None:
         """Why no segment may start now, or None. The floor is half of `min_free` plus two segments: below

@@ -31,7 +31,8 @@ def require_gstreamer() -> None:
 class RtspServer:
     """Serves a live 320x240 test picture at 10 fps, a keyframe every `gop` frames, at `url`; with a tone
     as well if `audio` ("aac", "pcmu"); a videotestsrc `pattern` other than the ball ("snow": every frame
-    as big as the bitrate allows, several RTP packets); on a test host of tests/support/netns.py if `host` is given."""
+    as big as the bitrate allows, several RTP packets); on a test host of tests/support/netns.py if
+    `host` is given."""
 
     def __init__(
         self,

@@ -53,8 +53,8 @@ def main() -> int:
     Gst.init(None)
     width, height = args.size.split("x")
     launch = (
-        f"( videotestsrc is-live=true pattern={args.pattern} ! valve name=flow0 ! videoscale ! capsfilter name=size "
-        f"caps=video/x-raw,width={width},height={height},framerate={args.fps}/1 "
+        f"( videotestsrc is-live=true pattern={args.pattern} ! valve name=flow0 ! videoscale "
+        f"! capsfilter name=size caps=video/x-raw,width={width},height={height},framerate={args.fps}/1 "
         f"! {ENCODERS[args.codec].format(gop=args.gop)} "
     )
     if args.audio:
