@@ -43,10 +43,13 @@ Opener = Callable[..., Any]  # av.open's signature
 Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
 
 
-# An HLS playlist is joined at its newest segment (FFmpeg's default: 3 back): a reconnection within a few
-# seconds fetches no segment already recorded (what the playlist still holds from a longer outage is not
+# An HLS playlist is joined at its newest segment (FFmpeg's default: 3 back): a quick reconnection fetches
+# again at most that one, not the last three (what the playlist still holds from a longer outage is not
 # fetched either), and the connection's first burst is shorter. Other formats ignore it.
 HTTP_OPTIONS = {"live_start_index": "-1"}
+# Formats whose packets carry no time (Motion JPEG as multipart/x-mixed-replace over HTTP: FFmpeg counts
+# frames at an assumed 25 fps): opened again with each packet timed by its arrival.
+UNTIMED_FORMATS = {"mpjpeg"}
 
 
 class StreamFailure(Exception):
@@ -174,12 +177,11 @@ class StreamRecorder:
         """One connection: record until the stream fails or ends. True when a segment was started."""
         creds = Credentials.of(self.conf)
         rtsp = creds.url.startswith("rtsp")
-        options = {"rtsp_transport": self.conf.rtsp_transport} if rtsp else HTTP_OPTIONS
-        timeout = self.conf.read_timeout_s
-        try:
-            container = self.opener(creds.url, options=options, timeout=(timeout, timeout))
-        except (av.FFmpegError, OSError) as exc:
-            raise StreamFailure(f"cannot open {creds.shown}: {creds.redact(exc)}") from None
+        options: dict[str, str] = {"rtsp_transport": self.conf.rtsp_transport} if rtsp else HTTP_OPTIONS
+        container = self._open(creds, options)
+        if container.format.name in UNTIMED_FORMATS:
+            container.close()
+            container = self._open(creds, options | {"use_wallclock_as_timestamps": "1"})
         try:
             if not container.streams.video:
                 raise StreamFailure(f"{creds.shown} has no video stream")
@@ -187,6 +189,13 @@ class StreamRecorder:
         finally:
             container.close()
             metrics.STREAM_UP.labels(source=self.name).set(0)
+
+    def _open(self, creds: Credentials, options: dict[str, str]) -> Any:
+        timeout = self.conf.read_timeout_s
+        try:
+            return self.opener(creds.url, options=options, timeout=(timeout, timeout))
+        except (av.FFmpegError, OSError) as exc:
+            raise StreamFailure(f"cannot open {creds.shown}: {creds.redact(exc)}") from None
 
     def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
         connected, started = time.time(), False

@@ -12,7 +12,7 @@ import av
 import pytest
 
 from tests.recorder.conftest import outages, segments, stream
-from tests.support.hls import HlsSource
+from tests.support.http_cams import HlsSource, HttpStream
 from tests.support.watching import media_rows, wait_for
 from watcher.service import WatcherService
 
@@ -75,3 +75,37 @@ def test_a_live_hls_playlist_is_recorded_and_its_web_server_away_is_one_outage(
     assert killed - 1.5 < outage.started_at.timestamp() < killed + 1.5
     assert back < outage.ended_at.timestamp() < back + 10  # type: ignore[union-attr]
     assert outage.attempts >= 2  # refused while the server was away
+
+
+@pytest.mark.parametrize(("kind", "codec", "keyframes"), [("ts", "h264", 10), ("mjpeg", "mjpeg", 1)])
+def test_an_endless_http_response_is_recorded(
+    recorders,
+    start_watcher: Callable[..., WatcherService],
+    make_settings,
+    factory,
+    drop: Path,
+    kind: str,
+    codec: str,
+    keyframes: int,
+) -> None:
+    """MPEG-TS, and Motion JPEG whose parts carry no time (each is timed by its arrival)."""
+    camera = HttpStream(kind)
+    try:
+        settings = make_settings(sources=[stream("porch", drop / "porch", camera.url)])
+        start_watcher(settings)
+        recorder = recorders(settings)
+        wait_for(lambda: len(media_rows(factory)) >= 3, timeout=30)
+        recorder.stop()
+    finally:
+        camera.close()
+    wait_for(lambda: len(media_rows(factory)) == len(segments(drop / "porch")), timeout=10)
+    rows = sorted(media_rows(factory), key=lambda m: m.mtime)
+    for row in rows[:-1]:  # 10 fps: 2 s, 20 pictures (the last one: cut short by stop())
+        assert (row.status, row.width, row.height) == ("queued", 320, 240)
+        assert row.duration_s == pytest.approx(2.0, abs=0.15) and row.frame_count in (19, 20, 21), row.path
+        with av.open(row.path) as container:
+            video = container.streams.video[0]
+            assert video.codec_context.name == codec
+            frames = list(container.decode(video))
+        assert len(frames) == row.frame_count and sum(f.key_frame for f in frames) * keyframes == len(frames)
+    assert outages(factory) == []

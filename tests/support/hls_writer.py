@@ -1,7 +1,7 @@
 """A live HLS camera for the recorder's tests: GStreamer's hlssink2 writes a playlist of H.264 MPEG-TS
 segments (x264enc, a keyframe every `gop` frames, one segment a second) into a folder, as an encoder
-publishing HLS does; the folder is served by a separate HTTP server (tests/support/hls.py). Runs under the
-system Python, which has `gi`:
+publishing HLS does; a separate HTTP server serves the folder (tests/support/http_cams.py). Runs under
+the system Python, which has `gi`:
 
     /usr/bin/python3 tests/support/hls_writer.py --folder DIR [--gop 10]
 
