@@ -50,7 +50,6 @@ class Segment:
         self.last_duration = 0
         self.time_base: Fraction = template.time_base
         self.packets = 0
-        self._closed = False
         self._out = av.open(str(self.temp), "w", format="mp4")
         try:
             self._stream = self._out.add_stream_from_template(template)
@@ -83,16 +82,10 @@ class Segment:
         self.last_duration = packet.duration or self.last_duration
         self.packets += 1
 
-    def close(self) -> None:
-        """Write the MP4 index: the file is complete, still under its temporary name (once is enough)."""
-        if not self._closed:
-            self._closed = True
-            self._out.close()
-
     def finish(self, start_wall: float) -> tuple[Path, int]:
-        """Close the file, date it from `start_wall` (the wall-clock time of its first packet), rename it
-        into place: (path, bytes)."""
-        self.close()
+        """Close the file (the MP4 index is written here), date it from `start_wall` (the wall-clock time of
+        its first packet), rename it into place: (path, bytes)."""
+        self._out.close()
         end_wall = start_wall + self.seconds
         os.utime(self.temp, (end_wall, end_wall))
         size = self.temp.stat().st_size

@@ -200,7 +200,8 @@ class StreamRecorder:
     def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
         connected, started = time.time(), False
         segment: Segment | None = None
-        unnamed: list[Segment] = []  # closed before the clock was pinned (`_observe`): named once it is
+        unnamed: list[Segment] = []  # cut before the clock was pinned (`_observe`): finished once it is
+        pinned = False
         self.base, self.video, self.sps = None, video, None
         try:
             for packet in container.demux(video):
@@ -211,14 +212,17 @@ class StreamRecorder:
                 now = time.time()
                 silent = self._silence(now, connected)
                 self.last_packet = now if silent is None else self.last_packet
-                if self._observe(packet, video, now) and unnamed:
+                pinned = self._observe(packet, video, now) or pinned
+                if pinned and unnamed:
                     self._finish(*unnamed)
                     unnamed.clear()
                 if packet.is_keyframe:
                     self._check_parameters(packet, video, creds)
                 if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
-                    segment.close()
-                    unnamed.append(segment)
+                    if pinned:
+                        self._finish(segment)
+                    else:
+                        unnamed.append(segment)
                     segment = None
                 if segment is None and packet.is_keyframe:
                     segment = self._start(video, packet, now)
