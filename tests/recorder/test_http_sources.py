@@ -68,6 +68,9 @@ def test_a_live_hls_playlist_is_recorded_and_its_web_server_away_is_one_outage(
     for earlier, later in zip(before, before[1:], strict=False):
         later_start = later.mtime.timestamp() - (later.duration_s or 0)
         assert later_start == pytest.approx(earlier.mtime.timestamp(), abs=0.2)
+    # Nothing recorded twice: after the reconnection, the first segment begins after the last one before.
+    first_after = next(m for m in rows if m.mtime.timestamp() > back)
+    assert first_after.mtime.timestamp() - (first_after.duration_s or 0) > before[-1].mtime.timestamp() - 0.2
     (outage,) = outages(factory)
     # FFmpeg's HLS demuxer cannot reload the playlist and ends the stream. The start is its last packet:
     # the end of the last segment fetched, which it hands over up to a segment's time (1 s) later.

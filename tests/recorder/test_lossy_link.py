@@ -132,8 +132,8 @@ def test_udp_through_10_percent_loss_gives_damaged_pictures_in_whole_files(
         assert segment.seconds <= 3.05 and segment.frames >= 9 * segment.seconds and segment.errors == 0, (
             segment
         )
-    # What is lost is in the pictures: the lost RTP packets' slices are missing (the decoder says nothing;
-    # a frame with a slice missing shows the previous picture there), about the share lost.
+    # What is lost is in the pictures: the lost RTP packets' slices are missing (the decoder reports no
+    # error for them), about the share of packets lost.
     sent = mean([b.bytes_per_s for b in before + after])
     received = mean([w.bytes_per_s for w in within])
     assert 0.75 < received / sent < 0.97, (received, sent)
