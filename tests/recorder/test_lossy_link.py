@@ -43,7 +43,7 @@ class Decoded:
     seconds: float
     frames: int
     bytes_per_s: float
-    errors: int  # what the decoder logged as an error (a damaged slice it noticed)
+    errors: list[str]  # what the decoder logged as an error (a damaged slice it noticed)
 
     @classmethod
     def of(cls, path: Path) -> Decoded:
@@ -59,7 +59,7 @@ class Decoded:
             av.logging.set_level(previous)
         end = path.stat().st_mtime
         size = sum(p.size for p in packets)
-        return cls(end - seconds, seconds, frames, size / seconds, len(logs))
+        return cls(end - seconds, seconds, frames, size / seconds, [message for _, _, message in logs])
 
 
 def record_through_loss(
@@ -116,7 +116,7 @@ def test_tcp_through_10_percent_loss_records_every_picture_whole(
     assert outages(factory) == []
     assert len(within) >= LOSSY_S / 2 - 3  # back to back, in step with the camera (2 s segments)
     for segment in within + after:  # every picture, whole: as many bytes as without loss
-        assert (segment.seconds, segment.frames, segment.errors) == (2.0, 20, 0), segment
+        assert (segment.seconds, segment.frames, segment.errors) == (2.0, 20, []), segment
         assert segment.bytes_per_s == pytest.approx(mean([b.bytes_per_s for b in before]), rel=0.06)
 
 
@@ -128,15 +128,13 @@ def test_udp_through_10_percent_loss_gives_damaged_pictures_in_whole_files(
     )
     assert outages(factory) == []  # damaged pictures are no outage: the stream goes on
     assert len(within) >= LOSSY_S / 2 - 3
-    for segment in within + after:  # whole files: every segment decodes, a frame for (nearly) every 0.1 s
-        assert segment.seconds <= 3.05 and segment.frames >= 9 * segment.seconds and segment.errors == 0, (
-            segment
-        )
-    # What is lost is in the pictures: the lost RTP packets' slices are missing (the decoder reports no
-    # error for them), about the share of packets lost.
+    # Whole files: every segment decodes to the end, a picture for (nearly) every 0.1 s. The decoder may
+    # report an error in a damaged picture (seen once in 14 segments over two runs) or none.
+    for segment in within + after:
+        assert segment.seconds <= 3.05 and segment.frames >= 9 * segment.seconds, segment
+    # What is lost is in the pictures: the lost RTP packets' slices are missing, about the share lost.
     sent = mean([b.bytes_per_s for b in before + after])
     received = mean([w.bytes_per_s for w in within])
     assert 0.75 < received / sent < 0.97, (received, sent)
-    assert min(a.bytes_per_s for a in after) > 0.95 * mean(
-        [b.bytes_per_s for b in before]
-    )  # healed: whole again
+    healed = min(a.bytes_per_s for a in after)
+    assert healed > 0.95 * mean([b.bytes_per_s for b in before])  # whole again
