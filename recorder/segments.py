@@ -45,7 +45,8 @@ class Segment:
         self.temp.parent.mkdir(parents=True, exist_ok=True)
         self.path: Path | None = None
         self.first_dts = first_dts
-        self.last_dts = first_dts
+        self.last_dts = first_dts  # as written (`write` may move a packet by a tick)
+        self.last_in = first_dts  # as it came
         self.last_duration = 0
         self.time_base: Fraction = template.time_base
         self.packets = 0
@@ -63,11 +64,18 @@ class Segment:
         return float((self.last_dts - self.first_dts + self.last_duration) * self.time_base)
 
     def write(self, packet: Any) -> None:
-        """Mux one packet (its timestamps shifted so the segment starts at 0)."""
+        """Mux one packet (its timestamps shifted so the segment starts at 0). Where the stream's time
+        stood still (a stream timed by arrival, Motion JPEG over HTTP at FFmpeg's 1/25 s, can give two
+        pictures one time, which MP4 cannot hold), the packet is moved to the next tick; a stream whose
+        time goes back is the muxer's error, as before."""
         dts = packet.dts
-        packet.dts = dts - self.first_dts
+        if self.packets and self.last_in <= dts <= self.last_dts:
+            dts = self.last_dts + 1
+        self.last_in = packet.dts
+        shift = dts - packet.dts - self.first_dts
+        packet.dts = packet.dts + shift
         if packet.pts is not None:
-            packet.pts = packet.pts - self.first_dts
+            packet.pts = packet.pts + shift
         packet.stream = self._stream
         self._out.mux(packet)
         self.last_dts = dts

@@ -43,6 +43,15 @@ Opener = Callable[..., Any]  # av.open's signature
 Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
 
 
+# An HLS playlist is joined at its newest segment (FFmpeg's default: 3 back): a quick reconnection fetches
+# again at most that one, not the last three (what the playlist still holds from a longer outage is not
+# fetched either), and the connection's first burst is shorter. Other formats ignore it.
+HTTP_OPTIONS = {"live_start_index": "-1"}
+# Formats whose packets carry no time (Motion JPEG as multipart/x-mixed-replace over HTTP: FFmpeg counts
+# frames at an assumed 25 fps): opened again with each packet timed by its arrival.
+UNTIMED_FORMATS = {"mpjpeg"}
+
+
 class StreamFailure(Exception):
     """The stream stopped being recorded; the message (one line, credentials removed) says why."""
 
@@ -167,12 +176,12 @@ class StreamRecorder:
     def record_once(self) -> bool:
         """One connection: record until the stream fails or ends. True when a segment was started."""
         creds = Credentials.of(self.conf)
-        options = {"rtsp_transport": self.conf.rtsp_transport} if creds.url.startswith("rtsp") else {}
-        timeout = self.conf.read_timeout_s
-        try:
-            container = self.opener(creds.url, options=options, timeout=(timeout, timeout))
-        except (av.FFmpegError, OSError) as exc:
-            raise StreamFailure(f"cannot open {creds.shown}: {creds.redact(exc)}") from None
+        rtsp = creds.url.startswith("rtsp")
+        options: dict[str, str] = {"rtsp_transport": self.conf.rtsp_transport} if rtsp else HTTP_OPTIONS
+        container = self._open(creds, options)
+        if container.format.name in UNTIMED_FORMATS:
+            container.close()
+            container = self._open(creds, options | {"use_wallclock_as_timestamps": "1"})
         try:
             if not container.streams.video:
                 raise StreamFailure(f"{creds.shown} has no video stream")
@@ -181,9 +190,18 @@ class StreamRecorder:
             container.close()
             metrics.STREAM_UP.labels(source=self.name).set(0)
 
+    def _open(self, creds: Credentials, options: dict[str, str]) -> Any:
+        timeout = self.conf.read_timeout_s
+        try:
+            return self.opener(creds.url, options=options, timeout=(timeout, timeout))
+        except (av.FFmpegError, OSError) as exc:
+            raise StreamFailure(f"cannot open {creds.shown}: {creds.redact(exc)}") from None
+
     def _copy(self, container: Any, video: Any, creds: Credentials) -> bool:
         connected, started = time.time(), False
         segment: Segment | None = None
+        unnamed: list[Segment] = []  # cut before the clock was pinned (`_observe`): finished once it is
+        pinned = False
         self.base, self.video, self.sps = None, video, None
         try:
             for packet in container.demux(video):
@@ -191,38 +209,63 @@ class StreamRecorder:
                     break
                 if packet.dts is None:  # the demuxer's empty packet at the end
                     continue
-                now = self.last_packet = time.time()
-                self._observe(packet, video, now)
+                now = time.time()
+                silent = self._silence(now, connected)
+                self.last_packet = now if silent is None else self.last_packet
+                pinned = self._observe(packet, video, now) or pinned
+                if pinned and unnamed:
+                    self._finish(*unnamed)
+                    unnamed.clear()
                 if packet.is_keyframe:
                     self._check_parameters(packet, video, creds)
                 if segment is not None and packet.is_keyframe and self._due(segment, packet, video):
-                    self._finish(segment)
+                    if pinned:
+                        self._finish(segment)
+                    else:
+                        unnamed.append(segment)
                     segment = None
-                if segment is None:
-                    if not packet.is_keyframe:
-                        if not started and now - connected > 3 * self.conf.read_timeout_s:
-                            raise StreamFailure(f"{creds.shown}: no keyframe in {now - connected:.0f}s")
-                        continue
+                if segment is None and packet.is_keyframe:
                     segment = self._start(video, packet, now)
-                    if segment is None:
-                        continue
-                    started = True
-                segment.write(packet)
+                    started = started or segment is not None
+                elif segment is None and not started and now - connected > 3 * self.conf.read_timeout_s:
+                    raise StreamFailure(f"{creds.shown}: no keyframe in {now - connected:.0f}s")
+                if segment is not None:
+                    segment.write(packet)
+                if silent is not None:
+                    raise StreamFailure(f"{creds.shown}: no packet for {silent:.1f}s (read_timeout_s)")
+        except av.ExitError:  # PyAV's interrupt: a read blocked for read_timeout_s
+            silent = time.time() - max(self.last_packet, connected)
+            raise StreamFailure(f"{creds.shown}: no packet for {silent:.1f}s (read_timeout_s)") from None
         except av.FFmpegError as exc:
             raise StreamFailure(f"{creds.shown}: {creds.redact(exc)}") from None
         finally:
-            if segment is not None:
-                self._finish(segment)  # the stream broke: what it recorded is a whole, shorter segment
+            # The stream broke: what it recorded is a whole, shorter segment.
+            self._finish(*unnamed, *([segment] if segment is not None else []))
         return started
 
-    def _observe(self, packet: Any, video: Any, now: float) -> None:
+    def _silence(self, now: float, connected: float) -> float | None:
+        """How long the stream was silent before a packet that came after `read_timeout_s` of nothing, or
+        None. FFmpeg's RTSP demuxer, when the read is interrupted at `read_timeout_s`, hands over the frame
+        it held back (it waits for the next one to know this one is complete), which would restart the
+        timer: the silence would be noticed only at twice `read_timeout_s`. This packet is still copied,
+        then the connection ends with the silence as its reason."""
+        if self.last_packet < connected:  # the first packet of this connection: FFmpeg timed the open
+            return None
+        gap = now - self.last_packet
+        return gap if gap >= self.conf.read_timeout_s else None
+
+    def _observe(self, packet: Any, video: Any, now: float) -> bool:
         """Pin the stream's clock to the wall: the earliest `arrival - stream time` seen on this connection.
-        FFmpeg reads the first seconds while probing and hands them over in a burst, late; live packets
-        arrive within the network's delay of being sent, so the minimum is the best estimate of when the
-        stream's time 0 was on the wall (a camera whose clock drifts moves it by its drift, ppm)."""
+        FFmpeg reads the first seconds while probing and hands them over in a burst, late (an HLS source:
+        a few of its segments); live packets arrive within the network's delay of being sent, so the
+        minimum is the best estimate of when the stream's time 0 was on the wall (a camera whose clock
+        drifts moves it by its drift, ppm). True when the clock is pinned: this packet did not move it
+        back by a frame's worth (10 ms), as each packet of a backlog does."""
         base = now - float(packet.dts * video.time_base)
+        pinned = self.base is not None and base > self.base - 0.01
         if self.base is None or base < self.base:
             self.base = base
+        return pinned
 
     def _start_wall(self, segment: Segment, video: Any) -> float:
         assert self.base is not None
@@ -255,20 +298,21 @@ class StreamRecorder:
         metrics.STREAM_UP.labels(source=self.name).set(1)
         return segment
 
-    def _finish(self, segment: Segment) -> None:
-        if segment.packets == 0:
-            segment.abandon()
-            return
-        try:
-            path, size = segment.finish(self._start_wall(segment, self.video))
-        except (av.FFmpegError, OSError) as exc:
-            segment.abandon()
-            log.error("stream %s: segment %s lost: %s", self.name, segment.temp, exc)
-            return
-        self.last_size = size
-        metrics.STREAM_SEGMENTS.labels(source=self.name).inc()
-        metrics.STREAM_BYTES.labels(source=self.name).inc(size)
-        log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
+    def _finish(self, *segments: Segment) -> None:
+        for segment in segments:
+            if segment.packets == 0:
+                segment.abandon()
+                continue
+            try:
+                path, size = segment.finish(self._start_wall(segment, self.video))
+            except (av.FFmpegError, OSError) as exc:
+                segment.abandon()
+                log.error("stream %s: segment %s lost: %s", self.name, segment.temp, exc)
+                continue
+            self.last_size = size
+            metrics.STREAM_SEGMENTS.labels(source=self.name).inc()
+            metrics.STREAM_BYTES.labels(source=self.name).inc(size)
+            log.info("stream %s: segment %s (%.1fs, %d bytes)", self.name, path, segment.seconds, size)
 
     def _short_of_space(self) -> str | None:
         """Why no segment may start now, or None. The floor is half of `min_free` plus two segments: below

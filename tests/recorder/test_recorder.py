@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,49 +22,20 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from recorder.service import RecorderService
+from tests.recorder.conftest import outages, segments, stream
 from tests.support.alerting import receiving
 from tests.support.rtsp import RtspServer
 from tests.support.services import free_port
 from tests.support.volumes import tmpfs
 from tests.support.watching import media_rows, wait_for
-from vigil.config.settings import AlertSettings, ChannelSettings, Settings, SourceSettings
+from vigil.config.settings import AlertSettings, ChannelSettings
 from vigil.ops import metrics
-from vigil.store.schema import Media, StreamOutage
+from vigil.store.schema import Media
 from watcher.service import WatcherService
 
 PASSWORD = "s3cr:t@x/%"
 PASSWORD_ENV = "VIGIL_TEST_CAMERA_PASSWORD"
 MiB = 2**20
-
-
-@pytest.fixture
-def recorders(factory: sessionmaker[Session]) -> Iterator[Callable[[Settings], RecorderService]]:
-    started: list[RecorderService] = []
-
-    def start(settings: Settings) -> RecorderService:
-        service = RecorderService(settings, factory=factory)
-        service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
-
-
-def stream(name: str, path: Path, url: str, **kwargs: object) -> SourceSettings:
-    fast = {"segment_s": 2.0, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "read_timeout_s": 3.0}
-    return SourceSettings(name=name, path=path, url=url, **(fast | kwargs))  # type: ignore[arg-type]
-
-
-def outages(factory: sessionmaker[Session]) -> list[StreamOutage]:
-    with factory() as session:
-        return list(session.scalars(select(StreamOutage).order_by(StreamOutage.id)))
-
-
-def segments(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.mp4"))
 
 
 def everything_stored(factory: sessionmaker[Session]) -> str:
@@ -229,8 +200,9 @@ def test_a_hung_camera_is_dropped_after_read_timeout_s_and_recorded_again_when_i
     paused = time.time()
     try:
         (outage,) = wait_for(lambda: outages(factory), timeout=20)
-        # Its last packet: the demuxer may hand over what it held back when it gives up, up to then.
-        assert paused - 0.5 < outage.started_at.timestamp() < paused + 2.0 + 0.5
+        # Its last live packet (the frame the demuxer held back and hands over when the read times out is
+        # copied, but is no sign of life).
+        assert outage.started_at.timestamp() == pytest.approx(paused, abs=1.0)
         noticed = time.time() - paused
     finally:
         server.resume()
@@ -238,7 +210,7 @@ def test_a_hung_camera_is_dropped_after_read_timeout_s_and_recorded_again_when_i
     wait_for(lambda: outages(factory)[0].ended_at is not None, timeout=30)
     wait_for(lambda: any(s.stat().st_mtime > resumed for s in segments(drop / "gate")), timeout=30)
     recorder.stop()
-    assert 2.0 <= noticed < 8.0, noticed  # read_timeout_s, not for ever
+    assert 2.0 <= noticed < 3.5, noticed  # read_timeout_s (plus the poll, on a busy machine), not twice it
     assert "\n" not in outages(factory)[0].reason
 
 

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.netns import Host
 from tests.support.services import free_port, missing_service
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -28,7 +29,10 @@ def require_gstreamer() -> None:
 
 
 class RtspServer:
-    """Serves a live 320x240 test picture at 10 fps, a keyframe every `gop` frames, at `url`."""
+    """Serves a live 320x240 test picture at 10 fps, a keyframe every `gop` frames, at `url`; with a tone
+    as well if `audio` ("aac", "pcmu"); a videotestsrc `pattern` other than the ball ("snow": every frame
+    as big as the bitrate allows, several RTP packets); on a test host of tests/support/netns.py if
+    `host` is given."""
 
     def __init__(
         self,
@@ -39,18 +43,27 @@ class RtspServer:
         user: str = "",
         password: str = "",
         resize_after: int = 0,
+        audio: str = "",
+        pattern: str = "ball",
+        host: Host | None = None,
     ):
         self.port = free_port()
-        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self.address = host.address if host is not None else "127.0.0.1"
+        self.url = f"rtsp://{self.address}:{self.port}/cam"
         self.log, self.codec, self.gop, self.user, self.password = log, codec, gop, user, password
-        self.resize_after = resize_after
+        self.resize_after, self.audio, self.pattern, self.host = resize_after, audio, pattern, host
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         argv = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--codec", self.codec]
-        argv += ["--gop", str(self.gop), "--resize-after", str(self.resize_after)]
+        argv += ["--gop", str(self.gop), "--resize-after", str(self.resize_after), "--address", self.address]
+        argv += ["--pattern", self.pattern]
         if self.user:
             argv += ["--user", self.user, "--password", self.password]
+        if self.audio:
+            argv += ["--audio", self.audio]
+        if self.host is not None:
+            argv = self.host.argv(*argv)
         with self.log.open("a") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.process.stdout is not None
@@ -76,6 +89,15 @@ class RtspServer:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+    def stop_media(self) -> None:
+        """The camera keeps its sessions and answers RTSP requests, but sends no picture (SIGUSR1)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1)
+
+    def start_media(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR2)
 
     def restart(self, *, after_s: float) -> None:
         self.kill()
