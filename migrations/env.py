@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from vigil.config.settings import DatabaseSettings, load_settings
 from vigil.store.db import is_sqlite, make_engine
@@ -32,9 +33,29 @@ def run_migrations_online() -> None:
             render_as_batch=is_sqlite(url),
             compare_type=True,
         )
+        if is_sqlite(url):
+            _run_with_foreign_keys_off(connection)
+        else:
+            with context.begin_transaction():
+                context.run_migrations()
+    engine.dispose()
+
+
+def _run_with_foreign_keys_off(connection: Connection) -> None:
+    """SQLite's way to change a table it cannot ALTER (sqlite.org/lang_altertable.html): foreign keys off
+    outside the transaction (a batch copy drops the old table, which would otherwise cascade into the
+    tables that refer to it), every key checked before commit, and on again after."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
         with context.begin_transaction():
             context.run_migrations()
-    engine.dispose()
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"migration left {len(broken)} broken foreign key(s), e.g. {broken[0]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.config.schedule import DAYS, Hours, parse_hours, parse_zone
-from vigil.config.template import check_template
+from vigil.config.template import FIELDS_ON, check_template
 from vigil.errors import ConfigError
 from vigil.store.schema import (
     AlertRule,
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 class CompiledRule:
     id: int
     name: str
+    event: str  # detection | camera_offline | disk_pressure
+    after_s: float  # camera_offline: how long an outage lasts before it fires (0 for the others)
     targets: frozenset[str]
     sources: tuple[str, ...]
     min_score: float | None
@@ -61,10 +63,12 @@ class CompiledRule:
 
 def compile_rule(row: AlertRule) -> CompiledRule:
     where = f"alerts.rules[{row.name}]"
-    check_template(row.message, where=f"{where}.message")
+    check_template(row.message, fields=FIELDS_ON.get(row.event, {}), where=f"{where}.message")
     return CompiledRule(
         id=row.id,
         name=row.name,
+        event=row.event,
+        after_s=row.after_s or 0.0,
         targets=frozenset(row.target_names or ()),
         sources=tuple(row.source_globs or ()),
         min_score=row.min_score,
@@ -82,10 +86,13 @@ def compile_rule(row: AlertRule) -> CompiledRule:
 _COMPILED: dict[tuple[int, datetime], CompiledRule] = {}
 
 
-def load_rules(session: Session) -> list[CompiledRule]:
-    """Enabled rules, compiled once per row version (id, updated_at). A broken row is logged and skipped."""
+def load_rules(session: Session, *, event: str) -> list[CompiledRule]:
+    """Enabled rules that fire on `event`, compiled once per row version (id, updated_at). A broken row is
+    logged and skipped."""
     versions = session.execute(
-        select(AlertRule.id, AlertRule.updated_at).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
+        select(AlertRule.id, AlertRule.updated_at)
+        .where(AlertRule.enabled.is_(True), AlertRule.event == event)
+        .order_by(AlertRule.id)
     ).all()
     missing = [rule_id for rule_id, updated in versions if (rule_id, updated) not in _COMPILED]
     if missing:

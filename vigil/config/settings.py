@@ -248,7 +248,7 @@ class Settings(BaseSettings):
         the names the input declared by list, valid or not (not reported as missing again)."""
         channels = {c.name for c in self.alerts.channels} | (declared or {}).get("alerts.channels", set())
         problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
-        problems += self._stream_and_retention_problems(channels)
+        problems += self._stream_and_retention_problems()
         refused = (declared or {}).get("alerts.channels", set()) - {c.name for c in self.alerts.channels}
         if self.homeassistant.enabled and self.homeassistant.channel not in refused:  # else reported as is
             try:
@@ -296,13 +296,10 @@ class Settings(BaseSettings):
             source.min_free if source.min_free is not None else default.min_free,
         )
 
-    def _stream_and_retention_problems(self, channels: set[str]) -> list[Problem]:
-        """Stream sources' keys that go together, the channels they and retention name, and evidence kept
-        at least as long as plain files, for each source."""
-        channels = channels | {checks.BUILTIN_CHANNEL}
-        problems = stream_problems(self.watch.sources, channels=channels)
-        if unknown := sorted(set(self.retention.alert_channels) - channels):
-            problems.append(Problem("retention.alert_channels", f"no channel named {', '.join(unknown)}"))
+    def _stream_and_retention_problems(self) -> list[Problem]:
+        """Stream sources' keys that go together, and evidence kept at least as long as plain files, for
+        each source."""
+        problems = stream_problems(self.watch.sources)
         for source in self.watch.sources:
             try:
                 check_evidence_kept_longer(*self.retention_of(source)[:2])
