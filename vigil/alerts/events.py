@@ -11,8 +11,9 @@
 
 A rule fires only inside its schedule (its days, hours and time zone, at the time it fires) and not within
 its `cooldown_s` of its last alert for the same source (camera_offline) or host and volume (disk_pressure).
-Everything happens in one write transaction: the rule rows are locked (PostgreSQL; SQLite's write lock does
-it), the guards read `alerts`, the alert rows and one delivery per channel are written together; after
+A check that finds nothing to fire only reads (the recorder asks at least every 30 s while an outage lasts).
+One that does fires in one write transaction: the rule rows are locked (PostgreSQL; SQLite's write lock does
+it), the guards are read again, the alert rows and one delivery per channel are written together; after
 commit the deliveries go to the queue exactly as a detection alert's do (the reconciler resends any lost).
 """
 
@@ -146,19 +147,27 @@ def fire(
     """Fire every rule of the event's kind that is due, in one transaction; send the deliveries after."""
     now = now or utcnow()
     lasted = (now - event.started_at).total_seconds()
-    with write_session(factory) as session:
+    with factory() as session:  # read first: most checks find nothing to fire, and take no write lock
         rules = [r for r in load_rules(session, event=event.kind) if _applies(r, event)]
-        waiting = [r.after_s - lasted for r in rules if r.after_s > lasted]
-        due = [r for r in rules if r.after_s <= lasted and r.in_schedule(now.astimezone(r.zone))]
-        fired: list[tuple[CompiledRule, Alert]] = []
-        if due:
-            session.execute(  # serialise firing per rule across processes (PostgreSQL)
-                select(AlertRule.id)
-                .where(AlertRule.id.in_([r.id for r in due]))
-                .order_by(AlertRule.id)
-                .with_for_update()
-            )
-        for rule in due:
+        due = [
+            r
+            for r in rules
+            if r.after_s <= lasted
+            and r.in_schedule(now.astimezone(r.zone))
+            and _blocked(session, r, event, dedup_key(r, event), now) is None
+        ]
+    waiting = [r.after_s - lasted for r in rules if r.after_s > lasted]
+    if not due:
+        return Fired([], min(waiting, default=None))
+    fired: list[tuple[CompiledRule, Alert]] = []
+    with write_session(factory) as session:
+        session.execute(  # serialise firing per rule across processes (PostgreSQL)
+            select(AlertRule.id)
+            .where(AlertRule.id.in_([r.id for r in due]))
+            .order_by(AlertRule.id)
+            .with_for_update()
+        )
+        for rule in due:  # the guards again, under the lock
             key = dedup_key(rule, event)
             reason = _blocked(session, rule, event, key, now)
             if reason is not None:
