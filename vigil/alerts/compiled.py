@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 class CompiledRule:
     id: int
     name: str
-    event: str  # detection | camera_offline | disk_pressure
-    after_s: float  # camera_offline: how long an outage lasts before it fires (0 for the others)
     targets: frozenset[str]
     sources: tuple[str, ...]
     min_score: float | None
@@ -38,6 +36,8 @@ class CompiledRule:
     severity: str
     message: str
     channels: tuple[str, ...]
+    event: str = "detection"  # or camera_offline, disk_pressure (vigil.alerts.events)
+    after_s: float = 0.0  # camera_offline: how long an outage lasts before the rule fires
 
     def matches_source(self, name: str) -> bool:
         return not self.sources or any(fnmatchcase(name, glob) for glob in self.sources)
