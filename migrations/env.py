@@ -44,16 +44,18 @@ def run_migrations_online() -> None:
 def _run_with_foreign_keys_off(connection: Connection) -> None:
     """SQLite's way to change a table it cannot ALTER (sqlite.org/lang_altertable.html): foreign keys off
     outside the transaction (a batch copy drops the old table, which would otherwise cascade into the
-    tables that refer to it), every key checked before commit, and on again after."""
+    tables that refer to it), the keys checked before commit (a key broken by the migration rolls it back;
+    one broken before, by a tool that wrote with the keys off, is left as it was), and on again after."""
     raw = connection.connection.driver_connection
     assert raw is not None
     raw.execute("PRAGMA foreign_keys=OFF")
     try:
         with context.begin_transaction():
+            before = set(map(tuple, connection.exec_driver_sql("PRAGMA foreign_key_check").all()))
             context.run_migrations()
-            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
-            if broken:
-                raise RuntimeError(f"migration left {len(broken)} broken foreign key(s), e.g. {broken[0]}")
+            after = set(map(tuple, connection.exec_driver_sql("PRAGMA foreign_key_check").all()))
+            if broken := sorted(after - before, key=str):
+                raise RuntimeError(f"the migration broke {len(broken)} foreign key(s), e.g. {broken[0]}")
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
 
