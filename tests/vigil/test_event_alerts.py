@@ -107,6 +107,8 @@ def test_once_per_outage_and_episode_then_the_cooldown(sqlite_url: str, receiver
     unhurried = settings_for(sqlite_url, receiver, cooldown_s=0)
     sync_all(factory, unhurried, sources=("gate",))
     assert len(events.camera_offline(factory, second, settings=unhurried).alert_ids) == 1
+    twin = offline_since(factory, 200)  # a second recorder of the same camera (another machine): its own row
+    assert events.camera_offline(factory, twin, settings=unhurried).alert_ids == []  # told, still open
     assert len(events.disk_pressure(factory, pressure, since=later, settings=unhurried).alert_ids) == 1
     assert (
         len(event_alerts(factory, "camera_offline")) == 2 and len(event_alerts(factory, "disk_pressure")) == 3
