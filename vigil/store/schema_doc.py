@@ -195,6 +195,14 @@ LIMIT 20""",
         q,
     ),
     Example(
+        "Slowest analyses",
+        q := """SELECT source, path, model, duration_s, total_s, decode_s, model_s, windows
+FROM analyses_v
+ORDER BY total_s DESC
+LIMIT 10""",
+        q,
+    ),
+    Example(
         "Cameras that went offline this week, and for how long the alert's outage lasted",
         """SELECT fired_at, source, outage_started_at, outage_ended_at, outage_reason
 FROM alerts_v
@@ -204,14 +212,6 @@ ORDER BY fired_at DESC""",
 FROM alerts_v
 WHERE event = 'camera_offline' AND fired_at >= now() - interval '7 days'
 ORDER BY fired_at DESC""",
-    ),
-    Example(
-        "Slowest analyses",
-        q := """SELECT source, path, model, duration_s, total_s, decode_s, model_s, windows
-FROM analyses_v
-ORDER BY total_s DESC
-LIMIT 10""",
-        q,
     ),
 ]
 
