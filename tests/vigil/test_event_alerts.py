@@ -19,7 +19,7 @@ from vigil.alerts import events
 from vigil.alerts.channels import MqttSender, Notification
 from vigil.alerts.delivery import deliver
 from vigil.cli import cli
-from vigil.config.settings import ChannelSettings, Settings, load_settings
+from vigil.config.settings import ChannelSettings, Settings, diagnose_settings, load_settings
 from vigil.errors import ConfigError
 from vigil.feedback.verdicts import record_verdict
 from vigil.media.deletion import Pressure
@@ -186,3 +186,15 @@ def test_the_cli_lists_event_rules_and_shows_event_alerts(tmp_path: Path) -> Non
     listed = vigil(config, "alerts", "list")
     assert "gate-offline  warning  camera_offline  camera gate offline for 2.2 min" in listed.output
     assert "[log:pending]" in listed.output
+
+
+def test_a_camera_offline_rule_on_a_folder_that_is_no_stream_is_a_warning(tmp_path: Path) -> None:
+    rule = '[[alerts.rules]]\nname = "r"\non = "camera_offline"\nafter_s = 60\nsources = ["cam1"]\n'
+    folder = f'[[watch.sources]]\nname = "cam1"\npath = "{tmp_path}"\n'
+    config = tmp_path / "vigil.toml"
+    config.write_text(folder + rule)
+    found = diagnose_settings(config)
+    expected = "alerts.rules[r].sources: cam1: not a stream (no url), so never offline: the rule never fires"
+    assert not found.errors and [str(w).endswith(expected) for w in found.warnings] == [True]
+    config.write_text(folder + 'url = "rtsp://cam/s"\n' + rule)
+    assert diagnose_settings(config).warnings == []

@@ -120,15 +120,28 @@ def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list
     return problems
 
 
-def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[Problem]:
+def source_warnings(
+    *, sources: Iterable[str], rules: Iterable[Any], streams: Iterable[str] = ()
+) -> list[Problem]:
     """Rule sources named literally that the settings do not declare: a warning, since `vigil scan DIR`
-    and `vigil run --watch DIR` make sources of their own."""
-    declared = set(sources)
-    return [
+    and `vigil run --watch DIR` make sources of their own; and a camera_offline rule's declared sources
+    that are no stream (no url): nothing records them, so no outage ever fires it."""
+    declared, streams = set(sources), set(streams)
+    problems = [
         Problem(f"alerts.rules[{rule.name}].sources", f"no source named {', '.join(unknown)} in the settings")
         for rule in rules
         if (unknown := sorted({s for s in rule.sources if not GLOB_CHARS.search(s)} - declared))
     ]
+    for rule in rules:
+        named = {s for s in rule.sources if not GLOB_CHARS.search(s)} & declared
+        if rule.on == "camera_offline" and (folders := sorted(named - streams)):
+            problems.append(
+                Problem(
+                    f"alerts.rules[{rule.name}].sources",
+                    f"{', '.join(folders)}: not a stream (no url), so never offline: the rule never fires",
+                )
+            )
+    return problems
 
 
 def missing_targets(settings: Any, known: Iterable[str]) -> list[Problem]:

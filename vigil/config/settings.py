@@ -320,7 +320,8 @@ class Settings(BaseSettings):
     def warnings(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
         """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
         sources = {s.name for s in self.watch.sources} | (declared or {}).get("watch.sources", set())
-        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules)
+        streams = {s.name for s in self.watch.sources if s.url is not None}
+        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules, streams=streams)
         return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod
