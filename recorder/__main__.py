@@ -9,6 +9,8 @@ import sys
 from recorder.service import RecorderService
 from vigil.config.settings import Settings, load_settings
 from vigil.errors import ConfigError
+from vigil.ops.celery_app import make_celery
+from vigil.ops.enqueue import Enqueuer
 from vigil.ops.logs import configure_logging
 from vigil.store.db import make_engine, session_factory
 from vigil.store.migrate import ensure_migrated
@@ -25,7 +27,10 @@ def run_recorder(settings: Settings) -> int:
     engine = make_engine(settings.database)
     try:
         ensure_migrated(engine)
-        RecorderService(settings, factory=session_factory(engine)).run_forever()
+        factory = session_factory(engine)
+        app = make_celery(settings)  # the camera_offline alerts' deliveries go to the queue
+        RecorderService(settings, factory=factory, enqueuer=Enqueuer(app, factory)).run_forever()
+        app.close()
     except ConfigError as exc:
         print(f"recorder: {exc}", file=sys.stderr)
         return 2

@@ -1,29 +1,40 @@
-"""The recorder process: one thread per stream source (`StreamRecorder`), started and stopped together."""
+"""The recorder process: one thread per stream source (`StreamRecorder`), started and stopped together.
+
+An outage left open by an earlier recorder is taken over by the new one; while one lasts, its recorder fires
+the camera_offline rules (`vigil.alerts.events`) and hands their deliveries to `enqueuer`'s queue (without
+one, the watcher's reconciler sends them within `work.reconcile_interval_s` + a minute)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from datetime import datetime
 from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from recorder.stream import Notify, Opener, StreamRecorder
-from vigil.alerts.notices import send_notice, stream_offline_notice
-from vigil.config.settings import Settings, SourceSettings
+from recorder.stream import Opener, StreamRecorder
+from vigil.alerts.events import camera_offline
+from vigil.config.settings import Settings
 from vigil.declared.apply import apply_settings
-from vigil.media.outages import close_left_open
+from vigil.media.outages import left_open
+from vigil.ops.enqueue import Enqueuer
 from vigil.ops.metrics_server import start_metrics_server
 
 log = logging.getLogger(__name__)
 
 
 class RecorderService:
-    def __init__(self, settings: Settings, *, factory: sessionmaker[Session], opener: Opener | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        factory: sessionmaker[Session],
+        opener: Opener | None = None,
+        enqueuer: Enqueuer | None = None,
+    ):
         self.settings, self.factory = settings, factory
-        self.opener = opener
+        self.opener, self.enqueuer = opener, enqueuer
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.recorders: list[StreamRecorder] = []
@@ -31,7 +42,7 @@ class RecorderService:
     def start(self) -> None:
         streams = [s for s in self.settings.watch.sources if s.url is not None]
         ids = apply_settings(self.factory, self.settings).sources
-        close_left_open(self.factory, [ids[s.name] for s in streams])
+        taken_over = left_open(self.factory, [ids[s.name] for s in streams])
         for conf in streams:
             extra = {"opener": self.opener} if self.opener is not None else {}
             recorder = StreamRecorder(
@@ -40,7 +51,8 @@ class RecorderService:
                 min_free=self.settings.retention_of(conf)[2],
                 factory=self.factory,
                 stop=self._stop,
-                notify=self._notifier(conf),
+                offline=self._offline,
+                taken_over=taken_over.get(ids[conf.name]),
                 **extra,
             )
             thread = threading.Thread(target=recorder.run, name=f"recorder-{conf.name}", daemon=True)
@@ -49,15 +61,10 @@ class RecorderService:
             self._threads.append(thread)
         log.info("recorder started: %d stream(s)", len(streams))
 
-    def _notifier(self, conf: SourceSettings) -> Notify | None:
-        if not conf.offline_channels:
-            return None
-
-        def notify(began: datetime, reason: str) -> None:
-            note = stream_offline_notice(conf.name, started_at=began, reason=reason)
-            send_notice(self.settings, note, conf.offline_channels)
-
-        return notify
+    def _offline(self, outage_id: int) -> float | None:
+        return camera_offline(
+            self.factory, outage_id, settings=self.settings, enqueuer=self.enqueuer
+        ).next_in_s
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop every stream: each finishes (and renames) the segment it was writing."""

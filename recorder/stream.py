@@ -5,9 +5,10 @@ switch do not reconnect in step).
 
 A stream that is refused, unreachable, ends, stops sending for `read_timeout_s`, has no video, or sends no
 keyframe for 3 x `read_timeout_s` is one outage with a one-line reason; the thread keeps trying, and the
-other streams never notice. The disk guard: a segment is started only while the volume has half of
-`min_free` (retention's setting, which prunes from `min_free` down) plus two segments free; a segment
-already started is always finished.
+other streams never notice. While it lasts, the camera_offline rules are asked (`offline`) whether one is
+due; an outage outlives the recorder (one stopped mid-outage leaves it open, the next takes it over). The
+disk guard: a segment is started only while the volume has half of `min_free` (retention's setting, which
+prunes from `min_free` down) plus two segments free; a segment already started is always finished.
 
 Credentials: the password is read (from `password_env` or `password_file`) when connecting and put in the
 URL handed to FFmpeg only; every message that leaves this module goes through `Credentials.redact`.
@@ -33,14 +34,16 @@ import av
 from recorder.segments import Segment, sequence_parameters
 from vigil.config.retention import min_free_bytes
 from vigil.config.settings import SourceSettings
-from vigil.media.outages import close_outage, count_attempt, open_outage
+from vigil.media.outages import OpenOutage, close_outage, count_attempt, open_outage
 from vigil.ops import metrics
 from vigil.terminal import safe
 
 log = logging.getLogger(__name__)
 
 Opener = Callable[..., Any]  # av.open's signature
-Notify = Callable[[datetime, str], None]  # (outage start, reason): the camera has been offline too long
+# Given the open outage's id, fires the camera_offline rules that are due; seconds until one may be next.
+OfflineCheck = Callable[[int], float | None]
+RECHECK_S = 30.0  # at most this long between two checks of an outage (rules change, schedules open)
 
 
 # An HLS playlist is joined at its newest segment (FFmpeg's default: 3 back): a quick reconnection fetches
@@ -119,14 +122,15 @@ class StreamRecorder:
         factory: Any,
         stop: threading.Event,
         opener: Opener = av.open,
-        notify: Notify | None = None,
+        offline: OfflineCheck | None = None,
+        taken_over: OpenOutage | None = None,
     ) -> None:
         self.conf, self.source_id, self.min_free = conf, source_id, min_free
-        self.factory, self.stop, self.opener, self.notify = factory, stop, opener, notify
-        self.outage_began: tuple[datetime, str, bool] | None = None  # start, reason, notified
+        self.factory, self.stop, self.opener, self.offline = factory, stop, opener, offline
         self.folder = conf.path.expanduser().absolute()
         self.name = conf.name
-        self.outage: int | None = None
+        self.outage: int | None = taken_over.id if taken_over is not None else None  # left open before us
+        self.next_offline_check = 0.0  # time.monotonic() of the next `_check_offline`
         self.last_packet = 0.0
         self.last_size = 0
         self.base: float | None = None  # wall-clock time of the stream's time 0 (`_observe`)
@@ -160,17 +164,15 @@ class StreamRecorder:
             if self._wait(wait):
                 break
             metrics.STREAM_RECONNECTS.labels(source=self.name).inc()
-        if self.outage is not None:
-            close_outage(self.factory, self.outage, ended_at=datetime.now(UTC))
-        log.info("stream %s: recorder stopped", self.name)
+        log.info("stream %s: recorder stopped", self.name)  # an outage stays open: the next one takes it
 
     def _wait(self, seconds: float) -> bool:
-        """Sleep out a back-off (True: stopped), telling the channels on time if the outage gets long."""
+        """Sleep out a back-off (True: stopped), checking the offline rules on time meanwhile."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.stop.wait(min(left, 1.0)):
                 return True
-            self._tell_if_long()
+            self._check_offline()
         return False
 
     def record_once(self) -> bool:
@@ -294,7 +296,7 @@ class StreamRecorder:
         if self.outage is not None:
             close_outage(self.factory, self.outage, ended_at=datetime.fromtimestamp(now, UTC))
             log.info("stream %s: recording again", self.name)
-            self.outage, self.outage_began = None, None
+            self.outage, self.next_offline_check = None, 0.0
         metrics.STREAM_UP.labels(source=self.name).set(1)
         return segment
 
@@ -334,27 +336,24 @@ class StreamRecorder:
         if self.outage is not None:
             if attempt:
                 count_attempt(self.factory, self.outage)
-            self._tell_if_long()
+            self._check_offline()
             return
         began = datetime.fromtimestamp(self.last_packet or time.time(), UTC)
         self.outage = open_outage(self.factory, self.source_id, started_at=began, reason=reason)
-        self.outage_began = (began, reason, False)
         log.error("stream %s: outage %d began: %s", self.name, self.outage, reason)
-        self._tell_if_long()
+        self._check_offline()
 
-    def _tell_if_long(self) -> None:
-        """Once per outage, when it has lasted `offline_alert_s`: tell the source's offline channels."""
-        limit = self.conf.offline_alert_s
-        if self.outage_began is None or limit is None or self.notify is None:
+    def _check_offline(self) -> None:
+        """While an outage lasts, let the camera_offline rules that are due fire: asked again when the next
+        one's after_s comes, and at least every RECHECK_S. Alerting never stops the recording."""
+        if self.outage is None or self.offline is None or time.monotonic() < self.next_offline_check:
             return
-        began, reason, told = self.outage_began
-        if told or (datetime.now(UTC) - began).total_seconds() < limit:
-            return
-        self.outage_began = (began, reason, True)
         try:
-            self.notify(began, reason)
-        except Exception:  # a channel's problem never stops the recording
-            log.exception("stream %s: offline notice not sent", self.name)
+            wait = self.offline(self.outage)
+        except Exception:  # the database or a rule's problem: asked again later
+            log.exception("stream %s: offline rules not checked for outage %d", self.name, self.outage)
+            wait = None
+        self.next_offline_check = time.monotonic() + min(RECHECK_S, wait if wait is not None else RECHECK_S)
 
 
 def _existing(path: Path) -> Path:

@@ -8,7 +8,8 @@ Threads (all daemon, all stopped by `stop()`):
 - `reconcile`: `reconcile_media` and `reconcile_deliveries` every `work.reconcile_interval_s`;
 - `report`: the files still settling, written every second for `vigil status` (`vigil.media.settling`);
 - `retention`: when a retention policy is set, `vigil.media.retention.prune` at start and every
-  `retention.interval_s`; a volume left below min_free is announced to `retention.alert_channels` once.
+  `retention.interval_s`; a volume left below min_free fires the disk_pressure rules (`vigil.alerts.events`,
+  once per episode: from the first pass that leaves it short to the first that does not).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -30,10 +32,10 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from vigil.alerts.delivery import reconcile_deliveries
-from vigil.alerts.notices import disk_pressure_notice, send_notice
+from vigil.alerts.events import disk_pressure
 from vigil.config.settings import Settings, SourceSettings
 from vigil.declared.apply import apply_settings
-from vigil.errors import MediaError
+from vigil.errors import MediaError, VigilError
 from vigil.formats.probe import MediaInfo
 from vigil.media.dropfolder import finalize_file
 from vigil.media.reconciler import reconcile_media
@@ -41,6 +43,7 @@ from vigil.media.retention import PruneReport, policy_enabled, prune
 from vigil.media.settling import REPORT_EVERY_S, SettlingReport, remove_report, write_report
 from vigil.ops import metrics_server
 from vigil.ops.enqueue import Enqueuer
+from vigil.store.schema import utcnow
 from watcher.events import SourceEventHandler
 from watcher.intake import Admission, WatchedSource, admit
 from watcher.paths import SourceRules
@@ -84,7 +87,7 @@ class WatcherService:
         self._scan_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._started = False
-        self._pressed: set[str] = set()  # volumes announced as still below min_free
+        self._pressed: dict[str, datetime] = {}  # volumes left below min_free: since when (the episode)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -291,16 +294,26 @@ class WatcherService:
                 log.exception("reconcile failed (next one in %.0fs)", interval)
 
     def prune_now(self) -> PruneReport:
-        """One retention pass; a volume newly left below min_free is announced to the alert channels."""
+        """One retention pass; a volume it left below min_free fires the disk_pressure rules. Asked on every
+        pass of the episode: each rule fires once (its dedup key), when its schedule allows."""
         report = prune(self.factory, self.settings)
-        pressed = {p.volume: p for p in report.pressure}
-        for volume, pressure in pressed.items():
-            channels = self.settings.retention.alert_channels
-            if volume not in self._pressed and channels:
-                send_notice(self.settings, disk_pressure_notice(pressure), channels)
-        for volume in self._pressed - pressed.keys():
+        now = utcnow()
+        pressed = {p.volume: (p, self._pressed.get(p.volume, now)) for p in report.pressure}
+        for volume in self._pressed.keys() - pressed.keys():
             log.info("disk pressure relieved on %s", volume)
-        self._pressed = set(pressed)
+        self._pressed = {volume: since for volume, (_p, since) in pressed.items()}
+        for pressure, since in pressed.values():
+            try:
+                disk_pressure(
+                    self.factory,
+                    pressure,
+                    since=since,
+                    settings=self.settings,
+                    enqueuer=self.enqueuer,
+                    now=now,
+                )
+            except VigilError as exc:  # the database is busy or away: the next pass asks again
+                log.error("disk pressure on %s: rules not checked: %s", pressure.volume, exc)
         return report
 
     def _retention_loop(self) -> None:

@@ -251,24 +251,38 @@ def test_garbage_instead_of_rtsp_is_a_one_line_outage_and_udp_transport_records(
         assert sum(1 for _ in container.decode(video=0)) >= 20
 
 
-def test_a_camera_offline_for_offline_alert_s_is_told_once_through_its_channel(
+def test_a_camera_offline_for_a_rules_after_s_fires_it_once_through_the_outbox(
     recorders, make_settings, factory, drop: Path
 ) -> None:
+    from tests.support.alerting import event_alerts  # here: the file's imports stay as they were
+    from vigil.alerts.delivery import deliver
+    from vigil.config.settings import RuleSettings
+
     dead_url = f"rtsp://127.0.0.1:{free_port()}/cam"
     with receiving() as hook:
         settings = make_settings(sources=[stream("shed", drop / "shed", dead_url)])
-        settings.alerts = AlertSettings(channels=[ChannelSettings(name="ops", kind="webhook", url=hook.url)])
-        settings.watch.sources[0].offline_alert_s = 1.5
-        settings.watch.sources[0].offline_channels = ["ops"]
+        rule = RuleSettings(
+            name="shed-down", on="camera_offline", sources=["shed"], after_s=1.5, channels=["ops"]
+        )
+        settings.alerts = AlertSettings(
+            channels=[ChannelSettings(name="ops", kind="webhook", url=hook.url)], rules=[rule]
+        )
         recorders(settings)
-        wait_for(lambda: hook.requests, timeout=20)
-        time.sleep(3.0)  # more failed attempts, more time: still the one notice
+        (alert,) = wait_for(lambda: event_alerts(factory, "camera_offline"), timeout=20)
+        time.sleep(3.0)  # more failed attempts, more time: still the one alert
+        assert len(event_alerts(factory, "camera_offline")) == 1
+        (delivery,) = alert.deliveries
+        assert deliver(factory, delivery.id, settings=settings).status == "delivered"  # the cpu task's body
         (request,) = hook.requests
-    body = request.json()
-    (outage,) = outages(factory)
-    assert (body["event"], body["source"], body["reason"]) == ("stream_offline", "shed", outage.reason)
-    assert body["since"] == outage.started_at.isoformat() and outage.attempts >= 3
+    body, (outage,) = request.json(), outages(factory)
+    assert (body["event"], body["source"]["name"], body["outage"]["reason"]) == (
+        "camera_offline",
+        "shed",
+        outage.reason,
+    )
+    assert body["outage"]["id"] == outage.id and outage.attempts >= 3
     assert body["alert"]["message"].startswith("camera shed offline for ")
+    assert (alert.fired_at - outage.started_at).total_seconds() >= 1.5
 
 
 def _source_id(factory: sessionmaker[Session], name: str) -> int:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vigil.config.settings import (
     AlertSettings,
@@ -25,7 +25,7 @@ from vigil.config.settings import (
 )
 from vigil.declared.apply import apply_settings
 from vigil.store.db import make_engine, session_factory, write_session
-from vigil.store.schema import Analysis, Detection, Media, Source, Target
+from vigil.store.schema import Alert, Analysis, Detection, Media, Source, Target
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -138,6 +138,19 @@ def add_analysis(
             )
     session.flush()
     return analysis
+
+
+def event_alerts(factory: sessionmaker[Session], event: str) -> list[Alert]:
+    """The alerts fired on `event` (camera_offline, disk_pressure), oldest first, with their deliveries."""
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(Alert)
+                .where(Alert.event == event)
+                .options(selectinload(Alert.deliveries))
+                .order_by(Alert.id)
+            )
+        )
 
 
 # ---------------------------------------------------------------- webhook receiver

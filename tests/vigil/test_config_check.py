@@ -66,6 +66,10 @@ URL = '"https://hooks.example.com/vigil"'
 RULE_END = 'channels = ["ops"]'
 HOOK = 'kind = "webhook"'
 DUPE = "target names must be unique, repeated: van"
+MOVED_OFFLINE = 'moved: write an [[alerts.rules]] with on = "camera_offline", after_s and channels'
+RULE_TARGETS = (
+    'vigil.toml: alerts.rules[r]: targets: only for detection rules (this one has on = "camera_offline")'
+)
 BAD = [
     (
         'targets = ["van"]',
@@ -95,16 +99,26 @@ BAD = [
     ('path = "{folder}"', 'path = "{folder}"\ntargets = ["nobody"]', "[cam1].targets: no target named no"),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://u:pw@cam/s"', "holds a password: put it in pass"),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "ftp://cam/s"', "sources[cam1].url: must be an rtsp"),
-    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_*, offline_* are for a"),
+    ('path = "{folder}"', 'path = "{folder}"\npassword_env = "CAM_PW"', "password_* are for a stream"),
     (
         'path = "{folder}"',
-        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 60',
-        "offline_alert_s and",
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_channels = ["ops"]',
+        f"vigil.toml: watch.sources[cam1].offline_channels: {MOVED_OFFLINE}",
     ),
     (
         'path = "{folder}"',
-        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 9\noffline_channels = ["pager"]',
-        "watch.sources[cam1].offline_channels: no channel named pager",
+        'path = "{folder}"\nurl = "rtsp://c/s"\noffline_alert_s = 60',
+        f"vigil.toml: watch.sources[cam1].offline_alert_s: {MOVED_OFFLINE}",
+    ),
+    ('targets = ["van"]', 'on = "camera_offline"\nafter_s = 60\ntargets = ["van"]', RULE_TARGETS),
+    ('targets = ["van"]', 'on = "camera_offline"', "alerts.rules[r]: a camera_offline rule needs after_s"),
+    ('targets = ["van"]', 'targets = ["van"]\nafter_s = 60', "alerts.rules[r]: after_s: only for camera_off"),
+    ('targets = ["van"]', 'on = "disk_pressure"', "alerts.rules[r]: sources: a disk_pressure rule is about"),
+    ('targets = ["van"]', 'on = "camera_gone"', "alerts.rules[r].on: Input should be 'detection', 'camera"),
+    (
+        'targets = ["van"]',
+        'on = "camera_offline"\nafter_s = 60\nmessage = "{target} gone"',
+        "alerts.rules[r].message: template field {target} is not allowed (use one of: host, minutes",
     ),
     ('path = "{folder}"', 'path = "{folder}"\nurl = "rtsp://cam/s"\nsegment_s = 1', "segment_s: Input"),
     ('path = "{folder}"', 'path = "{folder}"\nmin_free = "10 parsecs"', "sources[cam1].min_free: '10 p"),
@@ -115,7 +129,11 @@ BAD = [
         'path = "{folder}"\nkeep_days = 40\n[retention]\nkeep_days = 3\nkeep_alerted_days = 30',
         "watch.sources[cam1]: keep_alerted_days (30) must be at least keep_days (40)",
     ),
-    (RULE_END, f'{RULE_END}\n[retention]\nalert_channels = ["pager"]', "retention.alert_channels: no"),
+    (
+        RULE_END,
+        f'{RULE_END}\n[retention]\nalert_channels = ["ops"]',
+        'vigil.toml: retention.alert_channels: moved: write an [[alerts.rules]] with on = "disk_pressure"',
+    ),
     (RULE_END, f"{RULE_END}\n[retention]\nkeep_alerted_days = 3", "keep_days (unset: kept for ever)"),
     (
         'path = "{folder}"',

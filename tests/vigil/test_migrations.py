@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
@@ -46,3 +49,81 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(sqlite_url: str) 
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 7000
     engine.dispose()
+
+
+# Rows as revision 0012 had them (its columns only), written in SQL both dialects take.
+ROWS_AT_0012 = [
+    "INSERT INTO sources (id, name, path, static_gate, created_at, updated_at) "
+    "VALUES (1, 'cam1', '/srv/cam1', 0, '{t}', '{t}')",
+    "INSERT INTO targets (id, name, description, threshold, enabled, prompt_version, images, created_at, "
+    "updated_at) VALUES (1, 'van', 'a van', 0.5, TRUE, 1, '[]', '{t}', '{t}')",
+    "INSERT INTO media (id, source_id, rel_path, path, version, kind, size_bytes, mtime, status, attempts, "
+    "sends, created_at, updated_at, duration_s) VALUES (1, 1, 'a.mp4', '/srv/cam1/a.mp4', 1, 'video', 10, "
+    "'{t}', 'done', 1, 1, '{t}', '{t}', 20.0)",
+    "INSERT INTO analyses (id, media_id, model_id, template_version, params, target_ids, windows, "
+    "frames_decoded, decode_ms, model_ms, total_ms, created_at) VALUES (1, 1, 'm', 1, '{{}}', '[1]', 2, 16, "
+    "1.0, 1.0, 2.0, '{t}')",
+    "INSERT INTO detections (id, analysis_id, media_id, target_id, window_index, start_s, end_s, p_yes, "
+    "matched, inherited, created_at) VALUES (1, 1, 1, 1, 1, 10.0, 20.0, 0.9, TRUE, FALSE, '{t}')",
+    "INSERT INTO alert_rules (id, name, target_names, source_globs, days, timezone, min_consecutive, "
+    "cooldown_s, severity, message, channel_names, enabled, created_at, updated_at) VALUES (1, 'vans', '[]', "
+    "'[]', '[]', 'UTC', 1, 300, 'warning', '{{target}}', '[\"ops\"]', TRUE, '{t}', '{t}')",
+    "INSERT INTO alerts (id, dedup_key, rule_id, media_id, target_id, detection_id, source_id, score, "
+    "start_s, end_s, severity, message, payload, fired_at) VALUES (1, 'k1', 1, 1, 1, 1, 1, 0.9, 10.0, 20.0, "
+    "'warning', 'van at cam1', '{{\"type\": \"vigil.alert\"}}', '{t}')",
+    "INSERT INTO deliveries (id, alert_id, channel, idempotency_key, status, attempts, created_at, "
+    "updated_at) VALUES (1, 1, 'ops', 'msg_1', 'delivered', 1, '{t}', '{t}')",
+    "INSERT INTO feedback (id, detection_id, alert_id, verdict, origin, created_at, updated_at) "
+    "VALUES (1, 1, 1, 'right', 'web', '{t}', '{t}')",
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url_at_0012(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_empty_url")
+    )
+    upgrade(url, "0012")
+    return str(url)
+
+
+def test_upgrade_from_0012_keeps_every_alert_its_deliveries_and_verdicts(url_at_0012: str) -> None:
+    engine = make_engine(DatabaseSettings(url=url_at_0012))
+    try:
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0012:
+                conn.execute(text(statement.format(t="2026-06-01 12:00:00")))
+        upgrade(url_at_0012)
+        with engine.connect() as conn:
+            alert = conn.execute(text("SELECT event, media_id, score, outage_id FROM alerts")).one()
+            assert tuple(alert) == ("detection", 1, 0.9, None)
+            assert conn.execute(text("SELECT event, after_s FROM alert_rules")).one() == ("detection", None)
+            assert conn.execute(text("SELECT alert_id, status FROM deliveries")).all() == [(1, "delivered")]
+            assert conn.execute(text("SELECT alert_id FROM feedback")).all() == [(1,)]
+            view = conn.execute(
+                text("SELECT event, source, target, path, deliveries_delivered FROM alerts_v")
+            )
+            assert view.all() == [("detection", "cam1", "van", "/srv/cam1/a.mp4", 1)]
+        with engine.begin() as conn:  # an event alert: no media, target or score, and the view still lists it
+            conn.execute(
+                text(
+                    "INSERT INTO stream_outages (id, source_id, started_at, reason, attempts) "
+                    "VALUES (1, 1, '2026-06-01 12:00:00', 'refused', 3)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO alerts (id, event, dedup_key, rule_id, source_id, outage_id, host, "
+                    "severity, message, payload, fired_at) VALUES (2, 'camera_offline', 'k2', 1, 1, 1, "
+                    "'nvr', 'warning', 'cam1 offline', '{}', '2026-06-01 12:02:00')"
+                )
+            )
+        with engine.connect() as conn:
+            view = conn.execute(
+                text("SELECT event, source, target, path, outage_reason FROM alerts_v WHERE alert_id = 2")
+            )
+            assert view.all() == [("camera_offline", "cam1", None, None, "refused")]
+    finally:
+        engine.dispose()

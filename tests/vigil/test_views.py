@@ -15,7 +15,18 @@ from vigil.config.settings import DatabaseSettings
 from vigil.sql import QueryResult, run_query
 from vigil.store.db import is_sqlite, make_engine, session_factory, write_session
 from vigil.store.migrate import alembic_config
-from vigil.store.schema import Alert, AlertRule, Analysis, Delivery, Detection, Media, Source, Target
+from vigil.store.schema import (
+    Alert,
+    AlertRule,
+    Analysis,
+    Delivery,
+    Detection,
+    Media,
+    Source,
+    StreamOutage,
+    Target,
+    utcnow,
+)
 from vigil.store.schema_doc import EXAMPLES, VIEW_DOCS
 
 VIEWS = set(VIEW_DOCS)
@@ -132,6 +143,18 @@ def seed(engine: Engine) -> dict[str, Any]:
                 Delivery(alert_id=alert.id, channel="hook", idempotency_key="i2", status="delivered"),
             ]
         )
+        # An alert on an event: cam2 offline since 10 minutes ago (no media, target or score).
+        outage = StreamOutage(
+            source_id=cam2.id, started_at=utcnow() - timedelta(minutes=10), reason="refused"
+        )
+        s.add(outage)
+        s.flush()
+        s.add(
+            Alert(
+                event="camera_offline", dedup_key="k2", rule_id=rule.id, source_id=cam2.id,
+                outage_id=outage.id, host="nvr", severity="critical", message="cam2 offline",
+            )
+        )  # fmt: skip
         ids = {"m1": m1.id, "m2": m2.id, "m4": m4.id, "first": first.id, "again": again.id, "night": night}
     return ids
 
@@ -230,8 +253,17 @@ def test_media_and_analyses_views_speak_seconds(seeded: tuple[str, dict[str, Any
 
 def test_alerts_view_counts_deliveries(seeded: tuple[str, dict[str, Any]]) -> None:
     url, ids = seeded
-    (alert,) = query(url, "SELECT * FROM alerts_v")
-    assert (alert["rule"], alert["source"], alert["target"], alert["path"]) == (
+    alert, offline = query(url, "SELECT * FROM alerts_v ORDER BY alert_id")
+    assert (offline["event"], offline["source"], offline["outage_reason"], offline["host"]) == (
+        "camera_offline",
+        "cam2",
+        "refused",
+        "nvr",
+    )  # its detection columns are NULL, and it is listed all the same (LEFT JOIN)
+    assert (offline["target"], offline["path"], offline["score"], offline["detected_at"]) == (None,) * 4
+    assert offline["outage_ended_at"] is None and offline["deliveries_pending"] == 0
+    assert (alert["event"], alert["rule"], alert["source"], alert["target"], alert["path"]) == (
+        "detection",
         "vans",
         "cam2",
         "van",
@@ -248,7 +280,7 @@ def test_alerts_view_counts_deliveries(seeded: tuple[str, dict[str, Any]]) -> No
 def test_documented_examples_run_and_answer_right(seeded: tuple[str, dict[str, Any]]) -> None:
     url, ids = seeded
     dialect = "sqlite" if is_sqlite(url) else "postgresql"
-    last_night, per_hour, failed, slowest = (query(url, e.for_dialect(dialect)) for e in EXAMPLES)
+    last_night, per_hour, failed, slowest, offline = (query(url, e.for_dialect(dialect)) for e in EXAMPLES)
     assert [(r["path"], r["score"]) for r in last_night] == [("/cams/2/night.mp4", 0.95)]
     assert sum(r["files"] for r in per_hour if r["target"] == "van") == 3  # night, old, other camera
     assert {r["target"] for r in per_hour} == {"van"}
@@ -256,6 +288,9 @@ def test_documented_examples_run_and_answer_right(seeded: tuple[str, dict[str, A
         ("/cams/2/broken.mp4", "no decodable frame", 3)
     ]
     assert [r["total_s"] for r in slowest] == [4.0, 2.5, 0.9, 0.1]
+    assert [(r["source"], r["outage_reason"], r["outage_ended_at"]) for r in offline] == [
+        ("cam2", "refused", None)
+    ]
 
 
 def test_template_version_rename_keeps_every_row(seeded: tuple[str, dict[str, Any]]) -> None:

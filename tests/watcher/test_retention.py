@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -17,19 +18,21 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from tests.support.alerting import add_analysis
 from tests.support.volumes import tmpfs
 from tests.support.watching import media_rows, wait_for
+from vigil.alerts.delivery import deliver
 from vigil.alerts.evaluation import evaluate_analysis
 from vigil.config.settings import AlertSettings, RetentionSettings, RuleSettings, Settings, SourceSettings
 from vigil.config.settings import TargetSettings as Target
 from vigil.media.lifecycle import claim, finish_done
 from vigil.media.retention import prune
 from vigil.ops import metrics
+from vigil.ops.contracts import DELIVER, TASK_QUEUES
 from vigil.store.db import write_session
-from vigil.store.schema import Detection, Feedback, Media, utcnow
+from vigil.store.schema import Alert, Detection, Feedback, Media, utcnow
 from watcher.service import WatcherService
 
 MiB = 2**20
@@ -197,6 +200,7 @@ def fill(folder: Path, clip: bytes, names: list[str], *, size: int) -> None:
 def test_disk_pressure_prunes_oldest_unalerted_first_then_reports_loudly(
     start_watcher: Callable[..., WatcherService],
     make_settings,
+    make_enqueuer,
     factory,
     small_volume: Path,
     clip_bytes: bytes,
@@ -206,7 +210,10 @@ def test_disk_pressure_prunes_oldest_unalerted_first_then_reports_loudly(
     cams.mkdir()
     # 25% of 20 MiB = 5 MiB must stay free; the files fill the volume to about 2 MiB free.
     settings = make_settings(sources=[SourceSettings(name="cam", path=cams, min_free="25%")])
-    settings = with_policy(settings, interval_s=0.3, alert_channels=["log"])
+    settings = with_policy(settings, interval_s=0.3)
+    settings.alerts.rules.append(
+        RuleSettings(name="disk", on="disk_pressure", severity="critical", channels=["log"], cooldown_s=0)
+    )
     names = [f"seg{i:02d}.mp4" for i in range(9)]
     fill(cams, clip_bytes, names, size=2 * MiB)
     assert shutil.disk_usage(small_volume).free < 5 * MiB
@@ -227,7 +234,7 @@ def test_disk_pressure_prunes_oldest_unalerted_first_then_reports_loudly(
     assert row_of(factory, "seg00.mp4").pruned_at is None  # alerted: evidence, kept although oldest
 
     # Ask for more than the unalerted finished files can give: evidence and unfinished rows stay, and it
-    # is said loudly on every pass (an error line, the metric) and once through the channel.
+    # is said loudly on every pass (an error line, the metric) and once through the disk_pressure rule.
     unrelieved = metrics.DISK_PRESSURE_UNRELIEVED.labels(volume=str(small_volume))
     before = unrelieved._value.get()
     caplog.clear()
@@ -243,8 +250,28 @@ def test_disk_pressure_prunes_oldest_unalerted_first_then_reports_loudly(
     assert sorted(p.name for p in cams.iterdir()) == ["seg00.mp4", "seg02.mp4", *names[5:]]
     assert said("disk pressure NOT relieved")[0].startswith(f"disk pressure NOT relieved: {small_volume} has")
     assert unrelieved._value.get() >= before + 3
-    notices = said("ALERT critical: disk pressure")
-    assert len(notices) == 1 and str(small_volume) in notices[0], notices
+    (alert,) = pressure_alerts(factory, "60%")  # once for the episode, however many passes
+    assert (alert.volume, alert.host, alert.severity) == (str(small_volume), socket.gethostname(), "critical")
+    assert (
+        alert.media_id is None
+        and alert.payload["volume"]["free_bytes"] < alert.payload["volume"]["needed_bytes"]
+    )
+    (delivery,) = alert.deliveries
+    assert delivery.channel == "log" and delivery.status == "pending"
+    assert make_enqueuer(settings).waiting(TASK_QUEUES[DELIVER]), "the delivery was not handed to the queue"
+    with caplog.at_level(logging.INFO):
+        assert deliver(factory, delivery.id, settings=settings).status == "delivered"  # the cpu task's body
+    assert said("ALERT critical: disk pressure on ") == [
+        f"ALERT critical: {alert.message} ({delivery.idempotency_key})"
+    ]
+
+
+def pressure_alerts(factory: sessionmaker[Session], min_free: str) -> list[Alert]:
+    with factory() as session:
+        found = session.scalars(
+            select(Alert).where(Alert.event == "disk_pressure").options(selectinload(Alert.deliveries))
+        )
+        return [a for a in found if a.payload["volume"]["min_free"] == min_free]
 
 
 def test_prune_command_dry_run_then_for_real(

@@ -78,6 +78,7 @@ def pages(site: Site) -> dict[str, str]:
         "media": f"/media/{site.seeded.media_id}",
         "failed media": f"/media/{site.failed_id}",
         "targets": "/targets",
+        "events": "/events",
     }
 
 

@@ -62,7 +62,15 @@ def assert_writes_blocked(url: str, media_id: int) -> None:
 def test_pages_answer_while_a_writer_holds_its_transaction(review: Review) -> None:
     media_id = review.seeded.media_id
     thumbnail = f"/detections/{review.seeded.alert_detection_id}/thumbnail"
-    pages = ["/", "/?alerts=1", f"/media/{media_id}", f"/media/{media_id}/file", thumbnail, "/targets"]
+    pages = [
+        "/",
+        "/?alerts=1",
+        f"/media/{media_id}",
+        f"/media/{media_id}/file",
+        thumbnail,
+        "/targets",
+        "/events",
+    ]
     with writer_holding_locks(review.db_url, media_id), httpx.Client(base_url=review.base) as client:
         assert_writes_blocked(review.db_url, media_id)
         for path in pages:

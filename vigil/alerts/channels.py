@@ -71,7 +71,11 @@ class Notification:
         payload = dict(alert.payload)
         payload["alert"] = {"id": alert.id, **payload.get("alert", {})}
         thumbnail = payload.get("thumbnail_path")
-        links = media_links(base_url, media_id=alert.media_id, detection_id=alert.detection_id)
+        links = (
+            media_links(base_url, media_id=alert.media_id, detection_id=alert.detection_id)
+            if alert.media_id is not None  # an event alert (camera offline, disk pressure) has no media
+            else {}
+        )
         payload["thumbnail_url"] = links.get("thumbnail_url") if thumbnail else None
         payload["media_url"] = links.get("media_url")
         payload["delivery"] = {"id": delivery.id, "channel": delivery.channel, "attempt": delivery.attempts}
@@ -307,9 +311,14 @@ class MqttSender:
         self.conf = conf
 
     def topic(self, note: Notification) -> str:
+        """An event alert's {source} is its stream source (else its host) and its {target} the event."""
+        event = str(note.payload.get("event") or "detection")
+        source = (
+            note.field("media", "source") or note.field("source", "name") or str(note.payload.get("host"))
+        )
         values = {
-            "source": _topic_part(note.field("media", "source")),
-            "target": _topic_part(note.field("target", "name")),
+            "source": _topic_part(source),
+            "target": _topic_part(note.field("target", "name") if event == "detection" else event),
             "rule": _topic_part(note.field("alert", "rule")),
             "severity": note.severity,
         }

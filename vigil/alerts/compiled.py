@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.config.schedule import DAYS, Hours, parse_hours, parse_zone
-from vigil.config.template import check_template
+from vigil.config.template import FIELDS_ON, check_template
 from vigil.errors import ConfigError
 from vigil.store.schema import (
     AlertRule,
@@ -36,6 +36,8 @@ class CompiledRule:
     severity: str
     message: str
     channels: tuple[str, ...]
+    event: str = "detection"  # or camera_offline, disk_pressure (vigil.alerts.events)
+    after_s: float = 0.0  # camera_offline: how long an outage lasts before the rule fires
 
     def matches_source(self, name: str) -> bool:
         return not self.sources or any(fnmatchcase(name, glob) for glob in self.sources)
@@ -61,10 +63,12 @@ class CompiledRule:
 
 def compile_rule(row: AlertRule) -> CompiledRule:
     where = f"alerts.rules[{row.name}]"
-    check_template(row.message, where=f"{where}.message")
+    check_template(row.message, fields=FIELDS_ON.get(row.event, {}), where=f"{where}.message")
     return CompiledRule(
         id=row.id,
         name=row.name,
+        event=row.event,
+        after_s=row.after_s or 0.0,
         targets=frozenset(row.target_names or ()),
         sources=tuple(row.source_globs or ()),
         min_score=row.min_score,
@@ -82,10 +86,13 @@ def compile_rule(row: AlertRule) -> CompiledRule:
 _COMPILED: dict[tuple[int, datetime], CompiledRule] = {}
 
 
-def load_rules(session: Session) -> list[CompiledRule]:
-    """Enabled rules, compiled once per row version (id, updated_at). A broken row is logged and skipped."""
+def load_rules(session: Session, *, event: str) -> list[CompiledRule]:
+    """Enabled rules that fire on `event`, compiled once per row version (id, updated_at). A broken row is
+    logged and skipped."""
     versions = session.execute(
-        select(AlertRule.id, AlertRule.updated_at).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
+        select(AlertRule.id, AlertRule.updated_at)
+        .where(AlertRule.enabled.is_(True), AlertRule.event == event)
+        .order_by(AlertRule.id)
     ).all()
     missing = [rule_id for rule_id, updated in versions if (rule_id, updated) not in _COMPILED]
     if missing:

@@ -51,7 +51,7 @@ def evaluate_analysis(
     """Fire the rules an analysis satisfies, inside the caller's transaction. Returns delivery ids to send."""
     now = now or utcnow()
     ctx = load_context(session, analysis.media_id, analysis_id=analysis.id)
-    rules = [r for r in load_rules(session) if r.matches_source(ctx.source.name)]
+    rules = [r for r in load_rules(session, event="detection") if r.matches_source(ctx.source.name)]
     candidates = [c for rule in rules for c in find_candidates(rule, ctx)]
     if not candidates:
         return []
@@ -94,6 +94,11 @@ def explain_rule(session: Session, name: str, media_id: int, *, now: datetime | 
     row = session.scalar(select(AlertRule).where(AlertRule.name == name))
     if row is None:
         raise ConfigError(f"no rule named {name!r}")
+    if row.event != "detection":
+        raise ConfigError(
+            f"rule {name!r} fires on {row.event}, not on detections: it has no window to explain "
+            "(`vigil rules list` shows what it does)"
+        )
     if session.get(Media, media_id) is None:
         raise ConfigError(f"no media with id {media_id}")
     rule = compile_rule(row)

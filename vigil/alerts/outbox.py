@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.alerts.channels import LOG_CHANNEL
+from vigil.alerts.compiled import CompiledRule
 from vigil.alerts.matching import (
     Context,
     FiringRun,
@@ -76,6 +77,7 @@ def alert_payload(alert: Alert, candidate: FiringRun, ctx: Context) -> dict[str,
     det, check = candidate.best
     return {
         "type": "vigil.alert",
+        "event": "detection",
         "alert": {  # its id is added when sent
             "rule": candidate.rule.name,
             "severity": alert.severity,
@@ -140,11 +142,18 @@ def idempotency_key(installation: str, dedup: str, channel: str) -> str:
 def add_deliveries(
     session: Session, fired: list[tuple[FiringRun, Alert]], channels: ChannelState, *, now: datetime
 ) -> list[int]:
-    """One outbox row per alert and channel, in one flush. Returns the ids of those to send."""
+    """The outbox rows of detection alerts (`add_rule_deliveries`)."""
+    return add_rule_deliveries(session, [(c.rule, alert) for c, alert in fired], channels, now=now)
+
+
+def add_rule_deliveries(
+    session: Session, fired: list[tuple[CompiledRule, Alert]], channels: ChannelState, *, now: datetime
+) -> list[int]:
+    """One outbox row per alert and channel of its rule, in one flush. Returns the ids of those to send."""
     rows = []
     installation = installation_uid(session) if fired else ""
-    for candidate, alert in fired:
-        for name in candidate.rule.channels:
+    for rule, alert in fired:
+        for name in rule.channels:
             row = Delivery(
                 alert_id=alert.id,
                 channel=name,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from vigil.alerts.channels import LOG_CHANNEL
 from vigil.config.schedule import parse_hours, parse_zone
 from vigil.config.settings import RuleSettings, Settings
-from vigil.config.template import check_template
+from vigil.config.template import FIELDS_ON, check_template
 from vigil.errors import ConfigError
 from vigil.store.schema import (
     AlertRule,
@@ -38,7 +38,7 @@ def validate_rule(conf: RuleSettings, *, targets: Iterable[str], channels: Itera
     parse_zone(conf.timezone, where=where)
     if conf.hours is not None:
         parse_hours(conf.hours, where=where)
-    check_template(conf.message, where=f"{where}.message")
+    check_template(conf.message, fields=FIELDS_ON[conf.on], where=f"{where}.message")
 
 
 def known_names(session: Session, settings: Settings) -> tuple[set[str], set[str]]:
@@ -50,6 +50,8 @@ def known_names(session: Session, settings: Settings) -> tuple[set[str], set[str
 
 def upsert_rule(session: Session, conf: RuleSettings, row: AlertRule | None = None) -> AlertRule:
     values: dict[str, Any] = {
+        "event": conf.on,
+        "after_s": conf.after_s,
         "target_names": list(conf.targets),
         "source_globs": [] if conf.sources == ["*"] else list(conf.sources),
         "min_score": conf.min_score,

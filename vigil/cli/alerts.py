@@ -38,10 +38,11 @@ def alerts_list(app: AppContext, limit: int, status: str | None) -> None:
         click.echo("no alerts")
     for alert, rule in rows:
         sent = " ".join(f"{d.channel}:{d.status}" for d in sorted(alert.deliveries, key=lambda d: d.channel))
+        what = f"{alert.score:.2f}" if alert.score is not None else alert.event  # an event has no score
         click.echo(
             safe(
                 f"{alert.id:>6}  {alert.fired_at:%Y-%m-%d %H:%M:%S}Z  {rule}  {alert.severity}  "
-                f"{alert.score:.2f}  {alert.message}  [{sent}]"
+                f"{what}  {alert.message}  [{sent}]"
             )
         )
 
@@ -50,7 +51,7 @@ def alerts_list(app: AppContext, limit: int, status: str | None) -> None:
 @click.argument("alert_id", type=int)
 @pass_app
 def alerts_show(app: AppContext, alert_id: int) -> None:
-    """One alert in full: rule, media, window, message and every delivery attempt's state."""
+    """One alert in full: rule, media and window (or its event), message and every delivery's state."""
     app.require_migrated(initialise=False)
     with app.factory() as session:
         alert = session.get(Alert, alert_id, options=[selectinload(Alert.deliveries)])
@@ -58,16 +59,12 @@ def alerts_show(app: AppContext, alert_id: int) -> None:
             raise ConfigError(f"no alert with id {alert_id}")
         rule = session.get_one(AlertRule, alert.rule_id)
         kind = session.scalar(select(Media.kind).where(Media.id == alert.media_id))
-    media = alert.payload.get("media", {})
     click.echo(safe(f"alert {alert.id}: {alert.message}"))
     click.echo(safe(f"  rule      {rule.name} ({alert.severity}), fired {alert.fired_at.isoformat()}"))
-    source = media.get("source", "")
-    click.echo(safe(f"  media     {alert.media_id} {media.get('path', '')} (source {source})"))
-    click.echo(safe(f"  target    {alert.payload.get('target', {}).get('name', alert.target_id)}"))
-    where = window_span(alert.start_s, alert.end_s, kind)
-    click.echo(safe(f"  window    {where}, score {alert.score:.3f}"))
-    if alert.payload.get("thumbnail_path"):
-        click.echo(safe(f"  thumbnail {alert.payload['thumbnail_path']}"))
+    if alert.event == "detection":
+        _show_detection(alert, kind)
+    else:
+        _show_event(alert)
     click.echo(safe(f"  dedup     {alert.dedup_key}"))
     for d in sorted(alert.deliveries, key=lambda d: d.channel):
         state = f"{d.status}, {d.attempts} attempt(s)"
@@ -78,6 +75,34 @@ def alerts_show(app: AppContext, alert_id: int) -> None:
         click.echo(safe(f"  -> {d.channel} [{d.id}] {state}  id {d.idempotency_key}"))
         if d.last_error:
             click.echo(safe(f"       last error: {d.last_error}"))
+
+
+def _show_detection(alert: Alert, kind: str | None) -> None:
+    media = alert.payload.get("media", {})
+    source = media.get("source", "")
+    click.echo(safe(f"  media     {alert.media_id} {media.get('path', '')} (source {source})"))
+    click.echo(safe(f"  target    {alert.payload.get('target', {}).get('name', alert.target_id)}"))
+    where = window_span(alert.start_s or 0.0, alert.end_s or 0.0, kind)
+    click.echo(safe(f"  window    {where}, score {alert.score or 0.0:.3f}"))
+    if alert.payload.get("thumbnail_path"):
+        click.echo(safe(f"  thumbnail {alert.payload['thumbnail_path']}"))
+
+
+def _show_event(alert: Alert) -> None:
+    """A camera_offline or disk_pressure alert: no media, no verdict; what it is about."""
+    click.echo(safe(f"  event     {alert.event} on host {alert.host}"))
+    outage, volume = alert.payload.get("outage"), alert.payload.get("volume")
+    if outage:
+        source = alert.payload.get("source", {}).get("name", alert.source_id)
+        click.echo(safe(f"  outage    {outage.get('id')} of {source} since {outage.get('started_at')}"))
+        click.echo(safe(f"  reason    {outage.get('reason')}"))
+    if volume:
+        click.echo(
+            safe(
+                f"  volume    {volume.get('path')}: {volume.get('free_bytes')} bytes free, "
+                f"{volume.get('needed_bytes')} needed (min_free {volume.get('min_free')})"
+            )
+        )
 
 
 @alerts_group.command("retry")

@@ -23,12 +23,14 @@ def open_rules(app: AppContext) -> None:
 
 @click.group("rules")
 def rules_group() -> None:
-    """Manage alert rules: which targets, where, how sure, when, and which channels."""
+    """Manage alert rules: on what (a detection, a camera offline, disk pressure), where, when, to whom."""
 
 
 # Each field of a rule, as the argument or option of `rules add` that sets it.
 RULE_ARGUMENTS = {
     "name": "NAME",
+    "on": "--on",
+    "after_s": "--after",
     "targets": "--target",
     "sources": "--source",
     "cooldown_s": "--cooldown",
@@ -38,13 +40,21 @@ RULE_ARGUMENTS = {
 
 @rules_group.command("add")
 @click.argument("name")
+@click.option(
+    "--on",
+    type=click.Choice(["detection", "camera_offline", "disk_pressure"]),
+    help="What fires it (default: detection).",
+)
+@click.option(
+    "--after", "after_s", type=float, help="camera_offline: seconds an outage lasts before it fires."
+)
 @click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat; default: every target).")
 @click.option("--source", "-s", "sources", multiple=True, help="Source name or glob (repeat; default: all).")
 @click.option("--min-score", type=float, help="P(yes) needed (default: the target's threshold).")
 @click.option("--days", help="Comma-separated days, e.g. mon,tue,sat (default: every day).")
 @click.option("--hours", help='Hours of the day, e.g. "22-06" (wraps midnight) or "08:30-17:00".')
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the schedule.")
-@click.option("--min-consecutive", type=int, default=1, show_default=True, help="Consecutive windows needed.")
+@click.option("--min-consecutive", type=int, help="Consecutive windows needed (default: 1).")
 @click.option("--cooldown", type=float, default=300.0, show_default=True, help="Seconds per rule and source.")
 @click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default="warning")
 @click.option("--message", help="Message template, e.g. '{target} at {source} ({score:.2f})'.")
@@ -71,14 +81,20 @@ def rules_add(app: AppContext, name: str, **options: object) -> None:
 
 
 def describe(rule: AlertRule) -> str:
-    parts = [
-        f"targets={','.join(rule.target_names) or '*'}",
-        f"sources={','.join(rule.source_globs) or '*'}",
-        f"min_score={'threshold' if rule.min_score is None else f'{rule.min_score:.2f}'}",
-    ]
+    sources = f"sources={','.join(rule.source_globs) or '*'}"
+    if rule.event == "camera_offline":
+        parts = ["on=camera_offline", sources, f"after={rule.after_s or 0:g}s"]
+    elif rule.event == "disk_pressure":
+        parts = ["on=disk_pressure"]
+    else:
+        parts = [
+            f"targets={','.join(rule.target_names) or '*'}",
+            sources,
+            f"min_score={'threshold' if rule.min_score is None else f'{rule.min_score:.2f}'}",
+        ]
     if rule.days or rule.hours:
         parts.append(f"when={','.join(rule.days) or 'daily'} {rule.hours or 'all day'} {rule.timezone}")
-    if rule.min_consecutive > 1:
+    if rule.event == "detection" and rule.min_consecutive > 1:
         parts.append(f"consecutive={rule.min_consecutive}")
     parts += [f"cooldown={rule.cooldown_s:g}s", rule.severity, f"-> {','.join(rule.channel_names)}"]
     return " ".join(parts)
@@ -153,7 +169,7 @@ def rules_test(app: AppContext, name: str, media_id: int) -> None:
         click.echo(f"  => {span}: {'would fire' if reason is None else 'blocked: ' + reason}")
 
 
-def describe_compiled(why: Explanation) -> str:
+def describe_compiled(why: Explanation) -> str:  # `rules test` explains detection rules only
     rule = why.rule
     return f"{rule.severity}, cooldown {rule.cooldown_s:g} s, zone {rule.zone.key}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -97,8 +97,20 @@ class ChannelSettings(Section):
         return value
 
 
+RuleEvent = Literal["detection", "camera_offline", "disk_pressure"]
+DEFAULT_MESSAGES: dict[str, str] = {
+    "detection": "{target} seen at {source} ({score:.2f}) in {path}",
+    "camera_offline": "camera {source} offline for {minutes:.1f} min (since {since}): {reason}",
+    "disk_pressure": "disk pressure on {host}: {volume} has {free_bytes} bytes free, below min_free "
+    "{min_free} ({needed_bytes} bytes), and nothing there may be pruned",
+}
+
+
 class RuleSettings(Section):
     name: Name
+    # What fires it: a detection (the default); a stream source whose outage has lasted `after_s`
+    # (fired by the recorder); a volume that retention left below min_free (fired by the watcher).
+    on: RuleEvent = "detection"
     targets: list[Name] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=lambda: ["*"])
     min_score: Annotated[float, Field(ge=0, le=1)] | None = None
@@ -106,11 +118,19 @@ class RuleSettings(Section):
     hours: str | None = None  # "22-06" wraps midnight
     timezone: str = "UTC"
     min_consecutive: Annotated[int, Field(ge=1)] = 1
+    after_s: Annotated[float, Field(ge=0)] | None = None
     cooldown_s: Annotated[float, Field(ge=0)] = 300.0
     severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = "{target} seen at {source} ({score:.2f}) in {path}"
+    message: str = DEFAULT_MESSAGES["detection"]  # each event has its own default (_default_message)
     channels: list[Name] = Field(default_factory=lambda: ["log"])
     enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_message(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "message" not in data and data.get("on") in DEFAULT_MESSAGES:
+            return {**data, "message": DEFAULT_MESSAGES[data["on"]]}
+        return data
 
     @field_validator("hours")
     @classmethod
@@ -124,8 +144,13 @@ class RuleSettings(Section):
 
     @field_validator("message")
     @classmethod
-    def _message(cls, value: str) -> str:
-        return checks.check_template_text(value)
+    def _message(cls, value: str, info: ValidationInfo) -> str:
+        return checks.check_template_text(value, on=info.data.get("on", "detection"))
+
+    @model_validator(mode="after")
+    def _keys_of_its_event(self) -> RuleSettings:
+        checks.check_rule_keys(self.on, given=self.model_fields_set, after_s=self.after_s)
+        return self
 
 
 class AlertSettings(Section):

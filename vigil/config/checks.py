@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from vigil.config.base import Problem
 from vigil.config.schedule import parse_hours, parse_zone
-from vigil.config.template import check_template
+from vigil.config.template import FIELDS_ON, check_template
 from vigil.errors import ConfigError
 
 WEBHOOK_SCHEMES = ("http", "https")
@@ -28,6 +28,7 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 # Environment variables of Vigil that are not settings (and so have no section).
 NON_SETTING_VARIABLES = frozenset({"VIGIL_CONFIG"})
 BUILTIN_CHANNEL = "log"
+DETECTION_KEYS = ("targets", "min_score", "min_consecutive")  # keys that only detection rules have
 
 
 class _Named(Protocol):
@@ -76,9 +77,25 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def check_template_text(text: str) -> str:
-    _as_value_error(lambda: check_template(text, where="rule.message"))
+def check_template_text(text: str, *, on: str = "detection") -> str:
+    """A rule's message, with the placeholders of the event it fires on."""
+    fields = FIELDS_ON.get(on, FIELDS_ON["detection"])
+    _as_value_error(lambda: check_template(text, fields=fields, where="rule.message"))
     return text
+
+
+def check_rule_keys(on: str, *, given: Iterable[str], after_s: float | None) -> None:
+    """The keys a rule may have for the event it fires on: target keys on detection rules only, `after_s`
+    on (and required by) camera_offline rules, no `sources` on disk_pressure rules (volumes are not)."""
+    given = set(given)
+    if on != "detection" and (wrong := [k for k in DETECTION_KEYS if k in given]):
+        raise ValueError(f'{", ".join(wrong)}: only for detection rules (this one has on = "{on}")')
+    if on == "camera_offline" and after_s is None:
+        raise ValueError("a camera_offline rule needs after_s: how long an outage lasts before it fires")
+    if on != "camera_offline" and "after_s" in given:
+        raise ValueError(f'after_s: only for camera_offline rules (this one has on = "{on}")')
+    if on == "disk_pressure" and "sources" in given:
+        raise ValueError("sources: a disk_pressure rule is about volumes, not sources (remove it)")
 
 
 def _as_value_error(check: Any) -> None:
@@ -103,15 +120,28 @@ def reference_problems(*, channels: Iterable[str], rules: Iterable[Any]) -> list
     return problems
 
 
-def source_warnings(*, sources: Iterable[str], rules: Iterable[Any]) -> list[Problem]:
+def source_warnings(
+    *, sources: Iterable[str], rules: Iterable[Any], streams: Iterable[str] = ()
+) -> list[Problem]:
     """Rule sources named literally that the settings do not declare: a warning, since `vigil scan DIR`
-    and `vigil run --watch DIR` make sources of their own."""
-    declared = set(sources)
-    return [
+    and `vigil run --watch DIR` make sources of their own; and a camera_offline rule's declared sources
+    that are no stream (no url): nothing records them, so no outage ever fires it."""
+    declared, streams = set(sources), set(streams)
+    problems = [
         Problem(f"alerts.rules[{rule.name}].sources", f"no source named {', '.join(unknown)} in the settings")
         for rule in rules
         if (unknown := sorted({s for s in rule.sources if not GLOB_CHARS.search(s)} - declared))
     ]
+    for rule in rules:
+        named = {s for s in rule.sources if not GLOB_CHARS.search(s)} & declared
+        if rule.on == "camera_offline" and (folders := sorted(named - streams)):
+            problems.append(
+                Problem(
+                    f"alerts.rules[{rule.name}].sources",
+                    f"{', '.join(folders)}: not a stream (no url), so never offline: the rule never fires",
+                )
+            )
+    return problems
 
 
 def missing_targets(settings: Any, known: Iterable[str]) -> list[Problem]:

@@ -126,6 +126,9 @@ def render_key(data: Any, loc: Loc) -> str:
 def _message(settings_cls: type[BaseModel], error: Mapping[str, Any], loc: Loc) -> str:
     if error["type"] == "extra_forbidden" and loc:
         model = model_at(settings_cls, loc[:-1])
+        moved = getattr(model, "moved_keys", {}).get(str(loc[-1]))
+        if moved is not None:
+            return f"moved: {moved}"
         known = model.model_fields if model is not None else ()
         return f"unknown key ({did_you_mean(str(loc[-1]), known)})"
     return error_message(error)

@@ -8,11 +8,11 @@ keeps evidence (files that fired an alert or got a verdict) for ever, `min_free`
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from vigil.config.base import Name, Seconds, Section
+from vigil.config.base import Seconds, Section
 
 Days = Annotated[float, Field(gt=0)]
 
@@ -55,8 +55,10 @@ class RetentionSettings(Section):
     keep_alerted_days: Days | None = None
     min_free: str | None = None
     interval_s: Seconds = 600.0
-    # Channels (alerts.channels, or "log") told when a volume stays below min_free: once per episode.
-    alert_channels: list[Name] = Field(default_factory=list)
+    moved_keys: ClassVar[dict[str, str]] = {
+        "alert_channels": 'write an [[alerts.rules]] with on = "disk_pressure" and channels '
+        "(docs/operations.md)"
+    }
 
     _min_free = field_validator("min_free", mode="before")(classmethod(lambda cls, v: check_min_free(v)))
 

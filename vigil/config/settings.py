@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         the names the input declared by list, valid or not (not reported as missing again)."""
         channels = {c.name for c in self.alerts.channels} | (declared or {}).get("alerts.channels", set())
         problems = checks.reference_problems(channels=channels, rules=self.alerts.rules)
-        problems += self._stream_and_retention_problems(channels)
+        problems += self._stream_and_retention_problems()
         refused = (declared or {}).get("alerts.channels", set()) - {c.name for c in self.alerts.channels}
         if self.homeassistant.enabled and self.homeassistant.channel not in refused:  # else reported as is
             try:
@@ -299,13 +299,10 @@ class Settings(BaseSettings):
             source.min_free if source.min_free is not None else default.min_free,
         )
 
-    def _stream_and_retention_problems(self, channels: set[str]) -> list[Problem]:
-        """Stream sources' keys that go together, the channels they and retention name, and evidence kept
-        at least as long as plain files, for each source."""
-        channels = channels | {checks.BUILTIN_CHANNEL}
-        problems = stream_problems(self.watch.sources, channels=channels)
-        if unknown := sorted(set(self.retention.alert_channels) - channels):
-            problems.append(Problem("retention.alert_channels", f"no channel named {', '.join(unknown)}"))
+    def _stream_and_retention_problems(self) -> list[Problem]:
+        """Stream sources' keys that go together, and evidence kept at least as long as plain files, for
+        each source."""
+        problems = stream_problems(self.watch.sources)
         for source in self.watch.sources:
             try:
                 check_evidence_kept_longer(*self.retention_of(source)[:2])
@@ -326,7 +323,8 @@ class Settings(BaseSettings):
     def warnings(self, declared: Mapping[str, set[str]] | None = None) -> list[Problem]:
         """Problems that may fix themselves (a folder not mounted yet): reported, never refused."""
         sources = {s.name for s in self.watch.sources} | (declared or {}).get("watch.sources", set())
-        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules)
+        streams = {s.name for s in self.watch.sources if s.url is not None}
+        rules = checks.source_warnings(sources=sources, rules=self.alerts.rules, streams=streams)
         return rules + checks.path_warnings(sources=self.watch.sources, model_id=self.model.id)
 
     @classmethod

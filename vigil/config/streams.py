@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from vigil.config.base import Name, Problem, Seconds, Section
+from vigil.config.base import Problem, Seconds, Section
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
@@ -48,24 +48,21 @@ class StreamFields(Section):
     reconnect_max_s: Seconds = 30.0
     # A connection whose packets stop for this long (or that sends no keyframe for 3x this) is dropped.
     read_timeout_s: Seconds = 10.0
-    # Tell these channels (alerts.channels, or "log") once an outage has lasted offline_alert_s: once each.
-    offline_alert_s: Seconds | None = None
-    offline_channels: list[Name] = Field(default_factory=list)
+    moved_keys: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("offline_alert_s", "offline_channels"),
+        'write an [[alerts.rules]] with on = "camera_offline", after_s and channels (docs/operations.md)',
+    )
 
     _url = field_validator("url")(classmethod(lambda cls, v: check_stream_url(v)))
 
 
-def stream_problems(sources: Iterable[StreamFields], *, channels: set[str]) -> list[Problem]:
+def stream_problems(sources: Iterable[StreamFields]) -> list[Problem]:
     """What a stream source's settings get wrong across keys."""
     problems = []
     for s in sources:
         where = f"watch.sources[{getattr(s, 'name', '?')}]"
-        if s.url is None and (s.password_env or s.password_file or s.offline_alert_s or s.offline_channels):
-            problems.append(Problem(where, "password_*, offline_* are for a stream: set url, or remove them"))
+        if s.url is None and (s.password_env or s.password_file):
+            problems.append(Problem(where, "password_* are for a stream: set url, or remove them"))
         if s.password_env and s.password_file:
             problems.append(Problem(where, "set one of password_env and password_file, not both"))
-        if unknown := sorted(set(s.offline_channels) - channels):
-            problems.append(Problem(f"{where}.offline_channels", f"no channel named {', '.join(unknown)}"))
-        if bool(s.offline_alert_s) != bool(s.offline_channels):
-            problems.append(Problem(where, "offline_alert_s and offline_channels go together"))
     return problems

@@ -35,6 +35,33 @@ FIELDS: dict[str, str | float] = {
     "evidence": "",
 }
 
+# The fields of a rule that fires on an event rather than a detection (`on`, vigil.config.alerts).
+CAMERA_OFFLINE_FIELDS: dict[str, str | float] = {
+    "rule": "rule",
+    "severity": "warning",
+    "time": "2026-01-01T00:00:00+00:00",
+    "host": "host",
+    "source": "source",
+    "since": "2026-01-01T00:00:00+00:00",
+    "minutes": 2.0,
+    "reason": "cannot open rtsp://host/stream: Connection refused",
+}
+DISK_PRESSURE_FIELDS: dict[str, str | float] = {
+    "rule": "rule",
+    "severity": "warning",
+    "time": "2026-01-01T00:00:00+00:00",
+    "host": "host",
+    "volume": "/srv",
+    "free_bytes": 1000,
+    "needed_bytes": 5000,
+    "min_free": "10%",
+}
+FIELDS_ON = {
+    "detection": FIELDS,
+    "camera_offline": CAMERA_OFFLINE_FIELDS,
+    "disk_pressure": DISK_PRESSURE_FIELDS,
+}
+
 # fill+align, sign, z, #, 0, width (at most 3 digits), grouping, precision (at most 2 digits), type
 _SPEC = re.compile(r"(.?[<>=^])?[+\- ]?z?#?0?\d{0,3}[,_]?(\.\d{1,2})?[bdeEfFgGnosxX%]?")
 _FORMATTER = string.Formatter()

@@ -30,12 +30,13 @@ def record_verdict(
     if verdict not in set(Verdict):
         raise ConfigError(f"verdict must be right or wrong, not {verdict!r}")
     note = (note or "").strip()[:NOTE_MAX] or None
+    alert = session.get(Alert, alert_id) if alert_id is not None else None
+    if alert is not None and alert.event != "detection":
+        raise ConfigError(f"alert {alert_id} is a {alert.event} alert: no detection to judge, no verdict")
     if session.get(Detection, detection_id) is None:
         raise ConfigError(f"no detection {detection_id}")
-    if alert_id is not None:
-        alert = session.get(Alert, alert_id)
-        if alert is None or alert.detection_id != detection_id:
-            raise ConfigError(f"alert {alert_id} is not about detection {detection_id}")
+    if alert_id is not None and (alert is None or alert.detection_id != detection_id):
+        raise ConfigError(f"alert {alert_id} is not about detection {detection_id}")
     row = session.scalar(select(Feedback).where(Feedback.detection_id == detection_id))
     if row is None:
         row = Feedback(detection_id=detection_id)

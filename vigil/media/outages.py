@@ -1,17 +1,19 @@
 """The outage rows of stream sources (`stream_outages`), one owner: the recorder opens one when a stream
-stops being recorded and closes it when a segment begins again. A recorder that starts closes what an
-earlier one left open (it was stopped or killed mid-outage), at the time it starts."""
+stops being recorded and closes it when a segment begins again. An outage outlives the recorder: one
+stopped or killed mid-outage leaves it open (the source is not recorded meanwhile either), and the next
+recorder of the source takes it over (`left_open`), so the outage, and the alerts it fired, stay one."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.store.db import write_session
-from vigil.store.schema import StreamOutage, utcnow
+from vigil.store.schema import StreamOutage
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +44,27 @@ def close_outage(factory: sessionmaker[Session], outage_id: int, *, ended_at: da
         )
 
 
-def close_left_open(factory: sessionmaker[Session], source_ids: list[int]) -> int:
-    """Close the outages a previous recorder left open for these sources (now); how many."""
-    now = utcnow()
+@dataclass(frozen=True)
+class OpenOutage:
+    id: int
+    started_at: datetime
+    reason: str
+
+
+def left_open(factory: sessionmaker[Session], source_ids: list[int]) -> dict[int, OpenOutage]:
+    """The outage an earlier recorder left open, per source; should there be more than one, the older ones
+    end where the newest began."""
     with write_session(factory) as session:
-        ids = list(
-            session.scalars(
-                select(StreamOutage.id).where(
-                    StreamOutage.source_id.in_(source_ids), StreamOutage.ended_at.is_(None)
-                )
-            )
-        )
-        if ids:
-            session.execute(update(StreamOutage).where(StreamOutage.id.in_(ids)).values(ended_at=now))
-    if ids:
-        log.info("closed %d outage(s) left open by an earlier recorder", len(ids))
-    return len(ids)
+        rows = session.scalars(
+            select(StreamOutage)
+            .where(StreamOutage.source_id.in_(source_ids), StreamOutage.ended_at.is_(None))
+            .order_by(StreamOutage.started_at, StreamOutage.id)
+        ).all()
+        newest = {row.source_id: row for row in rows}
+        for row in rows:
+            if row is not newest[row.source_id]:
+                row.ended_at = newest[row.source_id].started_at
+        found = {source: OpenOutage(row.id, row.started_at, row.reason) for source, row in newest.items()}
+    if found:
+        log.info("taking over %d outage(s) left open by an earlier recorder", len(found))
+    return found

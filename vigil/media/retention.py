@@ -8,7 +8,7 @@ The policy, per source (`watch.sources[].keep_days`, … else `[retention]`):
 * **disk pressure**: a volume holding a source's folder or the data directory with less free space than
   `min_free` loses its oldest *unalerted* files first, until it has enough; evidence is never deleted for
   space. A volume still short is reported loudly (an error line, `vigil_disk_pressure_unrelieved_total`,
-  and the watcher's alert to `retention.alert_channels`).
+  and the disk_pressure alert rules, fired by the watcher: `vigil.alerts.events`).
 
 Rows outlive files: a pruned row keeps its detections and alerts and gets `pruned_at` and `prune_reason`.
 

@@ -109,6 +109,8 @@ DETECTIONS = Counter(
     "vigil_detections", "Detection rows stored, by target and whether they matched", ["target", "matched"]
 )
 ALERTS = Counter("vigil_alerts", "Alerts fired, by target", ["target"])
+# made by the recorder (camera_offline) and the watcher (disk_pressure): vigil.alerts.events
+EVENT_ALERTS = Counter("vigil_event_alerts", "Alerts fired on events, by event and rule", ["event", "rule"])
 # -- workers: delivery -----------------------------------------------------------------------------------
 DELIVERIES = Counter(
     "vigil_deliveries",

@@ -259,6 +259,9 @@ class AlertRule(DeclaredMixin, TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # What fires it: detection, camera_offline (after `after_s` of an outage) or disk_pressure.
+    event: Mapped[str] = mapped_column(String(16), default="detection", server_default="detection")
+    after_s: Mapped[float | None]
     target_names: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every target
     source_globs: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every source
     min_score: Mapped[float | None]
@@ -274,23 +277,33 @@ class AlertRule(DeclaredMixin, TimestampMixin, Base):
 
 
 class Alert(Base):
-    """A rule that fired. The dedup key makes re-analysis of the same media never fire twice."""
+    """A rule that fired, on a detection or on an event (a camera offline, disk pressure); never twice.
+
+    A detection alert has its media, target, detection, score and window; an event alert (`event`) its
+    outage (camera_offline) or volume (disk_pressure). The dedup key is unique: re-analysing a file, or a
+    recorder restarted mid-outage, never fires the same alert twice."""
 
     __tablename__ = "alerts"
     __table_args__ = (Index("ix_alerts_rule_id_fired_at", "rule_id", "fired_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), default="detection", server_default="detection")
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
-    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
     detection_id: Mapped[int | None] = mapped_column(
         ForeignKey("detections.id", ondelete="SET NULL"), index=True
     )
-    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
-    score: Mapped[float]
-    start_s: Mapped[float]
-    end_s: Mapped[float]
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    outage_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stream_outages.id", ondelete="SET NULL"), index=True
+    )
+    volume: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None]
+    start_s: Mapped[float | None]
+    end_s: Mapped[float | None]
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -59,7 +59,14 @@ COLUMN_NOTES: dict[str, str] = {
     "detections.inherited": "true: the window's scene had not changed since the last scored window of the "
     "analysis, whose scores (and evidence) it copies without a model run (the static-scene gate)",
     "detections.start_s": "window start, seconds from the beginning of the file",
-    "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice",
+    "alerts.dedup_key": "unique: re-analysing the same media never fires the same alert twice, nor does a "
+    "recorder restarted mid-outage (the key names the outage)",
+    "alerts.event": "what fired it: detection (media, target, detection, score and window set), "
+    "camera_offline (source and outage set) or disk_pressure (volume set); an event alert takes no verdict",
+    "alerts.host": "the machine that saw the event (the recorder's or watcher's host); NULL on detections",
+    "alerts.volume": "disk_pressure: the volume retention left below min_free",
+    "alert_rules.event": "what fires the rule: detection, camera_offline or disk_pressure (settings: `on`)",
+    "alert_rules.after_s": "camera_offline: how long an outage lasts before the rule fires",
     "deliveries.status": "pending, delivered or failed (given up after the retry horizon)",
     "installation.uid": "this installation's random id (one row, made by the migration): webhook ids include "
     "it, so two sites alerting on the same file never send the same `webhook-id`",
@@ -116,8 +123,13 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         {},
     ),
     "alerts_v": (
-        "One row per fired alert with its rule, target, source and delivery counts.",
+        "One row per fired alert with its rule, target, source and delivery counts; an event alert "
+        "(camera_offline, disk_pressure) has no target, path, score or window, and shows its outage or "
+        "volume.",
         {
+            "event": "detection, camera_offline or disk_pressure",
+            "outage_started_at": "camera_offline: when the outage began (outage_ended_at: NULL while it "
+            "lasts)",
             "deliveries_pending": "deliveries still being retried",
             "detected_at": "estimated wall-clock time of the alert's window start (as in detections_v)",
         },
@@ -189,6 +201,17 @@ FROM analyses_v
 ORDER BY total_s DESC
 LIMIT 10""",
         q,
+    ),
+    Example(
+        "Cameras that went offline this week, and for how long the alert's outage lasted",
+        """SELECT fired_at, source, outage_started_at, outage_ended_at, outage_reason
+FROM alerts_v
+WHERE event = 'camera_offline' AND fired_at >= datetime('now', '-7 days')
+ORDER BY fired_at DESC""",
+        """SELECT fired_at, source, outage_started_at, outage_ended_at, outage_reason
+FROM alerts_v
+WHERE event = 'camera_offline' AND fired_at >= now() - interval '7 days'
+ORDER BY fired_at DESC""",
     ),
 ]
 

@@ -36,6 +36,7 @@ from vigil.web.present import public_reason, visible_controls
 from vigil.web.security import CSRF_FIELD, Signer, csrf_ok, csrf_token, load_secret, set_csrf_cookie
 from vigil.web.urls import (
     DETECTION_THUMBNAIL,
+    EVENTS_PAGE,
     MEDIA_FILE,
     MEDIA_PAGE,
     REFERENCE_IMAGE,
@@ -110,6 +111,13 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> FastAPI:
             request, "timeline.html", rows=rows, f=f, targets=targets, sources=sources, older=older,
             newest=newest, here=here,
         )  # fmt: skip
+
+    @app.get(EVENTS_PAGE, response_class=HTMLResponse)
+    def events(request: Request, before: OptionalRowId = None) -> HTMLResponse:
+        with factory() as session:
+            rows, next_key = queries.event_alerts(session, before=before)
+        older = f"{EVENTS_PAGE}?{urlencode({'before': next_key})}" if next_key else None
+        return render(request, "events.html", rows=rows, older=older, newest=EVENTS_PAGE if before else None)
 
     @app.get(MEDIA_PAGE, response_class=HTMLResponse)
     def media(request: Request, media_id: RowId, analysis: OptionalRowId = None) -> HTMLResponse:

@@ -21,6 +21,7 @@ from vigil.store.schema import (
     Feedback,
     Media,
     Source,
+    StreamOutage,
     Target,
 )
 
@@ -178,6 +179,41 @@ def alerts_of(session: Session, detection_ids: list[int]) -> list[tuple[int, Ale
         for alert_id, channel, status, attempts, error in deliveries:
             views[alert_id].deliveries.append((channel, status, attempts, error))
     return [(detection_id or 0, views[alert_id]) for detection_id, alert_id, *_ in alerts]
+
+
+@dataclass
+class EventAlertRow:
+    """An alert fired on an event of Vigil's own (camera offline, disk pressure): no detection, no verdict."""
+
+    alert: Alert
+    rule: str
+    about: str  # the stream source, or host:volume
+    outage: StreamOutage | None
+    deliveries: list[Delivery]
+
+
+def event_alerts(session: Session, *, before: int | None = None) -> tuple[list[EventAlertRow], int | None]:
+    """One page of event alerts, newest first (keyset on the alert id), and the next page's keyset."""
+    query = (
+        select(Alert, AlertRule.name, Source.name, StreamOutage)
+        .join(AlertRule, AlertRule.id == Alert.rule_id)
+        .outerjoin(Source, Source.id == Alert.source_id)
+        .outerjoin(StreamOutage, StreamOutage.id == Alert.outage_id)
+        .where(Alert.event != "detection")
+    )
+    if before is not None:
+        query = query.where(Alert.id < before)
+    found = session.execute(query.order_by(Alert.id.desc()).limit(PAGE_SIZE + 1)).all()
+    rows = [
+        EventAlertRow(alert, rule, source or f"{alert.host}:{alert.volume}", outage, [])
+        for alert, rule, source, outage in found[:PAGE_SIZE]
+    ]
+    by_id = {row.alert.id: row for row in rows}
+    for delivery in session.scalars(
+        select(Delivery).where(Delivery.alert_id.in_(list(by_id))).order_by(Delivery.channel)
+    ):
+        by_id[delivery.alert_id].deliveries.append(delivery)
+    return rows, (rows[-1].alert.id if len(found) > PAGE_SIZE else None)
 
 
 def filter_choices(session: Session) -> tuple[list[str], list[str]]:

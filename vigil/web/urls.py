@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 MEDIA_PAGE = "/media/{media_id}"
+EVENTS_PAGE = "/events"  # alerts on Vigil's own events (camera offline, disk pressure)
 MEDIA_FILE = "/media/{media_id}/file"
 DETECTION_THUMBNAIL = "/detections/{detection_id}/thumbnail"
 TARGET_THRESHOLD = "/targets/{name:path}/threshold"
