@@ -137,7 +137,7 @@ class SourceSettings(StreamFields):
     after_analysis: Literal["leave", "move"] = "leave"
     sidecar: bool = False
     # Static-scene gate (workers/analysis/static_gate.py): a window whose picture moved less than this many
-    # grey levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
+    # grey levels anywhere inherits the last scored window's scores; 0: off (for a stream: streams.py).
     static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
     # Retention: unset takes `[retention]`'s value (vigil.config.retention).
     keep_days: Days | None = None
