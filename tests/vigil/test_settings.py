@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from vigil.config.settings import load_settings
+from vigil.config.streams import STREAM_STATIC_GATE
 from vigil.errors import ConfigError
 
 
@@ -57,6 +58,31 @@ path = "/srv/ftp/cam1"
     assert settings.targets[0].threshold == 0.7
     assert settings.watch.sources[0].path == Path("/srv/ftp/cam1")
     assert "*.part" in settings.watch.sources[0].ignore
+
+
+def test_a_stream_sources_static_gate_is_on_unless_it_sets_one(tmp_path: Path) -> None:
+    """A stream (`url`) is a fixed camera: its gate is on at STREAM_STATIC_GATE; a folder's stays off, and
+    a source's own value wins either way (0 turns a stream's gate off)."""
+    config = tmp_path / "vigil.toml"
+    sources = [
+        ("folder", ""),
+        ("stream", 'url = "rtsp://cam:554/s"'),
+        ("stream-off", 'url = "rtsp://cam:554/s"\nstatic_gate = 0'),
+        ("stream-4", 'url = "rtsp://cam:554/s"\nstatic_gate = 4'),
+        ("folder-8", "static_gate = 8"),
+    ]
+    config.write_text(
+        "".join(f'[[watch.sources]]\nname = "{n}"\npath = "/srv/{n}"\n{extra}\n' for n, extra in sources)
+    )
+    got = {s.name: s.static_gate for s in load_settings(config).watch.sources}
+    assert got == {
+        "folder": 0.0,
+        "stream": STREAM_STATIC_GATE,
+        "stream-off": 0.0,
+        "stream-4": 4.0,
+        "folder-8": 8.0,
+    }
+    assert STREAM_STATIC_GATE > 0
 
 
 def test_vigil_toml_in_working_directory_is_used_by_default(tmp_path: Path) -> None:

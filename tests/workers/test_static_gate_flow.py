@@ -104,17 +104,25 @@ def test_unchanged_windows_inherit_the_last_scored_window_without_a_model_call(
 def test_best_of_run_evidence_goes_to_the_runs_best_scored_window_gate_on_or_off(
     loaded_models, tmp_path: Path, clip: Path, calls: Counter[str]
 ) -> None:
-    """The person matches every window (one run): one evidence generation, on the run's best window (the
-    first with the highest P(yes)), which is a scored one; the van never matches: none."""
+    """The person matches every window (one run): one evidence generation and one best-frame search, on
+    the run's best window (the first with the highest P(yes)), which is a scored one; the van never
+    matches: none."""
     for gate in (0.0, GATE):
         calls.clear()
         got = recognise(loaded_models, tmp_path, clip, evidence_windows="best_of_run", static_gate=gate)
         person = by_window(got, 1)
         scores = [person[w].p_yes for w in range(6)]  # type: ignore[attr-defined]
         best = scores.index(max(scores))
-        assert calls["window_evidence"] == 1
+        assert calls["window_evidence"] == calls["best_frames"] == 1
         assert [w for w in range(6) if person[w].evidence] == [best]  # type: ignore[attr-defined]
         assert not person[best].inherited  # type: ignore[attr-defined]
+        thumbs = {w: Path(person[w].thumbnail_path).name for w in range(6)}  # type: ignore[attr-defined]
+        assert thumbs[best] == f"w{best:04d}-t1.jpg"  # the best frame; the others cost no model run
+        assert all(
+            name == f"w{w:04d}-{'inherited' if person[w].inherited else 'middle'}.jpg"  # type: ignore[attr-defined]
+            for w, name in thumbs.items()
+            if w != best
+        )
         assert not any(r.evidence for r in by_window(got, 2).values())  # type: ignore[attr-defined]
         assert got.params["evidence_windows"] == "best_of_run"
 

@@ -107,13 +107,16 @@ def test_write_jpeg_creates_its_folder_and_reports_os_errors(tmp_path: Path) -> 
 def test_the_recogniser_stores_full_resolution_thumbnails(
     tmp_path: Path, loaded_models, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The model sees small frames; the detection's thumbnail is the best frame of its window at 1280 px."""
+    """The model sees small frames; the detection's thumbnail is the best frame of its window at 1280 px
+    (``every_match``: every matched window gets the best-frame search)."""
     from workers.analysis.pipeline import WindowRecognizer
 
     monkeypatch.chdir(tmp_path)
     clip = write_clip_h264(tmp_path / "c.mp4", seconds=2, fps=FPS, size=(1920, 1080), gop=FPS, bframes=2)
     loaded = loaded_models("llava_next_video")
-    model = ModelSettings(id="tiny", frames_per_window=4, window_s=1.0, evidence=False)
+    model = ModelSettings(
+        id="tiny", frames_per_window=4, window_s=1.0, evidence=False, evidence_windows="every_match"
+    )
     recognizer = WindowRecognizer(loaded, model, thumbnails_dir=Path("data/thumbnails"))
     target = TargetSpec(id=3, name="person", description="a person walking", threshold=0.0)
     with umask(0o022):

@@ -137,7 +137,7 @@ class SourceSettings(StreamFields):
     after_analysis: Literal["leave", "move"] = "leave"
     sidecar: bool = False
     # Static-scene gate (workers/analysis/static_gate.py): a window whose picture moved less than this many
-    # grey levels anywhere inherits the last scored window's scores; 0 is off, e.g. 8 (README).
+    # grey levels anywhere inherits the last scored window's scores; 0: off (for a stream: streams.py).
     static_gate: Annotated[float, Field(ge=0, le=255)] = 0.0
     # Retention: unset takes `[retention]`'s value (vigil.config.retention).
     keep_days: Days | None = None
@@ -190,9 +190,9 @@ class ModelSettings(Section):
     max_windows: Annotated[int, Field(ge=1)] = 360
     sampling: Literal["exact", "keyframe"] = "exact"
     evidence: bool = True
-    # Which matched windows get evidence: "best_of_run", for each target the best window (highest P(yes),
-    # the first among equals) of each run of consecutive matched windows of a file, the window an alert on
-    # that run carries; "every_match", every matched window (on a CPU it costs more than scoring them).
+    # Which matched windows get evidence (text) and the best-frame search (thumbnail): "best_of_run", for
+    # each target the best window (highest P(yes), the first among equals) of each run of consecutive matched
+    # windows, the one an alert on it carries (its run's other windows: the middle frame); "every_match", all.
     evidence_windows: Literal["best_of_run", "every_match"] = "best_of_run"
     evidence_max_tokens: Annotated[int, Field(ge=1, le=512)] = 48
     # Also caption every analysed file (stored in media.caption); costs one generation per file.

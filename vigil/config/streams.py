@@ -3,20 +3,32 @@
 
 The URL never carries a password (it would end up in logs and process lists): the password comes from an
 environment variable (`password_env`) or a file (`password_file`), read when connecting.
+
+A stream is a fixed camera whose view is mostly still, and without the gate a CPU falls behind one camera:
+unless the source sets `static_gate`, a stream's static-scene gate is on at `STREAM_STATIC_GATE` grey
+levels (workers/analysis/static_gate.py; a folder's stays off: its files may come from anywhere). Measured
+at SmolVLM2's 512 px frames on a noisy 1280x720 camera-like clip (`bench/realsize_matched.py`;
+docs/operations.md, Sizing): windows without motion measured at most 0.29, a person walking through 33, a
+person a quarter that size (32x60 px) 10.3, one an eighth that size (16x30 px) 2.5, which any threshold
+above it misses. At 4 the quarter-size person still clears the threshold 2.6 times over and a real
+camera's noise and compression have 14 times this clip's room. The first window of every file is scored,
+so a still 30 s segment (3 windows) costs a third of its model time (a 60 s clip with 10 s of motion: 3 of
+6 windows scored, 2x less CPU).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vigil.config.base import Problem, Seconds, Section
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+STREAM_STATIC_GATE = 4.0  # a stream source's static_gate when it sets none
 
 
 def check_stream_url(url: str | None) -> str | None:
@@ -54,6 +66,14 @@ class StreamFields(Section):
     )
 
     _url = field_validator("url")(classmethod(lambda cls, v: check_stream_url(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_for_a_stream(cls, data: Any) -> Any:
+        """A stream source that sets no `static_gate` gets `STREAM_STATIC_GATE` (the module says why)."""
+        if isinstance(data, dict) and data.get("url") is not None and "static_gate" not in data:
+            return {**data, "static_gate": STREAM_STATIC_GATE}
+        return data
 
 
 def stream_problems(sources: Iterable[StreamFields]) -> list[Problem]:

@@ -11,21 +11,22 @@ decoder's own time. With ``window_batch_tokens`` consecutive windows are scored 
 (``workers.model.window_batches``).
 
 Costs are spent where they matter: every target of a window shares one encoding of its frames; evidence
-generation and best-frame search run only for windows above a target's threshold, and evidence, by default,
-only for the best window of each run of matched windows, the one an alert carries
-(``model.evidence_windows``, ``workers.analysis.evidence_runs``). Evidence continues from the window's kept
-encoding (a window's targets as one batched greedy decode); the best frame comes from one batched pass over
-the window's frames as one-frame videos (from the frame features the scoring kept, where the family
-allows). With the source's static-scene gate
-on, a window whose picture has not changed inherits the last scored window's results without a model run
-(``workers.analysis.static_gate``).
+generation and best-frame search run only for windows above a target's threshold and, by default, only for
+the best window of each run of matched windows, the one an alert carries; the run's other matched windows
+get their middle frame as thumbnail (``model.evidence_windows``, ``workers.analysis.evidence_runs``).
+Evidence continues from the window's kept encoding (a window's targets as one batched greedy decode); the
+best frame comes from one batched pass over the window's frames as one-frame videos (from the frame
+features the scoring kept, where the family allows). With window batching on (``window_batch_tokens``,
+off by default), a window where some target matched is scored again on its own for that encoding. With the
+source's static-scene gate on, a window whose picture has not changed inherits the last scored window's
+results without a model run (``workers.analysis.static_gate``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 from vigil.config.settings import ModelSettings
 from vigil.formats.probe import MediaInfo
 from vigil.ops.contracts import Recognition, TargetSpec, WindowResult
-from workers.analysis.evidence_runs import RunEvidence
+from workers.analysis.evidence_runs import Kept, Match, RunEvidence
 from workers.analysis.static_gate import StaticGate, inherit
 from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE, ThumbnailWriter
 from workers.decode.frames import Frames, analysis_requests, open_media, plan_windows
@@ -55,8 +56,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Call:
-    """One ``recognize`` call's running times and its open evidence runs (None: evidence per match or off)."""
+    """One ``recognize`` call's running times, thumbnails and open runs (None: evidence on every match)."""
 
+    thumbnails: ThumbnailWriter
     decode_ms: float = 0.0
     model_ms: float = 0.0
     runs: RunEvidence | None = None
@@ -100,14 +102,15 @@ class WindowRecognizer:
         static_gate: float = 0.0,
     ) -> Recognition:
         per_window = frames_per_window or self.settings.frames_per_window
-        call = _Call()
+        call = _Call(ThumbnailWriter(self.thumbnails_dir / str(media_id)))
         gate = StaticGate(static_gate)
         scored: dict[int, list[WindowResult]] = {}  # by window index, what later windows may inherit
-        thumbnails = ThumbnailWriter(self.thumbnails_dir / str(media_id))
         results: list[WindowResult] = []
         caption_frames: Frames | None = None
-        if self.settings.evidence and self.settings.evidence_windows == "best_of_run":
-            call.runs = RunEvidence(self.loaded, lambda w, d, r: self._evidence(w, d, r, call))
+        if self.settings.evidence_windows == "best_of_run":
+            call.runs = RunEvidence(
+                self.loaded, settle=lambda kept, ms: self._settle(kept, ms, call), plain=self._middle(call)
+            )
         began = time.perf_counter()
         with open_media(path, info=info) as media:
             call.decode_ms += (time.perf_counter() - began) * 1000
@@ -130,7 +133,7 @@ class WindowRecognizer:
                 for group, caption in window_groups(stream, len(windows), self._windows_per_batch):
                     caption_frames = caption or caption_frames
                     if group:
-                        fresh = self._gated_group(group, gate, scored, windows, targets, thumbnails, call)
+                        fresh = self._gated_group(group, gate, scored, windows, targets, call)
                         if call.runs is not None:
                             call.runs.see(fresh)
                         results.extend(fresh)
@@ -152,7 +155,8 @@ class WindowRecognizer:
                 "frame_side": self.loaded.frame_side,
                 "static_gate": static_gate,
                 "prefetch_windows": self.settings.prefetch_windows,
-                "evidence_windows": self.settings.evidence_windows if self.settings.evidence else None,
+                "evidence": self.settings.evidence,
+                "evidence_windows": self.settings.evidence_windows,
                 "decode_busy_ms": round(stream.busy_ms, 1),
             },
             caption=caption,
@@ -165,7 +169,6 @@ class WindowRecognizer:
         scored: dict[int, list[WindowResult]],
         windows: list[tuple[float, float]],
         targets: list[TargetSpec],
-        thumbnails: ThumbnailWriter,
         call: _Call,
     ) -> list[WindowResult]:
         """The group's windows whose picture changed are scored (as one batch, ``_score_group``); the
@@ -176,7 +179,7 @@ class WindowRecognizer:
         for index, _ in changed:
             scored[index] = []
         if changed:
-            for result in self._score_group(changed, windows, targets, thumbnails, call):
+            for result in self._score_group(changed, windows, targets, call):
                 scored[result.window_index].append(result)
         results: list[WindowResult] = []
         for index, frames in group:
@@ -184,7 +187,7 @@ class WindowRecognizer:
             if reference is None:
                 results.extend(scored[index])
             else:  # an unchanged scene
-                results.extend(inherit(scored[reference], frames, index, *windows[index], thumbnails))
+                results.extend(inherit(scored[reference], frames, index, *windows[index], call.thumbnails))
         return results
 
     def _score_group(
@@ -192,7 +195,6 @@ class WindowRecognizer:
         group: list[tuple[int, Frames]],
         windows: list[tuple[float, float]],
         targets: list[TargetSpec],
-        thumbnails: ThumbnailWriter,
         call: _Call,
     ) -> list[WindowResult]:
         """Windows scored as one batch; a window where some target matched is scored again on its own
@@ -201,7 +203,7 @@ class WindowRecognizer:
             return [
                 r
                 for index, frames in group
-                for r in self._score_window(frames, targets, index, *windows[index], thumbnails, call)
+                for r in self._score_window(frames, targets, index, *windows[index], call)
             ]
         began = time.perf_counter()
         scores = score_windows(
@@ -216,7 +218,7 @@ class WindowRecognizer:
         for (index, frames), window_scores in zip(group, scores, strict=True):
             start_s, end_s = windows[index]
             if any(p >= t.threshold for t, p in zip(targets, window_scores, strict=True)):
-                results.extend(self._score_window(frames, targets, index, start_s, end_s, thumbnails, call))
+                results.extend(self._score_window(frames, targets, index, start_s, end_s, call))
             else:
                 results.extend(
                     WindowResult(t.id, index, start_s, end_s, float(p), matched=False)
@@ -249,9 +251,10 @@ class WindowRecognizer:
         index: int,
         start_s: float,
         end_s: float,
-        thumbnails: ThumbnailWriter,
         call: _Call,
     ) -> list[WindowResult]:
+        """The window's results; its matches go to the open runs (best_of_run) or get their evidence and
+        best frame at once (every_match)."""
         if not targets:
             return []
         began = time.perf_counter()
@@ -263,26 +266,47 @@ class WindowRecognizer:
             descriptions=[t.description for t in targets],
             references=references,
         )
+        call.model_ms += (time.perf_counter() - began) * 1000
         results = [
             WindowResult(t.id, index, start_s, end_s, float(p), matched=bool(p >= t.threshold))
             for t, p in zip(targets, window.scores, strict=True)
         ]
         hits = [i for i, r in enumerate(results) if r.matched]
-        descriptions = [targets[i].description for i in hits]
-        hit_references = [references[i] for i in hits]
-        best = self._best_frames(frames, descriptions, hit_references, window.prefix.frame_features)
-        call.model_ms += (time.perf_counter() - began) * 1000
+        kept = Kept(window, frames, index)
+        matches = [Match(results[i], kept, targets[i].description, references[i]) for i in hits]
         if call.runs is not None:
-            call.runs.offer(window, [results[i] for i in hits], descriptions, hit_references)
-        elif self.settings.evidence and hits:
-            texts = self._evidence(window, descriptions, hit_references, call)
-            for i, text in zip(hits, texts, strict=True):
-                results[i].evidence = text
-        full = frames.full if frames.full is not None else frames.rgb
-        for i, frame_index in zip(hits, best, strict=True):
-            name = f"w{index:04d}-t{targets[i].id}.jpg"
-            results[i].thumbnail_path = str(thumbnails.write(name, full[frame_index]))
+            call.runs.offer(matches)
+        elif matches:
+            self._settle(kept, matches, call)
         return results
+
+    def _settle(self, kept: Kept, matches: list[Match], call: _Call) -> None:
+        """Evidence (when on) and the best-frame thumbnail of one window's matches: one batched pass each."""
+        descriptions = [m.description for m in matches]
+        references = [list(m.references) for m in matches]
+        began = time.perf_counter()
+        best = self._best_frames(kept.frames, descriptions, references, kept.window.prefix.frame_features)
+        call.model_ms += (time.perf_counter() - began) * 1000
+        if self.settings.evidence:
+            texts = self._evidence(kept.window, descriptions, references, call)
+            for match, text in zip(matches, texts, strict=True):
+                match.result.evidence = text
+        full = kept.frames.full if kept.frames.full is not None else kept.frames.rgb
+        for match, frame_index in zip(matches, best, strict=True):
+            name = f"w{kept.index:04d}-t{match.result.target_id}.jpg"
+            match.result.thumbnail_path = str(call.thumbnails.write(name, full[frame_index]))
+
+    @staticmethod
+    def _middle(call: _Call) -> Callable[[Match], None]:
+        """The thumbnail of a match that is no run's best: its window's middle frame, one file a window."""
+
+        def write(match: Match) -> None:
+            kept = match.kept
+            if kept.middle is None:
+                kept.middle = str(call.thumbnails.middle(f"w{kept.index:04d}-middle.jpg", kept.frames))
+            match.result.thumbnail_path = kept.middle
+
+        return write
 
     def _evidence(
         self,

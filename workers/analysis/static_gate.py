@@ -102,8 +102,7 @@ def inherit(
         for r in scored
     ]
     if any(r.matched for r in results):
-        full = frames.full if frames.full is not None else frames.rgb
-        path = str(thumbnails.write(f"w{index:04d}-inherited.jpg", full[len(full) // 2]))
+        path = str(thumbnails.middle(f"w{index:04d}-inherited.jpg", frames))
         for result in results:
             result.thumbnail_path = path if result.matched else None
     return results

@@ -3,7 +3,9 @@
 The model sees frames shrunk to its input size (e.g. 224 px); a person reviewing an alert wants the real
 picture. So the analysis's decode pass also converts each window's frames at source resolution (capped at
 ``THUMBNAIL_MAX_SIDE`` on the long side, ``FrameRequest.full_side``), and once a window's best frame is
-known it is written as a JPEG: no frame is decoded again for a thumbnail.
+known it is written as a JPEG: no frame is decoded again for a thumbnail. A matched window that gets no
+best-frame search (an inherited window; a window that is not its run's best, ``model.evidence_windows``)
+gets the middle of its sampled frames instead (``ThumbnailWriter.middle``).
 
 Files are written atomically (temporary name, then rename) and created with mode 0666 minus the process
 umask, like any file a user's program writes (``tempfile.mkstemp`` would force 0600, which a web server or
@@ -20,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workers.decode.frames import fit_size
+from workers.decode.frames import Frames, fit_size
 
 THUMBNAIL_MAX_SIDE = 1280
 JPEG_QUALITY = 85
@@ -37,6 +39,12 @@ class ThumbnailWriter:
     def write(self, name: str, rgb: np.ndarray) -> Path:
         """Write ``rgb`` (shrunk to ``max_side`` if larger) as ``folder/name``; the absolute path written."""
         return write_jpeg(rgb, self.folder / name, max_side=self.max_side)
+
+    def middle(self, name: str, frames: Frames) -> Path:
+        """The middle of a window's sampled frames (at source resolution when decoded so) as ``name``: the
+        thumbnail of a matched window without a best-frame search, for no model time."""
+        full = frames.full if frames.full is not None else frames.rgb
+        return self.write(name, full[len(full) // 2])
 
 
 def write_jpeg(rgb_frame: np.ndarray, path: Path, *, max_side: int | None = None) -> Path:

@@ -16,11 +16,14 @@ import numpy as np
 @dataclass
 class StaticScene:
     """A still textured view with Gaussian sensor noise of ``noise`` grey levels (per pixel, per frame) and,
-    between ``active_s[0]`` and ``active_s[1]``, a box the size of a person crossing it."""
+    between ``active_s[0]`` and ``active_s[1]``, a box the size of a person crossing it (``box`` 1: a tenth
+    of the width by a third of the height, a person near the camera; 0.25: a quarter of that each way, a
+    person farther off)."""
 
     active_s: tuple[float, float] = (0.0, 0.0)
     noise: float = 3.0
     seed: int = 0
+    box: float = 1.0
     _background: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def background(self, size: tuple[int, int]) -> np.ndarray:
@@ -39,7 +42,7 @@ class StaticScene:
         frame = self.background(size).astype(np.float32)
         if self.active(t):
             start, end = self.active_s
-            box_w, box_h = max(3, w // 10), max(6, h // 3)
+            box_w, box_h = max(3, int(w * self.box / 10)), max(6, int(h * self.box / 3))
             x = int((t - start) / (end - start) * (w - box_w))  # walks across once, left to right
             y = h - box_h - h // 10
             frame[y : y + box_h, x : x + box_w] = (40, 60, 170)
