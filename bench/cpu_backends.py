@@ -32,6 +32,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg": [[round(x, 2) for x in load_before], [round(x, 2) for x in os.getloadavg()]],
         "parts": parts,
         "failed": failed,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "total_s": round(time.perf_counter() - began, 1),
     }
     print(json.dumps(summary))
