@@ -171,6 +171,11 @@ def interleaved(
             if round_:
                 times[backend]["ms"].append(wall * 1000)
                 times[backend]["cpu_ms"].append(cpu * 1000)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"  round {round_} {backend}: {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MiB",
+                file=sys.stderr,
+            )
     return times, outputs, flops
 
 
