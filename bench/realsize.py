@@ -225,7 +225,7 @@ def _window(
     return parts
 
 
-def _frames(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[tuple[float, float], Any]]:
+def decoded_windows(clip: Path, loaded: Any, windows: int) -> Iterator[tuple[tuple[float, float], Any]]:
     """Each window's decode (wall, CPU) ms and frames, from the worker's decode path, decoded in line."""
     from vigil.formats.probe import probe
     from workers.analysis.thumbnails import THUMBNAIL_MAX_SIDE
@@ -263,7 +263,7 @@ def measure(
     hooks = Hooks(loaded, device)
     timed: list[dict[str, float]] = []
     flops: dict[str, int] = {}
-    for i, (decode, frames) in enumerate(_frames(clip, loaded, windows)):
+    for i, (decode, frames) in enumerate(decoded_windows(clip, loaded, windows)):
         phases = Phases(device, counting=i == 0)
         parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
         p_yes = parts.pop("p_yes")
