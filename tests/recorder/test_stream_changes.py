@@ -77,9 +77,11 @@ def test_a_camera_back_in_another_codec_is_recorded_in_new_segments_of_that_code
     recorder.stop()
     ordered = sorted(segments(drop / "gate"), key=lambda p: p.stat().st_mtime)
     codecs = [codec_of(p) for p in ordered]
-    before = [c for p, c in zip(ordered, codecs, strict=True) if p.stat().st_mtime < restarted]
-    after = [c for p, c in zip(ordered, codecs, strict=True) if p.stat().st_mtime > restarted]
-    assert set(before) == {"h264"} and set(after) == {"hevc"}, codecs
+    # The segment cut short by the kill is finished when the recorder notices, which may be after the
+    # server is back: the files change codec once, and none in HEVC before the restart.
+    switch = codecs.index("hevc") if "hevc" in codecs else len(codecs)
+    assert switch >= 2 and set(codecs[:switch]) == {"h264"} and set(codecs[switch:]) == {"hevc"}, codecs
+    assert all(p.stat().st_mtime > restarted for p in ordered[switch:]), codecs
     (outage,) = outages(factory)
     assert outage.ended_at is not None and "\n" not in outage.reason
 
