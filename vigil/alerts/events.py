@@ -113,8 +113,7 @@ def disk_pressure(
 ) -> Fired:
     """Fire the disk_pressure rules for a volume retention left below min_free, short since `since`."""
     host = socket.gethostname()
-    volume = {
-        "path": pressure.volume,
+    figures = {
         "free_bytes": pressure.free_bytes,
         "needed_bytes": pressure.needed_bytes,
         "min_free": pressure.min_free,
@@ -124,13 +123,8 @@ def disk_pressure(
         episode=f"host:{host}/volume:{pressure.volume}/since:{since.isoformat()}",
         started_at=since,
         host=host,
-        values={
-            "volume": pressure.volume,
-            "free_bytes": pressure.free_bytes,
-            "needed_bytes": pressure.needed_bytes,
-            "min_free": pressure.min_free,
-        },
-        document={"volume": volume},
+        values={"volume": pressure.volume, **figures},
+        document={"volume": {"path": pressure.volume, **figures}},
         volume=pressure.volume,
     )
     return fire(factory, event, settings=settings, enqueuer=enqueuer, now=now)
