@@ -113,7 +113,7 @@ def disk_pressure(
 ) -> Fired:
     """Fire the disk_pressure rules for a volume retention left below min_free, short since `since`."""
     host = socket.gethostname()
-    figures = {
+    figures: dict[str, str | float] = {
         "free_bytes": pressure.free_bytes,
         "needed_bytes": pressure.needed_bytes,
         "min_free": pressure.min_free,
