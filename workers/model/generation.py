@@ -6,7 +6,8 @@ is cropped back to the video prefix and its one row repeated once per matched ta
 questions are fed as one right-padded batch of suffixes (with their reference images' cached features),
 and all rows are decoded together. Each row keeps its own positions and attention mask, so padding never
 reaches a logit; a row that emits an end token leaves the batch (its cache row is dropped), the others
-go on. The tokens equal those of ``evidence_token_ids``, which encodes the video again per target.
+go on. The tokens equal those of ``evidence_token_ids``, which encodes the video again per target. Each
+decode appends into room made for its new tokens (``workers.model.cache_room``), not by copying the cache.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.model.cache_room import make_room
 from workers.model.loading import LoadedModel, Prefix
 from workers.model.prompts import evidence_question
 from workers.model.scoring import (
@@ -52,6 +54,7 @@ def greedy_continue(
     eos = set(loaded.eos_ids)
     tok = loaded.tokenizer
     shown = ""
+    make_room(prefix.cache, max_new_tokens)
     for _ in range(max_new_tokens):
         nxt = int(logits[0].argmax().item())
         if nxt in eos:
@@ -159,6 +162,7 @@ def greedy_rows(
     eos = set(loaded.eos_ids)
     live = list(range(len(rows)))  # the row each cache row belongs to
     logits = first_logits
+    make_room(prefix.cache, max_new_tokens)
     while live and max_new_tokens > 0:
         keep = []
         for at, (i, nxt) in enumerate(zip(live, logits.argmax(dim=-1).tolist(), strict=True)):
