@@ -47,6 +47,8 @@ import numpy as np
 import realsize
 import realsize_models as sizes
 import torch
+from flops import counter as flops_counter
+from machine import Neighbours
 
 DESCRIPTION = "a person carrying a red bag"
 # An exported fp32 part computes what torch does, in another order: more than this (of the output's
@@ -152,14 +154,12 @@ def interleaved(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
     """Each runner ``repeats`` times in turn after one warm-up round (torch fp32's warm-up counts its
     FLOPs): per runner its wall and CPU ms, the last output, and torch fp32's FLOPs."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     times: dict[str, dict[str, list[float]]] = {b: {"ms": [], "cpu_ms": []} for b in runners}
     outputs: dict[str, np.ndarray] = {}
     flops = 0
     for round_ in range(repeats + 1):
         for backend, run in runners.items():
-            counter = FlopCounterMode(display=False) if round_ == 0 and backend == "torch fp32" else None
+            counter = flops_counter() if round_ == 0 and backend == "torch fp32" else None
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if counter is not None:
                 with counter:
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     from workers.testing.clips import write_camera_clip
 
     size = (160, 96) if args.quick else realsize.CLIP_SIZE
-    with tempfile.TemporaryDirectory(prefix="vigil-cpu-backends-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vigil-cpu-backends-") as tmp, Neighbours() as seen:
         clip = write_camera_clip(
             Path(tmp) / "camera.mp4", seconds=realsize.WINDOW_S, fps=realsize.FPS, size=size, gop_s=4.0
         )
@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "gemm_gflops": [round(gemm_before[0], 1), round(gemm_after[0], 1)],
         "gemm_gflops_per_cpu_s": [round(gemm_before[1], 1), round(gemm_after[1], 1)],
         "loadavg": [[round(x, 2) for x in load_before], [round(x, 2) for x in os.getloadavg()]],
+        "neighbours": seen.report(),
         "parts": parts,
         "failed": failed,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -52,6 +52,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realsize_models as sizes
+from flops import counter as flops_counter
+from machine import Neighbours
 
 from vigil.config.settings import ModelSettings
 
@@ -142,11 +144,9 @@ class Phases:
         self.flops: dict[str, int] = {}
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        from torch.utils.flop_counter import FlopCounterMode
-
         # evidence is many small ops, where the counter's own cost would show: its FLOPs are not counted
         counting = self.counting and not name.startswith("evidence")
-        counter = FlopCounterMode(display=False) if counting else None
+        counter = flops_counter() if counting else None
         _sync(self.device)
         wall0, cpu0 = _clock()
         if counter is not None:
@@ -263,17 +263,18 @@ def measure(
     hooks = Hooks(loaded, device)
     timed: list[dict[str, float]] = []
     flops: dict[str, int] = {}
-    for i, (decode, frames) in enumerate(decoded_windows(clip, loaded, windows)):
-        phases = Phases(device, counting=i == 0)
-        parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
-        p_yes = parts.pop("p_yes")
-        if i == 0:
-            flops = phases.flops
-        if i > 0 or windows == 1:
-            row = {"decode.ms": decode[0], "decode.cpu_ms": decode[1], **parts}
-            row |= {f"{k}.ms": v for k, v in phases.ms.items()}
-            row |= {f"{k}.cpu_ms": v for k, v in phases.cpu_ms.items()}
-            timed.append(row)
+    with Neighbours() as seen:
+        for i, (decode, frames) in enumerate(decoded_windows(clip, loaded, windows)):
+            phases = Phases(device, counting=i == 0)
+            parts = _window(loaded, frames, hooks, phases, reencode=reencode, tokens=tokens)
+            p_yes = parts.pop("p_yes")
+            if i == 0:
+                flops = phases.flops
+            if i > 0 or windows == 1:
+                row = {"decode.ms": decode[0], "decode.cpu_ms": decode[1], **parts}
+                row |= {f"{k}.ms": v for k, v in phases.ms.items()}
+                row |= {f"{k}.cpu_ms": v for k, v in phases.cpu_ms.items()}
+                timed.append(row)
     mean = {k: sum(w[k] for w in timed) / len(timed) for k in timed[0]}
     ms = {k[:-3]: v for k, v in mean.items() if k.endswith(".ms")}
     cpu_ms = {k[:-7]: v for k, v in mean.items() if k.endswith(".cpu_ms")}
@@ -291,6 +292,7 @@ def measure(
         **row,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "neighbours": seen.report(),
     }
 
 
