@@ -11,8 +11,10 @@ grey levels, fresh every frame) and a person-sized box walking across it during 
 (``workers.testing.scenes.StaticScene``). Thresholds decide what matches: 1.01 (nothing) or 0 (every
 window, every target: random weights answer about 0.5 everywhere). Cases, in this order, in one process:
 
-- ``all``: every window matched, gate off (the first case: the process's warm-up falls on it, against
-  the ratio);
+- a warm-up first, untimed in the cases (``warm_up_s``): one 10 s window of the same scene, every target
+  matched (scoring, evidence and the best-frame search each run once). A worker process warms up once,
+  not once a file; without it the first case carried about 5 s (int8) of first-call costs;
+- ``all``: every window matched, gate off;
 - ``none``: nothing matched, gate off: the baseline; ``matched_over_unmatched`` is all ÷ none, in CPU
   seconds (steadier on a shared machine) and in wall seconds;
 - ``gate``: nothing matched, ``static_gate = --gate``: ``gate_speedup`` is none ÷ gate;
@@ -30,7 +32,10 @@ box; ``active_min``: the smallest among windows with it; ``missed``: windows wit
     PYTHONPATH=. python bench/realsize_matched.py --quick   # a tiny model, a small clip: proves it runs
 
 Torch runs ``--threads`` threads (1 by default: per CPU second, as docs/operations.md's Sizing figures).
-Ends with one JSON line.
+Each case reports footage seconds per wall second (``footage_per_s``, what a camera needs) and per CPU
+second of the process (``footage_per_cpu_s``, all its threads), and ``neighbours``: the CPU time the rest
+of the machine took meanwhile (``bench/machine.py``), so a run that was not quiet says so. Ends with one
+JSON line.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realsize_models as sizes
+from machine import Neighbours
 
 from vigil.config.settings import ModelSettings
 from vigil.formats.probe import probe
@@ -108,9 +114,10 @@ def run_case(
     """One ``recognize`` call, timed: wall and this process's CPU seconds (all threads)."""
     targets = [TargetSpec(i, f"t{i}", d, threshold) for i, d in enumerate(DESCRIPTIONS, 1)]
     info = probe(clip)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    got = recognizer.recognize(clip, info, targets, media_id=media_id, static_gate=gate)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    with Neighbours() as seen:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        got = recognizer.recognize(clip, info, targets, media_id=media_id, static_gate=gate)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     footage = info.duration_s or got.windows * WINDOW_S
     matched = [r for r in got.results if r.matched]
     best_frame = re.compile(r"w\d+-t\d+\.jpg")  # a best-frame search's thumbnail; not -middle, -inherited
@@ -129,6 +136,7 @@ def run_case(
         "best_frame_windows": len({Path(t).name.split("-")[0] for t in searched}),  # one search each
         "footage_per_s": round(footage / wall, 3),
         "footage_per_cpu_s": round(footage / cpu, 3),
+        "neighbours": seen.report(),
     }
 
 
@@ -172,6 +180,8 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         return WindowRecognizer(loaded, settings, thumbnails_dir=root / "thumbnails" / policy)
 
+    warm = camera_clip(root / "warm.mp4", windows=1, active_s=active_s, fps=args.fps, size=size, box=1.0)
+    _, warm_up = run_case(recognizer("best_of_run"), warm, ALWAYS, 0.0, media_id=0)
     cases: dict[str, dict[str, Any]] = {}
     results: dict[str, Recognition] = {}
     plan = [("all", "best_of_run", ALWAYS, 0.0), ("none", "best_of_run", NEVER, 0.0)]
@@ -194,6 +204,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         },
         "write_s": round(write_s, 1),
         "load_s": round(load_s, 1),
+        "warm_up_s": warm_up["wall_s"],
         "cases": cases,
         "matched_over_unmatched": {
             "cpu": round(all_["cpu_s"] / none["cpu_s"], 3),
@@ -245,9 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.model} {args.precision} x{args.threads}, {args.windows} windows, 8 targets: CPU s "
         f"all matched {c['all']['cpu_s']} / nothing matched {c['none']['cpu_s']} = {ratio['cpu']}x "
         f"(wall {ratio['wall']}x); gate {args.gate:g}: {c['gate']['scored_windows']} of "
-        f"{c['gate']['windows']} windows scored, {speedup['cpu']}x less CPU; footage s per CPU s "
-        f"none {c['none']['footage_per_cpu_s']}, all {c['all']['footage_per_cpu_s']}, "
-        f"gate {c['gate']['footage_per_cpu_s']}",
+        f"{c['gate']['windows']} windows scored, {speedup['cpu']}x less CPU; footage s per wall s "
+        f"none {c['none']['footage_per_s']}, all {c['all']['footage_per_s']}, "
+        f"gate {c['gate']['footage_per_s']} (per CPU s {c['none']['footage_per_cpu_s']}, "
+        f"{c['all']['footage_per_cpu_s']}, {c['gate']['footage_per_cpu_s']}); quiet: "
+        f"{all(case['neighbours']['quiet'] for case in c.values())}",
         file=sys.stderr,
     )
     print(json.dumps({"bench": "realsize_matched", "quick": args.quick, **got,
