@@ -48,7 +48,7 @@ import realsize
 import realsize_models as sizes
 import torch
 from flops import counter as flops_counter
-from machine import Neighbours
+from machine import Neighbours, cpu
 
 DESCRIPTION = "a person carrying a red bag"
 # An exported fp32 part computes what torch does, in another order: more than this (of the output's
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "gemm_gflops_per_cpu_s": [round(gemm_before[1], 1), round(gemm_after[1], 1)],
         "loadavg": [[round(x, 2) for x in load_before], [round(x, 2) for x in os.getloadavg()]],
         "neighbours": seen.report(),
+        "cpu": cpu(),
         "parts": parts,
         "failed": failed,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

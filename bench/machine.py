@@ -14,6 +14,24 @@ import time
 from typing import Any
 
 QUIET_SHARE = 0.05  # the neighbours' share of all cores under which a run counts as quiet
+# the /proc/cpuinfo flags that choose the kernels of fp32, int8 and bf16 GEMMs
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu() -> dict[str, Any]:
+    """The processor's model name and which of ``ISA_FLAGS`` it has (empty where /proc/cpuinfo is not)."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": name, "isa": [f for f in ISA_FLAGS if f in flags], "cores": os.cpu_count()}
 
 
 def _busy_s() -> float | None:

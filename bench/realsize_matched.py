@@ -54,7 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realsize_models as sizes
-from machine import Neighbours
+from machine import Neighbours, cpu
 
 from vigil.config.settings import ModelSettings
 from vigil.formats.probe import probe
@@ -196,6 +196,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "model": args.model,
         "precision": args.precision,
         "threads": args.threads,
+        "cpu": cpu(),
         "clip": {
             "size": list(size),
             "fps": args.fps,
