@@ -10,19 +10,14 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.support.bench_modules import bench_module
+
 BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
 
 
 @pytest.fixture(scope="module")
 def machine():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import machine
-
-        yield machine
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("machine")
 
 
 def test_a_neighbour_burning_a_core_is_seen(machine):
@@ -62,11 +57,7 @@ def test_cpu_attention_is_counted():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        from flops import counter
-    finally:
-        sys.path.remove(str(BENCH))
+    counter = bench_module("flops").counter
     q = k = v = torch.randn(2, 3, 16, 8)  # batch, heads, tokens, head size
     plain, ours = FlopCounterMode(display=False), counter()
     with plain:

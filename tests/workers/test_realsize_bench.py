@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.bench_modules import bench_module
 from workers.decode.frames import fit_size
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -23,13 +24,7 @@ EXPECTED = {"256m": (255, 258, 64, 512), "500m": (505, 510, 64, 512), "2.2b": (2
 
 @pytest.fixture(scope="module")
 def sizes():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import realsize_models
-
-        yield realsize_models
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("realsize_models")
 
 
 @pytest.mark.parametrize("size", sorted(EXPECTED))
