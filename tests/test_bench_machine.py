@@ -20,12 +20,36 @@ def machine():
     return bench_module("machine")
 
 
+def _neighbour(seconds: float) -> int:
+    """A process that burns ``seconds`` of CPU and is not this one's child: a launcher starts it and exits
+    without waiting for it, so its time never reaches this process's children's times (``os.times``)."""
+    launch = (
+        "import subprocess, sys; "
+        "print(subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.DEVNULL).pid)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", launch, BURN.format(s=seconds)], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.strip())
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")  # exited; reaped or not by whoever adopted it
+
+
 def test_a_neighbour_burning_a_core_is_seen(machine):
-    """A process this one does not wait for burns 1 CPU s during the run: counted as the neighbours'."""
+    """Another process burns 1 CPU s during the run: counted as the neighbours', not as this process's."""
     with machine.Neighbours() as seen:
-        neighbour = subprocess.Popen([sys.executable, "-c", BURN.format(s=1.0)])
-        while neighbour.poll() is None:
+        pid = _neighbour(1.0)
+        deadline = time.monotonic() + 30
+        while not _ended(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+    assert _ended(pid)
+    assert seen.own1 - seen.own0 < 0.5  # its second is not this process's (nor its waited children's)
     report = seen.report()
     assert report["others_cpu_s"] >= 0.8  # other processes on the machine can only add to it
     assert report["quiet"] is False and report["others_share"] > machine.QUIET_SHARE

@@ -210,7 +210,9 @@ def test_a_hung_camera_is_dropped_after_read_timeout_s_and_recorded_again_when_i
     wait_for(lambda: outages(factory)[0].ended_at is not None, timeout=30)
     wait_for(lambda: any(s.stat().st_mtime > resumed for s in segments(drop / "gate")), timeout=30)
     recorder.stop()
-    assert 2.0 <= noticed < 3.5, noticed  # read_timeout_s (plus the poll, on a busy machine), not twice it
+    # read_timeout_s (plus the poll, on a busy machine), not twice it; counted from the last live packet,
+    # which may come up to a frame (0.1 s) before ``paused`` is read after pause() returns (seen: 1.996 s)
+    assert 1.8 <= noticed < 3.5, noticed
     assert "\n" not in outages(factory)[0].reason
 
 
