@@ -75,5 +75,4 @@ class Neighbours:
             "others_cpu_s": round(others, 1),
             "others_share": round(share, 3),
             "quiet": share < QUIET_SHARE,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         }
