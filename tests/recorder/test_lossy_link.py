@@ -1,12 +1,11 @@
 """The camera behind a lossy link: GStreamer's RTSP server on a test host of its own (a network namespace,
 tests/support/netns.py), the recorder in the test process, and nftables dropping a random share of the
-packets between them in both directions (this kernel has no netem). Over TCP the loss costs retransmits
+packets between them in both directions (this kernel has no netem). Over TCP the loss costs re-sends
 and nothing of the pictures; over UDP it costs RTP packets, so pictures arrive damaged, and the recorder
 must go on writing whole files the decoder can read."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,8 +70,9 @@ def record_through_loss(
     *,
     percent: int,
     transport: str,
-) -> tuple[list[Decoded], list[Decoded], list[Decoded]]:
-    """Record with `percent` % loss for LOSSY_S seconds: the segments before, within and after it."""
+) -> tuple[list[Decoded], list[Decoded], list[Decoded], dict[str, int]]:
+    """Record with `percent` % loss for LOSSY_S seconds: the segments before, within and after it, and
+    the packets the camera's host dropped ("out": camera to recorder, "in": the other way)."""
     server = rtsp(gop=10, host=net["cam"], pattern="snow")
     settings = make_settings(sources=[stream("gate", drop / "gate", server.url, rtsp_transport=transport)])
     recorder = recorders(settings)
@@ -81,6 +81,7 @@ def record_through_loss(
         net.loss("cam", percent)
         began = time.time()
         time.sleep(LOSSY_S)
+        dropped = net.dropped("cam")
     finally:
         net.heal("cam")
     ended = time.time()
@@ -90,14 +91,7 @@ def record_through_loss(
     before = [d for d in decoded if d.start + d.seconds < began]
     within = [d for d in decoded if d.start > began + 0.5 and d.start + d.seconds < ended]
     after = [d for d in decoded if d.start > ended + 0.5]
-    return before, within, after
-
-
-def retransmitted(net: HostNet, host: str) -> int:
-    """TCP segments the host has sent again (its namespace's own counter)."""
-    snmp = subprocess.run(net[host].argv("cat", "/proc/net/snmp"), capture_output=True, text=True, check=True)
-    names, values = [line.split() for line in snmp.stdout.splitlines() if line.startswith("Tcp:")]
-    return int(values[names.index("RetransSegs")])
+    return before, within, after, dropped
 
 
 def mean(values: list[float]) -> float:
@@ -107,12 +101,13 @@ def mean(values: list[float]) -> float:
 def test_tcp_through_10_percent_loss_records_every_picture_whole(
     camnet: HostNet, rtsp, recorders, make_settings, factory, drop: Path
 ) -> None:
-    resent = retransmitted(camnet, "cam")
-    before, within, after = record_through_loss(
+    before, within, after, dropped = record_through_loss(
         camnet, rtsp, recorders, make_settings, drop, percent=10, transport="tcp"
     )
-    # The loss was real (one frame is about one TCP segment here: ~160 in the loss), and TCP made up for it.
-    assert retransmitted(camnet, "cam") - resent >= 5
+    # The loss was real (66 out and 42 in, in one run), and TCP made up for it. Not counted by the kernel's
+    # RetransSegs: a segment dropped in the sender's own output hook is queued again as never sent, so that
+    # counter grew by 2 to 5 in runs with this loss (CI's run saw 2).
+    assert dropped["out"] >= 20 and dropped["in"] >= 10, dropped
     assert outages(factory) == []
     assert len(within) >= LOSSY_S / 2 - 3  # back to back, in step with the camera (2 s segments)
     for segment in within + after:  # every picture, whole: as many bytes as without loss
@@ -123,9 +118,10 @@ def test_tcp_through_10_percent_loss_records_every_picture_whole(
 def test_udp_through_10_percent_loss_gives_damaged_pictures_in_whole_files(
     camnet: HostNet, rtsp, recorders, make_settings, factory, drop: Path
 ) -> None:
-    before, within, after = record_through_loss(
+    before, within, after, dropped = record_through_loss(
         camnet, rtsp, recorders, make_settings, drop, percent=10, transport="udp"
     )
+    assert dropped["out"] >= 20, dropped
     assert outages(factory) == []  # damaged pictures are no outage: the stream goes on
     assert len(within) >= LOSSY_S / 2 - 3
     # Whole files: every segment decodes to the end, a picture for (nearly) every 0.1 s. The decoder may

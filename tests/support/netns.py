@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -146,7 +147,20 @@ class HostNet:
             if peer is not None:
                 address = self.root_address if peer == "root" else self.hosts[peer].address
                 match = f"ip {'daddr' if chain == 'out' else 'saddr'} {address} "
-            self._rule(host, chain, f"{match}numgen random mod 100 < {percent} drop")
+            self._rule(host, chain, f"{match}numgen random mod 100 < {percent} counter drop")
+
+    def dropped(self, host: str) -> dict[str, int]:
+        """Packets the host's loss rules have dropped so far, per chain ("out", "in"); heal() resets them."""
+        counts = {}
+        for chain in ("out", "in"):
+            listing = subprocess.run(
+                self.hosts[host].argv("nft", "list", "chain", "inet", "vigil_faults", chain),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            counts[chain] = sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
+        return counts
 
     def heal(self, host: str | None = None) -> None:
         """Remove every fault rule (of one host, or all) and bring links up."""
