@@ -10,15 +10,16 @@ pass (``score_window``) runs on the float model and hooks keep the exact tensors
 - ``prefill``: the language model over the video prefix (``inputs_embeds``, ~600 tokens), returning the
   last token's hidden state; the float output head turns it into logits outside the timing.
 
-Each part runs on every backend of ``bench/cpu_backends_runners.py`` (torch fp32 and the worker's int8,
-ONNX Runtime fp32 and int8, OpenVINO fp32 and int8), all with the same thread count, in one process,
-interleaved (A B C D E F A B C ...) after one warm-up round: per backend the median wall ms and the median
-CPU ms of the process (all its threads: on a shared machine wall time depends on the neighbours, CPU time
-much less), their ratio to torch fp32, GFLOPS (torch fp32's counted FLOPs over the backend's time), and the
-agreement with torch fp32: the largest absolute difference of the vision features or of the last-token
-logits, and of P(yes) (the worker's ``p_yes`` over the logits). A 2048² fp32 GEMM before and after, in the
-same process, is the machine's practical ceiling. A backend that fails to export, quantize or run is
-reported with its error and the others still run; the exit status is then 1.
+Each part runs on every backend of ``bench/cpu_backends_runners.py`` (torch fp32 through ATen and through
+oneDNN as the worker runs it, the worker's int8, ONNX Runtime fp32 and int8, OpenVINO fp32 and int8), all with
+the same thread count, in one process, interleaved (A B C D E F A B C ...) after one warm-up round: per
+backend the median wall ms and the median CPU ms of the process (all its threads: on a shared machine wall
+time depends on the neighbours, CPU time much less), their ratio to torch fp32, GFLOPS (torch fp32's counted
+FLOPs over the backend's time), and the agreement with torch fp32 (ATen): the largest absolute difference of
+the vision features or of the last-token logits, and of P(yes) (the worker's ``p_yes`` over the logits). A
+2048² fp32 GEMM before and after, in the same process, is the machine's practical ceiling. A backend that
+fails to export, quantize or run is reported with its error and the others still run; the exit status is then
+1.
 
     PYTHONPATH=. python bench/cpu_backends.py [--size 500m] [--threads 2] [--repeats 3]
     PYTHONPATH=. python bench/cpu_backends.py --quick     # a tiny model, every backend (make bench-smoke)
@@ -90,24 +91,22 @@ def captured_inputs(loaded: Any, frames: Any) -> tuple[dict[str, torch.Tensor], 
 
 def runners_for(
     name: str,
-    parts: tuple[torch.nn.Module, torch.nn.Module],
+    parts: tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module],
     inputs: dict[str, torch.Tensor],
     tmp: Path,
     threads: int,
 ) -> tuple[dict[str, backends.Runner], dict[str, dict[str, Any]]]:
-    """Every backend's runner for one part (fp32 and int8 torch modules), and per backend what making it
-    took or why it failed."""
+    """Every backend's runner for one part (torch modules: fp32 ATen, fp32 oneDNN, int8), and per backend
+    what making it took or why it failed."""
     arrays = {k: v.numpy() for k, v in inputs.items()}
-    runners: dict[str, backends.Runner] = {
-        "torch fp32": backends.torch_runner(parts[0], inputs),
-        "torch int8": backends.torch_runner(parts[1], inputs),
-    }
+    pairs = zip(backends.TORCH, parts, strict=True)
+    runners: dict[str, backends.Runner] = {b: backends.torch_runner(part, inputs) for b, part in pairs}
     notes: dict[str, dict[str, Any]] = {b: {} for b in backends.BACKENDS}
     fp32, int8 = tmp / f"{name}.onnx", tmp / f"{name}.int8.onnx"
     try:
         exported = backends.export_onnx(parts[0], inputs, fp32)
     except Exception as exc:  # any exporter failure is a finding, reported as such
-        for backend in backends.BACKENDS[2:]:
+        for backend in backends.EXPORTED:
             notes[backend]["error"] = f"torch.onnx.export: {type(exc).__name__}: {_first_line(exc)}"
         return runners, notes
     for backend, make in (
@@ -231,15 +230,15 @@ def measure(args: argparse.Namespace, clip: Path, tmp: Path) -> dict[str, Any]:
     loaded = sizes.loaded(args.size)
     _, frames = next(realsize.decoded_windows(clip, loaded, 1))
     vision_in, prefill_in = captured_inputs(loaded, frames)
-    quantized = backends.int8_copy(loaded.model)
-    fp32_inner, int8_inner = loaded.model.model, quantized.model
+    quantized, aten = backends.int8_copy(loaded.model), backends.aten_copy(loaded.model)
+    inners = (aten.model, loaded.model.model, quantized.model)
     parts: dict[str, Any] = {}
     for name, make, inputs, agreement in (
         ("vision", backends.VisionPart, vision_in, vision_agreement),
         ("prefill", backends.PrefillPart, prefill_in, prefill_agreement(loaded)),
     ):
-        pair = (make(fp32_inner).eval(), make(int8_inner).eval())
-        runners, notes = runners_for(name, pair, inputs, tmp, args.threads)
+        torch_parts = tuple(make(inner).eval() for inner in inners)
+        runners, notes = runners_for(name, torch_parts, inputs, tmp, args.threads)
         times, outputs, flops = interleaved(runners, args.repeats)
         rows = summarised(times, outputs, flops, agreement)
         for backend in ("onnxruntime fp32", "openvino fp32"):
@@ -262,11 +261,11 @@ def _lines(name: str, part: dict[str, Any]) -> str:
     out = [f"{name} {part['inputs']} ({part['gflop']} GFLOP):"]
     for backend, row in part["backends"].items():
         if "error" in row:
-            out.append(f"  {backend:17} failed: {row['error']}")
+            out.append(f"  {backend:18} failed: {row['error']}")
             continue
         agree = row.get("max_abs_diff", row.get("logits_max_abs_diff"))
         out.append(
-            f"  {backend:17} {row['ms']:9.0f} ms {row['cpu_ms']:9.0f} CPU ms  x{row['speedup']:.2f} "
+            f"  {backend:18} {row['ms']:9.0f} ms {row['cpu_ms']:9.0f} CPU ms  x{row['speedup']:.2f} "
             f"(CPU x{row['speedup_cpu']:.2f})  {row['gflops']:6.1f} GFLOPS  max diff {agree:.3g}"
             + (f"  dP(yes) {row['p_yes_abs_diff']:.4f}" if "p_yes_abs_diff" in row else "")
         )

@@ -1,7 +1,9 @@
 """The backends that bench/cpu_backends.py compares, each as a runner: a function of no arguments that runs
 one part of the model on its fixed inputs and returns the output as a float32 array.
 
-- ``torch fp32``: the part as loaded; ``torch int8``: the part of a copy quantized by the worker's own
+- ``torch fp32``: the part with ``nn.Linear``'s own kernel (ATen: ``addmm``, the baseline, and what is
+  exported); ``torch fp32 onednn``: the part as the worker runs float32 on a CPU, its Linear layers through
+  oneDNN (``workers.model.cpu_kernels``); ``torch int8``: the part of a copy quantized by the worker's own
   ``workers.model.precision.apply_precision`` (dynamic int8 Linear layers through FBGEMM).
 - ``onnxruntime fp32``: the part exported by ``torch.onnx.export`` (the dynamo exporter), run by ONNX
   Runtime's CPU provider; ``onnxruntime int8``: that file through ``onnxruntime.quantization.
@@ -30,14 +32,14 @@ import numpy as np
 import torch
 
 Runner = Callable[[], np.ndarray]
-BACKENDS = (
-    "torch fp32",
-    "torch int8",
+TORCH = ("torch fp32", "torch fp32 onednn", "torch int8")
+EXPORTED = (
     "onnxruntime fp32",
     "onnxruntime int8",
     "openvino fp32",
     "openvino int8",
 )
+BACKENDS = TORCH + EXPORTED
 
 
 class VisionPart(torch.nn.Module):
@@ -69,6 +71,15 @@ def int8_copy(model: Any) -> Any:
     from workers.model.precision import apply_precision
 
     return apply_precision(copy.deepcopy(model), "int8")
+
+
+def aten_copy(model: Any) -> Any:
+    """A copy of ``model`` with ``nn.Linear``'s own kernel (the worker's float model runs oneDNN's)."""
+    from workers.model.cpu_kernels import plain_linears
+
+    plain = copy.deepcopy(model)
+    plain_linears(plain)
+    return plain
 
 
 def torch_runner(part: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Runner:

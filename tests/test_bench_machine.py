@@ -90,3 +90,22 @@ def test_cpu_attention_is_counted():
         torch.nn.functional.scaled_dot_product_attention(q, k, v)
     assert ours.get_total_flops() == 2 * (2 * 2 * 3 * 16 * 16 * 8)  # q.k^T and scores.v, 2 FLOPs a MAC
     assert plain.get_total_flops() in (0, ours.get_total_flops())  # 0 until torch registers the kernel
+
+
+def test_onednn_linear_is_counted_as_its_product():
+    """The worker's CPU linear (workers/model/cpu_kernels.py) counts what the same nn.Linear counts."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from workers.model.cpu_kernels import use_onednn_linears
+
+    counter = bench_module("flops").counter
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    x = torch.randn(3, 5, 8)
+    plain, ours = FlopCounterMode(display=False), counter()
+    with torch.inference_mode(), plain:
+        mlp(x)
+    assert use_onednn_linears(mlp) == 2
+    with torch.inference_mode(), ours:
+        mlp(x)
+    assert plain.get_total_flops() == ours.get_total_flops() == 2 * 15 * (8 * 16 + 16 * 4)

@@ -1,7 +1,7 @@
 """The model's numbers: its device and float dtype (``model.device``, ``model.dtype``) and its weights at
 the precision the settings ask for (``model.precision``).
 
-``float`` leaves the model as loaded (in ``model.dtype``). ``int8`` replaces every ``nn.Linear`` of the
+``float`` leaves the weights as loaded (in ``model.dtype``). ``int8`` replaces every ``nn.Linear`` of the
 model (vision tower, connector, language model) but the output head with PyTorch's dynamically quantized
 one: int8 weights, per-tensor scale, activations quantized on the fly per call, int8 GEMMs through FBGEMM.
 It is a CPU path (the quantized kernels run on the CPU only). The output head stays float: it runs for one
@@ -11,7 +11,8 @@ tests/workers/test_precision.py). Per-channel weight scales (``per_channel_dynam
 and do not agree better (SmolVLM2-500M, random weights, two windows: P(yes) moved up to 0.013 against 0.012
 per tensor, features 6.0 % against 7.0 %, at the same speed): the error comes from the activations'
 per-tensor quantization, so the per-tensor weights stay. ``auto``: ``CPU_DEFAULT`` on a CPU in float32,
-``float`` elsewhere.
+``float`` elsewhere. At either precision, a CPU model's float32 Linear layers run through oneDNN
+(``workers.model.cpu_kernels``: the kernel, not the numbers, changes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from vigil.errors import ConfigError
+from workers.model.cpu_kernels import plain_linears, use_onednn_linears
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +72,23 @@ def resolve_precision(precision: str, device: torch.device, dtype: torch.dtype) 
 
 
 def apply_precision(model: Any, precision: str) -> Any:
-    """``model`` at ``precision`` (float: unchanged; int8: its Linear layers quantized, on the CPU)."""
-    if precision == "float":
-        return model
-    device = next(model.parameters()).device
-    resolve_precision(precision, device, next(model.parameters()).dtype)
-    head = model.get_output_embeddings()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's eager API, deprecated for torchao
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import quantize_dynamic
+    """``model`` at ``precision`` (float: its weights unchanged; int8: its Linear layers quantized, on the
+    CPU). On a CPU in float32 the float Linear layers left (all of them, or int8's output head) run through
+    oneDNN (workers.model.cpu_kernels): the same weights, a faster kernel."""
+    if precision != "float":
+        device = next(model.parameters()).device
+        resolve_precision(precision, device, next(model.parameters()).dtype)
+        plain_linears(model)  # quantize_dynamic replaces exactly nn.Linear
+        head = model.get_output_embeddings()
+        with warnings.catch_warnings():
+            # torch.ao's eager API, deprecated for torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            from torch.ao.quantization import quantize_dynamic
 
-        quantized = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    if head is not None:
-        model.set_output_embeddings(head)  # float again (quantize_dynamic swapped it)
-    log.info("quantized the Linear layers to int8 (dynamic, per-tensor)")
-    return quantized
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        if head is not None:
+            model.set_output_embeddings(head)  # float again (quantize_dynamic swapped it)
+        log.info("quantized the Linear layers to int8 (dynamic, per-tensor)")
+    use_onednn_linears(model)
+    return model
