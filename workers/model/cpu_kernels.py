@@ -86,11 +86,10 @@ def use_onednn_linears(model: nn.Module) -> int:
                 # kept outside the module tree: the model's modules() and state_dict() stay as they were
                 object.__setattr__(module.fc1, "fused_activation", module.activation_fn)
                 module.activation_fn = nn.Identity()
-    swapped = 0
     for module in model.modules():
         if type(module) is nn.Linear and module.weight.dtype == torch.float32:
             module.__class__ = OneDnnLinear
-        swapped += isinstance(module, OneDnnLinear)
+    swapped = onednn_count(model)
     log.info("%d Linear layers run through oneDNN on the CPU", swapped)
     return swapped
 
@@ -98,17 +97,17 @@ def use_onednn_linears(model: nn.Module) -> int:
 def plain_linears(model: nn.Module) -> int:
     """Undo ``use_onednn_linears``: every layer ``nn.Linear`` again, each fused GELU back in its MLP; how
     many layers were changed back."""
-    restored = 0
-    for module in model.modules():
+    for module in model.modules():  # the GELUs first: their fc1 still holds them
         fused = getattr(module, "fc1", None) if type(module).__name__ in GELU_MLPS else None
         if isinstance(fused, OneDnnLinear) and fused.fused_activation is not None:
             module.activation_fn = fused.fused_activation
-        for layer in module.children():
-            if isinstance(layer, OneDnnLinear):
-                layer.__dict__.pop("gelu", None)
-                layer.__dict__.pop("fused_activation", None)
-                layer.__class__ = nn.Linear
-                restored += 1
+    restored = 0
+    for layer in model.modules():
+        if isinstance(layer, OneDnnLinear):
+            layer.__dict__.pop("gelu", None)
+            layer.__dict__.pop("fused_activation", None)
+            layer.__class__ = nn.Linear
+            restored += 1
     return restored
 
 
